@@ -1,0 +1,1 @@
+//! Chaos layer (not built yet: see the [chaos] issue).

@@ -1,0 +1,1 @@
+//! Open-loop load generator (not built yet: see the [loadgen-engine] issue).

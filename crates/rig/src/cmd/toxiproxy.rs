@@ -1,0 +1,18 @@
+//! `rig toxiproxy`: not built yet (the [chaos] issue).
+
+use clap::Args;
+
+use crate::exit::{Verdict, not_built};
+
+/// Not built yet: prints so and exits 2.
+#[derive(Debug, Args)]
+pub struct ToxiproxyArgs {
+    /// Arguments (ignored until the command is built).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    rest: Vec<String>,
+}
+
+pub async fn run(args: ToxiproxyArgs) -> anyhow::Result<Verdict> {
+    let _ = args.rest;
+    not_built("toxiproxy", "[chaos]")
+}

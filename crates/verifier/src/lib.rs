@@ -1,0 +1,1 @@
+//! Verifier (not built yet: see the [verifier] issue).
