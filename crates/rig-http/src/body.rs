@@ -42,15 +42,13 @@ fn percent_decode(input: &str) -> String {
     while i < bytes.len() {
         match bytes[i] {
             b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                    (Some(hi), Some(lo)) => {
-                        out.push(hi << 4 | lo);
-                        i += 2;
-                    }
-                    _ => out.push(b'%'),
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(hi), Some(lo)) => {
+                    out.push(hi << 4 | lo);
+                    i += 2;
                 }
-            }
+                _ => out.push(b'%'),
+            },
             byte => out.push(byte),
         }
         i += 1;
@@ -75,7 +73,10 @@ mod tests {
     #[test]
     fn query_param_decodes() {
         let q = Some("idempotency_key=pay%3Aorder-1&x=2");
-        assert_eq!(query_param(q, "idempotency_key").as_deref(), Some("pay:order-1"));
+        assert_eq!(
+            query_param(q, "idempotency_key").as_deref(),
+            Some("pay:order-1")
+        );
         assert_eq!(query_param(q, "x").as_deref(), Some("2"));
         assert_eq!(query_param(q, "y"), None);
         assert_eq!(query_param(None, "x"), None);

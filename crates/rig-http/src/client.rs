@@ -92,7 +92,11 @@ impl HttpClient {
         for (name, value) in headers {
             builder = builder.header(*name, *value);
         }
-        if has_body && !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("content-type")) {
+        if has_body
+            && !headers
+                .iter()
+                .any(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+        {
             builder = builder.header(header::CONTENT_TYPE, "application/json");
         }
         let request = builder

@@ -19,7 +19,7 @@ pub mod server;
 pub use body::{BodyError, query_param, read_body};
 pub use client::{ClientError, ClientResponse, HttpClient};
 pub use reply::{Reply, json, problem, text};
-pub use server::{DropConnection, serve};
+pub use server::{DropConnection, PeerAddr, serve};
 
 /// The response body type used by every server in the rig.
 pub type Body = http_body_util::Full<bytes::Bytes>;

@@ -30,6 +30,10 @@ impl std::fmt::Display for DropConnection {
 
 impl std::error::Error for DropConnection {}
 
+/// The address of the client that sent a request (a request extension set by [`serve`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerAddr(pub std::net::SocketAddr);
+
 /// Serves `listener` until `shutdown` completes, then stops accepting and gives open
 /// requests a short grace period to finish.
 ///
@@ -50,7 +54,7 @@ where
             accepted = listener.accept() => accepted,
             () = &mut shutdown => break,
         };
-        let (stream, _peer) = match accepted {
+        let (stream, peer) = match accepted {
             Ok(pair) => pair,
             Err(err) if is_transient_accept_error(&err) => {
                 // Out of file descriptors or a connection reset before accept: back off
@@ -63,7 +67,8 @@ where
         };
         let _ = stream.set_nodelay(true);
         let handler = handler.clone();
-        let service = service_fn(move |req| {
+        let service = service_fn(move |mut req: Request<Incoming>| {
+            req.extensions_mut().insert(PeerAddr(peer));
             let handler = handler.clone();
             async move { handler(req).await }
         });
@@ -88,5 +93,7 @@ fn is_transient_accept_error(err: &io::Error) -> bool {
             | io::ErrorKind::ConnectionReset
             | io::ErrorKind::Interrupted
             | io::ErrorKind::WouldBlock
-    ) || err.raw_os_error().is_some_and(|code| code == 24 || code == 23) // EMFILE, ENFILE
+    ) || err
+        .raw_os_error()
+        .is_some_and(|code| code == 24 || code == 23) // EMFILE, ENFILE
 }

@@ -1,0 +1,413 @@
+//! One configuration struct for every parameter of the reference system.
+//!
+//! A profile's `[target]` table deserialises into [`TargetConfig`]; unknown keys are refused
+//! so a typo never silently falls back to a default. Units are in the names (`_ms`,
+//! `_seconds`, `_cents`). [`TargetConfig::validate`] checks ranges once, at start.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// A parameter outside its allowed range: names the field, the value and the fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("target.{field} = {value}: {fix}")]
+pub struct ConfigError {
+    pub field: String,
+    pub value: String,
+    pub fix: String,
+}
+
+fn invalid(field: &str, value: impl std::fmt::Display, fix: &str) -> ConfigError {
+    ConfigError {
+        field: field.to_string(),
+        value: value.to_string(),
+        fix: fix.to_string(),
+    }
+}
+
+/// Every parameter of the reference checkout system.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TargetConfig {
+    /// Seed for every random choice the system makes (provider latency, fault draws).
+    pub seed: u64,
+    /// What can be bought, and at what price.
+    pub catalog: Vec<CatalogItem>,
+    /// Initial stock of every sku in each region.
+    pub stock_per_sku: i64,
+    /// Per-sku initial stock that overrides `stock_per_sku` (same in both regions).
+    pub stock: BTreeMap<String, i64>,
+    pub checkout: CheckoutConfig,
+    pub payment: PaymentConfig,
+    pub repair: RepairConfig,
+    pub outbox: OutboxConfig,
+    pub provider: ProviderConfig,
+    pub admin: AdminConfig,
+}
+
+/// Operator endpoints (`/admin/...`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Answer admin requests from non-loopback clients too (e.g. inside a container network).
+    pub allow_remote: bool,
+}
+
+/// One sellable sku.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogItem {
+    pub sku: String,
+    pub price_cents: i64,
+}
+
+/// Limits on checkout requests.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CheckoutConfig {
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+    /// Most lines in one order.
+    pub max_items: usize,
+    /// Largest quantity on one line.
+    pub max_qty: i64,
+    /// Longest accepted order id / customer id / cart id.
+    pub max_id_len: usize,
+}
+
+/// Calling the payment provider.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PaymentConfig {
+    /// End-to-end budget for the payment step of one checkout.
+    pub deadline_ms: u64,
+    /// Timeout of one provider call (never longer than what remains of the deadline).
+    pub per_try_timeout_ms: u64,
+    /// Currency of every charge.
+    pub currency: String,
+}
+
+/// The repair worker that resolves pending orders from provider evidence.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RepairConfig {
+    /// How often pending orders are scanned.
+    pub scan_interval_ms: u64,
+    /// Bound on time spent in pending states (the verifier's bounded-pending-age invariant).
+    pub max_pending_age_seconds: u64,
+    /// A pending order whose key the provider has never seen is voided (tombstoned, then
+    /// failed safely) only after this long, so a request still in transit can land first.
+    pub void_after_seconds: u64,
+    /// An order stuck in `payment_authorizing` this long after its last change (a crash
+    /// mid-call) is treated as pending.
+    pub stuck_after_seconds: u64,
+    /// Most orders resolved per scan.
+    pub batch: u32,
+}
+
+/// The transactional outbox relay.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboxConfig {
+    pub poll_interval_ms: u64,
+    pub batch: u32,
+}
+
+/// The simulated payment provider.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProviderConfig {
+    /// Base latency of a charge.
+    pub latency_ms: u64,
+    /// Uniform extra latency in `[0, latency_jitter_ms]`, drawn from the seed.
+    pub latency_jitter_ms: u64,
+    /// Charges per second the provider accepts (token bucket); `None` = unlimited.
+    pub rate_limit_per_sec: Option<u32>,
+    /// Charges processed at once; more get `429`. `None` = unlimited.
+    pub max_concurrency: Option<u32>,
+    /// How long an idempotency key is remembered; a reused key after that is a new request.
+    pub key_retention_seconds: u64,
+    /// Deterministic decline rule: an amount whose cents part equals this is declined
+    /// (default 51: `$10.51` is declined, `$10.50` is not). `None` declines nothing.
+    pub decline_cents: Option<i64>,
+}
+
+impl Default for TargetConfig {
+    fn default() -> Self {
+        let catalog = [
+            ("sku-1", 1_200),
+            ("sku-2", 2_500),
+            ("sku-3", 800),
+            ("sku-4", 4_900),
+            ("sku-5", 15_000),
+            ("sku-declined", 1_051),
+        ]
+        .into_iter()
+        .map(|(sku, price_cents)| CatalogItem {
+            sku: sku.to_string(),
+            price_cents,
+        })
+        .collect();
+        Self {
+            seed: 1,
+            catalog,
+            stock_per_sku: 1_000_000,
+            stock: BTreeMap::new(),
+            checkout: CheckoutConfig::default(),
+            payment: PaymentConfig::default(),
+            repair: RepairConfig::default(),
+            outbox: OutboxConfig::default(),
+            provider: ProviderConfig::default(),
+            admin: AdminConfig::default(),
+        }
+    }
+}
+
+impl Default for CheckoutConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 64 * 1024,
+            max_items: 50,
+            max_qty: 1_000,
+            max_id_len: 128,
+        }
+    }
+}
+
+impl Default for PaymentConfig {
+    fn default() -> Self {
+        Self {
+            deadline_ms: 2_000,
+            per_try_timeout_ms: 1_000,
+            currency: "USD".to_string(),
+        }
+    }
+}
+
+impl Default for RepairConfig {
+    fn default() -> Self {
+        Self {
+            scan_interval_ms: 1_000,
+            max_pending_age_seconds: 30,
+            void_after_seconds: 5,
+            stuck_after_seconds: 10,
+            batch: 200,
+        }
+    }
+}
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        Self {
+            poll_interval_ms: 200,
+            batch: 50,
+        }
+    }
+}
+
+impl Default for ProviderConfig {
+    fn default() -> Self {
+        Self {
+            latency_ms: 2,
+            latency_jitter_ms: 3,
+            rate_limit_per_sec: None,
+            max_concurrency: None,
+            key_retention_seconds: 24 * 3600,
+            decline_cents: Some(51),
+        }
+    }
+}
+
+impl TargetConfig {
+    /// Checks every range once; the first problem found is returned.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.catalog.is_empty() {
+            return Err(invalid(
+                "catalog",
+                "[]",
+                "list at least one {sku, price_cents}",
+            ));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, item) in self.catalog.iter().enumerate() {
+            if item.sku.is_empty() || item.sku.len() > self.checkout.max_id_len {
+                return Err(invalid(
+                    &format!("catalog[{i}].sku"),
+                    format!("{:?}", item.sku),
+                    "use a non-empty sku no longer than checkout.max_id_len",
+                ));
+            }
+            if !seen.insert(item.sku.as_str()) {
+                return Err(invalid(
+                    &format!("catalog[{i}].sku"),
+                    format!("{:?}", item.sku),
+                    "each sku may appear once",
+                ));
+            }
+            if item.price_cents <= 0 {
+                return Err(invalid(
+                    &format!("catalog[{i}].price_cents"),
+                    item.price_cents,
+                    "prices are positive integers of cents",
+                ));
+            }
+        }
+        if self.stock_per_sku < 0 {
+            return Err(invalid(
+                "stock_per_sku",
+                self.stock_per_sku,
+                "use 0 or more",
+            ));
+        }
+        for (sku, stock) in &self.stock {
+            if !self.catalog.iter().any(|item| &item.sku == sku) {
+                return Err(invalid(
+                    &format!("stock.{sku}"),
+                    stock,
+                    "name a sku from the catalog",
+                ));
+            }
+            if *stock < 0 {
+                return Err(invalid(&format!("stock.{sku}"), stock, "use 0 or more"));
+            }
+        }
+        let c = &self.checkout;
+        positive("checkout.max_body_bytes", c.max_body_bytes as u64)?;
+        positive("checkout.max_items", c.max_items as u64)?;
+        positive("checkout.max_qty", c.max_qty.max(0) as u64)?;
+        positive("checkout.max_id_len", c.max_id_len as u64)?;
+        let p = &self.payment;
+        positive("payment.deadline_ms", p.deadline_ms)?;
+        positive("payment.per_try_timeout_ms", p.per_try_timeout_ms)?;
+        if p.currency.len() != 3 || !p.currency.chars().all(|ch| ch.is_ascii_uppercase()) {
+            return Err(invalid(
+                "payment.currency",
+                format!("{:?}", p.currency),
+                "use a three-letter ISO 4217 code such as \"USD\"",
+            ));
+        }
+        let r = &self.repair;
+        positive("repair.scan_interval_ms", r.scan_interval_ms)?;
+        positive("repair.max_pending_age_seconds", r.max_pending_age_seconds)?;
+        positive("repair.batch", u64::from(r.batch))?;
+        if r.void_after_seconds >= r.max_pending_age_seconds {
+            return Err(invalid(
+                "repair.void_after_seconds",
+                r.void_after_seconds,
+                "must be below repair.max_pending_age_seconds so unknown payments resolve in time",
+            ));
+        }
+        positive("outbox.poll_interval_ms", self.outbox.poll_interval_ms)?;
+        positive("outbox.batch", u64::from(self.outbox.batch))?;
+        let pr = &self.provider;
+        if let Some(rate) = pr.rate_limit_per_sec {
+            positive("provider.rate_limit_per_sec", u64::from(rate))?;
+        }
+        if let Some(max) = pr.max_concurrency {
+            positive("provider.max_concurrency", u64::from(max))?;
+        }
+        if pr.key_retention_seconds <= r.max_pending_age_seconds {
+            return Err(invalid(
+                "provider.key_retention_seconds",
+                pr.key_retention_seconds,
+                "must exceed repair.max_pending_age_seconds, or a late retry could charge twice",
+            ));
+        }
+        if let Some(cents) = pr.decline_cents
+            && !(0..100).contains(&cents)
+        {
+            return Err(invalid(
+                "provider.decline_cents",
+                cents,
+                "use a cents value 0..=99, or leave it out to decline nothing",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The price of `sku`, if it is in the catalog.
+    pub fn price_cents(&self, sku: &str) -> Option<i64> {
+        self.catalog
+            .iter()
+            .find(|item| item.sku == sku)
+            .map(|item| item.price_cents)
+    }
+
+    /// Initial stock of `sku` in each region.
+    pub fn initial_stock(&self, sku: &str) -> i64 {
+        self.stock.get(sku).copied().unwrap_or(self.stock_per_sku)
+    }
+
+    /// Parses a `[target]` table (TOML text without the header).
+    pub fn from_toml(text: &str) -> Result<Self, toml::de::Error> {
+        toml::from_str(text)
+    }
+}
+
+impl PaymentConfig {
+    pub fn deadline(&self) -> Duration {
+        Duration::from_millis(self.deadline_ms)
+    }
+    pub fn per_try_timeout(&self) -> Duration {
+        Duration::from_millis(self.per_try_timeout_ms)
+    }
+}
+
+fn positive(field: &str, value: u64) -> Result<(), ConfigError> {
+    if value == 0 {
+        Err(invalid(field, value, "must be greater than 0"))
+    } else {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The defaults are valid and match the documented values.
+    #[test]
+    fn defaults_are_valid() {
+        let config = TargetConfig::default();
+        config.validate().unwrap();
+        assert_eq!(config.payment.deadline_ms, 2_000);
+        assert_eq!(config.repair.max_pending_age_seconds, 30);
+        assert_eq!(config.outbox.poll_interval_ms, 200);
+        assert_eq!(config.outbox.batch, 50);
+        assert_eq!(config.provider.key_retention_seconds, 86_400);
+    }
+
+    /// A partial table keeps the defaults for what it leaves out; unknown keys are refused.
+    #[test]
+    fn partial_tables_and_unknown_keys() {
+        let config =
+            TargetConfig::from_toml("seed = 9\n[repair]\nmax_pending_age_seconds = 60\n").unwrap();
+        assert_eq!(config.seed, 9);
+        assert_eq!(config.repair.max_pending_age_seconds, 60);
+        assert_eq!(config.repair.scan_interval_ms, 1_000);
+        let err = TargetConfig::from_toml("[repair]\nmax_pending_age = 60\n").unwrap_err();
+        assert!(err.to_string().contains("max_pending_age"), "{err}");
+    }
+
+    /// Out-of-range values name the field, the value and the fix.
+    #[test]
+    fn validation_names_field_and_fix() {
+        let mut config = TargetConfig::default();
+        config.payment.deadline_ms = 0;
+        let err = config.validate().unwrap_err();
+        assert_eq!(err.field, "payment.deadline_ms");
+        assert!(err.to_string().contains("greater than 0"));
+
+        let mut config = TargetConfig::default();
+        config.stock.insert("nope".into(), 3);
+        assert_eq!(config.validate().unwrap_err().field, "stock.nope");
+
+        let mut config = TargetConfig::default();
+        config.provider.key_retention_seconds = 10;
+        assert_eq!(
+            config.validate().unwrap_err().field,
+            "provider.key_retention_seconds"
+        );
+    }
+}

@@ -1,0 +1,434 @@
+//! A region service: carts, checkout and order status over the region's own store, a payment
+//! service calling the provider, the transactional outbox relay with its consumer, and the
+//! repair worker (DESIGN §4, HTTP contract).
+//!
+//! Routes: `POST /v1/checkout`, `GET /v1/orders/{id}`, `GET|PUT /v1/carts/{id}`,
+//! `GET /admin/state`, `POST /admin/payments/pause|resume`, `GET /metrics`, `/healthz`,
+//! `/readyz`.
+//!
+//! Ownership: with a peer, an order's owner region is a pure function of its id
+//! ([`owner_of`]); the other region forwards to it and never makes a final transition itself.
+//! Without a peer (a single-region deployment) this region owns every order.
+
+pub mod api;
+mod carts;
+mod checkout;
+pub mod orders;
+pub mod outbox;
+pub mod payment;
+pub mod repair;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use prometheus::{HistogramVec, IntCounterVec, IntGauge, Registry};
+use rig_http::{
+    DropConnection, HttpClient, Incoming, Method, PeerAddr, Reply, Request, StatusCode, json,
+    problem,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::clock::{IdGen, fnv1a64};
+use crate::config::TargetConfig;
+use crate::metrics;
+use crate::provider::metrics_reply;
+use crate::store::{Db, StoreError};
+use payment::PaymentClient;
+
+/// One of the two regions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RegionId {
+    A,
+    B,
+}
+
+impl RegionId {
+    pub const ALL: [RegionId; 2] = [RegionId::A, RegionId::B];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::A => "a",
+            Self::B => "b",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "a" => Some(Self::A),
+            "b" => Some(Self::B),
+            _ => None,
+        }
+    }
+
+    pub fn peer(self) -> Self {
+        match self {
+            Self::A => Self::B,
+            Self::B => Self::A,
+        }
+    }
+}
+
+impl std::fmt::Display for RegionId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The owner region of an order: a pure, stable function of its id.
+pub fn owner_of(order_id: &str) -> RegionId {
+    if fnv1a64(order_id.as_bytes()).is_multiple_of(2) {
+        RegionId::A
+    } else {
+        RegionId::B
+    }
+}
+
+/// How a region reaches the rest of the system (in a run, these are proxy addresses).
+#[derive(Debug, Clone)]
+pub struct RegionWiring {
+    pub id: RegionId,
+    /// Base URL of the payment provider, e.g. `http://127.0.0.1:8090`.
+    pub provider_url: String,
+    /// Base URL of the peer region; `None` = single-region deployment owning every order.
+    pub peer_url: Option<String>,
+}
+
+/// A running region's state; clones share it.
+#[derive(Clone, Debug)]
+pub struct Region {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    id: RegionId,
+    db: Db,
+    config: Arc<TargetConfig>,
+    peer_url: Option<String>,
+    http: HttpClient,
+    payment: PaymentClient,
+    /// Checkouts running in this process, by order id: a concurrent duplicate waits for the
+    /// first to finish and replays its outcome instead of racing it.
+    inflight: Mutex<HashMap<String, watch::Receiver<()>>>,
+    event_ids: IdGen,
+    paused: AtomicBool,
+    metrics: RegionMetrics,
+}
+
+#[derive(Debug)]
+struct RegionMetrics {
+    registry: Registry,
+    checkouts: IntCounterVec,
+    checkout_duration: HistogramVec,
+    checkouts_in_flight: IntGauge,
+    provider_calls: IntCounterVec,
+    provider_call_duration: HistogramVec,
+    transitions: IntCounterVec,
+    repair_actions: IntCounterVec,
+    outbox_published: IntCounterVec,
+    consumer_deliveries: IntCounterVec,
+}
+
+impl RegionMetrics {
+    fn new(region: RegionId) -> Self {
+        let registry = metrics::registry(&[("region", region.as_str())]);
+        Self {
+            checkouts: metrics::counter_vec(
+                &registry,
+                "rig_region_checkouts_total",
+                "Checkout requests answered, by outcome.",
+                &["outcome"],
+            ),
+            checkout_duration: metrics::histogram_vec(
+                &registry,
+                "rig_region_checkout_duration_seconds",
+                "Time to answer a checkout request, by outcome.",
+                &["outcome"],
+            ),
+            checkouts_in_flight: metrics::int_gauge(
+                &registry,
+                "rig_region_checkouts_in_flight",
+                "Checkouts being processed by this region right now.",
+            ),
+            provider_calls: metrics::counter_vec(
+                &registry,
+                "rig_region_provider_calls_total",
+                "Calls to the payment provider, by operation and outcome.",
+                &["op", "outcome"],
+            ),
+            provider_call_duration: metrics::histogram_vec(
+                &registry,
+                "rig_region_provider_call_duration_seconds",
+                "Duration of calls to the payment provider, by operation.",
+                &["op"],
+            ),
+            transitions: metrics::counter_vec(
+                &registry,
+                "rig_region_order_transitions_total",
+                "Order state transitions made by this region, by target state.",
+                &["to"],
+            ),
+            repair_actions: metrics::counter_vec(
+                &registry,
+                "rig_region_repair_actions_total",
+                "Decisions of the repair worker, by action.",
+                &["action"],
+            ),
+            outbox_published: metrics::counter_vec(
+                &registry,
+                "rig_region_outbox_events_published_total",
+                "Outbox events delivered and marked published, by event type.",
+                &["event_type"],
+            ),
+            consumer_deliveries: metrics::counter_vec(
+                &registry,
+                "rig_region_consumer_deliveries_total",
+                "Deliveries seen by the confirmation consumer: applied or duplicate.",
+                &["result"],
+            ),
+            registry,
+        }
+    }
+}
+
+impl Region {
+    /// Opens a region on its store: seeds inventory from the catalog (existing stock is kept,
+    /// so a restart resumes) and records the region and its parameters.
+    pub async fn open(
+        config: Arc<TargetConfig>,
+        wiring: RegionWiring,
+        db: Db,
+    ) -> Result<Self, StoreError> {
+        let lines: Vec<(String, i64, i64)> = config
+            .catalog
+            .iter()
+            .map(|item| {
+                (
+                    item.sku.clone(),
+                    item.price_cents,
+                    config.initial_stock(&item.sku),
+                )
+            })
+            .collect();
+        orders::seed_inventory(&db, &lines).await?;
+        orders::set_meta(&db, "region", wiring.id.as_str()).await?;
+        orders::set_meta(
+            &db,
+            "target_config",
+            &serde_json::to_string(&*config).unwrap_or_default(),
+        )
+        .await?;
+        let http = HttpClient::new(
+            Duration::from_millis(config.payment.per_try_timeout_ms.min(1_000)),
+            256,
+        );
+        let payment = PaymentClient::new(http.clone(), &wiring.provider_url, wiring.id.as_str());
+        Ok(Self {
+            inner: Arc::new(Inner {
+                id: wiring.id,
+                db,
+                config,
+                peer_url: wiring.peer_url.map(|u| u.trim_end_matches('/').to_string()),
+                http,
+                payment,
+                inflight: Mutex::new(HashMap::new()),
+                event_ids: IdGen::new(match wiring.id {
+                    RegionId::A => "ev_a",
+                    RegionId::B => "ev_b",
+                }),
+                paused: AtomicBool::new(false),
+                metrics: RegionMetrics::new(wiring.id),
+            }),
+        })
+    }
+
+    pub fn id(&self) -> RegionId {
+        self.inner.id
+    }
+
+    /// The region's store (tests and the verifier read records from it).
+    pub fn db(&self) -> &Db {
+        &self.inner.db
+    }
+
+    /// The region that owns `order_id` in this deployment.
+    pub fn owner(&self, order_id: &str) -> RegionId {
+        if self.inner.peer_url.is_some() {
+            owner_of(order_id)
+        } else {
+            self.inner.id
+        }
+    }
+
+    /// Serves the region API and runs its workers (outbox relay, repair) until `shutdown`.
+    pub async fn serve(
+        &self,
+        listener: TcpListener,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> std::io::Result<()> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let relay = tokio::spawn(outbox::run_relay(self.clone(), stop_rx.clone()));
+        let repair = tokio::spawn(repair::run(self.clone(), stop_rx));
+        let region = self.clone();
+        let result = rig_http::serve(
+            listener,
+            move |req| {
+                let region = region.clone();
+                async move { region.handle(req).await }
+            },
+            shutdown,
+        )
+        .await;
+        let _ = stop_tx.send(true);
+        let _ = relay.await;
+        let _ = repair.await;
+        result
+    }
+
+    async fn handle(&self, req: Request<Incoming>) -> Result<Reply, DropConnection> {
+        let method = req.method().clone();
+        let path = req.uri().path().to_string();
+        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let reply = match (&method, segments.as_slice()) {
+            (&Method::POST, ["v1", "checkout"]) => self.checkout(req).await,
+            (&Method::GET, ["v1", "orders", id]) => self.order_status(id, &req).await,
+            (&Method::GET, ["v1", "carts", id]) => self.get_cart(id).await,
+            (&Method::PUT, ["v1", "carts", id]) => self.put_cart(id, req).await,
+            (&Method::GET, ["metrics"]) => metrics_reply(&self.inner.metrics.registry),
+            (&Method::GET, ["healthz"]) => json(StatusCode::OK, &json!({"status": "ok"})),
+            (&Method::GET, ["readyz"]) => self.ready().await,
+            (_, ["admin", ..]) if !is_loopback(&req) && !self.inner.config.admin.allow_remote => {
+                problem(
+                    StatusCode::FORBIDDEN,
+                    "admin_loopback_only",
+                    "admin endpoints answer loopback clients only; set target.admin.allow_remote = true to open them",
+                    None,
+                )
+            }
+            (&Method::GET, ["admin", "state"]) => self.admin_state().await,
+            (&Method::POST, ["admin", "payments", "pause"]) => self.set_paused(true).await,
+            (&Method::POST, ["admin", "payments", "resume"]) => self.set_paused(false).await,
+            _ => problem(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                &format!("no route for {method} {path}"),
+                None,
+            ),
+        };
+        Ok(reply)
+    }
+
+    async fn ready(&self) -> Reply {
+        match sqlx::query("SELECT 1").execute(&self.inner.db.pool).await {
+            Ok(_) => json(
+                StatusCode::OK,
+                &json!({"status": "ready", "region": self.inner.id}),
+            ),
+            Err(err) => problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                &err.to_string(),
+                None,
+            ),
+        }
+    }
+
+    fn mode(&self) -> &'static str {
+        if self.inner.paused.load(Ordering::Relaxed) {
+            "paused"
+        } else {
+            "normal"
+        }
+    }
+
+    async fn admin_state(&self) -> Reply {
+        match orders::inventory(&self.inner.db).await {
+            Ok(inventory) => json(
+                StatusCode::OK,
+                &json!({
+                    "region": self.inner.id,
+                    "mode": self.mode(),
+                    "parameters": &*self.inner.config,
+                    "inventory": inventory,
+                }),
+            ),
+            Err(err) => problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                &err.to_string(),
+                None,
+            ),
+        }
+    }
+
+    async fn set_paused(&self, paused: bool) -> Reply {
+        self.inner.paused.store(paused, Ordering::Relaxed);
+        let mode = self.mode();
+        let reason = if paused {
+            "operator paused payments"
+        } else {
+            "operator resumed payments"
+        };
+        if let Err(err) = orders::record_mode(&self.inner.db, mode, reason, "operator").await {
+            return problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                &err.to_string(),
+                None,
+            );
+        }
+        json(
+            StatusCode::OK,
+            &json!({"region": self.inner.id, "mode": mode}),
+        )
+    }
+
+    fn record_call(&self, row: &orders::AttemptRow) {
+        let m = &self.inner.metrics;
+        m.provider_calls
+            .with_label_values(&[row.op, row.outcome])
+            .inc();
+        let seconds = (row.finished_at_us - row.started_at_us).max(0) as f64 / 1e6;
+        m.provider_call_duration
+            .with_label_values(&[row.op])
+            .observe(seconds);
+    }
+
+    fn record_transition(&self, to: crate::OrderState) {
+        self.inner
+            .metrics
+            .transitions
+            .with_label_values(&[to.as_str()])
+            .inc();
+    }
+}
+
+fn is_loopback(req: &Request<Incoming>) -> bool {
+    req.extensions()
+        .get::<PeerAddr>()
+        .is_none_or(|peer| peer.0.ip().is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Ownership is stable and splits ids between both regions.
+    #[test]
+    fn owner_is_a_stable_split() {
+        assert_eq!(owner_of("order-42"), owner_of("order-42"));
+        let a = (0..1_000)
+            .filter(|i| owner_of(&format!("o-{i}")) == RegionId::A)
+            .count();
+        assert!((400..600).contains(&a), "a owns {a} of 1000");
+        assert_eq!(RegionId::A.peer(), RegionId::B);
+        assert_eq!(RegionId::parse("b"), Some(RegionId::B));
+        assert_eq!(RegionId::parse("c"), None);
+    }
+}

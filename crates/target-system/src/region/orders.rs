@@ -1,0 +1,504 @@
+//! A region's order records: orders, transitions, reservations, attempts, outbox rows.
+//!
+//! Every state change goes through [`apply`], which checks the pure state machine, updates
+//! the order only if it is still in the expected state (compare-and-set on `status`, so two
+//! actors can never both finalise an order) and writes the transition row, in the caller's
+//! transaction.
+
+use serde::Serialize;
+use sqlx::{AnyConnection, Row};
+
+use super::api::{CheckoutRequest, LineItem};
+use crate::clock::now_us;
+use crate::order_state::{OrderState, transition};
+use crate::store::Db;
+
+/// One order as stored.
+#[derive(Debug, Clone, Serialize)]
+pub struct Order {
+    pub order_id: String,
+    pub customer_id: String,
+    pub owner_region: String,
+    pub entry_region: String,
+    pub fingerprint: String,
+    pub amount_cents: i64,
+    pub currency: String,
+    pub status: OrderState,
+    pub reason: Option<String>,
+    pub version: i64,
+    pub created_at_us: i64,
+    pub updated_at_us: i64,
+}
+
+/// Who made a transition (the `actor` column).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Actor {
+    Checkout,
+    Repair,
+}
+
+impl Actor {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Checkout => "checkout",
+            Self::Repair => "repair",
+        }
+    }
+}
+
+/// Errors of order persistence.
+#[derive(Debug, thiserror::Error)]
+pub enum OrderError {
+    #[error(transparent)]
+    Store(#[from] sqlx::Error),
+    #[error(transparent)]
+    Illegal(#[from] crate::order_state::IllegalTransition),
+    #[error("stored order {order_id} has an unknown status {status:?}")]
+    Corrupt { order_id: String, status: String },
+}
+
+/// A provider call as recorded in `payment_attempts`.
+#[derive(Debug, Clone)]
+pub struct AttemptRow {
+    pub order_id: String,
+    pub idempotency_key: String,
+    pub region: &'static str,
+    pub op: &'static str,
+    pub attempt_no: i64,
+    pub is_retry: bool,
+    pub started_at_us: i64,
+    pub finished_at_us: i64,
+    pub outcome: &'static str,
+    pub http_status: Option<i64>,
+    pub detail: Option<String>,
+}
+
+/// What saving a new checkout intent did.
+#[derive(Debug)]
+pub enum Intent {
+    /// Saved, stock reserved, now `payment_authorizing`: call the provider.
+    Authorizing,
+    /// Saved and failed safely at once: this sku lacked stock. Nothing reserved.
+    OutOfStock { sku: String },
+    /// An order with this id exists already.
+    Exists(Order),
+}
+
+/// Saves the intent, reserves every line (no oversell: a conditional update per sku, in sku
+/// order so concurrent transactions lock rows in one order) and moves to
+/// `payment_authorizing`, all in one transaction.
+pub async fn save_intent(
+    db: &Db,
+    req: &CheckoutRequest,
+    amount_cents: i64,
+    currency: &str,
+    owner_region: &str,
+    entry_region: &str,
+    allow_oversell: bool,
+) -> Result<Intent, OrderError> {
+    let now = now_us();
+    let mut tx = db.pool.begin().await?;
+    let items_json = serde_json::to_string(&req.items).unwrap_or_default();
+    let inserted = sqlx::query(
+        "INSERT INTO orders (order_id, customer_id, owner_region, entry_region, fingerprint, items_json, \
+         amount_cents, currency, status, reason, version, created_at_us, updated_at_us) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'order_intent_saved', NULL, 1, $9, $9) \
+         ON CONFLICT (order_id) DO NOTHING",
+    )
+    .bind(&req.order_id)
+    .bind(&req.customer_id)
+    .bind(owner_region)
+    .bind(entry_region)
+    .bind(req.fingerprint())
+    .bind(&items_json)
+    .bind(amount_cents)
+    .bind(currency)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if inserted == 0 {
+        tx.rollback().await?;
+        let existing = load(db, &req.order_id).await?;
+        return match existing {
+            Some(order) => Ok(Intent::Exists(order)),
+            // Lost between insert and read: only possible if someone deletes orders.
+            None => Err(OrderError::Store(sqlx::Error::RowNotFound)),
+        };
+    }
+    insert_transition(
+        &mut tx,
+        &req.order_id,
+        1,
+        None,
+        OrderState::OrderIntentSaved,
+        now,
+        None,
+        Actor::Checkout,
+        owner_region,
+    )
+    .await?;
+    let mut reserved: Vec<&LineItem> = Vec::with_capacity(req.items.len());
+    for item in &req.items {
+        let sql = if allow_oversell {
+            // Defect `oversell`: the stock condition is gone.
+            "UPDATE inventory SET reserved = reserved + $1 WHERE sku = $2"
+        } else {
+            "UPDATE inventory SET reserved = reserved + $1 WHERE sku = $2 AND stock - reserved >= $1"
+        };
+        let updated = sqlx::query(sql)
+            .bind(item.qty)
+            .bind(&item.sku)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if updated == 0 {
+            for done in &reserved {
+                sqlx::query("UPDATE inventory SET reserved = reserved - $1 WHERE sku = $2")
+                    .bind(done.qty)
+                    .bind(&done.sku)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            let reason = format!("out_of_stock:{}", item.sku);
+            apply(
+                &mut tx,
+                &req.order_id,
+                OrderState::OrderIntentSaved,
+                OrderState::FailedSafely,
+                Some(&reason),
+                Actor::Checkout,
+                owner_region,
+            )
+            .await?;
+            tx.commit().await?;
+            return Ok(Intent::OutOfStock {
+                sku: item.sku.clone(),
+            });
+        }
+        reserved.push(item);
+    }
+    for item in &req.items {
+        sqlx::query(
+            "INSERT INTO reservations (order_id, sku, qty, status, updated_at_us) VALUES ($1, $2, $3, 'held', $4)",
+        )
+        .bind(&req.order_id)
+        .bind(&item.sku)
+        .bind(item.qty)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    }
+    apply(
+        &mut tx,
+        &req.order_id,
+        OrderState::OrderIntentSaved,
+        OrderState::InventoryReserved,
+        None,
+        Actor::Checkout,
+        owner_region,
+    )
+    .await?;
+    apply(
+        &mut tx,
+        &req.order_id,
+        OrderState::InventoryReserved,
+        OrderState::PaymentAuthorizing,
+        None,
+        Actor::Checkout,
+        owner_region,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Intent::Authorizing)
+}
+
+/// Moves `order_id` from `from` to `to` if it is still in `from`. Returns false (and writes
+/// nothing) when another actor moved it first.
+pub async fn apply(
+    conn: &mut AnyConnection,
+    order_id: &str,
+    from: OrderState,
+    to: OrderState,
+    reason: Option<&str>,
+    actor: Actor,
+    region: &str,
+) -> Result<bool, OrderError> {
+    transition(from, to)?;
+    let now = now_us();
+    let row = sqlx::query(
+        "UPDATE orders SET status = $1, reason = $2, version = version + 1, updated_at_us = $3 \
+         WHERE order_id = $4 AND status = $5 RETURNING version",
+    )
+    .bind(to.as_str())
+    .bind(reason)
+    .bind(now)
+    .bind(order_id)
+    .bind(from.as_str())
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = row else {
+        return Ok(false);
+    };
+    let version: i64 = row.try_get("version")?;
+    insert_transition(
+        conn,
+        order_id,
+        version,
+        Some(from),
+        to,
+        now,
+        reason,
+        actor,
+        region,
+    )
+    .await?;
+    Ok(true)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn insert_transition(
+    conn: &mut AnyConnection,
+    order_id: &str,
+    seq: i64,
+    from: Option<OrderState>,
+    to: OrderState,
+    at_us: i64,
+    reason: Option<&str>,
+    actor: Actor,
+    region: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO order_transitions (order_id, seq, from_state, to_state, at_us, reason, actor, region) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(order_id)
+    .bind(seq)
+    .bind(from.map(OrderState::as_str))
+    .bind(to.as_str())
+    .bind(at_us)
+    .bind(reason)
+    .bind(actor.as_str())
+    .bind(region)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Marks the order's held reservations committed (the stock is sold).
+pub async fn commit_reservations(
+    conn: &mut AnyConnection,
+    order_id: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE reservations SET status = 'committed', updated_at_us = $2 WHERE order_id = $1 AND status = 'held'",
+    )
+    .bind(order_id)
+    .bind(now_us())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Gives the order's held stock back and marks its reservations released.
+pub async fn release_reservations(
+    conn: &mut AnyConnection,
+    order_id: &str,
+) -> Result<(), sqlx::Error> {
+    let held = sqlx::query(
+        "SELECT sku, qty FROM reservations WHERE order_id = $1 AND status = 'held' ORDER BY sku",
+    )
+    .bind(order_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    for row in held {
+        let sku: String = row.try_get("sku")?;
+        let qty: i64 = row.try_get("qty")?;
+        sqlx::query("UPDATE inventory SET reserved = reserved - $1 WHERE sku = $2")
+            .bind(qty)
+            .bind(&sku)
+            .execute(&mut *conn)
+            .await?;
+    }
+    sqlx::query(
+        "UPDATE reservations SET status = 'released', updated_at_us = $2 WHERE order_id = $1 AND status = 'held'",
+    )
+    .bind(order_id)
+    .bind(now_us())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Appends a provider call to `payment_attempts`.
+pub async fn insert_attempt(conn: &mut AnyConnection, row: &AttemptRow) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO payment_attempts (order_id, idempotency_key, region, op, attempt_no, is_retry, \
+         started_at_us, finished_at_us, outcome, http_status, detail) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+    )
+    .bind(&row.order_id)
+    .bind(&row.idempotency_key)
+    .bind(row.region)
+    .bind(row.op)
+    .bind(row.attempt_no)
+    .bind(i64::from(row.is_retry))
+    .bind(row.started_at_us)
+    .bind(row.finished_at_us)
+    .bind(row.outcome)
+    .bind(row.http_status)
+    .bind(row.detail.as_deref())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Appends an event to the transactional outbox (same transaction as the state change).
+pub async fn insert_event(
+    conn: &mut AnyConnection,
+    event_id: &str,
+    order_id: &str,
+    event_type: &str,
+    payload: &serde_json::Value,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO outbox (event_id, order_id, event_type, payload, created_at_us) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(event_id)
+    .bind(order_id)
+    .bind(event_type)
+    .bind(payload.to_string())
+    .bind(now_us())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+const ORDER_COLUMNS: &str = "order_id, customer_id, owner_region, entry_region, fingerprint, amount_cents, \
+     currency, status, reason, version, created_at_us, updated_at_us";
+
+/// One order, if it exists here.
+pub async fn load(db: &Db, order_id: &str) -> Result<Option<Order>, OrderError> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {ORDER_COLUMNS} FROM orders WHERE order_id = $1"
+    )))
+    .bind(order_id)
+    .fetch_optional(&db.pool)
+    .await?;
+    row.map(|row| from_row(&row)).transpose()
+}
+
+/// Orders the repair worker should look at: pending ones, and ones stuck mid-call.
+pub async fn repair_candidates(
+    db: &Db,
+    stuck_before_us: i64,
+    limit: i64,
+) -> Result<Vec<Order>, OrderError> {
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {ORDER_COLUMNS} FROM orders \
+         WHERE status IN ('payment_pending', 'needs_reconciliation') \
+            OR (status = 'payment_authorizing' AND updated_at_us < $1) \
+         ORDER BY updated_at_us LIMIT $2"
+    )))
+    .bind(stuck_before_us)
+    .bind(limit)
+    .fetch_all(&db.pool)
+    .await?;
+    rows.iter().map(from_row).collect()
+}
+
+fn from_row(row: &sqlx::any::AnyRow) -> Result<Order, OrderError> {
+    let order_id: String = row.try_get("order_id")?;
+    let status_text: String = row.try_get("status")?;
+    let status = OrderState::parse(&status_text).ok_or_else(|| OrderError::Corrupt {
+        order_id: order_id.clone(),
+        status: status_text.clone(),
+    })?;
+    Ok(Order {
+        customer_id: row.try_get("customer_id")?,
+        owner_region: row.try_get("owner_region")?,
+        entry_region: row.try_get("entry_region")?,
+        fingerprint: row.try_get("fingerprint")?,
+        amount_cents: row.try_get("amount_cents")?,
+        currency: row.try_get("currency")?,
+        status,
+        reason: row.try_get("reason")?,
+        version: row.try_get("version")?,
+        created_at_us: row.try_get("created_at_us")?,
+        updated_at_us: row.try_get("updated_at_us")?,
+        order_id,
+    })
+}
+
+/// One inventory line for `/admin/state`.
+#[derive(Debug, Clone, Serialize)]
+pub struct StockLine {
+    pub sku: String,
+    pub price_cents: i64,
+    pub stock: i64,
+    pub reserved: i64,
+}
+
+/// Seeds inventory from the catalog; existing rows keep their state (a restart resumes).
+pub async fn seed_inventory(db: &Db, lines: &[(String, i64, i64)]) -> Result<(), sqlx::Error> {
+    let mut tx = db.pool.begin().await?;
+    for (sku, price_cents, stock) in lines {
+        sqlx::query(
+            "INSERT INTO inventory (sku, price_cents, stock, reserved) VALUES ($1, $2, $3, 0) \
+             ON CONFLICT (sku) DO NOTHING",
+        )
+        .bind(sku)
+        .bind(price_cents)
+        .bind(stock)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await
+}
+
+pub async fn inventory(db: &Db) -> Result<Vec<StockLine>, sqlx::Error> {
+    let rows = sqlx::query("SELECT sku, price_cents, stock, reserved FROM inventory ORDER BY sku")
+        .fetch_all(&db.pool)
+        .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(StockLine {
+                sku: row.try_get("sku")?,
+                price_cents: row.try_get("price_cents")?,
+                stock: row.try_get("stock")?,
+                reserved: row.try_get("reserved")?,
+            })
+        })
+        .collect()
+}
+
+/// Stores one metadata value (region, parameters, defects).
+pub async fn set_meta(db: &Db, key: &str, value: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO run_meta (key, value, updated_at_us) VALUES ($1, $2, $3) \
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at_us = excluded.updated_at_us",
+    )
+    .bind(key)
+    .bind(value)
+    .bind(now_us())
+    .execute(&db.pool)
+    .await?;
+    Ok(())
+}
+
+/// Records a payment-mode change.
+pub async fn record_mode(
+    db: &Db,
+    mode: &str,
+    reason: &str,
+    actor: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO mode_changes (at_us, mode, reason, actor) VALUES ($1, $2, $3, $4)")
+        .bind(now_us())
+        .bind(mode)
+        .bind(reason)
+        .bind(actor)
+        .execute(&db.pool)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,140 @@
+//! The transactional outbox relay and the confirmation consumer.
+//!
+//! Events are written in the same transaction as the state change they report. The relay
+//! polls unpublished rows in id order, delivers each to the consumer, then marks it
+//! published. A crash between delivery and marking delivers again: the consumer's dedup
+//! table (insert in the same transaction as its effect) makes the effect happen once.
+
+use std::time::Duration;
+
+use sqlx::Row;
+use tokio::sync::watch;
+
+use super::Region;
+use crate::clock::now_us;
+use crate::store::Db;
+
+/// The consumer's name in `consumer_dedup` and `fulfilments`.
+pub const CONSUMER: &str = "fulfilment";
+
+/// What a delivery did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    Applied,
+    Duplicate,
+}
+
+/// One event as the relay hands it over.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub id: i64,
+    pub event_id: String,
+    pub order_id: String,
+    pub event_type: String,
+}
+
+/// The confirmation consumer: records one fulfilment per event, exactly once.
+pub async fn deliver(db: &Db, event: &Event, dedup: bool) -> Result<Delivery, sqlx::Error> {
+    let mut tx = db.pool.begin().await?;
+    let now = now_us();
+    if dedup {
+        let fresh = sqlx::query(
+            "INSERT INTO consumer_dedup (consumer, event_id, at_us) VALUES ($1, $2, $3) \
+             ON CONFLICT (consumer, event_id) DO NOTHING",
+        )
+        .bind(CONSUMER)
+        .bind(&event.event_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if fresh == 0 {
+            tx.rollback().await?;
+            return Ok(Delivery::Duplicate);
+        }
+    }
+    sqlx::query(
+        "INSERT INTO fulfilments (consumer, event_id, order_id, at_us) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(CONSUMER)
+    .bind(&event.event_id)
+    .bind(&event.order_id)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Delivery::Applied)
+}
+
+impl Region {
+    /// One relay pass: delivers up to `outbox.batch` unpublished events and marks them
+    /// published. Returns how many were published.
+    pub async fn relay_once(&self) -> Result<usize, sqlx::Error> {
+        let db = &self.inner.db;
+        let batch = i64::from(self.inner.config.outbox.batch);
+        let rows = sqlx::query(
+            "SELECT id, event_id, order_id, event_type FROM outbox WHERE published_at_us IS NULL ORDER BY id LIMIT $1",
+        )
+        .bind(batch)
+        .fetch_all(&db.pool)
+        .await?;
+        let mut published = 0;
+        for row in rows {
+            let event = Event {
+                id: row.try_get("id")?,
+                event_id: row.try_get("event_id")?,
+                order_id: row.try_get("order_id")?,
+                event_type: row.try_get("event_type")?,
+            };
+            let delivery = deliver(db, &event, true).await?;
+            let result = match delivery {
+                Delivery::Applied => "applied",
+                Delivery::Duplicate => "duplicate",
+            };
+            self.inner
+                .metrics
+                .consumer_deliveries
+                .with_label_values(&[result])
+                .inc();
+            sqlx::query(
+                "UPDATE outbox SET published_at_us = $2, delivery_attempts = delivery_attempts + 1 WHERE id = $1",
+            )
+            .bind(event.id)
+            .bind(now_us())
+            .execute(&db.pool)
+            .await?;
+            self.inner
+                .metrics
+                .outbox_published
+                .with_label_values(&[event.event_type.as_str()])
+                .inc();
+            published += 1;
+        }
+        Ok(published)
+    }
+}
+
+/// Runs the relay every `outbox.poll_interval_ms` (immediately again while batches are full)
+/// until `stop` turns true.
+pub async fn run_relay(region: Region, mut stop: watch::Receiver<bool>) {
+    let interval = Duration::from_millis(region.inner.config.outbox.poll_interval_ms);
+    let batch = region.inner.config.outbox.batch as usize;
+    loop {
+        let full = match region.relay_once().await {
+            Ok(n) => n >= batch,
+            Err(err) => {
+                tracing::warn!(error = %err, region = %region.id(), "outbox relay pass failed");
+                false
+            }
+        };
+        if *stop.borrow() {
+            return;
+        }
+        if !full {
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = stop.changed() => return,
+            }
+        }
+    }
+}

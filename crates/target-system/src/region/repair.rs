@@ -1,0 +1,289 @@
+//! The repair worker: resolves orders whose payment outcome is unknown from the provider's
+//! own evidence, looked up by the stable key `pay:<order_id>`.
+//!
+//! | provider says                         | decision                                        |
+//! |---------------------------------------|-------------------------------------------------|
+//! | key still processing                  | wait for the next scan                          |
+//! | authorized, amount matches            | `order_confirmed` (stock committed, event out)  |
+//! | authorized, amount differs            | `needs_reconciliation`                          |
+//! | declined / voided                     | `failed_safely` (stock released)                |
+//! | key unknown, older than `void_after`  | void the key (tombstone), then `failed_safely`  |
+//! | unreachable / unreadable              | wait for the next scan                          |
+//!
+//! `needs_reconciliation` is compensated on a later scan: refund the live charge, void the
+//! key, `failed_safely`. Every provider call is an attempt row.
+
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::Region;
+use super::orders::{self, Actor, AttemptRow, Order};
+use super::payment::{Lookup, VoidOutcome};
+use crate::clock::now_us;
+use crate::order_state::OrderState;
+use crate::provider::ledger::KeyView;
+
+/// What one scan did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RepairReport {
+    pub scanned: usize,
+    pub confirmed: usize,
+    pub failed_safely: usize,
+    pub to_reconciliation: usize,
+    pub waiting: usize,
+}
+
+enum Decision {
+    Move {
+        to: OrderState,
+        reason: String,
+        charge: Option<(String, i64)>,
+    },
+    Wait,
+}
+
+impl Region {
+    /// One repair scan over pending orders (and ones stuck mid-call after a crash).
+    pub async fn repair_once(&self) -> Result<RepairReport, orders::OrderError> {
+        let config = &self.inner.config.repair;
+        let now = now_us();
+        let stuck_before = now - secs_us(config.stuck_after_seconds);
+        let candidates =
+            orders::repair_candidates(&self.inner.db, stuck_before, i64::from(config.batch))
+                .await?;
+        let mut report = RepairReport::default();
+        for order in candidates {
+            if self.is_inflight(&order.order_id) {
+                continue;
+            }
+            report.scanned += 1;
+            let (decision, calls) = self.decide(&order).await;
+            match decision {
+                Decision::Wait => {
+                    report.waiting += 1;
+                    self.save_calls(&calls).await?;
+                    self.count_action("wait");
+                }
+                Decision::Move { to, reason, charge } => {
+                    let (last, earlier) = match calls.split_last() {
+                        Some((last, earlier)) => (Some(last), earlier),
+                        None => (None, &[][..]),
+                    };
+                    self.save_calls(earlier).await?;
+                    let charge_ref = charge.as_ref().map(|(id, amount)| (id.as_str(), *amount));
+                    let moved = self
+                        .finish(
+                            &order.order_id,
+                            order.status,
+                            to,
+                            Some(&reason),
+                            charge_ref,
+                            last,
+                            Actor::Repair,
+                        )
+                        .await?;
+                    if moved {
+                        match to {
+                            OrderState::OrderConfirmed => report.confirmed += 1,
+                            OrderState::FailedSafely => report.failed_safely += 1,
+                            _ => report.to_reconciliation += 1,
+                        }
+                        self.count_action(to.as_str());
+                    }
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    fn is_inflight(&self, order_id: &str) -> bool {
+        self.inner
+            .inflight
+            .lock()
+            .map(|map| map.contains_key(order_id))
+            .unwrap_or(false)
+    }
+
+    fn count_action(&self, action: &str) {
+        self.inner
+            .metrics
+            .repair_actions
+            .with_label_values(&[action])
+            .inc();
+    }
+
+    async fn save_calls(&self, calls: &[AttemptRow]) -> Result<(), sqlx::Error> {
+        if calls.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.inner.db.pool.begin().await?;
+        for call in calls {
+            orders::insert_attempt(&mut tx, call).await?;
+        }
+        tx.commit().await
+    }
+
+    /// Gathers the provider's evidence for one order and decides. Returns the calls made.
+    async fn decide(&self, order: &Order) -> (Decision, Vec<AttemptRow>) {
+        let timeout = self.inner.config.payment.per_try_timeout();
+        let payment = &self.inner.payment;
+        let mut calls = Vec::new();
+        let (lookup, row) = payment.lookup(&order.order_id, timeout).await;
+        self.record_call(&row);
+        calls.push(row);
+        if order.status == OrderState::NeedsReconciliation {
+            return (self.compensate(order, lookup, &mut calls).await, calls);
+        }
+        let decision = match lookup {
+            Lookup::Unknown(_) => Decision::Wait,
+            Lookup::Found(view) => judge(order, &view),
+            Lookup::NotFound => {
+                let pending_for = now_us() - order.updated_at_us;
+                if pending_for < secs_us(self.inner.config.repair.void_after_seconds) {
+                    Decision::Wait
+                } else {
+                    let (void, row) = payment.void(&order.order_id, timeout).await;
+                    self.record_call(&row);
+                    calls.push(row);
+                    match void {
+                        VoidOutcome::Voided(view) => match view.charge {
+                            None => Decision::Move {
+                                to: OrderState::FailedSafely,
+                                reason: "payment never reached the provider; key voided".into(),
+                                charge: None,
+                            },
+                            Some(charge) => Decision::Move {
+                                to: OrderState::FailedSafely,
+                                reason: format!("late charge {} voided", charge.charge_id),
+                                charge: None,
+                            },
+                        },
+                        VoidOutcome::InFlight | VoidOutcome::Unknown(_) => Decision::Wait,
+                    }
+                }
+            }
+        };
+        (decision, calls)
+    }
+
+    /// `needs_reconciliation`: refund whatever is live, void the key, fail safely.
+    async fn compensate(
+        &self,
+        order: &Order,
+        lookup: Lookup,
+        calls: &mut Vec<AttemptRow>,
+    ) -> Decision {
+        let timeout = self.inner.config.payment.per_try_timeout();
+        let payment = &self.inner.payment;
+        let live = match lookup {
+            Lookup::Unknown(_) => return Decision::Wait,
+            Lookup::NotFound => None,
+            Lookup::Found(view) if view.state == "processing" => return Decision::Wait,
+            Lookup::Found(view) => view.charge.filter(|c| c.net_cents() > 0),
+        };
+        let mut refunded = None;
+        if let Some(charge) = live {
+            let (result, row) = payment
+                .refund(&order.order_id, &charge.charge_id, timeout)
+                .await;
+            self.record_call(&row);
+            calls.push(row);
+            match result {
+                Ok(_) => refunded = Some(charge.charge_id),
+                Err(_) => return Decision::Wait,
+            }
+        }
+        let (void, row) = payment.void(&order.order_id, timeout).await;
+        self.record_call(&row);
+        calls.push(row);
+        match void {
+            VoidOutcome::Voided(_) => Decision::Move {
+                to: OrderState::FailedSafely,
+                reason: match refunded {
+                    Some(id) => format!("reconciled: refunded {id}, key voided"),
+                    None => "reconciled: no live charge, key voided".into(),
+                },
+                charge: None,
+            },
+            _ => Decision::Wait,
+        }
+    }
+}
+
+/// The decision for a pending order given the provider's record of its key.
+fn judge(order: &Order, view: &KeyView) -> Decision {
+    match (view.state.as_str(), &view.charge) {
+        ("processing", _) => Decision::Wait,
+        (_, Some(charge)) if charge.status == "authorized" => {
+            if charge.amount_cents == order.amount_cents
+                && charge.currency == order.currency
+                && charge.refunded_cents == 0
+            {
+                Decision::Move {
+                    to: confirm_from(order.status),
+                    reason: charge.charge_id.clone(),
+                    charge: Some((charge.charge_id.clone(), charge.amount_cents)),
+                }
+            } else {
+                Decision::Move {
+                    to: reconcile_from(order.status),
+                    reason: format!(
+                        "charge {} is {} {} (refunded {}) but the order is {} {}",
+                        charge.charge_id,
+                        charge.amount_cents,
+                        charge.currency,
+                        charge.refunded_cents,
+                        order.amount_cents,
+                        order.currency
+                    ),
+                    charge: None,
+                }
+            }
+        }
+        (_, Some(charge)) => Decision::Move {
+            to: OrderState::FailedSafely,
+            reason: format!("{}:{}", charge.status, charge.charge_id),
+            charge: None,
+        },
+        ("voided", None) => Decision::Move {
+            to: OrderState::FailedSafely,
+            reason: "key voided; nothing was charged".into(),
+            charge: None,
+        },
+        _ => Decision::Wait,
+    }
+}
+
+/// `payment_authorizing` (stuck) may confirm directly; pending confirms too.
+fn confirm_from(_from: OrderState) -> OrderState {
+    OrderState::OrderConfirmed
+}
+
+/// Only `payment_pending` may go to `needs_reconciliation`; a stuck `payment_authorizing`
+/// order first becomes pending (the next scan reconciles it).
+fn reconcile_from(from: OrderState) -> OrderState {
+    if from == OrderState::PaymentPending {
+        OrderState::NeedsReconciliation
+    } else {
+        OrderState::PaymentPending
+    }
+}
+
+fn secs_us(seconds: u64) -> i64 {
+    i64::try_from(seconds).unwrap_or(i64::MAX / 1_000_000) * 1_000_000
+}
+
+/// Runs a repair scan every `repair.scan_interval_ms` until `stop` turns true.
+pub async fn run(region: Region, mut stop: watch::Receiver<bool>) {
+    let interval = Duration::from_millis(region.inner.config.repair.scan_interval_ms);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = stop.changed() => return,
+        }
+        if let Err(err) = region.repair_once().await {
+            tracing::warn!(error = %err, region = %region.id(), "repair scan failed");
+        }
+    }
+}

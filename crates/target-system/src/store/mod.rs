@@ -1,0 +1,179 @@
+//! Durable stores through sqlx: SQLite (embedded default, WAL) and PostgreSQL, one code path.
+//!
+//! A store URL names where all three stores live (DESIGN §3):
+//! - `sqlite://DIR`: one database file per store in `DIR` (`provider.db`, `region_a.db`,
+//!   `region_b.db`), created if missing;
+//! - `postgres://user@host:port/db`: one schema per store (`provider`, `region_a`,
+//!   `region_b`), optionally prefixed by a namespace (`<ns>_provider`, ...) so several runs or
+//!   tests can share one database.
+//!
+//! Queries are runtime strings written once for both dialects (`$N` placeholders, `ON
+//! CONFLICT`, `RETURNING`, `CAST(... AS BIGINT)`); only the migrations differ per dialect.
+//! Building never needs a database.
+
+mod url;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::AnyPool;
+use sqlx::any::AnyPoolOptions;
+use sqlx::migrate::Migrator;
+
+pub use url::{StoreUrl, mask_password};
+
+use crate::region::RegionId;
+
+static SQLITE_PROVIDER: Migrator = sqlx::migrate!("migrations/sqlite/provider");
+static SQLITE_REGION: Migrator = sqlx::migrate!("migrations/sqlite/region");
+static POSTGRES_PROVIDER: Migrator = sqlx::migrate!("migrations/postgres/provider");
+static POSTGRES_REGION: Migrator = sqlx::migrate!("migrations/postgres/region");
+
+/// Why a store could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "store URL {url:?} is not usable: {reason} (use sqlite://DIR or postgres://user@host:port/db)"
+    )]
+    BadUrl { url: String, reason: String },
+    #[error("store {url} is unreachable: {reason}")]
+    Unreachable { url: String, reason: String },
+    #[error("store {store} could not be migrated: {reason}")]
+    Migrate { store: String, reason: String },
+    #[error("store query failed: {0}")]
+    Query(#[from] sqlx::Error),
+}
+
+/// Which SQL dialect a store speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+/// Which of the three stores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreName {
+    Provider,
+    Region(RegionId),
+}
+
+impl StoreName {
+    /// File stem (SQLite) or schema name (PostgreSQL).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Provider => "provider",
+            Self::Region(RegionId::A) => "region_a",
+            Self::Region(RegionId::B) => "region_b",
+        }
+    }
+}
+
+/// One open store: a connection pool plus its dialect. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Db {
+    pub pool: AnyPool,
+    pub dialect: Dialect,
+    /// Where it lives, password masked (for messages).
+    pub location: Arc<str>,
+}
+
+impl Db {
+    /// Opens (creating if needed) and migrates one store.
+    pub async fn open(url: &StoreUrl, name: StoreName) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let location: Arc<str> = url.describe(name).into();
+        let unreachable = |err: sqlx::Error| StoreError::Unreachable {
+            url: location.to_string(),
+            reason: err.to_string(),
+        };
+        let (pool, dialect) = match url {
+            StoreUrl::Sqlite { dir } => {
+                std::fs::create_dir_all(dir).map_err(|err| StoreError::Unreachable {
+                    url: location.to_string(),
+                    reason: format!("cannot create directory {}: {err}", dir.display()),
+                })?;
+                let file = dir.join(format!("{}.db", name.as_str()));
+                let conn_url = format!("sqlite://{}?mode=rwc", file.display());
+                // One connection: SQLite has one writer, and queueing writers in the pool is
+                // far faster than letting them spin on SQLITE_BUSY.
+                let pool = AnyPoolOptions::new()
+                    .max_connections(1)
+                    .acquire_timeout(Duration::from_secs(30))
+                    .after_connect(|conn, _meta| {
+                        Box::pin(async move {
+                            sqlx::raw_sql(
+                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                                 PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
+                            )
+                            .execute(conn)
+                            .await?;
+                            Ok(())
+                        })
+                    })
+                    .connect(&conn_url)
+                    .await
+                    .map_err(unreachable)?;
+                (pool, Dialect::Sqlite)
+            }
+            StoreUrl::Postgres { url: pg_url, .. } => {
+                let schema = url
+                    .schema(name)
+                    .unwrap_or_else(|| name.as_str().to_string());
+                let admin = AnyPoolOptions::new()
+                    .max_connections(1)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect(pg_url)
+                    .await
+                    .map_err(unreachable)?;
+                let create = format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"");
+                sqlx::raw_sql(sqlx::AssertSqlSafe(create))
+                    .execute(&admin)
+                    .await
+                    .map_err(unreachable)?;
+                admin.close().await;
+                let set_path: Arc<str> = format!("SET search_path TO \"{schema}\"").into();
+                let pool = AnyPoolOptions::new()
+                    .max_connections(16)
+                    .min_connections(1)
+                    .acquire_timeout(Duration::from_secs(30))
+                    .after_connect(move |conn, _meta| {
+                        let set_path = set_path.clone();
+                        Box::pin(async move {
+                            sqlx::raw_sql(sqlx::AssertSqlSafe(set_path.to_string()))
+                                .execute(conn)
+                                .await?;
+                            Ok(())
+                        })
+                    })
+                    .connect(pg_url)
+                    .await
+                    .map_err(unreachable)?;
+                (pool, Dialect::Postgres)
+            }
+        };
+        let migrator = match (dialect, name) {
+            (Dialect::Sqlite, StoreName::Provider) => &SQLITE_PROVIDER,
+            (Dialect::Sqlite, StoreName::Region(_)) => &SQLITE_REGION,
+            (Dialect::Postgres, StoreName::Provider) => &POSTGRES_PROVIDER,
+            (Dialect::Postgres, StoreName::Region(_)) => &POSTGRES_REGION,
+        };
+        migrator
+            .run(&pool)
+            .await
+            .map_err(|err| StoreError::Migrate {
+                store: location.to_string(),
+                reason: err.to_string(),
+            })?;
+        Ok(Self {
+            pool,
+            dialect,
+            location,
+        })
+    }
+
+    /// Closes the pool, waiting for connections to be returned.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}

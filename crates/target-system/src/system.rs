@@ -1,0 +1,184 @@
+//! Starts a whole reference system (or one part of it) on already-bound listeners.
+//!
+//! ```text
+//! spawn provider; spawn region a (provider = P, peer = B); spawn region b (provider = P, peer = A)
+//! ```
+//! Each region's provider and peer URLs are explicit, so a run can route every hop through a
+//! proxy and a test can route through a forwarder it controls.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::TargetConfig;
+use crate::provider::Provider;
+use crate::region::{Region, RegionId, RegionWiring};
+use crate::store::{Db, StoreError, StoreName, StoreUrl};
+
+/// Why a system could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SystemError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("listener: {0}")]
+    Listener(#[from] std::io::Error),
+}
+
+/// One region to start: its listener and how it reaches the provider and its peer.
+#[derive(Debug)]
+pub struct RegionPlan {
+    pub id: RegionId,
+    pub listener: TcpListener,
+    pub provider_url: String,
+    pub peer_url: Option<String>,
+}
+
+/// A running system. Dropping it without [`System::shutdown`] leaves tasks running until
+/// the runtime ends.
+#[derive(Debug)]
+pub struct System {
+    pub provider: Option<(Provider, SocketAddr)>,
+    pub regions: Vec<(Region, SocketAddr)>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<std::io::Result<()>>>,
+}
+
+impl System {
+    /// Opens the stores and serves the parts given: the provider if `provider` is `Some`,
+    /// and each planned region.
+    pub async fn start(
+        config: Arc<TargetConfig>,
+        store: &StoreUrl,
+        provider: Option<TcpListener>,
+        regions: Vec<RegionPlan>,
+    ) -> Result<Self, SystemError> {
+        let (stop, stop_rx) = watch::channel(false);
+        let mut tasks = Vec::new();
+        let provider = match provider {
+            Some(listener) => {
+                let db = Db::open(store, StoreName::Provider).await?;
+                let provider = Provider::open(&config, db).await?;
+                let addr = local_addr(&listener)?;
+                let serving = provider.clone();
+                let stop = stopped(stop_rx.clone());
+                tasks.push(tokio::spawn(
+                    async move { serving.serve(listener, stop).await },
+                ));
+                Some((provider, addr))
+            }
+            None => None,
+        };
+        let mut running = Vec::new();
+        for plan in regions {
+            let db = Db::open(store, StoreName::Region(plan.id)).await?;
+            let wiring = RegionWiring {
+                id: plan.id,
+                provider_url: plan.provider_url,
+                peer_url: plan.peer_url,
+            };
+            let region = Region::open(config.clone(), wiring, db).await?;
+            let addr = local_addr(&plan.listener)?;
+            let serving = region.clone();
+            let stop = stopped(stop_rx.clone());
+            let listener = plan.listener;
+            tasks.push(tokio::spawn(
+                async move { serving.serve(listener, stop).await },
+            ));
+            running.push((region, addr));
+        }
+        Ok(Self {
+            provider,
+            regions: running,
+            stop,
+            tasks,
+        })
+    }
+
+    /// Provider and both regions on the given listeners, wired directly to each other.
+    pub async fn start_all(
+        config: Arc<TargetConfig>,
+        store: &StoreUrl,
+        provider: TcpListener,
+        region_a: TcpListener,
+        region_b: TcpListener,
+    ) -> Result<Self, SystemError> {
+        let provider_url = format!("http://{}", local_addr(&provider)?);
+        let url_a = format!("http://{}", local_addr(&region_a)?);
+        let url_b = format!("http://{}", local_addr(&region_b)?);
+        let plans = vec![
+            RegionPlan {
+                id: RegionId::A,
+                listener: region_a,
+                provider_url: provider_url.clone(),
+                peer_url: Some(url_b),
+            },
+            RegionPlan {
+                id: RegionId::B,
+                listener: region_b,
+                provider_url,
+                peer_url: Some(url_a),
+            },
+        ];
+        Self::start(config, store, Some(provider), plans).await
+    }
+
+    /// The region `id`, if it runs here.
+    pub fn region(&self, id: RegionId) -> Option<&Region> {
+        self.regions
+            .iter()
+            .find(|(r, _)| r.id() == id)
+            .map(|(r, _)| r)
+    }
+
+    /// `http://addr` of region `id`.
+    pub fn region_url(&self, id: RegionId) -> Option<String> {
+        self.regions
+            .iter()
+            .find(|(r, _)| r.id() == id)
+            .map(|(_, addr)| format!("http://{addr}"))
+    }
+
+    /// `http://addr` of the provider.
+    pub fn provider_url(&self) -> Option<String> {
+        self.provider
+            .as_ref()
+            .map(|(_, addr)| format!("http://{addr}"))
+    }
+
+    /// Stops accepting, lets open requests finish (bounded), stops workers, flushes logs.
+    pub async fn shutdown(self) -> std::io::Result<()> {
+        let _ = self.stop.send(true);
+        let mut first_error = None;
+        for task in self.tasks {
+            match task.await {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => {
+                    first_error.get_or_insert(err);
+                }
+                Err(join) => {
+                    first_error.get_or_insert(std::io::Error::other(join.to_string()));
+                }
+            }
+        }
+        match first_error {
+            Some(err) => Err(err),
+            None => Ok(()),
+        }
+    }
+
+    /// Completes when the system is asked to stop (for tasks that live alongside it).
+    pub fn stopped(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        stopped(self.stop.subscribe())
+    }
+}
+
+fn local_addr(listener: &TcpListener) -> std::io::Result<SocketAddr> {
+    listener.local_addr()
+}
+
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}
