@@ -4,6 +4,8 @@
 
 mod cmd;
 mod exit;
+mod overrides;
+mod target_config;
 
 use std::process::ExitCode;
 

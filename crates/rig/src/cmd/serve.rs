@@ -1,17 +1,150 @@
-//! `rig serve`: the reference checkout system standalone.
+//! `rig serve`: the reference checkout system standalone (all-in-one, or one component).
 
-use clap::Args;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
 
-use crate::exit::{Verdict, not_built};
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use target_system::system::{RegionPlan, System, SystemError};
+use target_system::{RegionId, StoreError, StoreUrl, TargetConfig};
+use tokio::net::TcpListener;
 
-/// Run the reference system (being built).
+use crate::exit::{BadInput, Verdict};
+use crate::target_config;
+
+/// Run the reference checkout system: a simulated payment provider and two regions over
+/// durable stores. Ctrl-C shuts it down cleanly.
+///
+/// All-in-one (the default) listens on loopback: region a 127.0.0.1:8081, region b
+/// 127.0.0.1:8082, provider 127.0.0.1:8090. With --role provider or --role region one
+/// component runs on --listen (docker-compose runs one per container).
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-    rest: Vec<String>,
+    /// A TOML file with the parameters: a profile (its [target] table is used) or a file that
+    /// is itself the target table. Defaults apply to everything left out.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Where the durable records live: sqlite://DIR (a file per store) or postgres://...
+    #[arg(long, value_name = "URL", default_value = "sqlite://rig-data", env = "RIG_STORE")]
+    store: String,
+    /// Which part to run.
+    #[arg(long, value_enum, default_value_t = Role::All)]
+    role: Role,
+    /// The region to run with --role region.
+    #[arg(long, value_parser = parse_region)]
+    region: Option<RegionId>,
+    /// Listen address for --role provider or --role region.
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// Provider base URL for --role region (e.g. http://provider:8090 or a proxy).
+    #[arg(long, value_name = "URL")]
+    provider_url: Option<String>,
+    /// Peer region base URL for --role region; without it the region owns every order.
+    #[arg(long, value_name = "URL")]
+    peer_url: Option<String>,
+    /// All-in-one: provider listen address.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8090")]
+    listen_provider: SocketAddr,
+    /// All-in-one: region a listen address.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8081")]
+    listen_a: SocketAddr,
+    /// All-in-one: region b listen address.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8082")]
+    listen_b: SocketAddr,
+    /// Override a parameter, e.g. --set target.payment.deadline_ms=1500 (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Role {
+    All,
+    Provider,
+    Region,
+}
+
+fn parse_region(text: &str) -> Result<RegionId, String> {
+    RegionId::parse(text).ok_or_else(|| format!("{text:?} is not a region; use a or b"))
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<Verdict> {
-    let _ = args.rest;
-    not_built("serve", "[target-core]")
+    let config = Arc::new(target_config::load(args.config.as_deref(), &args.sets)?);
+    let store = StoreUrl::parse(&args.store).map_err(|err| BadInput(format!("--store: {err}")))?;
+    let system = match args.role {
+        Role::All => {
+            if args.listen.is_some() || args.region.is_some() {
+                return Err(BadInput(
+                    "--listen and --region are for --role provider|region; all-in-one uses --listen-provider, --listen-a, --listen-b".into(),
+                )
+                .into());
+            }
+            let provider = bind(args.listen_provider, "--listen-provider").await?;
+            let a = bind(args.listen_a, "--listen-a").await?;
+            let b = bind(args.listen_b, "--listen-b").await?;
+            System::start_all(config.clone(), &store, provider, a, b).await
+        }
+        Role::Provider => {
+            let listener = bind(args.listen.unwrap_or(args.listen_provider), "--listen").await?;
+            System::start(config.clone(), &store, Some(listener), vec![]).await
+        }
+        Role::Region => {
+            let id = args.region.ok_or_else(|| BadInput("--role region needs --region a|b".into()))?;
+            let provider_url = args.provider_url.clone().ok_or_else(|| {
+                BadInput("--role region needs --provider-url (e.g. http://127.0.0.1:8090)".into())
+            })?;
+            let default_listen = if id == RegionId::A { args.listen_a } else { args.listen_b };
+            let listener = bind(args.listen.unwrap_or(default_listen), "--listen").await?;
+            let plan = RegionPlan {
+                id,
+                listener,
+                provider_url,
+                peer_url: args.peer_url.clone(),
+            };
+            System::start(config.clone(), &store, None, vec![plan]).await
+        }
+    };
+    let system = system.map_err(|err| match err {
+        SystemError::Store(StoreError::BadUrl { .. }) => anyhow::Error::new(BadInput(err.to_string())),
+        other => anyhow::Error::new(other).context("the reference system could not start"),
+    })?;
+    print_banner(&system, &store, &config);
+    tokio::signal::ctrl_c()
+        .await
+        .context("could not listen for Ctrl-C")?;
+    eprintln!("rig serve: shutting down (finishing open requests)");
+    system.shutdown().await.context("shutdown")?;
+    eprintln!("rig serve: stopped");
+    Ok(Verdict::Pass)
+}
+
+async fn bind(addr: SocketAddr, flag: &str) -> Result<TcpListener, BadInput> {
+    TcpListener::bind(addr).await.map_err(|err| {
+        BadInput(format!(
+            "{flag} {addr}: cannot listen there ({err}); pick a free address, e.g. {flag} 127.0.0.1:0"
+        ))
+    })
+}
+
+fn print_banner(system: &System, store: &StoreUrl, config: &TargetConfig) {
+    println!("rig serve: reference checkout system, store {store}");
+    if let Some(url) = system.provider_url() {
+        println!("  provider  {url}   (POST /v1/charges, /admin/faults)");
+    }
+    for (region, addr) in &system.regions {
+        println!("  region {}  http://{addr}   (POST /v1/checkout, GET /v1/orders/ID, /admin/state)", region.id());
+    }
+    let p = &config.payment;
+    let r = &config.repair;
+    println!(
+        "  parameters: seed={} payment.deadline_ms={} payment.per_try_timeout_ms={} repair.max_pending_age_seconds={} repair.void_after_seconds={} outbox.poll_interval_ms={} provider.latency_ms={}",
+        config.seed, p.deadline_ms, p.per_try_timeout_ms, r.max_pending_age_seconds, r.void_after_seconds, config.outbox.poll_interval_ms, config.provider.latency_ms
+    );
+    if let Some((_, addr)) = system.regions.first() {
+        println!(
+            "  try: curl -si -X POST http://{addr}/v1/checkout -H 'Idempotency-Key: order-1' \
+             -d '{{\"order_id\":\"order-1\",\"customer_id\":\"c-1\",\"items\":[{{\"sku\":\"sku-1\",\"qty\":1}}]}}'"
+        );
+    }
+    println!("  Ctrl-C stops.");
 }

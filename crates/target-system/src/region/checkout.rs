@@ -124,6 +124,7 @@ impl Region {
             Err(err) => ("error", store_error(&err)),
             Ok(Intent::Exists(order)) => replay(&order, &request),
             Ok(Intent::OutOfStock { sku }) => {
+                self.record_transition(OrderState::OrderIntentSaved);
                 self.record_transition(OrderState::FailedSafely);
                 (
                     "failed_safely",
@@ -131,6 +132,7 @@ impl Region {
                 )
             }
             Ok(Intent::Authorizing) => {
+                self.record_transition(OrderState::OrderIntentSaved);
                 self.record_transition(OrderState::InventoryReserved);
                 self.record_transition(OrderState::PaymentAuthorizing);
                 self.pay(&request, amount_cents).await

@@ -126,18 +126,6 @@ pub async fn save_intent(
             None => Err(OrderError::Store(sqlx::Error::RowNotFound)),
         };
     }
-    insert_transition(
-        &mut tx,
-        &req.order_id,
-        1,
-        None,
-        OrderState::OrderIntentSaved,
-        now,
-        None,
-        Actor::Checkout,
-        owner_region,
-    )
-    .await?;
     let mut reserved: Vec<&LineItem> = Vec::with_capacity(req.items.len());
     for item in &req.items {
         let sql = if allow_oversell {
@@ -161,16 +149,12 @@ pub async fn save_intent(
                     .await?;
             }
             let reason = format!("out_of_stock:{}", item.sku);
-            apply(
-                &mut tx,
-                &req.order_id,
+            let path = [(
                 OrderState::OrderIntentSaved,
                 OrderState::FailedSafely,
-                Some(&reason),
-                Actor::Checkout,
-                owner_region,
-            )
-            .await?;
+                Some(reason.as_str()),
+            )];
+            advance_new_order(&mut tx, &req.order_id, &path, now, owner_region).await?;
             tx.commit().await?;
             return Ok(Intent::OutOfStock {
                 sku: item.sku.clone(),
@@ -178,39 +162,90 @@ pub async fn save_intent(
         }
         reserved.push(item);
     }
-    for item in &req.items {
-        sqlx::query(
-            "INSERT INTO reservations (order_id, sku, qty, status, updated_at_us) VALUES ($1, $2, $3, 'held', $4)",
-        )
-        .bind(&req.order_id)
-        .bind(&item.sku)
-        .bind(item.qty)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+    let mut sql = String::from(
+        "INSERT INTO reservations (order_id, sku, qty, status, updated_at_us) VALUES ",
+    );
+    for i in 0..req.items.len() {
+        let b = i * 3;
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&format!("($1, ${}, ${}, 'held', ${})", b + 2, b + 3, b + 4));
     }
-    apply(
-        &mut tx,
-        &req.order_id,
-        OrderState::OrderIntentSaved,
-        OrderState::InventoryReserved,
-        None,
-        Actor::Checkout,
-        owner_region,
-    )
-    .await?;
-    apply(
-        &mut tx,
-        &req.order_id,
-        OrderState::InventoryReserved,
-        OrderState::PaymentAuthorizing,
-        None,
-        Actor::Checkout,
-        owner_region,
-    )
-    .await?;
+    let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&req.order_id);
+    for item in &req.items {
+        insert = insert.bind(&item.sku).bind(item.qty).bind(now);
+    }
+    insert.execute(&mut *tx).await?;
+    let path = [
+        (
+            OrderState::OrderIntentSaved,
+            OrderState::InventoryReserved,
+            None,
+        ),
+        (
+            OrderState::InventoryReserved,
+            OrderState::PaymentAuthorizing,
+            None,
+        ),
+    ];
+    advance_new_order(&mut tx, &req.order_id, &path, now, owner_region).await?;
     tx.commit().await?;
     Ok(Intent::Authorizing)
+}
+
+/// Records a new order's first transitions in two statements: the order row jumps to the
+/// last state of `path`, and one multi-row insert writes the transition rows (the intent
+/// itself, then each step). Every step is checked by the state machine first.
+async fn advance_new_order(
+    conn: &mut AnyConnection,
+    order_id: &str,
+    path: &[(OrderState, OrderState, Option<&str>)],
+    now: i64,
+    region: &str,
+) -> Result<(), OrderError> {
+    for (from, to, _) in path {
+        transition(*from, *to)?;
+    }
+    let (_, last, last_reason) = path.last().copied().expect("a non-empty path");
+    let version = 1 + path.len() as i64;
+    sqlx::query(
+        "UPDATE orders SET status = $1, reason = $2, version = $3, updated_at_us = $4 WHERE order_id = $5",
+    )
+    .bind(last.as_str())
+    .bind(last_reason)
+    .bind(version)
+    .bind(now)
+    .bind(order_id)
+    .execute(&mut *conn)
+    .await?;
+    let mut sql = String::from(
+        "INSERT INTO order_transitions (order_id, seq, from_state, to_state, at_us, reason, actor, region) \
+         VALUES ($1, 1, NULL, 'order_intent_saved', $2, NULL, 'checkout', $3)",
+    );
+    for i in 0..path.len() {
+        let b = 4 + i * 4;
+        sql.push_str(&format!(
+            ", ($1, ${}, ${}, ${}, $2, ${}, 'checkout', $3)",
+            b,
+            b + 1,
+            b + 2,
+            b + 3
+        ));
+    }
+    let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(order_id)
+        .bind(now)
+        .bind(region);
+    for (i, (from, to, reason)) in path.iter().enumerate() {
+        insert = insert
+            .bind(2 + i as i64)
+            .bind(from.as_str())
+            .bind(to.as_str())
+            .bind(*reason);
+    }
+    insert.execute(conn).await?;
+    Ok(())
 }
 
 /// Moves `order_id` from `from` to `to` if it is still in `from`. Returns false (and writes

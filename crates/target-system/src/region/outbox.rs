@@ -33,37 +33,42 @@ pub struct Event {
     pub event_type: String,
 }
 
-/// The confirmation consumer: records one fulfilment per event, exactly once.
-pub async fn deliver(db: &Db, event: &Event, dedup: bool) -> Result<Delivery, sqlx::Error> {
+/// The confirmation consumer: records one fulfilment per event, exactly once. A batch is one
+/// transaction: each event's dedup row and its effect commit together.
+pub async fn deliver(db: &Db, events: &[Event], dedup: bool) -> Result<Vec<Delivery>, sqlx::Error> {
     let mut tx = db.pool.begin().await?;
     let now = now_us();
-    if dedup {
-        let fresh = sqlx::query(
-            "INSERT INTO consumer_dedup (consumer, event_id, at_us) VALUES ($1, $2, $3) \
-             ON CONFLICT (consumer, event_id) DO NOTHING",
+    let mut deliveries = Vec::with_capacity(events.len());
+    for event in events {
+        if dedup {
+            let fresh = sqlx::query(
+                "INSERT INTO consumer_dedup (consumer, event_id, at_us) VALUES ($1, $2, $3) \
+                 ON CONFLICT (consumer, event_id) DO NOTHING",
+            )
+            .bind(CONSUMER)
+            .bind(&event.event_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if fresh == 0 {
+                deliveries.push(Delivery::Duplicate);
+                continue;
+            }
+        }
+        sqlx::query(
+            "INSERT INTO fulfilments (consumer, event_id, order_id, at_us) VALUES ($1, $2, $3, $4)",
         )
         .bind(CONSUMER)
         .bind(&event.event_id)
+        .bind(&event.order_id)
         .bind(now)
         .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if fresh == 0 {
-            tx.rollback().await?;
-            return Ok(Delivery::Duplicate);
-        }
+        .await?;
+        deliveries.push(Delivery::Applied);
     }
-    sqlx::query(
-        "INSERT INTO fulfilments (consumer, event_id, order_id, at_us) VALUES ($1, $2, $3, $4)",
-    )
-    .bind(CONSUMER)
-    .bind(&event.event_id)
-    .bind(&event.order_id)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
     tx.commit().await?;
-    Ok(Delivery::Applied)
+    Ok(deliveries)
 }
 
 impl Region {
@@ -78,38 +83,46 @@ impl Region {
         .bind(batch)
         .fetch_all(&db.pool)
         .await?;
-        let mut published = 0;
-        for row in rows {
-            let event = Event {
-                id: row.try_get("id")?,
-                event_id: row.try_get("event_id")?,
-                order_id: row.try_get("order_id")?,
-                event_type: row.try_get("event_type")?,
-            };
-            let delivery = deliver(db, &event, true).await?;
-            let result = match delivery {
-                Delivery::Applied => "applied",
-                Delivery::Duplicate => "duplicate",
-            };
-            self.inner
-                .metrics
-                .consumer_deliveries
-                .with_label_values(&[result])
-                .inc();
+        let events = rows
+            .iter()
+            .map(|row| {
+                Ok(Event {
+                    id: row.try_get("id")?,
+                    event_id: row.try_get("event_id")?,
+                    order_id: row.try_get("order_id")?,
+                    event_type: row.try_get("event_type")?,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        if events.is_empty() {
+            return Ok(0);
+        }
+        let deliveries = deliver(db, &events, true).await?;
+        // A crash here leaves the batch unpublished: it is delivered again and deduplicated.
+        let now = now_us();
+        let mut tx = db.pool.begin().await?;
+        for event in &events {
             sqlx::query(
                 "UPDATE outbox SET published_at_us = $2, delivery_attempts = delivery_attempts + 1 WHERE id = $1",
             )
             .bind(event.id)
-            .bind(now_us())
-            .execute(&db.pool)
+            .bind(now)
+            .execute(&mut *tx)
             .await?;
-            self.inner
-                .metrics
-                .outbox_published
+        }
+        tx.commit().await?;
+        let m = &self.inner.metrics;
+        for (event, delivery) in events.iter().zip(&deliveries) {
+            let result = match delivery {
+                Delivery::Applied => "applied",
+                Delivery::Duplicate => "duplicate",
+            };
+            m.consumer_deliveries.with_label_values(&[result]).inc();
+            m.outbox_published
                 .with_label_values(&[event.event_type.as_str()])
                 .inc();
-            published += 1;
         }
+        let published = events.len();
         Ok(published)
     }
 }

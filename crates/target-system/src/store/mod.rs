@@ -16,9 +16,9 @@ mod url;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::AnyPool;
 use sqlx::any::AnyPoolOptions;
 use sqlx::migrate::Migrator;
+use sqlx::{AnyConnection, AnyPool};
 
 pub use url::{StoreUrl, mask_password};
 
@@ -120,18 +120,24 @@ impl Db {
                 let schema = url
                     .schema(name)
                     .unwrap_or_else(|| name.as_str().to_string());
-                let admin = AnyPoolOptions::new()
-                    .max_connections(1)
-                    .acquire_timeout(Duration::from_secs(10))
-                    .connect(pg_url)
-                    .await
-                    .map_err(unreachable)?;
+                // One plain connection first: its error names the real cause (refused,
+                // auth, unknown database) where a pool would only report a timeout.
+                let mut admin = tokio::time::timeout(
+                    Duration::from_secs(10),
+                    <AnyConnection as sqlx::Connection>::connect(pg_url),
+                )
+                .await
+                .map_err(|_| StoreError::Unreachable {
+                    url: location.to_string(),
+                    reason: "no connection within 10 s".into(),
+                })?
+                .map_err(unreachable)?;
                 let create = format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"");
                 sqlx::raw_sql(sqlx::AssertSqlSafe(create))
-                    .execute(&admin)
+                    .execute(&mut admin)
                     .await
                     .map_err(unreachable)?;
-                admin.close().await;
+                let _ = sqlx::Connection::close(admin).await;
                 let set_path: Arc<str> = format!("SET search_path TO \"{schema}\"").into();
                 let pool = AnyPoolOptions::new()
                     .max_connections(16)

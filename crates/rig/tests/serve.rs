@@ -1,0 +1,121 @@
+//! `rig serve` as a user runs it: a real process, real sockets, Ctrl-C (SIGINT) to stop.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use bytes::Bytes;
+use rig_http::{HttpClient, Method};
+use serde_json::{Value, json};
+
+fn rig() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_rig"))
+}
+
+fn run(args: &[&str]) -> (i32, String) {
+    let output = rig().args(args).output().expect("rig runs");
+    let text = String::from_utf8_lossy(&output.stderr).into_owned();
+    (output.status.code().unwrap_or(-1), text)
+}
+
+/// Bad input exits 2 at once, naming the field or flag and the fix.
+#[test]
+fn bad_input_exits_2_with_the_fix() {
+    let cases: [(&[&str], &str); 5] = [
+        (&["serve", "--set", "target.payment.deadline_ms=0"], "target.payment.deadline_ms = 0"),
+        (&["serve", "--set", "target.paymnt.deadline_ms=5"], "unknown field `paymnt`"),
+        (&["serve", "--store", "mysql://db/x"], "sqlite://DIR"),
+        (&["serve", "--role", "region"], "--region a|b"),
+        (&["serve", "--config", "/nonexistent/profile.toml"], "cannot read"),
+    ];
+    for (args, needle) in cases {
+        let (code, stderr) = run(args);
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+    }
+}
+
+/// An unreachable store exits 3 with the URL, password masked.
+#[test]
+fn unreachable_store_exits_3_masked() {
+    let (code, stderr) = run(&[
+        "serve",
+        "--store",
+        "postgres://app:s3cret@127.0.0.1:1/rig",
+        "--listen-provider",
+        "127.0.0.1:0",
+        "--listen-a",
+        "127.0.0.1:0",
+        "--listen-b",
+        "127.0.0.1:0",
+    ]);
+    assert_eq!(code, 3, "{stderr}");
+    assert!(stderr.contains("postgres://app:***@127.0.0.1:1/rig"), "{stderr}");
+    assert!(!stderr.contains("s3cret"), "{stderr}");
+}
+
+/// Commands not built yet say so and exit 2; --help lists every command of the design.
+#[test]
+fn help_lists_commands() {
+    let output = rig().arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&output.stdout);
+    for command in ["run", "serve", "load", "toxiproxy", "chaos", "verify", "report", "compare"] {
+        assert!(help.contains(command), "{command} missing from --help:\n{help}");
+    }
+    let (code, stderr) = run(&["verify", "--store", "sqlite://x"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("not built yet"), "{stderr}");
+}
+
+/// `rig serve` starts all three parts, prints each endpoint, takes a checkout over HTTP and
+/// shuts down cleanly (exit 0) on SIGINT.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_takes_a_checkout_and_stops_on_ctrl_c() {
+    let dir = target_system::testkit::TempDir::new("serve");
+    let store = format!("sqlite://{}", dir.path().join("stores").display());
+    let mut child = rig()
+        .args(["serve", "--store", &store])
+        .args(["--listen-provider", "127.0.0.1:0", "--listen-a", "127.0.0.1:0", "--listen-b", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let banner = tokio::task::spawn_blocking(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        let mut urls = Vec::new();
+        while let Some(Ok(line)) = lines.next() {
+            if let Some(url) = line.split_whitespace().find(|w| w.starts_with("http://")) {
+                urls.push((line.clone(), url.to_string()));
+            }
+            if line.contains("Ctrl-C stops") {
+                break;
+            }
+        }
+        urls
+    })
+    .await
+    .unwrap();
+    assert_eq!(banner.len(), 4, "provider, a, b and the curl hint: {banner:?}");
+    let region_a = banner.iter().find(|(l, _)| l.contains("region a")).unwrap().1.clone();
+    let client = HttpClient::new(Duration::from_secs(2), 4);
+    let body = json!({"order_id": "order-1", "customer_id": "c-1", "items": [{"sku": "sku-1", "qty": 1}]});
+    let response = client
+        .send(
+            Method::POST,
+            &format!("{region_a}/v1/checkout"),
+            &[("idempotency-key", "order-1")],
+            Some(Bytes::from(body.to_string())),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status, 201, "{:?}", response.body);
+    assert_eq!(response.json::<Value>().unwrap()["status"], "order_confirmed");
+
+    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let exit = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap();
+    assert_eq!(exit.status.code(), Some(0), "{}", String::from_utf8_lossy(&exit.stderr));
+    assert!(dir.path().join("stores/region_a.db").exists());
+}
