@@ -8,6 +8,18 @@ use bytes::Bytes;
 use rig_http::{HttpClient, Method};
 use serde_json::{Value, json};
 
+/// Kills the child if the test fails before it stops it, so no server outlives a test.
+struct KillOnDrop(Option<std::process::Child>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(child) = self.0.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 fn rig() -> Command {
     Command::new(env!("CARGO_BIN_EXE_rig"))
 }
@@ -22,11 +34,20 @@ fn run(args: &[&str]) -> (i32, String) {
 #[test]
 fn bad_input_exits_2_with_the_fix() {
     let cases: [(&[&str], &str); 5] = [
-        (&["serve", "--set", "target.payment.deadline_ms=0"], "target.payment.deadline_ms = 0"),
-        (&["serve", "--set", "target.paymnt.deadline_ms=5"], "unknown field `paymnt`"),
+        (
+            &["serve", "--set", "target.payment.deadline_ms=0"],
+            "target.payment.deadline_ms = 0",
+        ),
+        (
+            &["serve", "--set", "target.paymnt.deadline_ms=5"],
+            "unknown field `paymnt`",
+        ),
         (&["serve", "--store", "mysql://db/x"], "sqlite://DIR"),
         (&["serve", "--role", "region"], "--region a|b"),
-        (&["serve", "--config", "/nonexistent/profile.toml"], "cannot read"),
+        (
+            &["serve", "--config", "/nonexistent/profile.toml"],
+            "cannot read",
+        ),
     ];
     for (args, needle) in cases {
         let (code, stderr) = run(args);
@@ -50,7 +71,10 @@ fn unreachable_store_exits_3_masked() {
         "127.0.0.1:0",
     ]);
     assert_eq!(code, 3, "{stderr}");
-    assert!(stderr.contains("postgres://app:***@127.0.0.1:1/rig"), "{stderr}");
+    assert!(
+        stderr.contains("postgres://app:***@127.0.0.1:1/rig"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("s3cret"), "{stderr}");
 }
 
@@ -59,47 +83,82 @@ fn unreachable_store_exits_3_masked() {
 fn help_lists_commands() {
     let output = rig().arg("--help").output().unwrap();
     let help = String::from_utf8_lossy(&output.stdout);
-    for command in ["run", "serve", "load", "toxiproxy", "chaos", "verify", "report", "compare"] {
-        assert!(help.contains(command), "{command} missing from --help:\n{help}");
+    for command in [
+        "run",
+        "serve",
+        "load",
+        "toxiproxy",
+        "chaos",
+        "verify",
+        "report",
+        "compare",
+    ] {
+        assert!(
+            help.contains(command),
+            "{command} missing from --help:\n{help}"
+        );
     }
     let (code, stderr) = run(&["verify", "--store", "sqlite://x"]);
     assert_eq!(code, 2);
     assert!(stderr.contains("not built yet"), "{stderr}");
 }
 
-/// `rig serve` starts all three parts, prints each endpoint, takes a checkout over HTTP and
-/// shuts down cleanly (exit 0) on SIGINT.
+/// `rig serve` starts all three parts, prints each endpoint, its parameters and any defect
+/// switch, takes a checkout over HTTP and shuts down cleanly (exit 0) on SIGINT.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_takes_a_checkout_and_stops_on_ctrl_c() {
     let dir = target_system::testkit::TempDir::new("serve");
     let store = format!("sqlite://{}", dir.path().join("stores").display());
     let mut child = rig()
-        .args(["serve", "--store", &store])
-        .args(["--listen-provider", "127.0.0.1:0", "--listen-a", "127.0.0.1:0", "--listen-b", "127.0.0.1:0"])
+        .args(["serve", "--store", &store, "--defect", "oversell"])
+        .args([
+            "--listen-provider",
+            "127.0.0.1:0",
+            "--listen-a",
+            "127.0.0.1:0",
+            "--listen-b",
+            "127.0.0.1:0",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
+    let pid = child.id();
+    let mut guard = KillOnDrop(Some(child));
     let banner = tokio::task::spawn_blocking(move || {
         let mut lines = BufReader::new(stdout).lines();
         let mut urls = Vec::new();
+        let mut all = Vec::new();
         while let Some(Ok(line)) = lines.next() {
             if let Some(url) = line.split_whitespace().find(|w| w.starts_with("http://")) {
                 urls.push((line.clone(), url.to_string()));
             }
+            all.push(line.clone());
             if line.contains("Ctrl-C stops") {
                 break;
             }
         }
-        urls
+        (urls, all)
     })
     .await
     .unwrap();
+    let (banner, lines) = banner;
     assert_eq!(banner.len(), 4, "provider, a, b and the curl hint: {banner:?}");
-    let region_a = banner.iter().find(|(l, _)| l.contains("region a")).unwrap().1.clone();
+    assert!(
+        lines.iter().any(|l| l.contains("DEFECT oversell IS ON") && l.contains("no-oversell")),
+        "the defect is announced loudly: {lines:?}"
+    );
+    assert!(lines.iter().any(|l| l.contains("retry_budget.ratio=0.2")), "parameters printed: {lines:?}");
+    let region_a = banner
+        .iter()
+        .find(|(l, _)| l.contains("region a"))
+        .unwrap()
+        .1
+        .clone();
     let client = HttpClient::new(Duration::from_secs(2), 4);
-    let body = json!({"order_id": "order-1", "customer_id": "c-1", "items": [{"sku": "sku-1", "qty": 1}]});
+    let body =
+        json!({"order_id": "order-1", "customer_id": "c-1", "items": [{"sku": "sku-1", "qty": 1}]});
     let response = client
         .send(
             Method::POST,
@@ -111,11 +170,25 @@ async fn serve_takes_a_checkout_and_stops_on_ctrl_c() {
         .await
         .unwrap();
     assert_eq!(response.status, 201, "{:?}", response.body);
-    assert_eq!(response.json::<Value>().unwrap()["status"], "order_confirmed");
+    assert_eq!(
+        response.json::<Value>().unwrap()["status"],
+        "order_confirmed"
+    );
 
-    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
-    let exit = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap();
-    assert_eq!(exit.status.code(), Some(0), "{}", String::from_utf8_lossy(&exit.stderr));
+    let child = guard.0.take().unwrap();
+    let exit = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        exit.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&exit.stderr)
+    );
     assert!(dir.path().join("stores/region_a.db").exists());
 }

@@ -40,10 +40,16 @@ pub struct TargetConfig {
     pub stock: BTreeMap<String, i64>,
     pub checkout: CheckoutConfig,
     pub payment: PaymentConfig,
+    pub retry_budget: RetryBudgetConfig,
+    pub admission: AdmissionConfig,
+    pub breaker: BreakerConfig,
+    pub forward: ForwardConfig,
     pub repair: RepairConfig,
     pub outbox: OutboxConfig,
     pub provider: ProviderConfig,
     pub admin: AdminConfig,
+    /// Deliberate defects (for proving the verifier); empty unless asked for with `--defect`.
+    pub defects: std::collections::BTreeSet<crate::defects::Defect>,
 }
 
 /// Operator endpoints (`/admin/...`).
@@ -80,12 +86,82 @@ pub struct CheckoutConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PaymentConfig {
-    /// End-to-end budget for the payment step of one checkout.
+    /// One end-to-end deadline for a checkout, including every retry. A forwarded request
+    /// carries what remains of it in the `x-rig-deadline-ms` header.
     pub deadline_ms: u64,
     /// Timeout of one provider call (never longer than what remains of the deadline).
     pub per_try_timeout_ms: u64,
+    /// Most provider calls (first try + retries) for one charge.
+    pub max_attempts: u32,
+    /// Exponential backoff with full jitter: the n-th retry waits a uniform draw from
+    /// `[0, min(backoff_max_ms, backoff_base_ms * 2^(n-1))]`, and never less than the
+    /// provider's `Retry-After`.
+    pub backoff_base_ms: u64,
+    pub backoff_max_ms: u64,
     /// Currency of every charge.
     pub currency: String,
+}
+
+/// Retry budget (token bucket, as Finagle and Linkerd): retries may add at most `ratio` of
+/// the original calls, plus `min_per_sec` free retries per second, over a `ttl_seconds` window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryBudgetConfig {
+    pub ratio: f64,
+    pub min_per_sec: f64,
+    pub ttl_seconds: u64,
+}
+
+/// Admission control in front of the provider.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdmissionConfig {
+    /// Most provider calls in flight from this region at once (checkout and repair alike).
+    pub provider_max_in_flight: u32,
+    /// Longest a new checkout waits for a provider slot before it is shed (429).
+    pub queue_timeout_ms: u64,
+    /// New checkouts admitted per second (token bucket); `None` = no rate limit.
+    pub checkout_rate_limit_per_sec: Option<u32>,
+    /// When the provider answers 429 with a Retry-After, shed new checkouts until then
+    /// (bounded by this many milliseconds); 0 disables pushback.
+    pub max_pushback_ms: u64,
+}
+
+/// What a region does with new payments when the breaker is open or an operator paused them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DegradedMode {
+    /// Save the intent, reserve stock, answer 202; the repair worker pays later, within
+    /// `repair.max_pending_age_seconds`, or voids and fails safely.
+    Park,
+    /// Answer `503 payment_unavailable` with Retry-After; nothing is written.
+    Reject,
+}
+
+/// The circuit breaker on provider calls.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BreakerConfig {
+    /// Opens when this share of charge calls failed (timeouts, 5xx, broken connections;
+    /// not 429, which is pushback) ...
+    pub failure_ratio: f64,
+    /// ... over this window ...
+    pub window_seconds: u64,
+    /// ... with at least this many calls in it.
+    pub min_requests: u32,
+    /// An open breaker lets one probe call through after this long.
+    pub probe_after_ms: u64,
+    /// What new payments get while the breaker is open (and while paused).
+    pub degraded_mode: DegradedMode,
+}
+
+/// The forward outbox of a gateway that cannot reach an order's owner region.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ForwardConfig {
+    /// How often held intents are re-sent to their owner.
+    pub retry_interval_ms: u64,
+    pub batch: u32,
 }
 
 /// The repair worker that resolves pending orders from provider evidence.
@@ -156,10 +232,15 @@ impl Default for TargetConfig {
             stock: BTreeMap::new(),
             checkout: CheckoutConfig::default(),
             payment: PaymentConfig::default(),
+            retry_budget: RetryBudgetConfig::default(),
+            admission: AdmissionConfig::default(),
+            breaker: BreakerConfig::default(),
+            forward: ForwardConfig::default(),
             repair: RepairConfig::default(),
             outbox: OutboxConfig::default(),
             provider: ProviderConfig::default(),
             admin: AdminConfig::default(),
+            defects: std::collections::BTreeSet::new(),
         }
     }
 }
@@ -180,7 +261,52 @@ impl Default for PaymentConfig {
         Self {
             deadline_ms: 2_000,
             per_try_timeout_ms: 1_000,
+            max_attempts: 3,
+            backoff_base_ms: 50,
+            backoff_max_ms: 1_000,
             currency: "USD".to_string(),
+        }
+    }
+}
+
+impl Default for RetryBudgetConfig {
+    fn default() -> Self {
+        Self {
+            ratio: 0.2,
+            min_per_sec: 10.0,
+            ttl_seconds: 10,
+        }
+    }
+}
+
+impl Default for AdmissionConfig {
+    fn default() -> Self {
+        Self {
+            provider_max_in_flight: 64,
+            queue_timeout_ms: 50,
+            checkout_rate_limit_per_sec: None,
+            max_pushback_ms: 1_000,
+        }
+    }
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        Self {
+            failure_ratio: 0.5,
+            window_seconds: 5,
+            min_requests: 20,
+            probe_after_ms: 2_000,
+            degraded_mode: DegradedMode::Park,
+        }
+    }
+}
+
+impl Default for ForwardConfig {
+    fn default() -> Self {
+        Self {
+            retry_interval_ms: 500,
+            batch: 50,
         }
     }
 }
@@ -287,6 +413,65 @@ impl TargetConfig {
                 "use a three-letter ISO 4217 code such as \"USD\"",
             ));
         }
+        positive("payment.max_attempts", u64::from(p.max_attempts))?;
+        if p.max_attempts > 10 {
+            return Err(invalid(
+                "payment.max_attempts",
+                p.max_attempts,
+                "use 1 to 10",
+            ));
+        }
+        positive("payment.backoff_base_ms", p.backoff_base_ms)?;
+        if p.backoff_max_ms < p.backoff_base_ms {
+            return Err(invalid(
+                "payment.backoff_max_ms",
+                p.backoff_max_ms,
+                "must be at least payment.backoff_base_ms",
+            ));
+        }
+        let b = &self.retry_budget;
+        if !(0.0..=10.0).contains(&b.ratio) {
+            return Err(invalid(
+                "retry_budget.ratio",
+                b.ratio,
+                "use a share between 0 and 10 (0.2 = retries may add 20 %)",
+            ));
+        }
+        if !(b.min_per_sec >= 0.0 && b.min_per_sec.is_finite()) {
+            return Err(invalid(
+                "retry_budget.min_per_sec",
+                b.min_per_sec,
+                "use 0 or more",
+            ));
+        }
+        if !(1..=60).contains(&b.ttl_seconds) {
+            return Err(invalid(
+                "retry_budget.ttl_seconds",
+                b.ttl_seconds,
+                "use 1 to 60 seconds",
+            ));
+        }
+        let a = &self.admission;
+        positive(
+            "admission.provider_max_in_flight",
+            u64::from(a.provider_max_in_flight),
+        )?;
+        if let Some(rate) = a.checkout_rate_limit_per_sec {
+            positive("admission.checkout_rate_limit_per_sec", u64::from(rate))?;
+        }
+        let br = &self.breaker;
+        if !(br.failure_ratio > 0.0 && br.failure_ratio <= 1.0) {
+            return Err(invalid(
+                "breaker.failure_ratio",
+                br.failure_ratio,
+                "use a share in (0, 1]",
+            ));
+        }
+        positive("breaker.window_seconds", br.window_seconds)?;
+        positive("breaker.min_requests", u64::from(br.min_requests))?;
+        positive("breaker.probe_after_ms", br.probe_after_ms)?;
+        positive("forward.retry_interval_ms", self.forward.retry_interval_ms)?;
+        positive("forward.batch", u64::from(self.forward.batch))?;
         let r = &self.repair;
         positive("repair.scan_interval_ms", r.scan_interval_ms)?;
         positive("repair.max_pending_age_seconds", r.max_pending_age_seconds)?;

@@ -17,6 +17,7 @@
 
 pub mod clock;
 pub mod config;
+pub mod defects;
 pub mod metrics;
 pub mod order_state;
 pub mod provider;
@@ -26,6 +27,7 @@ pub mod system;
 pub mod testkit;
 
 pub use config::TargetConfig;
+pub use defects::Defect;
 pub use order_state::{OrderState, transition};
 pub use provider::Provider;
 pub use region::{Region, RegionId};

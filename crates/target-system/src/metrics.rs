@@ -9,9 +9,9 @@ use prometheus::{
 
 /// Latency buckets from 0.5 ms to 30 s, roughly ×2 apart: fine enough at the low end for
 /// loopback services, wide enough for timeouts.
-pub const LATENCY_BUCKETS_SECONDS: [f64; 17] = [
-    0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.0, 2.0, 4.0,
-    8.0, 16.0, 30.0,
+pub const LATENCY_BUCKETS_SECONDS: [f64; 18] = [
+    0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.05, 0.064, 0.128, 0.256, 0.512, 1.0, 2.0,
+    4.0, 8.0, 16.0, 30.0,
 ];
 
 /// A registry whose every series carries the given constant labels (e.g. `region`).

@@ -355,10 +355,13 @@ async fn non_owner_forwards_to_owner(stores: TestStores) {
 }
 both_stores!(non_owner_forwards_to_owner);
 
-/// Carts are stored and versioned; admin state lists inventory; pause refuses new checkouts
-/// with 503 + Retry-After while carts and status stay available, and resume restores them.
+/// Carts are stored and versioned; admin state lists inventory; pause (with the `reject`
+/// degraded mode) refuses new checkouts with 503 + Retry-After while carts and status stay
+/// available, and resume restores them.
 async fn carts_admin_and_pause(stores: TestStores) {
-    let h = Harness::start(stores, quiet_config()).await;
+    let mut config = quiet_config();
+    config.breaker.degraded_mode = target_system::config::DegradedMode::Reject;
+    let h = Harness::start(stores, config).await;
     let url = h.url(RegionId::A);
     let cart = h
         .client

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use target_system::system::{RegionPlan, System, SystemError};
-use target_system::{RegionId, StoreError, StoreUrl, TargetConfig};
+use target_system::{Defect, RegionId, StoreError, StoreUrl, TargetConfig};
 use tokio::net::TcpListener;
 
 use crate::exit::{BadInput, Verdict};
@@ -26,7 +26,12 @@ pub struct ServeArgs {
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Where the durable records live: sqlite://DIR (a file per store) or postgres://...
-    #[arg(long, value_name = "URL", default_value = "sqlite://rig-data", env = "RIG_STORE")]
+    #[arg(
+        long,
+        value_name = "URL",
+        default_value = "sqlite://rig-data",
+        env = "RIG_STORE"
+    )]
     store: String,
     /// Which part to run.
     #[arg(long, value_enum, default_value_t = Role::All)]
@@ -55,6 +60,15 @@ pub struct ServeArgs {
     /// Override a parameter, e.g. --set target.payment.deadline_ms=1500 (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     sets: Vec<String>,
+    /// Deliberately break one mechanism, to prove the verifier catches it (repeatable):
+    /// fresh-key-per-retry, confirm-on-timeout, no-retry-budget, no-admission-control,
+    /// local-confirm-in-partition, no-consumer-dedup, oversell, no-repair.
+    #[arg(long = "defect", value_name = "NAME", value_parser = parse_defect)]
+    defects: Vec<Defect>,
+}
+
+fn parse_defect(text: &str) -> Result<Defect, String> {
+    Defect::parse(text).ok_or_else(|| format!("unknown defect {text:?}; the defects are: {}", Defect::names()))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -69,7 +83,9 @@ fn parse_region(text: &str) -> Result<RegionId, String> {
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<Verdict> {
-    let config = Arc::new(target_config::load(args.config.as_deref(), &args.sets)?);
+    let mut config = target_config::load(args.config.as_deref(), &args.sets)?;
+    config.defects.extend(args.defects.iter().copied());
+    let config = Arc::new(config);
     let store = StoreUrl::parse(&args.store).map_err(|err| BadInput(format!("--store: {err}")))?;
     let system = match args.role {
         Role::All => {
@@ -89,11 +105,17 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<Verdict> {
             System::start(config.clone(), &store, Some(listener), vec![]).await
         }
         Role::Region => {
-            let id = args.region.ok_or_else(|| BadInput("--role region needs --region a|b".into()))?;
+            let id = args
+                .region
+                .ok_or_else(|| BadInput("--role region needs --region a|b".into()))?;
             let provider_url = args.provider_url.clone().ok_or_else(|| {
                 BadInput("--role region needs --provider-url (e.g. http://127.0.0.1:8090)".into())
             })?;
-            let default_listen = if id == RegionId::A { args.listen_a } else { args.listen_b };
+            let default_listen = if id == RegionId::A {
+                args.listen_a
+            } else {
+                args.listen_b
+            };
             let listener = bind(args.listen.unwrap_or(default_listen), "--listen").await?;
             let plan = RegionPlan {
                 id,
@@ -105,7 +127,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<Verdict> {
         }
     };
     let system = system.map_err(|err| match err {
-        SystemError::Store(StoreError::BadUrl { .. }) => anyhow::Error::new(BadInput(err.to_string())),
+        SystemError::Store(StoreError::BadUrl { .. }) => {
+            anyhow::Error::new(BadInput(err.to_string()))
+        }
         other => anyhow::Error::new(other).context("the reference system could not start"),
     })?;
     print_banner(&system, &store, &config);
@@ -132,14 +156,44 @@ fn print_banner(system: &System, store: &StoreUrl, config: &TargetConfig) {
         println!("  provider  {url}   (POST /v1/charges, /admin/faults)");
     }
     for (region, addr) in &system.regions {
-        println!("  region {}  http://{addr}   (POST /v1/checkout, GET /v1/orders/ID, /admin/state)", region.id());
+        println!(
+            "  region {}  http://{addr}   (POST /v1/checkout, GET /v1/orders/ID, /admin/state)",
+            region.id()
+        );
     }
     let p = &config.payment;
     let r = &config.repair;
+    let b = &config.retry_budget;
+    let a = &config.admission;
+    let br = &config.breaker;
+    let rate = a
+        .checkout_rate_limit_per_sec
+        .map_or("none".to_string(), |r| r.to_string());
     println!(
-        "  parameters: seed={} payment.deadline_ms={} payment.per_try_timeout_ms={} repair.max_pending_age_seconds={} repair.void_after_seconds={} outbox.poll_interval_ms={} provider.latency_ms={}",
-        config.seed, p.deadline_ms, p.per_try_timeout_ms, r.max_pending_age_seconds, r.void_after_seconds, config.outbox.poll_interval_ms, config.provider.latency_ms
+        "  parameters: seed={} payment.deadline_ms={} payment.per_try_timeout_ms={} payment.max_attempts={} \
+         retry_budget.ratio={} retry_budget.min_per_sec={} retry_budget.ttl_seconds={} \
+         admission.provider_max_in_flight={} admission.queue_timeout_ms={} admission.checkout_rate_limit_per_sec={rate} \
+         breaker.failure_ratio={} breaker.degraded_mode={:?} repair.max_pending_age_seconds={} \
+         (all of them: GET /admin/state)",
+        config.seed,
+        p.deadline_ms,
+        p.per_try_timeout_ms,
+        p.max_attempts,
+        b.ratio,
+        b.min_per_sec,
+        b.ttl_seconds,
+        a.provider_max_in_flight,
+        a.queue_timeout_ms,
+        br.failure_ratio,
+        br.degraded_mode,
+        r.max_pending_age_seconds,
     );
+    for defect in &config.defects {
+        println!(
+            "  !!! DEFECT {defect} IS ON: this system is broken on purpose (the {} invariant should catch it)",
+            defect.caught_by()
+        );
+    }
     if let Some((_, addr)) = system.regions.first() {
         println!(
             "  try: curl -si -X POST http://{addr}/v1/checkout -H 'Idempotency-Key: order-1' \

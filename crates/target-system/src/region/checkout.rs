@@ -1,28 +1,36 @@
 //! Checkout and order status.
 //!
-//! The owner region saves the intent and reserves stock in one transaction, calls the
-//! provider with `pay:<order_id>` within the payment deadline, and records the outcome with
-//! the transition, the attempt row and (on confirmation) the outbox event in one more
-//! transaction. An unknown payment outcome becomes `payment_pending` (202), never a failure.
-//! A repeated key replays the order's current outcome; a changed body gets 422.
+//! The owner region admits a new checkout (or sheds it before writing anything), saves the
+//! intent and reserves stock in one transaction, pays within the end-to-end deadline, and
+//! records the outcome with the transition, the attempt rows and (on confirmation) the outbox
+//! event in one more transaction. An unknown payment outcome becomes `payment_pending` (202),
+//! never a failure. A repeated key replays the order's current outcome; a changed body gets
+//! 422. In payment-degraded mode (breaker open, or paused by an operator) new payments are
+//! parked (202) or rejected (503), per `breaker.degraded_mode`.
 
 use std::time::Duration;
 
-use bytes::Bytes;
-use rig_http::{Incoming, Method, Reply, Request, StatusCode, json, problem};
+use rig_http::{Incoming, Reply, Request, StatusCode, json, problem};
 use serde_json::json;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::admission::{Admission, Decision, Slot};
 use super::api::{CheckoutRequest, parse_checkout, rfc3339};
-use super::orders::{self, Actor, Intent, Order, OrderError};
-use super::payment::{ChargeOutcome, payment_key};
+use super::breaker::Permission;
+use super::orders::{self, Actor, AttemptRow, Intent, NewOrder, Order, OrderError, Reserve, Then};
+use super::pay::{Charge, Paid};
+use super::payment::ChargeOutcome;
 use super::{Region, RegionId};
+use crate::config::DegradedMode;
+use crate::defects::Defect;
 use crate::order_state::OrderState;
 use crate::provider::with_retry_after;
 
 /// Header a gateway adds when it forwards a request to the owner region.
 pub const FORWARDED_FROM: &str = "x-rig-forwarded-from";
+/// What remains of the end-to-end deadline, in milliseconds, when a request is sent on.
+pub const DEADLINE_HEADER: &str = "x-rig-deadline-ms";
 
 /// Removes the order's in-flight entry when the checkout that created it ends, waking waiters.
 struct InflightGuard<'a> {
@@ -44,12 +52,21 @@ enum Claimed<'a> {
     Duplicate(watch::Receiver<()>),
 }
 
+/// What the request asked, after validation.
+pub(super) struct Checkout {
+    pub(super) request: CheckoutRequest,
+    pub(super) body: bytes::Bytes,
+    pub(super) forwarded_from: Option<String>,
+    pub(super) deadline: Instant,
+    pub(super) arrived: Instant,
+}
+
 impl Region {
     pub(super) async fn checkout(&self, req: Request<Incoming>) -> Reply {
         let started = Instant::now();
         let m = &self.inner.metrics;
         m.checkouts_in_flight.inc();
-        let (outcome, reply) = self.checkout_inner(req).await;
+        let (outcome, reply) = self.checkout_inner(req, started).await;
         m.checkouts_in_flight.dec();
         m.checkouts.with_label_values(&[outcome]).inc();
         m.checkout_duration
@@ -58,7 +75,26 @@ impl Region {
         reply
     }
 
-    async fn checkout_inner(&self, req: Request<Incoming>) -> (&'static str, Reply) {
+    async fn checkout_inner(
+        &self,
+        req: Request<Incoming>,
+        started: Instant,
+    ) -> (&'static str, Reply) {
+        let checkout = match self.read_checkout(req, started).await {
+            Ok(checkout) => checkout,
+            Err(reply) => return ("invalid", reply),
+        };
+        if self.owner(&checkout.request.order_id) != self.inner.id {
+            return self.forward_checkout(&checkout).await;
+        }
+        self.checkout_as_owner(&checkout).await
+    }
+
+    async fn read_checkout(
+        &self,
+        req: Request<Incoming>,
+        started: Instant,
+    ) -> Result<Checkout, Reply> {
         let config = &self.inner.config;
         let header = |name: &str| {
             req.headers()
@@ -68,78 +104,176 @@ impl Region {
         };
         let key = header("idempotency-key");
         let forwarded_from = header(FORWARDED_FROM);
-        let body = match rig_http::read_body(req.into_body(), config.checkout.max_body_bytes).await
-        {
-            Ok(body) => body,
-            Err(err) => return ("invalid", invalid("body", &err.to_string())),
-        };
-        let request = match parse_checkout(key.as_deref(), &body, config) {
-            Ok(request) => request,
-            Err(err) => return ("invalid", invalid(&err.field, &err.message)),
-        };
-        if self.owner(&request.order_id) != self.inner.id {
-            return self
-                .forward_checkout(&request.order_id, body, forwarded_from)
-                .await;
-        }
+        // One end-to-end deadline: ours, or less if the caller has less left.
+        let budget = header(DEADLINE_HEADER)
+            .and_then(|ms| ms.parse::<u64>().ok())
+            .map(Duration::from_millis)
+            .map_or(config.payment.deadline(), |left| {
+                left.min(config.payment.deadline())
+            });
+        let body = rig_http::read_body(req.into_body(), config.checkout.max_body_bytes)
+            .await
+            .map_err(|err| invalid("body", &err.to_string()))?;
+        let request = parse_checkout(key.as_deref(), &body, config)
+            .map_err(|err| invalid(&err.field, &err.message))?;
+        Ok(Checkout {
+            request,
+            body,
+            forwarded_from,
+            deadline: started + budget,
+            arrived: started,
+        })
+    }
+
+    /// The owner's path: admit, save, pay, record.
+    pub(super) async fn checkout_as_owner(&self, checkout: &Checkout) -> (&'static str, Reply) {
+        let request = &checkout.request;
+        let config = &self.inner.config;
         let amount_cents = match request.amount_cents(config) {
             Ok(amount) => amount,
             Err(err) => return ("invalid", invalid(&err.field, &err.message)),
         };
-        let guard = match self.claim_inflight(&request.order_id) {
+        let _guard = match self.claim_inflight(&request.order_id) {
             Claimed::First(guard) => guard,
             Claimed::Duplicate(mut done) => {
                 // A concurrent duplicate: wait (bounded) for the first to finish, then replay.
-                let wait = config.payment.deadline() + Duration::from_secs(1);
+                let wait = checkout.deadline.saturating_duration_since(Instant::now())
+                    + Duration::from_secs(1);
                 let _ = tokio::time::timeout(wait, done.changed()).await;
-                return self.replay_existing(&request).await;
+                return self.replay_existing(request).await;
             }
         };
-        if self.is_paused() {
-            drop(guard);
-            return match orders::load(&self.inner.db, &request.order_id).await {
-                Ok(Some(order)) => replay(&order, &request),
-                Ok(None) => (
-                    "rejected",
-                    payment_unavailable("payments are paused by an operator"),
-                ),
-                Err(err) => ("error", store_error(&err)),
-            };
-        }
-        let entry = forwarded_from
+        let entry = checkout
+            .forwarded_from
             .as_deref()
             .and_then(RegionId::parse)
             .unwrap_or(self.inner.id);
-        let intent = orders::save_intent(
-            &self.inner.db,
-            &request,
-            amount_cents,
-            &config.payment.currency,
-            self.inner.id.as_str(),
-            entry.as_str(),
-            false,
-        )
-        .await;
-        let reply = match intent {
+        let permission = if self.is_paused() {
+            Permission::Refuse
+        } else {
+            self.inner.breaker.permission(Instant::now())
+        };
+        if permission == Permission::Refuse {
+            return self.degraded_checkout(request, amount_cents, entry).await;
+        }
+        let slot = match self.inner.gate.admit(checkout.arrived).await {
+            Admission::Admitted(slot) => {
+                self.count_admission(Decision::Admitted);
+                slot
+            }
+            Admission::Shed {
+                decision,
+                retry_after,
+            } => {
+                // Shedding must stay cheap: no store read. A shed answer says nothing about an
+                // earlier attempt with this key; a retry later gets the order's outcome.
+                self.count_admission(decision);
+                return ("rejected", overloaded(decision, retry_after));
+            }
+        };
+        let new = self.new_order(request, amount_cents, entry, Then::Authorize);
+        match orders::save_intent(&self.inner.db, new).await {
             Err(err) => ("error", store_error(&err)),
-            Ok(Intent::Exists(order)) => replay(&order, &request),
+            Ok(Intent::Exists(order)) => replay(&order, request),
             Ok(Intent::OutOfStock { sku }) => {
-                self.record_transition(OrderState::OrderIntentSaved);
-                self.record_transition(OrderState::FailedSafely);
+                self.record_transitions(&[OrderState::OrderIntentSaved, OrderState::FailedSafely]);
                 (
                     "failed_safely",
                     failed_reply(&request.order_id, &format!("out_of_stock:{sku}")),
                 )
             }
+            Ok(Intent::Parked) => ("pending", pending_reply(&request.order_id)),
             Ok(Intent::Authorizing) => {
-                self.record_transition(OrderState::OrderIntentSaved);
-                self.record_transition(OrderState::InventoryReserved);
-                self.record_transition(OrderState::PaymentAuthorizing);
-                self.pay(&request, amount_cents).await
+                self.record_transitions(&[
+                    OrderState::OrderIntentSaved,
+                    OrderState::InventoryReserved,
+                    OrderState::PaymentAuthorizing,
+                ]);
+                let charge = Charge {
+                    order_id: &request.order_id,
+                    amount_cents,
+                    first_attempt: 1,
+                    probe: permission == Permission::Probe,
+                    deadline: checkout.deadline,
+                };
+                self.pay_and_record(request, charge, slot).await
             }
+        }
+    }
+
+    pub(super) fn new_order<'a>(
+        &'a self,
+        request: &'a CheckoutRequest,
+        amount_cents: i64,
+        entry: RegionId,
+        then: Then<'a>,
+    ) -> NewOrder<'a> {
+        let config = &self.inner.config;
+        NewOrder {
+            req: request,
+            amount_cents,
+            currency: &config.payment.currency,
+            owner_region: self.owner(&request.order_id).as_str(),
+            entry_region: entry.as_str(),
+            acting_region: self.inner.id.as_str(),
+            reserve: if config.defects.contains(&Defect::Oversell) {
+                Reserve::Oversell
+            } else {
+                Reserve::NoOversell
+            },
+            then,
+        }
+    }
+
+    /// Payment-degraded mode: park (save, reserve, 202) or reject (503, nothing written).
+    async fn degraded_checkout(
+        &self,
+        request: &CheckoutRequest,
+        amount_cents: i64,
+        entry: RegionId,
+    ) -> (&'static str, Reply) {
+        let why = if self.is_paused() {
+            "payments paused by an operator"
+        } else {
+            "payment provider breaker open"
         };
-        drop(guard);
-        reply
+        match self.inner.config.breaker.degraded_mode {
+            DegradedMode::Reject => match orders::load(&self.inner.db, &request.order_id).await {
+                Ok(Some(order)) => replay(&order, request),
+                Ok(None) => {
+                    self.count_admission(Decision::Rejected);
+                    ("rejected", payment_unavailable(why))
+                }
+                Err(err) => ("error", store_error(&err)),
+            },
+            DegradedMode::Park => {
+                let reason = format!("parked: {why}");
+                let new = self.new_order(request, amount_cents, entry, Then::Park(&reason));
+                match orders::save_intent(&self.inner.db, new).await {
+                    Err(err) => ("error", store_error(&err)),
+                    Ok(Intent::Exists(order)) => replay(&order, request),
+                    Ok(Intent::OutOfStock { sku }) => {
+                        self.record_transitions(&[
+                            OrderState::OrderIntentSaved,
+                            OrderState::FailedSafely,
+                        ]);
+                        (
+                            "failed_safely",
+                            failed_reply(&request.order_id, &format!("out_of_stock:{sku}")),
+                        )
+                    }
+                    Ok(_) => {
+                        self.count_admission(Decision::Parked);
+                        self.record_transitions(&[
+                            OrderState::OrderIntentSaved,
+                            OrderState::InventoryReserved,
+                            OrderState::PaymentPending,
+                        ]);
+                        ("pending", pending_reply(&request.order_id))
+                    }
+                }
+            }
+        }
     }
 
     fn claim_inflight(&self, order_id: &str) -> Claimed<'_> {
@@ -160,7 +294,7 @@ impl Region {
         })
     }
 
-    fn is_paused(&self) -> bool {
+    pub(super) fn is_paused(&self) -> bool {
         self.inner.paused.load(std::sync::atomic::Ordering::Relaxed)
     }
 
@@ -183,64 +317,34 @@ impl Region {
         }
     }
 
-    /// Calls the provider once within the deadline and records the outcome.
-    async fn pay(&self, request: &CheckoutRequest, amount_cents: i64) -> (&'static str, Reply) {
-        let config = &self.inner.config.payment;
-        let timeout = config.per_try_timeout().min(config.deadline());
-        let key = payment_key(&request.order_id);
-        let (outcome, attempt) = self
-            .inner
-            .payment
-            .charge(
-                &request.order_id,
-                &key,
-                amount_cents,
-                &config.currency,
-                1,
-                timeout,
-            )
-            .await;
-        self.record_call(&attempt);
-        let (to, reason, charge) = match &outcome {
-            ChargeOutcome::Authorized(charge) if charge.amount_cents == amount_cents => (
-                OrderState::OrderConfirmed,
-                Some(charge.charge_id.clone()),
-                Some(charge),
-            ),
-            ChargeOutcome::Authorized(charge) => (
-                OrderState::PaymentPending,
-                Some(format!("charge {} amount differs", charge.charge_id)),
-                None,
-            ),
-            ChargeOutcome::Declined(charge) => (
-                OrderState::FailedSafely,
-                Some(format!("declined:{}", charge.charge_id)),
-                None,
-            ),
-            other => (
-                OrderState::PaymentPending,
-                Some(pending_reason(other)),
-                None,
-            ),
-        };
+    /// Pays and records the outcome in one transaction.
+    async fn pay_and_record(
+        &self,
+        request: &CheckoutRequest,
+        charge: Charge<'_>,
+        slot: Slot,
+    ) -> (&'static str, Reply) {
+        let paid = self.pay_with_retries(charge, slot).await;
+        let (to, reason, confirmed_charge) = self.judge_payment(&paid, charge.amount_cents);
         let result = self
             .finish(
                 &request.order_id,
                 OrderState::PaymentAuthorizing,
                 to,
-                reason.as_deref(),
-                charge.map(|c| (c.charge_id.as_str(), c.amount_cents)),
-                Some(&attempt),
+                Some(&reason),
+                confirmed_charge
+                    .as_ref()
+                    .map(|(id, amount)| (id.as_str(), *amount)),
+                &paid.attempts,
                 Actor::Checkout,
             )
             .await;
         match result {
             Ok(true) => match to {
                 OrderState::OrderConfirmed => ("confirmed", confirmed_reply(&request.order_id)),
-                OrderState::FailedSafely => (
-                    "failed_safely",
-                    failed_reply(&request.order_id, reason.as_deref().unwrap_or("declined")),
-                ),
+                OrderState::FailedSafely => {
+                    ("failed_safely", failed_reply(&request.order_id, &reason))
+                }
                 _ => ("pending", pending_reply(&request.order_id)),
             },
             // Someone else (the repair worker) moved the order first: say what it is now.
@@ -249,9 +353,64 @@ impl Region {
         }
     }
 
+    /// The state a payment leads to, its reason, and the confirmed charge (id, amount).
+    pub(super) fn judge_payment(
+        &self,
+        paid: &Paid,
+        amount_cents: i64,
+    ) -> (OrderState, String, Option<(String, i64)>) {
+        match &paid.outcome {
+            ChargeOutcome::Authorized(charge) if charge.amount_cents == amount_cents => (
+                OrderState::OrderConfirmed,
+                charge.charge_id.clone(),
+                Some((charge.charge_id.clone(), charge.amount_cents)),
+            ),
+            ChargeOutcome::Authorized(charge) => (
+                OrderState::PaymentPending,
+                format!("charge {} amount differs", charge.charge_id),
+                None,
+            ),
+            ChargeOutcome::Declined(charge) => (
+                OrderState::FailedSafely,
+                format!("declined:{}", charge.charge_id),
+                None,
+            ),
+            ChargeOutcome::Unknown(detail)
+                if self
+                    .inner
+                    .config
+                    .defects
+                    .contains(&Defect::ConfirmOnTimeout) =>
+            {
+                (
+                    // Defect: an unknown outcome is treated as paid.
+                    OrderState::OrderConfirmed,
+                    format!("assumed paid after: {detail}"),
+                    None,
+                )
+            }
+            other => {
+                let why = match other {
+                    ChargeOutcome::Refused { status, .. } => format!("provider_refused:{status}"),
+                    ChargeOutcome::InFlight => "provider_in_flight".into(),
+                    ChargeOutcome::KeyVoided => "key_voided".into(),
+                    ChargeOutcome::Mismatch => "provider_mismatch".into(),
+                    ChargeOutcome::Unknown(detail) => format!("unknown:{detail}"),
+                    ChargeOutcome::Authorized(_) | ChargeOutcome::Declined(_) => "payment".into(),
+                };
+                let reason = match paid.stopped {
+                    Some(stop) => format!("{why} (stopped: {stop})"),
+                    None => why,
+                };
+                (OrderState::PaymentPending, reason, None)
+            }
+        }
+    }
+
     /// Moves an order `from -> to` with its side effects, in one transaction: reservations
     /// committed (confirmed) or released (failed), the confirmation event in the outbox, the
-    /// provider attempt row. Returns false if the order was no longer in `from`.
+    /// provider attempt rows. Returns false if the order was no longer in `from` (the
+    /// attempt rows are kept: the calls happened).
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn finish(
         &self,
@@ -260,17 +419,16 @@ impl Region {
         to: OrderState,
         reason: Option<&str>,
         charge: Option<(&str, i64)>,
-        attempt: Option<&orders::AttemptRow>,
+        attempts: &[AttemptRow],
         actor: Actor,
     ) -> Result<bool, OrderError> {
         let region = self.inner.id.as_str();
         let mut tx = self.inner.db.pool.begin().await?;
-        if let Some(attempt) = attempt {
+        for attempt in attempts {
             orders::insert_attempt(&mut tx, attempt).await?;
         }
         let moved = orders::apply(&mut tx, order_id, from, to, reason, actor, region).await?;
         if !moved {
-            // Keep the attempt row: the call happened even though the state had moved on.
             tx.commit().await?;
             return Ok(false);
         }
@@ -294,116 +452,15 @@ impl Region {
             _ => {}
         }
         tx.commit().await?;
-        self.record_transition(to);
+        self.record_transitions(&[to]);
         Ok(true)
     }
 
-    /// Sends a checkout for an order owned by the peer region to the peer.
-    async fn forward_checkout(
-        &self,
-        order_id: &str,
-        body: Bytes,
-        forwarded_from: Option<String>,
-    ) -> (&'static str, Reply) {
-        let Some(peer) = self.inner.peer_url.as_deref() else {
-            return (
-                "error",
-                problem(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "no_owner",
-                    "no peer region is configured",
-                    None,
-                ),
-            );
-        };
-        if forwarded_from.is_some() {
-            // The peer thinks we own it and we think it does: refuse rather than loop.
-            return (
-                "invalid",
-                problem(
-                    StatusCode::MISDIRECTED_REQUEST,
-                    "not_owner",
-                    "this region does not own the order and will not forward a forwarded request",
-                    None,
-                ),
-            );
-        }
-        let timeout = self.inner.config.payment.deadline() + Duration::from_millis(500);
-        let result = self
-            .inner
-            .http
-            .send(
-                Method::POST,
-                &format!("{peer}/v1/checkout"),
-                &[
-                    ("idempotency-key", order_id),
-                    (FORWARDED_FROM, self.inner.id.as_str()),
-                ],
-                Some(body),
-                timeout,
-            )
-            .await;
-        match result {
-            Ok(response) => ("forwarded", relay_response(response)),
-            Err(err) => (
-                "owner_unreachable",
-                with_retry_after(
-                    problem(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "owner_unreachable",
-                        &format!(
-                            "the owner region of this order is unreachable ({err}); retry with the same key"
-                        ),
-                        None,
-                    ),
-                    Duration::from_secs(1),
-                ),
-            ),
-        }
-    }
-
-    /// `GET /v1/orders/{id}`: the owner's view of the order.
+    /// `GET /v1/orders/{id}`: the owner's view of the order (see `forward.rs` for the path
+    /// through a gateway).
     pub(super) async fn order_status(&self, order_id: &str, req: &Request<Incoming>) -> Reply {
         if self.owner(order_id) != self.inner.id {
-            if req.headers().contains_key(FORWARDED_FROM) {
-                return problem(
-                    StatusCode::MISDIRECTED_REQUEST,
-                    "not_owner",
-                    "this region does not own the order",
-                    None,
-                );
-            }
-            let Some(peer) = self.inner.peer_url.as_deref() else {
-                return problem(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "no_owner",
-                    "no peer region is configured",
-                    None,
-                );
-            };
-            let result = self
-                .inner
-                .http
-                .send(
-                    Method::GET,
-                    &format!("{peer}/v1/orders/{order_id}"),
-                    &[(FORWARDED_FROM, self.inner.id.as_str())],
-                    None,
-                    self.inner.config.payment.deadline(),
-                )
-                .await;
-            return match result {
-                Ok(response) => relay_response(response),
-                Err(err) => with_retry_after(
-                    problem(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "owner_unreachable",
-                        &format!("the owner region is unreachable ({err})"),
-                        None,
-                    ),
-                    Duration::from_secs(1),
-                ),
-            };
+            return self.forward_status(order_id, req).await;
         }
         match orders::load(&self.inner.db, order_id).await {
             Ok(Some(order)) => json(StatusCode::OK, &status_view(&order)),
@@ -434,29 +491,10 @@ pub fn status_view(order: &Order) -> serde_json::Value {
     })
 }
 
-fn pending_reason(outcome: &ChargeOutcome) -> String {
-    match outcome {
-        ChargeOutcome::Refused { status, .. } => format!("provider_refused:{status}"),
-        ChargeOutcome::InFlight => "provider_in_flight".into(),
-        ChargeOutcome::KeyVoided => "key_voided".into(),
-        ChargeOutcome::Mismatch => "provider_mismatch".into(),
-        ChargeOutcome::Unknown(detail) => format!("unknown:{detail}"),
-        ChargeOutcome::Authorized(_) | ChargeOutcome::Declined(_) => "payment".into(),
-    }
-}
-
 /// The answer for an existing order: 422 if the body changed, else its current outcome.
-fn replay(order: &Order, request: &CheckoutRequest) -> (&'static str, Reply) {
+pub(super) fn replay(order: &Order, request: &CheckoutRequest) -> (&'static str, Reply) {
     if order.fingerprint != request.fingerprint() {
-        return (
-            "conflict",
-            problem(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "idempotency_key_reused",
-                "this Idempotency-Key was used with a different body; use a new order id for a new order",
-                Some("Idempotency-Key"),
-            ),
-        );
+        return ("conflict", key_reused());
     }
     match order.status {
         OrderState::OrderConfirmed => ("confirmed", confirmed_reply(&order.order_id)),
@@ -468,14 +506,23 @@ fn replay(order: &Order, request: &CheckoutRequest) -> (&'static str, Reply) {
     }
 }
 
-fn confirmed_reply(order_id: &str) -> Reply {
+pub(super) fn key_reused() -> Reply {
+    problem(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "idempotency_key_reused",
+        "this Idempotency-Key was used with a different body; use a new order id for a new order",
+        Some("Idempotency-Key"),
+    )
+}
+
+pub(super) fn confirmed_reply(order_id: &str) -> Reply {
     json(
         StatusCode::CREATED,
         &json!({"order_id": order_id, "status": "order_confirmed"}),
     )
 }
 
-fn pending_reply(order_id: &str) -> Reply {
+pub(super) fn pending_reply(order_id: &str) -> Reply {
     json(
         StatusCode::ACCEPTED,
         &json!({
@@ -486,26 +533,43 @@ fn pending_reply(order_id: &str) -> Reply {
     )
 }
 
-fn failed_reply(order_id: &str, reason: &str) -> Reply {
+pub(super) fn failed_reply(order_id: &str, reason: &str) -> Reply {
     json(
         StatusCode::OK,
         &json!({"order_id": order_id, "status": "failed_safely", "reason": reason}),
     )
 }
 
-fn payment_unavailable(message: &str) -> Reply {
+fn payment_unavailable(why: &str) -> Reply {
     with_retry_after(
         problem(
             StatusCode::SERVICE_UNAVAILABLE,
             "payment_unavailable",
-            message,
+            &format!(
+                "new payments are not taken right now ({why}); carts and order status stay available"
+            ),
             None,
         ),
         Duration::from_secs(1),
     )
 }
 
-fn invalid(field: &str, message: &str) -> Reply {
+fn overloaded(decision: Decision, retry_after: Duration) -> Reply {
+    with_retry_after(
+        problem(
+            StatusCode::TOO_MANY_REQUESTS,
+            "overloaded",
+            &format!(
+                "checkout shed by admission control ({}); retry later with the same key",
+                decision.as_str()
+            ),
+            None,
+        ),
+        retry_after,
+    )
+}
+
+pub(super) fn invalid(field: &str, message: &str) -> Reply {
     problem(
         StatusCode::BAD_REQUEST,
         "invalid_request",
@@ -514,7 +578,7 @@ fn invalid(field: &str, message: &str) -> Reply {
     )
 }
 
-fn store_error(err: &OrderError) -> Reply {
+pub(super) fn store_error(err: &OrderError) -> Reply {
     tracing::error!(error = %err, "region store error");
     with_retry_after(
         problem(
@@ -525,15 +589,4 @@ fn store_error(err: &OrderError) -> Reply {
         ),
         Duration::from_secs(1),
     )
-}
-
-/// Passes a peer's answer through unchanged (status, body, Retry-After).
-fn relay_response(response: rig_http::ClientResponse) -> Reply {
-    let mut reply = rig_http::reply::with_type(response.status, "application/json", response.body);
-    for name in ["retry-after", "retry-after-ms"] {
-        if let Some(value) = response.headers.get(name) {
-            reply.headers_mut().insert(name, value.clone());
-        }
-    }
-    reply
 }

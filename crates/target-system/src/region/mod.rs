@@ -10,20 +10,25 @@
 //! ([`owner_of`]); the other region forwards to it and never makes a final transition itself.
 //! Without a peer (a single-region deployment) this region owns every order.
 
+pub mod admission;
 pub mod api;
+pub mod breaker;
 mod carts;
 mod checkout;
+mod forward;
 pub mod orders;
 pub mod outbox;
+mod pay;
 pub mod payment;
 pub mod repair;
+pub mod retry;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use prometheus::{HistogramVec, IntCounterVec, IntGauge, Registry};
+use prometheus::{Gauge, HistogramVec, IntCounterVec, IntGauge, Registry};
 use rig_http::{
     DropConnection, HttpClient, Incoming, Method, PeerAddr, Reply, Request, StatusCode, json,
     problem,
@@ -33,8 +38,9 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::clock::{IdGen, fnv1a64};
+use crate::clock::{Draws, IdGen, fnv1a64};
 use crate::config::TargetConfig;
+use crate::defects::Defect;
 use crate::metrics;
 use crate::provider::metrics_reply;
 use crate::store::{Db, StoreError};
@@ -118,6 +124,12 @@ struct Inner {
     inflight: Mutex<HashMap<String, watch::Receiver<()>>>,
     event_ids: IdGen,
     paused: AtomicBool,
+    gate: admission::Gate,
+    admission_stats: admission::Stats,
+    budget: retry::RetryBudget,
+    breaker: breaker::Breaker,
+    /// Backoff jitter, from the seed.
+    draws: Draws,
     metrics: RegionMetrics,
 }
 
@@ -133,6 +145,12 @@ struct RegionMetrics {
     repair_actions: IntCounterVec,
     outbox_published: IntCounterVec,
     consumer_deliveries: IntCounterVec,
+    admission_decisions: IntCounterVec,
+    retries: IntCounterVec,
+    retry_budget_available: Gauge,
+    provider_in_flight: IntGauge,
+    breaker_open: IntGauge,
+    forwards: IntCounterVec,
 }
 
 impl RegionMetrics {
@@ -192,6 +210,39 @@ impl RegionMetrics {
                 "Deliveries seen by the confirmation consumer: applied or duplicate.",
                 &["result"],
             ),
+            admission_decisions: metrics::counter_vec(
+                &registry,
+                "rig_region_admission_decisions_total",
+                "Admission decisions for new checkouts: admitted, shed (by reason), parked, rejected.",
+                &["decision"],
+            ),
+            retries: metrics::counter_vec(
+                &registry,
+                "rig_region_payment_retries_total",
+                "Provider charge retries asked of the retry budget: allowed or denied.",
+                &["result"],
+            ),
+            retry_budget_available: metrics::gauge(
+                &registry,
+                "rig_region_retry_budget_available",
+                "Retries the retry budget would allow right now.",
+            ),
+            provider_in_flight: metrics::int_gauge(
+                &registry,
+                "rig_region_provider_calls_in_flight",
+                "Charge calls to the provider in flight from this region.",
+            ),
+            breaker_open: metrics::int_gauge(
+                &registry,
+                "rig_region_breaker_open",
+                "1 while the provider breaker is open or half-open (payment-degraded mode), else 0.",
+            ),
+            forwards: metrics::counter_vec(
+                &registry,
+                "rig_region_forwards_total",
+                "Checkouts for orders owned by the peer region: forwarded, held (owner unreachable), delivered later.",
+                &["result"],
+            ),
             registry,
         }
     }
@@ -233,7 +284,7 @@ impl Region {
             inner: Arc::new(Inner {
                 id: wiring.id,
                 db,
-                config,
+                config: config.clone(),
                 peer_url: wiring.peer_url.map(|u| u.trim_end_matches('/').to_string()),
                 http,
                 payment,
@@ -243,6 +294,20 @@ impl Region {
                     RegionId::B => "ev_b",
                 }),
                 paused: AtomicBool::new(false),
+                gate: admission::Gate::new(
+                    &config.admission,
+                    !config.defects.contains(&Defect::NoAdmissionControl),
+                ),
+                admission_stats: admission::Stats::default(),
+                budget: retry::RetryBudget::new(&config.retry_budget),
+                breaker: breaker::Breaker::new(&config.breaker),
+                draws: Draws::new(
+                    config.seed
+                        ^ match wiring.id {
+                            RegionId::A => 0x0a,
+                            RegionId::B => 0x0b,
+                        },
+                ),
                 metrics: RegionMetrics::new(wiring.id),
             }),
         })
@@ -273,8 +338,12 @@ impl Region {
         shutdown: impl std::future::Future<Output = ()>,
     ) -> std::io::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
-        let relay = tokio::spawn(outbox::run_relay(self.clone(), stop_rx.clone()));
-        let repair = tokio::spawn(repair::run(self.clone(), stop_rx));
+        let workers = [
+            tokio::spawn(outbox::run_relay(self.clone(), stop_rx.clone())),
+            tokio::spawn(repair::run(self.clone(), stop_rx.clone())),
+            tokio::spawn(forward::run(self.clone(), stop_rx.clone())),
+            tokio::spawn(flush_admission_stats(self.clone(), stop_rx)),
+        ];
         let region = self.clone();
         let result = rig_http::serve(
             listener,
@@ -286,8 +355,9 @@ impl Region {
         )
         .await;
         let _ = stop_tx.send(true);
-        let _ = relay.await;
-        let _ = repair.await;
+        for worker in workers {
+            let _ = worker.await;
+        }
         result
     }
 
@@ -339,12 +409,37 @@ impl Region {
         }
     }
 
+    /// `paused` (operator) before `degraded` (breaker) before `normal`.
     fn mode(&self) -> &'static str {
         if self.inner.paused.load(Ordering::Relaxed) {
             "paused"
+        } else if self.inner.breaker.is_open() {
+            "degraded"
         } else {
             "normal"
         }
+    }
+
+    /// Records a breaker-driven mode change with its time and cause.
+    async fn mode_changed(&self, reason: &str) {
+        let mode = self.mode();
+        self.inner
+            .metrics
+            .breaker_open
+            .set(i64::from(self.inner.breaker.is_open()));
+        tracing::warn!(region = %self.inner.id, mode, reason, "payment mode changed");
+        if let Err(err) = orders::record_mode(&self.inner.db, mode, reason, "breaker").await {
+            tracing::error!(error = %err, "could not record a mode change");
+        }
+    }
+
+    fn count_admission(&self, decision: admission::Decision) {
+        self.inner
+            .metrics
+            .admission_decisions
+            .with_label_values(&[decision.as_str()])
+            .inc();
+        self.inner.admission_stats.count(decision);
     }
 
     async fn admin_state(&self) -> Reply {
@@ -354,6 +449,8 @@ impl Region {
                 &json!({
                     "region": self.inner.id,
                     "mode": self.mode(),
+                    "breaker_open": self.inner.breaker.is_open(),
+                    "defects": &self.inner.config.defects,
                     "parameters": &*self.inner.config,
                     "inventory": inventory,
                 }),
@@ -400,12 +497,30 @@ impl Region {
             .observe(seconds);
     }
 
-    fn record_transition(&self, to: crate::OrderState) {
-        self.inner
-            .metrics
-            .transitions
-            .with_label_values(&[to.as_str()])
-            .inc();
+    fn record_transitions(&self, states: &[crate::OrderState]) {
+        for to in states {
+            self.inner
+                .metrics
+                .transitions
+                .with_label_values(&[to.as_str()])
+                .inc();
+        }
+    }
+}
+
+/// Flushes the per-second admission counts every second until `stop` (and once more then).
+async fn flush_admission_stats(region: Region, mut stop: watch::Receiver<bool>) {
+    loop {
+        let stopping = tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => false,
+            _ = stop.changed() => true,
+        };
+        if let Err(err) = region.inner.admission_stats.flush(&region.inner.db).await {
+            tracing::warn!(error = %err, region = %region.id(), "admission stats flush failed");
+        }
+        if stopping {
+            return;
+        }
     }
 }
 

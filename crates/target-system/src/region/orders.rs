@@ -78,24 +78,61 @@ pub struct AttemptRow {
 pub enum Intent {
     /// Saved, stock reserved, now `payment_authorizing`: call the provider.
     Authorizing,
+    /// Saved, stock reserved, parked in `payment_pending` (degraded mode): pay later.
+    Parked,
     /// Saved and failed safely at once: this sku lacked stock. Nothing reserved.
     OutOfStock { sku: String },
     /// An order with this id exists already.
     Exists(Order),
 }
 
+/// How stock is reserved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reserve {
+    /// A conditional update: never more than what is left.
+    NoOversell,
+    /// Defect `oversell`: the stock condition is gone.
+    Oversell,
+}
+
+/// Where a new order goes once its stock is reserved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Then<'a> {
+    Authorize,
+    /// Degraded mode: `payment_pending` with this reason, no provider call now.
+    Park(&'a str),
+}
+
+/// A checkout intent to save.
+#[derive(Debug, Clone, Copy)]
+pub struct NewOrder<'a> {
+    pub req: &'a CheckoutRequest,
+    pub amount_cents: i64,
+    pub currency: &'a str,
+    /// The order's owner region (a pure function of its id).
+    pub owner_region: &'a str,
+    /// Where the customer's request came in.
+    pub entry_region: &'a str,
+    /// The region writing the record (the owner, unless a defect says otherwise).
+    pub acting_region: &'a str,
+    pub reserve: Reserve,
+    pub then: Then<'a>,
+}
+
 /// Saves the intent, reserves every line (no oversell: a conditional update per sku, in sku
 /// order so concurrent transactions lock rows in one order) and moves to
-/// `payment_authorizing`, all in one transaction.
-pub async fn save_intent(
-    db: &Db,
-    req: &CheckoutRequest,
-    amount_cents: i64,
-    currency: &str,
-    owner_region: &str,
-    entry_region: &str,
-    allow_oversell: bool,
-) -> Result<Intent, OrderError> {
+/// `payment_authorizing` (or parks it), all in one transaction.
+pub async fn save_intent(db: &Db, new: NewOrder<'_>) -> Result<Intent, OrderError> {
+    let NewOrder {
+        req,
+        amount_cents,
+        currency,
+        owner_region,
+        entry_region,
+        acting_region,
+        reserve,
+        then,
+    } = new;
     let now = now_us();
     let mut tx = db.pool.begin().await?;
     let items_json = serde_json::to_string(&req.items).unwrap_or_default();
@@ -128,11 +165,11 @@ pub async fn save_intent(
     }
     let mut reserved: Vec<&LineItem> = Vec::with_capacity(req.items.len());
     for item in &req.items {
-        let sql = if allow_oversell {
-            // Defect `oversell`: the stock condition is gone.
-            "UPDATE inventory SET reserved = reserved + $1 WHERE sku = $2"
-        } else {
-            "UPDATE inventory SET reserved = reserved + $1 WHERE sku = $2 AND stock - reserved >= $1"
+        let sql = match reserve {
+            Reserve::Oversell => "UPDATE inventory SET reserved = reserved + $1 WHERE sku = $2",
+            Reserve::NoOversell => {
+                "UPDATE inventory SET reserved = reserved + $1 WHERE sku = $2 AND stock - reserved >= $1"
+            }
         };
         let updated = sqlx::query(sql)
             .bind(item.qty)
@@ -154,7 +191,7 @@ pub async fn save_intent(
                 OrderState::FailedSafely,
                 Some(reason.as_str()),
             )];
-            advance_new_order(&mut tx, &req.order_id, &path, now, owner_region).await?;
+            advance_new_order(&mut tx, &req.order_id, &path, now, acting_region).await?;
             tx.commit().await?;
             return Ok(Intent::OutOfStock {
                 sku: item.sku.clone(),
@@ -177,21 +214,38 @@ pub async fn save_intent(
         insert = insert.bind(&item.sku).bind(item.qty).bind(now);
     }
     insert.execute(&mut *tx).await?;
-    let path = [
-        (
-            OrderState::OrderIntentSaved,
-            OrderState::InventoryReserved,
-            None,
+    let reserved = (
+        OrderState::OrderIntentSaved,
+        OrderState::InventoryReserved,
+        None,
+    );
+    let (path, intent) = match then {
+        Then::Authorize => (
+            [
+                reserved,
+                (
+                    OrderState::InventoryReserved,
+                    OrderState::PaymentAuthorizing,
+                    None,
+                ),
+            ],
+            Intent::Authorizing,
         ),
-        (
-            OrderState::InventoryReserved,
-            OrderState::PaymentAuthorizing,
-            None,
+        Then::Park(reason) => (
+            [
+                reserved,
+                (
+                    OrderState::InventoryReserved,
+                    OrderState::PaymentPending,
+                    Some(reason),
+                ),
+            ],
+            Intent::Parked,
         ),
-    ];
-    advance_new_order(&mut tx, &req.order_id, &path, now, owner_region).await?;
+    };
+    advance_new_order(&mut tx, &req.order_id, &path, now, acting_region).await?;
     tx.commit().await?;
-    Ok(Intent::Authorizing)
+    Ok(intent)
 }
 
 /// Records a new order's first transitions in two statements: the order row jumps to the
@@ -386,6 +440,15 @@ pub async fn insert_attempt(conn: &mut AnyConnection, row: &AttemptRow) -> Resul
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// How many charge calls this region has made for an order.
+pub async fn count_charge_attempts(db: &Db, order_id: &str) -> Result<i64, sqlx::Error> {
+    sqlx::query("SELECT COUNT(*) FROM payment_attempts WHERE order_id = $1 AND op = 'charge'")
+        .bind(order_id)
+        .fetch_one(&db.pool)
+        .await?
+        .try_get(0)
 }
 
 /// Appends an event to the transactional outbox (same transaction as the state change).

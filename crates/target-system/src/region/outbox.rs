@@ -97,7 +97,12 @@ impl Region {
         if events.is_empty() {
             return Ok(0);
         }
-        let deliveries = deliver(db, &events, true).await?;
+        let dedup = !self
+            .inner
+            .config
+            .defects
+            .contains(&crate::defects::Defect::NoConsumerDedup);
+        let deliveries = deliver(db, &events, dedup).await?;
         // A crash here leaves the batch unpublished: it is delivered again and deduplicated.
         let now = now_us();
         let mut tx = db.pool.begin().await?;

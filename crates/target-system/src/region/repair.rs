@@ -7,20 +7,26 @@
 //! | authorized, amount matches            | `order_confirmed` (stock committed, event out)  |
 //! | authorized, amount differs            | `needs_reconciliation`                          |
 //! | declined / voided                     | `failed_safely` (stock released)                |
+//! | key unknown, order parked (degraded)  | pay now, while the breaker allows and there is time before `max_pending_age - void_after` |
 //! | key unknown, older than `void_after`  | void the key (tombstone), then `failed_safely`  |
 //! | unreachable / unreadable              | wait for the next scan                          |
 //!
 //! `needs_reconciliation` is compensated on a later scan: refund the live charge, void the
-//! key, `failed_safely`. Every provider call is an attempt row.
+//! key, `failed_safely`. Every provider call takes a provider slot (admission control covers
+//! repair too) and is an attempt row. The `no-repair` defect stops the worker.
 
 use std::time::Duration;
 
 use tokio::sync::watch;
 
 use super::Region;
+use super::admission::Slot;
+use super::breaker::Permission;
 use super::orders::{self, Actor, AttemptRow, Order};
+use super::pay::Charge;
 use super::payment::{Lookup, VoidOutcome};
 use crate::clock::now_us;
+use crate::defects::Defect;
 use crate::order_state::OrderState;
 use crate::provider::ledger::KeyView;
 
@@ -66,11 +72,6 @@ impl Region {
                     self.count_action("wait");
                 }
                 Decision::Move { to, reason, charge } => {
-                    let (last, earlier) = match calls.split_last() {
-                        Some((last, earlier)) => (Some(last), earlier),
-                        None => (None, &[][..]),
-                    };
-                    self.save_calls(earlier).await?;
                     let charge_ref = charge.as_ref().map(|(id, amount)| (id.as_str(), *amount));
                     let moved = self
                         .finish(
@@ -79,7 +80,7 @@ impl Region {
                             to,
                             Some(&reason),
                             charge_ref,
-                            last,
+                            &calls,
                             Actor::Repair,
                         )
                         .await?;
@@ -124,12 +125,24 @@ impl Region {
         tx.commit().await
     }
 
+    /// A provider slot for a repair call (repair waits; it is never shed).
+    async fn repair_slot(&self) -> Option<Slot> {
+        self.inner
+            .gate
+            .slot(self.inner.config.payment.per_try_timeout())
+            .await
+    }
+
     /// Gathers the provider's evidence for one order and decides. Returns the calls made.
     async fn decide(&self, order: &Order) -> (Decision, Vec<AttemptRow>) {
         let timeout = self.inner.config.payment.per_try_timeout();
         let payment = &self.inner.payment;
         let mut calls = Vec::new();
+        let Some(slot) = self.repair_slot().await else {
+            return (Decision::Wait, calls);
+        };
         let (lookup, row) = payment.lookup(&order.order_id, timeout).await;
+        drop(slot);
         self.record_call(&row);
         calls.push(row);
         if order.status == OrderState::NeedsReconciliation {
@@ -138,33 +151,97 @@ impl Region {
         let decision = match lookup {
             Lookup::Unknown(_) => Decision::Wait,
             Lookup::Found(view) => judge(order, &view),
+            Lookup::NotFound if is_parked(order) && self.may_still_pay(order) => {
+                self.pay_parked(order, &mut calls).await
+            }
             Lookup::NotFound => {
+                let config = &self.inner.config.repair;
                 let pending_for = now_us() - order.updated_at_us;
-                if pending_for < secs_us(self.inner.config.repair.void_after_seconds) {
+                // A parked order is voided once its time to be paid is over; any other
+                // unknown payment after `void_after` (a request still in transit lands first).
+                let wait_for = if is_parked(order) {
+                    0
+                } else {
+                    secs_us(config.void_after_seconds)
+                };
+                if pending_for < wait_for {
                     Decision::Wait
                 } else {
-                    let (void, row) = payment.void(&order.order_id, timeout).await;
-                    self.record_call(&row);
-                    calls.push(row);
-                    match void {
-                        VoidOutcome::Voided(view) => match view.charge {
-                            None => Decision::Move {
-                                to: OrderState::FailedSafely,
-                                reason: "payment never reached the provider; key voided".into(),
-                                charge: None,
-                            },
-                            Some(charge) => Decision::Move {
-                                to: OrderState::FailedSafely,
-                                reason: format!("late charge {} voided", charge.charge_id),
-                                charge: None,
-                            },
-                        },
-                        VoidOutcome::InFlight | VoidOutcome::Unknown(_) => Decision::Wait,
-                    }
+                    self.void_and_fail(order, &mut calls).await
                 }
             }
         };
         (decision, calls)
+    }
+
+    /// A parked order may still be paid while there is time left to void it before
+    /// `max_pending_age` if paying fails.
+    fn may_still_pay(&self, order: &Order) -> bool {
+        let config = &self.inner.config.repair;
+        let pay_until = order.created_at_us + secs_us(config.max_pending_age_seconds)
+            - secs_us(config.void_after_seconds);
+        now_us() < pay_until
+    }
+
+    /// Pays a parked order now if the breaker and the operator allow it.
+    async fn pay_parked(&self, order: &Order, calls: &mut Vec<AttemptRow>) -> Decision {
+        if self.is_paused() {
+            return Decision::Wait;
+        }
+        let permission = self.inner.breaker.permission(tokio::time::Instant::now());
+        if permission == Permission::Refuse {
+            return Decision::Wait;
+        }
+        let earlier = match orders::count_charge_attempts(&self.inner.db, &order.order_id).await {
+            Ok(n) => n,
+            Err(_) => return Decision::Wait,
+        };
+        let Some(slot) = self.repair_slot().await else {
+            return Decision::Wait;
+        };
+        let charge = Charge {
+            order_id: &order.order_id,
+            amount_cents: order.amount_cents,
+            first_attempt: earlier + 1,
+            probe: permission == Permission::Probe,
+            deadline: tokio::time::Instant::now() + self.inner.config.payment.deadline(),
+        };
+        let paid = self.pay_with_retries(charge, slot).await;
+        let (to, reason, charge) = self.judge_payment(&paid, order.amount_cents);
+        calls.extend(paid.attempts);
+        if to == OrderState::PaymentPending {
+            Decision::Wait
+        } else {
+            Decision::Move {
+                to,
+                reason: format!("paid after parking: {reason}"),
+                charge,
+            }
+        }
+    }
+
+    /// Voids the order's key (tombstone) and fails the order safely.
+    async fn void_and_fail(&self, order: &Order, calls: &mut Vec<AttemptRow>) -> Decision {
+        let Some(slot) = self.repair_slot().await else {
+            return Decision::Wait;
+        };
+        let timeout = self.inner.config.payment.per_try_timeout();
+        let (void, row) = self.inner.payment.void(&order.order_id, timeout).await;
+        drop(slot);
+        self.record_call(&row);
+        calls.push(row);
+        match void {
+            VoidOutcome::Voided(view) => Decision::Move {
+                to: OrderState::FailedSafely,
+                reason: match view.charge {
+                    None if is_parked(order) => "parked too long to pay in time; key voided".into(),
+                    None => "payment never reached the provider; key voided".into(),
+                    Some(charge) => format!("late charge {} voided", charge.charge_id),
+                },
+                charge: None,
+            },
+            VoidOutcome::InFlight | VoidOutcome::Unknown(_) => Decision::Wait,
+        }
     }
 
     /// `needs_reconciliation`: refund whatever is live, void the key, fail safely.
@@ -184,9 +261,13 @@ impl Region {
         };
         let mut refunded = None;
         if let Some(charge) = live {
+            let Some(slot) = self.repair_slot().await else {
+                return Decision::Wait;
+            };
             let (result, row) = payment
                 .refund(&order.order_id, &charge.charge_id, timeout)
                 .await;
+            drop(slot);
             self.record_call(&row);
             calls.push(row);
             match result {
@@ -194,21 +275,25 @@ impl Region {
                 Err(_) => return Decision::Wait,
             }
         }
-        let (void, row) = payment.void(&order.order_id, timeout).await;
-        self.record_call(&row);
-        calls.push(row);
-        match void {
-            VoidOutcome::Voided(_) => Decision::Move {
-                to: OrderState::FailedSafely,
+        match self.void_and_fail(order, calls).await {
+            Decision::Move { to, .. } => Decision::Move {
+                to,
                 reason: match refunded {
                     Some(id) => format!("reconciled: refunded {id}, key voided"),
                     None => "reconciled: no live charge, key voided".into(),
                 },
                 charge: None,
             },
-            _ => Decision::Wait,
+            Decision::Wait => Decision::Wait,
         }
     }
+}
+
+fn is_parked(order: &Order) -> bool {
+    order
+        .reason
+        .as_deref()
+        .is_some_and(|r| r.starts_with("parked"))
 }
 
 /// The decision for a pending order given the provider's record of its key.
@@ -221,7 +306,7 @@ fn judge(order: &Order, view: &KeyView) -> Decision {
                 && charge.refunded_cents == 0
             {
                 Decision::Move {
-                    to: confirm_from(order.status),
+                    to: OrderState::OrderConfirmed,
                     reason: charge.charge_id.clone(),
                     charge: Some((charge.charge_id.clone(), charge.amount_cents)),
                 }
@@ -255,11 +340,6 @@ fn judge(order: &Order, view: &KeyView) -> Decision {
     }
 }
 
-/// `payment_authorizing` (stuck) may confirm directly; pending confirms too.
-fn confirm_from(_from: OrderState) -> OrderState {
-    OrderState::OrderConfirmed
-}
-
 /// Only `payment_pending` may go to `needs_reconciliation`; a stuck `payment_authorizing`
 /// order first becomes pending (the next scan reconciles it).
 fn reconcile_from(from: OrderState) -> OrderState {
@@ -276,6 +356,11 @@ fn secs_us(seconds: u64) -> i64 {
 
 /// Runs a repair scan every `repair.scan_interval_ms` until `stop` turns true.
 pub async fn run(region: Region, mut stop: watch::Receiver<bool>) {
+    if region.inner.config.defects.contains(&Defect::NoRepair) {
+        // Defect: pending orders are never resolved.
+        let _ = stop.changed().await;
+        return;
+    }
     let interval = Duration::from_millis(region.inner.config.repair.scan_interval_ms);
     loop {
         tokio::select! {

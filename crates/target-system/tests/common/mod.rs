@@ -2,6 +2,8 @@
 //! 127.0.0.1:0; talk to them over real HTTP.
 #![allow(dead_code)]
 
+pub mod forwarder;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,10 +11,12 @@ use bytes::Bytes;
 use rig_http::{ClientResponse, HttpClient, Method};
 use serde_json::{Value, json};
 use target_system::provider::ledger::{self, Charge};
-use target_system::system::System;
+use target_system::system::{RegionPlan, System};
 use target_system::testkit::TestStores;
 use target_system::{Region, RegionId, TargetConfig};
 use tokio::net::TcpListener;
+
+pub use forwarder::{Forwarder, Mode};
 
 /// Runs `$scenario(stores)` against SQLite, and against PostgreSQL when configured.
 #[macro_export]
@@ -40,6 +44,22 @@ pub fn quiet_config() -> TargetConfig {
     config.repair.scan_interval_ms = 3_600_000;
     config.outbox.poll_interval_ms = 3_600_000;
     config
+}
+
+/// The forwarders on each hop of a linked topology.
+pub struct Links {
+    pub a_to_b: Forwarder,
+    pub b_to_a: Forwarder,
+    pub a_to_provider: Forwarder,
+    pub b_to_provider: Forwarder,
+}
+
+impl Links {
+    /// Partitions (or heals) regions a and b in both directions.
+    pub fn partition(&self, mode: Mode) {
+        self.a_to_b.set(mode);
+        self.b_to_a.set(mode);
+    }
 }
 
 pub struct Harness {
@@ -71,6 +91,41 @@ impl Harness {
             client: HttpClient::new(Duration::from_secs(2), 64),
             stores,
         }
+    }
+
+    /// Provider and regions with every hop through a forwarder the test controls (as a run
+    /// puts a proxy on each hop): `a_to_b`, `b_to_a`, `a_to_provider`, `b_to_provider`.
+    pub async fn start_linked(stores: TestStores, config: TargetConfig) -> (Self, Links) {
+        let (provider, a, b) = (listener().await, listener().await, listener().await);
+        let links = Links {
+            a_to_b: Forwarder::start(b.local_addr().unwrap()).await,
+            b_to_a: Forwarder::start(a.local_addr().unwrap()).await,
+            a_to_provider: Forwarder::start(provider.local_addr().unwrap()).await,
+            b_to_provider: Forwarder::start(provider.local_addr().unwrap()).await,
+        };
+        let plans = vec![
+            RegionPlan {
+                id: RegionId::A,
+                listener: a,
+                provider_url: links.a_to_provider.url(),
+                peer_url: Some(links.a_to_b.url()),
+            },
+            RegionPlan {
+                id: RegionId::B,
+                listener: b,
+                provider_url: links.b_to_provider.url(),
+                peer_url: Some(links.b_to_a.url()),
+            },
+        ];
+        let system = System::start(Arc::new(config), &stores.url, Some(provider), plans)
+            .await
+            .expect("system starts");
+        let harness = Self {
+            system,
+            client: HttpClient::new(Duration::from_secs(2), 64),
+            stores,
+        };
+        (harness, links)
     }
 
     pub fn region(&self, id: RegionId) -> &Region {
@@ -186,4 +241,72 @@ pub async fn count(db: &target_system::Db, sql: &'static str, bind: &str) -> i64
         .expect("count query")
         .try_get::<i64, _>(0)
         .expect("count column")
+}
+
+/// One provider call as recorded in a region's `payment_attempts`.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub order_id: String,
+    pub op: String,
+    pub is_retry: bool,
+    pub started_at_us: i64,
+    pub finished_at_us: i64,
+    pub outcome: String,
+}
+
+pub async fn attempts(db: &target_system::Db) -> Vec<Attempt> {
+    use sqlx::Row;
+    sqlx::query(
+        "SELECT order_id, op, is_retry, started_at_us, finished_at_us, outcome FROM payment_attempts ORDER BY started_at_us",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| Attempt {
+        order_id: r.try_get("order_id").unwrap(),
+        op: r.try_get("op").unwrap(),
+        is_retry: r.try_get::<i64, _>("is_retry").unwrap() == 1,
+        started_at_us: r.try_get("started_at_us").unwrap(),
+        finished_at_us: r.try_get("finished_at_us").unwrap(),
+        outcome: r.try_get("outcome").unwrap(),
+    })
+    .collect()
+}
+
+/// Most calls in flight at once (sweep line; an end before a start at the same instant).
+pub fn max_concurrency(attempts: &[Attempt]) -> usize {
+    let mut events: Vec<(i64, i32)> = attempts
+        .iter()
+        .flat_map(|a| [(a.started_at_us, 1), (a.finished_at_us, -1)])
+        .collect();
+    events.sort();
+    let (mut now, mut max) = (0i32, 0i32);
+    for (_, delta) in events {
+        now += delta;
+        max = max.max(now);
+    }
+    max as usize
+}
+
+/// The first window (ending at a retry) where charge retries exceed
+/// `ratio * first tries + min_per_sec * ttl`, as (retries, first tries).
+pub fn retry_budget_violation(
+    attempts: &[Attempt],
+    ratio: f64,
+    min_per_sec: f64,
+    ttl_seconds: u64,
+) -> Option<(usize, usize)> {
+    let charges: Vec<&Attempt> = attempts.iter().filter(|a| a.op == "charge").collect();
+    let ttl_us = i64::try_from(ttl_seconds).unwrap() * 1_000_000;
+    for end in charges.iter().filter(|a| a.is_retry) {
+        let inside = charges.iter().filter(|a| {
+            a.started_at_us > end.started_at_us - ttl_us && a.started_at_us <= end.started_at_us
+        });
+        let (retries, first): (Vec<&&Attempt>, Vec<&&Attempt>) = inside.partition(|a| a.is_retry);
+        if retries.len() as f64 > ratio * first.len() as f64 + min_per_sec * ttl_seconds as f64 {
+            return Some((retries.len(), first.len()));
+        }
+    }
+    None
 }
