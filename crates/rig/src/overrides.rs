@@ -21,7 +21,11 @@ pub fn parse(text: &str) -> Result<Override, BadInput> {
             "--set {text:?}: expected key=value, e.g. --set target.payment.deadline_ms=1500"
         )));
     };
-    let path: Vec<String> = key.trim().split('.').map(|p| p.trim().to_string()).collect();
+    let path: Vec<String> = key
+        .trim()
+        .split('.')
+        .map(|p| p.trim().to_string())
+        .collect();
     if path.iter().any(String::is_empty) {
         return Err(BadInput(format!(
             "--set {text:?}: the key {key:?} has an empty part; use dotted names like target.repair.batch"
@@ -73,10 +77,18 @@ mod tests {
     #[test]
     fn applies_typed_values() {
         let mut doc = Table::new();
-        let sets = ["target.payment.deadline_ms=1500", "target.seed = 9", "target.payment.currency=EUR", "x.y=[1, 2]"]
-            .map(|s| parse(s).unwrap());
+        let sets = [
+            "target.payment.deadline_ms=1500",
+            "target.seed = 9",
+            "target.payment.currency=EUR",
+            "x.y=[1, 2]",
+        ]
+        .map(|s| parse(s).unwrap());
         apply(&mut doc, &sets).unwrap();
-        assert_eq!(doc["target"]["payment"]["deadline_ms"].as_integer(), Some(1500));
+        assert_eq!(
+            doc["target"]["payment"]["deadline_ms"].as_integer(),
+            Some(1500)
+        );
         assert_eq!(doc["target"]["seed"].as_integer(), Some(9));
         assert_eq!(doc["target"]["payment"]["currency"].as_str(), Some("EUR"));
         assert_eq!(doc["x"]["y"].as_array().map(Vec::len), Some(2));

@@ -15,11 +15,13 @@ pub fn load(file: Option<&Path>, sets: &[String]) -> Result<TargetConfig, BadInp
     let origin = match file {
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|err| {
-                BadInput(format!("--config {}: cannot read it: {err}", path.display()))
+                BadInput(format!(
+                    "--config {}: cannot read it: {err}",
+                    path.display()
+                ))
             })?;
-            let parsed: Table = toml::from_str(&text).map_err(|err| {
-                BadInput(format!("{}: not valid TOML: {err}", path.display()))
-            })?;
+            let parsed: Table = toml::from_str(&text)
+                .map_err(|err| BadInput(format!("{}: not valid TOML: {err}", path.display())))?;
             let target = match parsed.get("target") {
                 Some(Value::Table(target)) => target.clone(),
                 Some(other) => {
@@ -69,7 +71,11 @@ mod tests {
         let config = load(None, &["target.payment.deadline_ms=1500".into()]).unwrap();
         assert_eq!(config.payment.deadline_ms, 1500);
         let invalid = load(None, &["target.payment.deadline_ms=0".into()]).unwrap_err();
-        assert!(invalid.0.contains("target.payment.deadline_ms = 0"), "{}", invalid.0);
+        assert!(
+            invalid.0.contains("target.payment.deadline_ms = 0"),
+            "{}",
+            invalid.0
+        );
         let wrong_prefix = load(None, &["run.seed=1".into()]).unwrap_err();
         assert!(wrong_prefix.0.contains("target.*"), "{}", wrong_prefix.0);
     }
