@@ -144,12 +144,21 @@ async fn serve_takes_a_checkout_and_stops_on_ctrl_c() {
     .await
     .unwrap();
     let (banner, lines) = banner;
-    assert_eq!(banner.len(), 4, "provider, a, b and the curl hint: {banner:?}");
+    assert_eq!(
+        banner.len(),
+        4,
+        "provider, a, b and the curl hint: {banner:?}"
+    );
     assert!(
-        lines.iter().any(|l| l.contains("DEFECT oversell IS ON") && l.contains("no-oversell")),
+        lines
+            .iter()
+            .any(|l| l.contains("DEFECT oversell IS ON") && l.contains("no-oversell")),
         "the defect is announced loudly: {lines:?}"
     );
-    assert!(lines.iter().any(|l| l.contains("retry_budget.ratio=0.2")), "parameters printed: {lines:?}");
+    assert!(
+        lines.iter().any(|l| l.contains("retry_budget.ratio=0.2")),
+        "parameters printed: {lines:?}"
+    );
     let region_a = banner
         .iter()
         .find(|(l, _)| l.contains("region a"))

@@ -68,7 +68,12 @@ pub struct ServeArgs {
 }
 
 fn parse_defect(text: &str) -> Result<Defect, String> {
-    Defect::parse(text).ok_or_else(|| format!("unknown defect {text:?}; the defects are: {}", Defect::names()))
+    Defect::parse(text).ok_or_else(|| {
+        format!(
+            "unknown defect {text:?}; the defects are: {}",
+            Defect::names()
+        )
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
