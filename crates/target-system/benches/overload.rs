@@ -27,13 +27,21 @@ struct Counts {
 
 async fn run(capacity: u32, multiple: u32, seconds: u64) -> (f64, [u64; 4]) {
     let dir = TempDir::new("overload");
-    let store = StoreUrl::Sqlite { dir: dir.path().join("stores") };
+    let store = StoreUrl::Sqlite {
+        dir: dir.path().join("stores"),
+    };
     let mut config = TargetConfig::default();
     config.provider.rate_limit_per_sec = Some(capacity);
     let bind = || async { TcpListener::bind("127.0.0.1:0").await.unwrap() };
-    let system = System::start_all(Arc::new(config), &store, bind().await, bind().await, bind().await)
-        .await
-        .expect("system starts");
+    let system = System::start_all(
+        Arc::new(config),
+        &store,
+        bind().await,
+        bind().await,
+        bind().await,
+    )
+    .await
+    .expect("system starts");
     let url = format!("{}/v1/checkout", system.region_url(RegionId::A).unwrap());
     let client = HttpClient::new(Duration::from_secs(2), 512);
     let counts = Arc::new(Counts::default());
@@ -46,13 +54,24 @@ async fn run(capacity: u32, multiple: u32, seconds: u64) -> (f64, [u64; 4]) {
     while started.elapsed() < Duration::from_secs(seconds) {
         ticks.tick().await;
         n += 1;
-        let order = (n..).map(|i| format!("ovl-{multiple}-{i}")).find(|id| owner_of(id) == RegionId::A).unwrap();
+        let order = (n..)
+            .map(|i| format!("ovl-{multiple}-{i}"))
+            .find(|id| owner_of(id) == RegionId::A)
+            .unwrap();
         n += 1;
         let (client, url, counts) = (client.clone(), url.clone(), counts.clone());
         tasks.spawn(async move {
-            let body = format!(r#"{{"order_id":"{order}","customer_id":"c","items":[{{"sku":"sku-1","qty":1}}]}}"#);
+            let body = format!(
+                r#"{{"order_id":"{order}","customer_id":"c","items":[{{"sku":"sku-1","qty":1}}]}}"#
+            );
             let result = client
-                .send(Method::POST, &url, &[("idempotency-key", order.as_str())], Some(Bytes::from(body)), Duration::from_secs(5))
+                .send(
+                    Method::POST,
+                    &url,
+                    &[("idempotency-key", order.as_str())],
+                    Some(Bytes::from(body)),
+                    Duration::from_secs(5),
+                )
                 .await;
             let slot = match result.map(|r| r.status.as_u16()) {
                 Ok(201) => &counts.confirmed,
@@ -67,7 +86,13 @@ async fn run(capacity: u32, multiple: u32, seconds: u64) -> (f64, [u64; 4]) {
     let offered_for = started.elapsed().as_secs_f64();
     while tasks.join_next().await.is_some() {}
     system.shutdown().await.expect("shutdown");
-    let c = [&counts.confirmed, &counts.pending, &counts.shed, &counts.other].map(|a| a.load(Ordering::Relaxed));
+    let c = [
+        &counts.confirmed,
+        &counts.pending,
+        &counts.shed,
+        &counts.other,
+    ]
+    .map(|a| a.load(Ordering::Relaxed));
     (c[0] as f64 / offered_for, c)
 }
 
@@ -78,14 +103,29 @@ async fn main() {
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         match flag.as_str() {
-            "--capacity" => capacity = args.next().and_then(|v| v.parse().ok()).expect("--capacity N"),
-            "--seconds" => seconds = args.next().and_then(|v| v.parse().ok()).expect("--seconds N"),
+            "--capacity" => {
+                capacity = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .expect("--capacity N")
+            }
+            "--seconds" => {
+                seconds = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .expect("--seconds N")
+            }
             "--bench" => {}
             other => panic!("unknown flag {other}"),
         }
     }
-    println!("provider capacity {capacity} charges/s; each load offered open-loop for {seconds} s on a fresh system");
-    println!("{:>8} {:>12} {:>10} {:>10} {:>10} {:>8} {:>10}", "offered", "goodput/s", "confirmed", "pending", "shed", "other", "vs 1x");
+    println!(
+        "provider capacity {capacity} charges/s; each load offered open-loop for {seconds} s on a fresh system"
+    );
+    println!(
+        "{:>8} {:>12} {:>10} {:>10} {:>10} {:>8} {:>10}",
+        "offered", "goodput/s", "confirmed", "pending", "shed", "other", "vs 1x"
+    );
     let mut base = None;
     for multiple in [1, 2, 4] {
         let (goodput, [confirmed, pending, shed, other]) = run(capacity, multiple, seconds).await;
