@@ -1,1 +1,46 @@
-//! Chaos layer (not built yet: see the [chaos] issue).
+//! The chaos layer of the Checkout Chaos Rig: faults on a timeline, reproducible from a seed,
+//! always rolled back, and journaled next to the load.
+//!
+//! It talks to the network through a Toxiproxy-compatible API (the real Toxiproxy, or the
+//! embedded server in this crate) and to the simulated payment provider through its
+//! `/admin/faults` HTTP API. It knows nothing of checkout.
+//!
+//! # Layout
+//! - [`server`]: the embedded Toxiproxy-compatible server ([`serve`], [`EmbeddedToxiproxy`]);
+//!   its HTTP API is in `api`, its data plane (proxies, links, toxic chains) in `proxy`.
+//! - [`toxics`]: the seven toxics, one file each, with attributes and units.
+//! - [`toxiproxy`]: [`ToxiproxyControl`], the Toxiproxy client (the `toxiproxy_rust` crate on
+//!   a blocking thread), with per-proxy desired-state reconcile and read-back.
+//! - [`provider`]: [`ProviderAdmin`] and [`ProviderFaults`], the provider's fault API.
+//! - [`timeline`]: `[[chaos]]` entries ([`Timeline`]), validated, expanded from a seed into a
+//!   [`Plan`].
+//! - [`desired`]: the state every target should be in at one instant.
+//! - [`executor`]: [`execute`] a plan on the load clock; [`heal`] always runs at the end.
+//! - [`journal`]: the append-only JSONL [`Journal`] (fsync per record).
+//! - [`rng`]: the seeded generator behind every random choice; [`duration`]: `"60s"` parsing.
+
+mod api;
+pub mod desired;
+pub mod duration;
+mod error;
+pub mod executor;
+pub mod journal;
+pub mod provider;
+mod proxy;
+pub mod rng;
+pub mod server;
+pub mod timeline;
+pub mod toxics;
+pub mod toxiproxy;
+
+pub use api::VERSION as TOXIPROXY_API_VERSION;
+pub use desired::{Desired, ProxyDesired};
+pub use error::ChaosError;
+pub use executor::{AbortReason, Actuator, Outcome, Targets, execute, heal};
+pub use journal::{Call, Event, Journal, LoadClock, Record, read_journal};
+pub use provider::{ProviderAdmin, ProviderFaults};
+pub use proxy::collection::{ProxyConfig, ProxyJson};
+pub use server::{EmbeddedToxiproxy, ServerOptions, ToxiproxyServer, serve};
+pub use timeline::{Entry, Fault, PartitionDirection, PartitionMode, Plan, Timeline};
+pub use toxics::{Stream, Toxic, ToxicJson, ToxicSpec};
+pub use toxiproxy::{ProxyState, ToxiproxyControl};

@@ -1,18 +1,355 @@
-//! `rig load`: not built yet (the [loadgen-engine] issue).
+//! `rig load URL`: generic open-loop HTTP load, wrk2-style (latency from the intended send
+//! time). Parses and checks the flags, runs the engine on a thread of its own, prints the
+//! text summary on stdout, progress on stderr, and writes the `.hlog` / JSON files asked for.
 
-use clap::Args;
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
-use crate::exit::{Verdict, not_built};
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use loadgen::{
+    ArrivalProcess, Engine, EngineConfig, HlogWriter, HttpSpec, HttpWorkload, IntervalView,
+    LoadgenError, Observer, Schedule, ScheduleSpec, Shard, Summary, on_dedicated_thread,
+    parse_duration,
+};
 
-/// Not built yet: prints so and exits 2.
+use crate::exit::{BadInput, Verdict, not_built};
+
+/// Open-loop load: arrivals leave at their scheduled times whatever the target does.
 #[derive(Debug, Args)]
 pub struct LoadArgs {
-    /// Arguments (ignored until the command is built).
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-    rest: Vec<String>,
+    /// Target URL, http://host[:port][/path]; loopback only unless --allow-remote.
+    pub url: Option<String>,
+    /// Arrivals per second (one `hold` phase, with --duration).
+    #[arg(long, allow_negative_numbers = true)]
+    pub rate: Option<f64>,
+    /// Length of the run, e.g. 30s, 2m (with --rate).
+    #[arg(long)]
+    pub duration: Option<String>,
+    /// Phases instead of --rate/--duration, `;`-separated: `hold rate=R for=D`,
+    /// `ramp from=R to=R for=D`, `step from=R to=R steps=N for=D`,
+    /// `spike rate=R peak=R spike=D for=D`.
+    #[arg(long)]
+    pub phases: Option<String>,
+    /// How arrivals are spaced.
+    #[arg(long, value_enum, default_value_t = Arrival::Constant)]
+    pub arrival: Arrival,
+    /// Keep-alive connections (each carries one request at a time).
+    #[arg(long, default_value_t = 50)]
+    pub connections: usize,
+    /// Most arrivals in flight; arrivals beyond it are dropped and counted, never delayed.
+    #[arg(long, default_value_t = 10_000)]
+    pub max_in_flight: usize,
+    /// Per-request timeout (also how long the end of the run waits for stragglers).
+    #[arg(long, default_value = "10s")]
+    pub timeout: String,
+    /// HTTP method.
+    #[arg(long, default_value = "GET")]
+    pub method: String,
+    /// Request header, `Name: value` (repeatable).
+    #[arg(long = "header", short = 'H')]
+    pub headers: Vec<String>,
+    /// Request body.
+    #[arg(long, conflicts_with = "body_file")]
+    pub body: Option<String>,
+    /// Request body from a file.
+    #[arg(long)]
+    pub body_file: Option<PathBuf>,
+    /// Write an HdrHistogram interval log (one line per tag per second, values in ns).
+    #[arg(long)]
+    pub hlog: Option<PathBuf>,
+    /// Write the JSON summary (schema: crates/loadgen/schema/summary.schema.json).
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Seed of every random choice (Poisson arrivals); all shards must share it.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Send only slice i of N of the schedule (0-based), e.g. 0/2 and 1/2 on two machines.
+    #[arg(long, default_value = "0/1")]
+    pub shard: String,
+    /// Allow a target that is not a loopback address.
+    #[arg(long)]
+    pub allow_remote: bool,
+    /// Generator lag p99 above this means the generator, not the target, was the bottleneck.
+    #[arg(long, default_value = "1ms")]
+    pub lag_bound: String,
+    /// Progress on stderr: live line on a terminal, a plain line every 5 s otherwise.
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
+    pub progress: ProgressMode,
+    /// What each arrival does.
+    #[arg(long, value_enum, default_value_t = WorkloadKind::Http)]
+    pub workload: WorkloadKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Arrival {
+    Constant,
+    Poisson,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProgressMode {
+    Auto,
+    Live,
+    Plain,
+    Off,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WorkloadKind {
+    Http,
+    Checkout,
+}
+
+/// Library errors the user can fix are bad input (exit 2); the rest could not complete.
+fn user_error(err: LoadgenError) -> anyhow::Error {
+    if err.is_bad_input() {
+        BadInput(err.to_string()).into()
+    } else {
+        err.into()
+    }
+}
+
+fn bad(message: String) -> anyhow::Error {
+    BadInput(message).into()
+}
+
+/// Everything checked before anything is sent.
+struct Plan {
+    schedule: Schedule,
+    shard: Shard,
+    http: HttpSpec,
+    config: EngineConfig,
+    lag_bound: Duration,
+}
+
+fn plan(args: &LoadArgs) -> anyhow::Result<Plan> {
+    let example = "e.g. rig load http://127.0.0.1:8080/ --rate 100 --duration 30s";
+    let url = args.url.clone().ok_or_else(|| {
+        bad(format!(
+            "URL is missing; fix: give the target URL, {example}"
+        ))
+    })?;
+    let arrival = match args.arrival {
+        Arrival::Constant => ArrivalProcess::Constant,
+        Arrival::Poisson => ArrivalProcess::Poisson,
+    };
+    let phases = match (&args.phases, args.rate, &args.duration) {
+        (Some(text), None, None) => ScheduleSpec::parse_phases(text).map_err(user_error)?,
+        (None, Some(rate), Some(duration)) => {
+            if !(rate.is_finite() && rate > 0.0) {
+                return Err(bad(format!(
+                    "--rate = {rate}: a rate must be above 0 arrivals per second; fix: {example}"
+                )));
+            }
+            let duration = parse_duration("--duration", duration).map_err(user_error)?;
+            ScheduleSpec::hold(rate, duration, arrival, args.seed).phases
+        }
+        (Some(_), _, _) => {
+            return Err(bad(
+                "--phases and --rate/--duration both given; fix: use one or the other".into(),
+            ));
+        }
+        (None, _, _) => {
+            return Err(bad(format!(
+                "--rate and --duration (or --phases) are needed; fix: {example}"
+            )));
+        }
+    };
+    let spec = ScheduleSpec {
+        phases,
+        arrival,
+        seed: args.seed,
+    };
+    let schedule = Schedule::compile(&spec).map_err(user_error)?;
+    let shard = Shard::parse(&args.shard).map_err(user_error)?;
+    let timeout = parse_duration("--timeout", &args.timeout).map_err(user_error)?;
+    let lag_bound = parse_duration("--lag-bound", &args.lag_bound).map_err(user_error)?;
+    let body = match (&args.body, &args.body_file) {
+        (Some(text), _) => text.clone().into_bytes().into(),
+        (None, Some(path)) => std::fs::read(path)
+            .map_err(|err| {
+                bad(format!(
+                    "--body-file = {}: cannot read it ({err}); fix: give a readable file",
+                    path.display()
+                ))
+            })?
+            .into(),
+        (None, None) => Default::default(),
+    };
+    let http = HttpSpec {
+        url,
+        method: args.method.clone(),
+        headers: args.headers.clone(),
+        body,
+        timeout,
+        connect_timeout: Duration::from_secs(3),
+        connections: args.connections,
+        allow_remote: args.allow_remote,
+    };
+    let config = EngineConfig {
+        max_in_flight: args.max_in_flight,
+        drain_timeout: timeout,
+        ..EngineConfig::default()
+    };
+    Ok(Plan {
+        schedule,
+        shard,
+        http,
+        config,
+        lag_bound,
+    })
+}
+
+fn create(flag: &str, path: &PathBuf) -> anyhow::Result<std::fs::File> {
+    std::fs::File::create(path).map_err(|err| {
+        bad(format!(
+            "{flag} = {}: cannot create the file ({err}); fix: give a writable path",
+            path.display()
+        ))
+    })
 }
 
 pub async fn run(args: LoadArgs) -> anyhow::Result<Verdict> {
-    let _ = args.rest;
-    not_built("load", "[loadgen-engine]")
+    if args.workload == WorkloadKind::Checkout {
+        return not_built("load --workload checkout", "[checkout-workload]");
+    }
+    let Plan {
+        schedule,
+        shard,
+        http,
+        config,
+        lag_bound,
+    } = plan(&args)?;
+    // Files are opened before the run so a bad path costs nothing.
+    let hlog = match &args.hlog {
+        Some(path) => Some(
+            HlogWriter::new(std::io::BufWriter::new(create("--hlog", path)?))
+                .with_comment(&format!("rig load {} (shard {shard})", http.url)),
+        ),
+        None => None,
+    };
+    let json_file = match &args.json {
+        Some(path) => Some(create("--json", path)?),
+        None => None,
+    };
+    let live = match args.progress {
+        ProgressMode::Auto => std::io::stderr().is_terminal(),
+        ProgressMode::Live => true,
+        ProgressMode::Plain | ProgressMode::Off => false,
+    };
+    let progress = ProgressLine {
+        live,
+        off: args.progress == ProgressMode::Off,
+        every: Duration::from_secs(5),
+        printed_at: None,
+    };
+    eprintln!(
+        "rig load: {} {} - {} phase(s) over {}, {} arrivals, seed {}, shard {shard}, {} connections; Ctrl-C stops early",
+        http.method,
+        http.url,
+        schedule.phases().len(),
+        loadgen::format_duration(schedule.duration()),
+        schedule.spec().arrival.as_str(),
+        schedule.spec().seed,
+        http.connections,
+    );
+
+    let engine_schedule = schedule.clone();
+    let outcome = on_dedicated_thread("rig-load", move || async move {
+        let workload = Arc::new(HttpWorkload::connect(&http).await?);
+        let engine = Engine::new(engine_schedule, shard, workload, config)?;
+        let mut observer = (progress, HlogSink(hlog));
+        let shutdown = async {
+            if tokio::signal::ctrl_c().await.is_err() {
+                // No signal handling available: run to the end.
+                std::future::pending::<()>().await;
+            }
+        };
+        let report = engine.run(&mut observer, shutdown).await;
+        Ok::<_, LoadgenError>((report, observer.1.0))
+    })
+    .await
+    .map_err(user_error)?;
+    let (report, hlog) = outcome.map_err(user_error)?;
+
+    if let Some(writer) = hlog {
+        writer.finish().map_err(user_error)?;
+    }
+    let summary = Summary::new(&report, &schedule, lag_bound);
+    if let Some(mut file) = json_file {
+        let path = args.json.as_ref().map(|p| p.display().to_string());
+        serde_json::to_writer_pretty(&mut file, &summary)
+            .context("could not encode the JSON summary")?;
+        writeln!(file).with_context(|| format!("could not write {path:?}"))?;
+    }
+    print!("{}", summary.to_text());
+    Ok(Verdict::Pass)
+}
+
+/// The optional interval log as an observer.
+struct HlogSink(Option<HlogWriter<std::io::BufWriter<std::fs::File>>>);
+
+impl Observer for HlogSink {
+    fn on_interval(&mut self, interval: &IntervalView<'_>) {
+        if let Some(writer) = &mut self.0 {
+            writer.on_interval(interval);
+        }
+    }
+}
+
+/// Progress on stderr: redrawn every interval on a terminal, a plain line every few
+/// seconds otherwise (logs and CI), and always the last one.
+struct ProgressLine {
+    live: bool,
+    off: bool,
+    every: Duration,
+    printed_at: Option<Duration>,
+}
+
+impl Observer for ProgressLine {
+    fn on_interval(&mut self, interval: &IntervalView<'_>) {
+        if self.off {
+            return;
+        }
+        let p = &interval.progress;
+        let due = self
+            .printed_at
+            .is_none_or(|at| p.elapsed.saturating_sub(at) >= self.every);
+        if !self.live && !due && !p.last {
+            return;
+        }
+        self.printed_at = Some(p.elapsed);
+        let c = &p.counts;
+        let p99 = interval
+            .point
+            .latency_p99_seconds
+            .map_or("-".to_string(), |s| format!("{:.2}ms", s * 1e3));
+        let line = format!(
+            "{:>7.1}s/{} {:<8} target {:>9.1}/s  started {}  ok {}  failed {}  rejected {}  unknown {}  dropped {}  in flight {}  p99 {p99}",
+            p.elapsed.as_secs_f64(),
+            loadgen::format_duration(p.schedule_duration),
+            p.phase.as_deref().unwrap_or("drain"),
+            p.target_rate,
+            p.started,
+            c[0],
+            c[1],
+            c[2],
+            c[3],
+            c[4],
+            p.in_flight,
+        );
+        let mut err = std::io::stderr().lock();
+        if self.live {
+            let _ = write!(err, "\r\x1b[2K{line}");
+            if p.last {
+                let _ = writeln!(err);
+            }
+        } else {
+            let _ = writeln!(err, "{line}");
+        }
+        let _ = err.flush();
+    }
 }

@@ -1,0 +1,56 @@
+//! The state the targets should be in at one moment of the timeline: per proxy, enabled or not
+//! and the exact set of toxics; per provider, the fault set. Reconciling towards it (rather
+//! than replaying add/remove commands) makes overlapping faults and retries safe.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::provider::ProviderFaults;
+use crate::toxics::{ToxicJson, ToxicSpec};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProxyDesired {
+    pub enabled: bool,
+    pub toxics: Vec<ToxicSpec>,
+}
+
+impl Default for ProxyDesired {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            toxics: Vec::new(),
+        }
+    }
+}
+
+/// Desired state of every target a timeline touches.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Desired {
+    pub proxies: BTreeMap<String, ProxyDesired>,
+    pub providers: BTreeMap<String, ProviderFaults>,
+}
+
+#[derive(Serialize)]
+struct ProxySummary {
+    enabled: bool,
+    toxics: Vec<ToxicJson>,
+}
+
+impl Desired {
+    /// A JSON summary for messages and the journal.
+    pub fn to_json(&self) -> serde_json::Value {
+        let proxies: BTreeMap<_, _> = self
+            .proxies
+            .iter()
+            .map(|(name, p)| {
+                let summary = ProxySummary {
+                    enabled: p.enabled,
+                    toxics: p.toxics.iter().map(ToxicSpec::to_json).collect(),
+                };
+                (name.clone(), summary)
+            })
+            .collect();
+        serde_json::json!({ "proxies": proxies, "providers": self.providers })
+    }
+}

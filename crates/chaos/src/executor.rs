@@ -1,0 +1,378 @@
+//! Runs a [`Plan`] on the load clock against real targets (or any [`Actuator`]), journaling
+//! every step, and always ends with a heal: after the last step, after a failure, after an
+//! abort guard fires and after Ctrl-C (both arrive through the `cancel` future).
+//!
+//! Each step reconciles every target towards the desired state of that instant and reads it
+//! back; the heal resets Toxiproxy, clears every provider's faults and confirms nothing is
+//! left.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::time::Duration;
+
+use crate::ChaosError;
+use crate::desired::Desired;
+use crate::journal::{Call, Detail, Event, Journal, StepRef};
+use crate::provider::ProviderAdmin;
+use crate::timeline::{Action, Plan, Step};
+use crate::toxiproxy::ToxiproxyControl;
+
+/// Attempts to clear a provider's faults during the heal.
+const PROVIDER_HEAL_ATTEMPTS: u32 = 3;
+
+/// Something that can put the targets into a desired state and heal them.
+pub trait Actuator: Sync {
+    /// Provider names known to the run (entries without `provider` act on all of them).
+    fn provider_names(&self) -> Vec<String>;
+
+    /// Checks that every proxy and provider the plan uses exists; changes nothing.
+    fn preflight(
+        &self,
+        plan: &Plan,
+        log: &mut Vec<Call>,
+    ) -> impl Future<Output = Result<(), String>> + Send;
+
+    /// Brings every target to `desired` and confirms it by reading back.
+    fn apply(
+        &self,
+        desired: &Desired,
+        log: &mut Vec<Call>,
+    ) -> impl Future<Output = Result<(), String>> + Send;
+
+    /// Removes every fault and confirms nothing is left.
+    fn heal(&self, log: &mut Vec<Call>) -> impl Future<Output = Result<(), String>> + Send;
+}
+
+/// The real targets: a Toxiproxy API and the providers' admin APIs by name.
+#[derive(Debug, Clone, Default)]
+pub struct Targets {
+    pub toxiproxy: Option<ToxiproxyControl>,
+    pub providers: BTreeMap<String, ProviderAdmin>,
+}
+
+impl Actuator for Targets {
+    fn provider_names(&self) -> Vec<String> {
+        self.providers.keys().cloned().collect()
+    }
+
+    async fn preflight(&self, plan: &Plan, log: &mut Vec<Call>) -> Result<(), String> {
+        let proxies = plan.proxies();
+        if !proxies.is_empty() {
+            let Some(toxiproxy) = &self.toxiproxy else {
+                return Err(
+                    "the timeline acts on proxies but no Toxiproxy URL was given".to_string(),
+                );
+            };
+            let existing = toxiproxy.proxies(log).await?;
+            let missing: Vec<_> = proxies
+                .iter()
+                .filter(|p| !existing.contains_key(*p))
+                .cloned()
+                .collect();
+            if !missing.is_empty() {
+                return Err(format!(
+                    "Toxiproxy at {} has no proxy named {}; create it (POST /proxies or /populate) \
+                     or fix the timeline",
+                    toxiproxy.url(),
+                    missing.join(", ")
+                ));
+            }
+        }
+        if plan.uses_providers() && self.providers.is_empty() {
+            return Err(
+                "the timeline has provider faults but no provider admin URL was given".to_string(),
+            );
+        }
+        let unknown: Vec<_> = plan
+            .named_providers()
+            .into_iter()
+            .filter(|p| !self.providers.contains_key(p))
+            .collect();
+        if !unknown.is_empty() {
+            return Err(format!(
+                "the timeline names provider {} but the run only knows {}",
+                unknown.join(", "),
+                self.provider_names().join(", ")
+            ));
+        }
+        Ok(())
+    }
+
+    async fn apply(&self, desired: &Desired, log: &mut Vec<Call>) -> Result<(), String> {
+        if let Some(toxiproxy) = &self.toxiproxy {
+            toxiproxy.reconcile(&desired.proxies, log).await?;
+        }
+        for (name, faults) in &desired.providers {
+            if let Some(admin) = self.providers.get(name) {
+                admin.reconcile(faults, log).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn heal(&self, log: &mut Vec<Call>) -> Result<(), String> {
+        let mut problems = Vec::new();
+        if let Some(toxiproxy) = &self.toxiproxy
+            && let Err(err) = toxiproxy.heal(log).await
+        {
+            problems.push(format!("toxiproxy: {err}"));
+        }
+        for admin in self.providers.values() {
+            if let Err(err) = heal_provider(admin, log).await {
+                problems.push(format!("provider {}: {err}", admin.name()));
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("; "))
+        }
+    }
+}
+
+async fn heal_provider(admin: &ProviderAdmin, log: &mut Vec<Call>) -> Result<(), String> {
+    let mut last = String::new();
+    for attempt in 0..PROVIDER_HEAL_ATTEMPTS {
+        if attempt > 0 {
+            // A struggling provider may need a moment; this is a retry backoff.
+            tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+        }
+        match admin.reconcile(&Default::default(), log).await {
+            Ok(()) => return Ok(()),
+            Err(err) => last = err,
+        }
+    }
+    Err(last)
+}
+
+/// Why a run stopped early: Ctrl-C, or an abort guard of the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AbortReason(pub String);
+
+/// How a timeline run ended (errors are returned as [`ChaosError`], after healing).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    /// Every step was applied.
+    pub completed: bool,
+    /// Set when `cancel` fired.
+    pub aborted: Option<AbortReason>,
+    /// Steps applied before the end.
+    pub steps_applied: usize,
+}
+
+fn step_ref(plan: &Plan, step: &Step) -> StepRef {
+    let window = plan.window(step.entry);
+    StepRef {
+        step: step.index,
+        entry: step.entry,
+        action: step.action.as_str().to_string(),
+        kind: window.map_or("", |w| w.fault.kind()).to_string(),
+        at_seconds: step.at.as_secs_f64(),
+        name: window.and_then(|w| w.name.clone()),
+    }
+}
+
+/// Executes `plan` on the journal's load clock. `cancel` is the caller's abort: Ctrl-C or an
+/// abort guard; whatever happens, the targets are healed before this returns.
+pub async fn execute<A: Actuator>(
+    plan: &Plan,
+    actuator: &A,
+    journal: &Journal,
+    cancel: impl Future<Output = AbortReason>,
+) -> Result<Outcome, ChaosError> {
+    tokio::pin!(cancel);
+    let clock = journal.clock();
+    let providers = actuator.provider_names();
+    journal
+        .append(
+            Event::Planned,
+            Detail {
+                plan: serde_json::to_value(plan).ok(),
+                message: Some(format!("{} steps, seed {}", plan.steps.len(), plan.seed)),
+                ..Detail::default()
+            },
+        )
+        .await?;
+    let mut aborted = None;
+    let mut failure: Option<ChaosError> = None;
+    let mut steps_applied = 0;
+    let mut log = Vec::new();
+    let preflight = tokio::select! {
+        biased;
+        reason = &mut cancel => Err(Err(reason)),
+        checked = actuator.preflight(plan, &mut log) => checked.map_err(Ok),
+    };
+    match preflight {
+        Ok(()) => {}
+        Err(Ok(message)) => {
+            journal
+                .append(
+                    Event::Failed,
+                    Detail {
+                        calls: std::mem::take(&mut log),
+                        message: Some(format!("preflight: {message}")),
+                        ..Detail::default()
+                    },
+                )
+                .await?;
+            failure = Some(ChaosError::Preflight(message));
+        }
+        Err(Err(reason)) => aborted = Some(reason),
+    }
+    let mut active = BTreeSet::new();
+    if failure.is_none() && aborted.is_none() {
+        'run: for (at, group) in plan.groups() {
+            tokio::select! {
+                biased;
+                reason = &mut cancel => { aborted = Some(reason); break 'run; }
+                () = tokio::time::sleep_until(clock.start + at) => {}
+            }
+            for step in &group {
+                match step.action {
+                    Action::Start => active.insert(step.entry),
+                    Action::Stop => active.remove(&step.entry),
+                };
+                journal
+                    .append(
+                        Event::Requested,
+                        Detail {
+                            step: Some(step_ref(plan, step)),
+                            ..Detail::default()
+                        },
+                    )
+                    .await?;
+            }
+            let result = match plan.desired(&active, &providers) {
+                Ok(desired) => {
+                    log.clear();
+                    tokio::select! {
+                        biased;
+                        reason = &mut cancel => { aborted = Some(reason); break 'run; }
+                        applied = actuator.apply(&desired, &mut log) => applied,
+                    }
+                }
+                Err(message) => Err(message),
+            };
+            let calls = std::mem::take(&mut log);
+            match result {
+                Ok(()) => {
+                    for (i, step) in group.iter().enumerate() {
+                        let (calls, message) = if i == 0 {
+                            (calls.clone(), None)
+                        } else {
+                            (
+                                Vec::new(),
+                                Some(format!("applied with step {}", group[0].index)),
+                            )
+                        };
+                        journal
+                            .append(
+                                Event::Applied,
+                                Detail {
+                                    step: Some(step_ref(plan, step)),
+                                    calls,
+                                    message,
+                                    ..Detail::default()
+                                },
+                            )
+                            .await?;
+                        steps_applied += 1;
+                    }
+                }
+                Err(message) => {
+                    journal
+                        .append(
+                            Event::Failed,
+                            Detail {
+                                step: group.first().map(|s| step_ref(plan, s)),
+                                calls,
+                                message: Some(message.clone()),
+                                ..Detail::default()
+                            },
+                        )
+                        .await?;
+                    failure = Some(ChaosError::StepFailed {
+                        at_seconds: at.as_secs_f64(),
+                        message,
+                    });
+                    break 'run;
+                }
+            }
+        }
+    }
+    if let Some(reason) = &aborted {
+        journal
+            .append(
+                Event::Aborted,
+                Detail {
+                    calls: std::mem::take(&mut log),
+                    message: Some(reason.0.clone()),
+                    ..Detail::default()
+                },
+            )
+            .await?;
+    }
+    let healed = heal(actuator, journal).await;
+    if let Some(err) = failure {
+        return Err(match healed {
+            Ok(()) => err,
+            Err(heal_err) => with_note(err, &format!("the heal afterwards failed too: {heal_err}")),
+        });
+    }
+    healed?;
+    Ok(Outcome {
+        completed: aborted.is_none(),
+        aborted,
+        steps_applied,
+    })
+}
+
+/// Keeps the first error's kind (so the exit code stays right) and adds what happened next.
+fn with_note(err: ChaosError, note: &str) -> ChaosError {
+    match err {
+        ChaosError::Preflight(message) => ChaosError::Preflight(format!("{message}; {note}")),
+        ChaosError::StepFailed {
+            at_seconds,
+            message,
+        } => ChaosError::StepFailed {
+            at_seconds,
+            message: format!("{message}; {note}"),
+        },
+        other => ChaosError::HealIncomplete(format!("{other}; {note}")),
+    }
+}
+
+/// Removes every fault from the targets, confirms it, and journals the result (`healed`, or
+/// `failed` with what is left).
+pub async fn heal<A: Actuator>(actuator: &A, journal: &Journal) -> Result<(), ChaosError> {
+    let mut log = Vec::new();
+    let result = actuator.heal(&mut log).await;
+    match result {
+        Ok(()) => {
+            journal
+                .append(
+                    Event::Healed,
+                    Detail {
+                        calls: log,
+                        message: Some("no fault left (read back)".to_string()),
+                        ..Detail::default()
+                    },
+                )
+                .await?;
+            Ok(())
+        }
+        Err(message) => {
+            journal
+                .append(
+                    Event::Failed,
+                    Detail {
+                        calls: log,
+                        message: Some(format!("heal: {message}")),
+                        ..Detail::default()
+                    },
+                )
+                .await?;
+            Err(ChaosError::HealIncomplete(message))
+        }
+    }
+}

@@ -1,0 +1,318 @@
+//! The chaos timeline of a profile: `[[chaos]]` entries, validated once, with errors that
+//! name the entry and the field.
+//!
+//! ```toml
+//! [[chaos]]                  # regions a and b cannot reach each other for 30 s
+//! at = "60s"
+//! for = "30s"
+//! kind = "partition"
+//! between = ["a", "b"]
+//! mode = "blackhole"         # or "refuse"; default blackhole
+//! direction = "both"         # or "a_to_b" / "b_to_a"; default both
+//!
+//! [[chaos]]                  # the payment provider throttles
+//! at = "2m"
+//! for = "1m"
+//! kind = "provider"
+//! rate_limit_per_sec = 50    # also: max_concurrency, latency_ms, error_rate,
+//!                            # commit_then_drop_rate, outage; provider = "NAME" to pick one
+//!
+//! [[chaos]]                  # a slow link to the provider
+//! at = "4m"
+//! for = "30s"
+//! at_jitter = "10s"          # start somewhere in [4m, 4m10s], drawn from the run seed
+//! kind = "link"
+//! proxy = "a_to_provider"
+//! toxic = "latency"          # latency, bandwidth, slow_close, timeout, reset_peer, slicer, limit_data
+//! stream = "downstream"      # default downstream
+//! latency_ms = 200
+//! jitter_ms = 50
+//! ```
+//!
+//! Link attributes use unit-suffixed names (`latency_ms`, `jitter_ms`, `rate_kb_per_sec`,
+//! `delay_ms`, `timeout_ms`, `average_size_bytes`, `size_variation_bytes`, `delay_us`, `bytes`)
+//! and map one-to-one to Toxiproxy's attributes.
+
+mod parse;
+mod plan;
+
+pub use plan::{Action, Plan, Step, Window};
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::ChaosError;
+use crate::provider::ProviderFaults;
+use crate::toxics::{ToxicJson, ToxicSpec};
+use parse::parse_entry;
+
+/// The regions a partition can separate.
+pub const REGIONS: [&str; 2] = ["a", "b"];
+
+/// How a partition cuts the link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PartitionMode {
+    /// Silent loss: connections stay open but every byte disappears (a `timeout` toxic with
+    /// timeout 0 on both streams). Only read timeouts notice.
+    Blackhole,
+    /// Fail fast: the proxy is disabled, so connects are refused and open connections close.
+    Refuse,
+}
+
+/// Which cross-region proxies a partition acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PartitionDirection {
+    Both,
+    AToB,
+    BToA,
+}
+
+impl PartitionDirection {
+    /// The proxies (named after the direction connections are opened in).
+    pub fn proxies(self) -> &'static [&'static str] {
+        match self {
+            Self::Both => &["a_to_b", "b_to_a"],
+            Self::AToB => &["a_to_b"],
+            Self::BToA => &["b_to_a"],
+        }
+    }
+}
+
+/// What an entry does while it is active.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Fault {
+    Partition {
+        mode: PartitionMode,
+        direction: PartitionDirection,
+    },
+    Provider {
+        /// `None`: every provider the run knows.
+        provider: Option<String>,
+        faults: ProviderFaults,
+    },
+    Link {
+        proxy: String,
+        #[serde(serialize_with = "toxic_as_json")]
+        toxic: ToxicSpec,
+    },
+}
+
+fn toxic_as_json<S: serde::Serializer>(toxic: &ToxicSpec, s: S) -> Result<S::Ok, S::Error> {
+    ToxicJson::serialize(&toxic.to_json(), s)
+}
+
+impl Fault {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Partition { .. } => "partition",
+            Self::Provider { .. } => "provider",
+            Self::Link { .. } => "link",
+        }
+    }
+}
+
+/// One validated `[[chaos]]` entry.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Entry {
+    /// Position in the profile's `[[chaos]]` array (as in error messages: `chaos[INDEX]`).
+    pub index: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(serialize_with = "seconds")]
+    pub at: Duration,
+    #[serde(rename = "for", serialize_with = "seconds")]
+    pub duration: Duration,
+    #[serde(serialize_with = "seconds")]
+    pub at_jitter: Duration,
+    #[serde(flatten)]
+    pub fault: Fault,
+}
+
+fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
+/// A profile's chaos timeline (possibly empty).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Timeline {
+    pub entries: Vec<Entry>,
+}
+
+/// Lets a larger profile struct hold `chaos: Timeline` and get the same validation.
+impl<'de> Deserialize<'de> for Timeline {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = toml::Value::deserialize(deserializer)?;
+        Timeline::from_value(&value).map_err(serde::de::Error::custom)
+    }
+}
+
+impl Timeline {
+    /// Validates a profile's `[[chaos]]` array (a TOML array of tables).
+    pub fn from_value(value: &toml::Value) -> Result<Self, ChaosError> {
+        let toml::Value::Array(items) = value else {
+            return Err(ChaosError::Timeline {
+                location: "chaos".to_string(),
+                message: "must be an array of tables: write each entry as [[chaos]]".to_string(),
+            });
+        };
+        let entries = items
+            .iter()
+            .enumerate()
+            .map(|(index, item)| parse_entry(index, item))
+            .collect::<Result<_, _>>()?;
+        Ok(Self { entries })
+    }
+
+    /// Reads a profile's text and takes only its `chaos` key (other keys are not looked at).
+    pub fn from_profile_str(text: &str, path: &Path) -> Result<Self, ChaosError> {
+        let table: toml::Table =
+            text.parse()
+                .map_err(|e: toml::de::Error| ChaosError::ParseProfile {
+                    path: path.to_path_buf(),
+                    message: e.to_string(),
+                })?;
+        match table.get("chaos") {
+            Some(value) => Self::from_value(value),
+            None => Ok(Self::default()),
+        }
+    }
+
+    /// Reads a whole profile file and takes only its `chaos` key.
+    pub fn from_profile_file(path: &Path) -> Result<Self, ChaosError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ChaosError::ReadProfile {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_profile_str(&text, path)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Timeline, ChaosError> {
+        Timeline::from_profile_str(text, Path::new("profile.toml"))
+    }
+
+    fn message(text: &str) -> String {
+        parse(text).unwrap_err().to_string()
+    }
+
+    /// Each kind parses into its typed fault with its defaults.
+    #[test]
+    fn parses_every_kind() {
+        let timeline = parse(
+            r#"
+            seed = 3
+            [target]
+            anything = "ignored here"
+            [[chaos]]
+            at = "60s"
+            for = "30s"
+            kind = "partition"
+            between = ["b", "a"]
+            [[chaos]]
+            at = "1m"
+            for = "10s"
+            kind = "provider"
+            rate_limit_per_sec = 50
+            outage = true
+            [[chaos]]
+            at = "0s"
+            for = "500ms"
+            at_jitter = "2s"
+            kind = "link"
+            proxy = "a_to_provider"
+            toxic = "latency"
+            latency_ms = 100
+            "#,
+        )
+        .unwrap();
+        assert_eq!(timeline.entries.len(), 3);
+        assert_eq!(
+            timeline.entries[0].fault,
+            Fault::Partition {
+                mode: PartitionMode::Blackhole,
+                direction: PartitionDirection::Both
+            }
+        );
+        assert_eq!(timeline.entries[1].at, Duration::from_secs(60));
+        let Fault::Link { proxy, toxic } = &timeline.entries[2].fault else {
+            panic!("not a link")
+        };
+        assert_eq!(proxy, "a_to_provider");
+        assert_eq!(toxic.name, "latency_downstream");
+        assert_eq!(timeline.entries[2].at_jitter, Duration::from_secs(2));
+        assert!(parse("seed = 1").unwrap().is_empty());
+    }
+
+    /// Errors name the entry index and the field, and say how to fix it.
+    #[test]
+    fn errors_name_entry_and_field() {
+        let base = "[[chaos]]\nat=\"1s\"\nfor=\"1s\"\nkind=\"partition\"\nbetween=[\"a\",\"b\"]\n";
+        let second = |extra: &str| format!("{base}[[chaos]]\n{extra}");
+        let m = message(&second(
+            "at=\"1s\"\nfor=\"1s\"\nkind=\"partition\"\nbetween=[\"a\",\"b\"]\nmode=\"cut\"",
+        ));
+        assert!(m.starts_with("chaos[1].mode:"), "{m}");
+        let m = message(&second(
+            "at=\"1s\"\nfor=\"1s\"\nkind=\"partition\"\nbetween=[\"a\",\"b\"]\nrate_kb_per_sec=1",
+        ));
+        assert!(m.starts_with("chaos[1].rate_kb_per_sec:"), "{m}");
+        let m = message(&second(
+            "at=\"1s\"\nfor=\"1s\"\nkind=\"partition\"\nbetwen=[\"a\",\"b\"]",
+        ));
+        assert!(m.starts_with("chaos[1]") && m.contains("betwen"), "{m}");
+        let m = message(&second("at=60\nfor=\"1s\"\nkind=\"provider\"\noutage=true"));
+        assert!(m.starts_with("chaos[1].at:"), "{m}");
+        let m = message(&second(
+            "at=\"60\"\nfor=\"1s\"\nkind=\"provider\"\noutage=true",
+        ));
+        assert!(
+            m.starts_with("chaos[1].at:") && m.contains("no unit"),
+            "{m}"
+        );
+        let m = message(&second(
+            "at=\"1s\"\nfor=\"1s\"\nkind=\"provider\"\nerror_rate=2.0",
+        ));
+        assert!(m.starts_with("chaos[1].error_rate:"), "{m}");
+        let m = message(&second(
+            "at=\"1s\"\nfor=\"1s\"\nkind=\"link\"\nproxy=\"p\"\ntoxic=\"latency\"",
+        ));
+        assert!(m.starts_with("chaos[1].latency_ms:"), "{m}");
+        let m = message(&second(
+            "at=\"1s\"\nfor=\"1s\"\nkind=\"link\"\nproxy=\"p\"\ntoxic=\"latency\"\nlatency_ms=1\nbytes=3",
+        ));
+        assert!(m.starts_with("chaos[1].bytes:"), "{m}");
+        let m = message(&second("at=\"1s\"\nkind=\"provider\"\noutage=true"));
+        assert!(m.starts_with("chaos[1]") && m.contains("for"), "{m}");
+        let m = message("chaos = 3");
+        assert!(m.starts_with("chaos:"), "{m}");
+    }
+
+    /// A larger profile struct can embed the timeline and gets the same validation.
+    #[test]
+    fn embeds_in_a_profile_struct() {
+        #[derive(Deserialize)]
+        struct Profile {
+            #[serde(default)]
+            chaos: Timeline,
+        }
+        let ok: Profile =
+            toml::from_str("[[chaos]]\nat=\"1s\"\nfor=\"2s\"\nkind=\"provider\"\nlatency_ms=5\n")
+                .unwrap();
+        assert_eq!(ok.chaos.entries.len(), 1);
+        let bad = toml::from_str::<Profile>("[[chaos]]\nat=\"1s\"\nfor=\"2s\"\nkind=\"nope\"\n");
+        assert!(bad.err().unwrap().to_string().contains("chaos[0].kind"));
+    }
+}

@@ -1,0 +1,408 @@
+//! Seeded expansion of a timeline into the exact plan a run executes: every entry's window
+//! (start and end from load start, with `at_jitter` drawn from the seed) and the ordered
+//! steps. Done before the run, so the plan can be journaled and shaded on plots, and checked
+//! for faults that would fight over the same toxic or provider setting.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::{Fault, PartitionMode, Timeline};
+use crate::ChaosError;
+use crate::desired::{Desired, ProxyDesired};
+use crate::duration::format_duration;
+use crate::provider::ProviderFaults;
+use crate::rng::SeededRng;
+use crate::toxics::{Stream, Timeout, Toxic, ToxicSpec};
+
+/// Stands for "every provider" when checking a plan before the providers are known.
+const EVERY_PROVIDER: &str = "*";
+
+/// Start or end of a fault window. At the same instant, ends come first, so one fault can
+/// hand over to the next without a moment where both are on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Stop,
+    Start,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Stop => "stop",
+            Self::Start => "start",
+        }
+    }
+}
+
+/// When one entry's fault is on.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Window {
+    pub entry: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(rename = "start_seconds", serialize_with = "seconds")]
+    pub start: Duration,
+    #[serde(rename = "end_seconds", serialize_with = "seconds")]
+    pub end: Duration,
+    #[serde(flatten)]
+    pub fault: Fault,
+}
+
+/// One transition of the plan.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Step {
+    pub index: usize,
+    #[serde(rename = "at_seconds", serialize_with = "seconds")]
+    pub at: Duration,
+    pub entry: usize,
+    pub action: Action,
+}
+
+fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
+/// The expanded timeline.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Plan {
+    pub seed: u64,
+    /// One per `[[chaos]]` entry, in entry order.
+    pub windows: Vec<Window>,
+    /// Ordered by time (ends before starts at the same instant).
+    pub steps: Vec<Step>,
+}
+
+impl Timeline {
+    /// Fixes every window from `seed` and checks that simultaneous faults do not clash.
+    pub fn expand(&self, seed: u64) -> Result<Plan, ChaosError> {
+        let windows: Vec<Window> = self
+            .entries
+            .iter()
+            .map(|entry| {
+                let jitter_ms = u64::try_from(entry.at_jitter.as_millis()).unwrap_or(u64::MAX);
+                let offset_ms = if jitter_ms == 0 {
+                    0
+                } else {
+                    let mut rng = SeededRng::derive(seed, &[entry.index as u64]);
+                    rng.between(0, i64::try_from(jitter_ms).unwrap_or(i64::MAX))
+                        .unsigned_abs()
+                };
+                let start = entry.at + Duration::from_millis(offset_ms);
+                Window {
+                    entry: entry.index,
+                    name: entry.name.clone(),
+                    start,
+                    end: start + entry.duration,
+                    fault: entry.fault.clone(),
+                }
+            })
+            .collect();
+        let mut steps: Vec<Step> = windows
+            .iter()
+            .flat_map(|w| {
+                [
+                    (w.start, w.entry, Action::Start),
+                    (w.end, w.entry, Action::Stop),
+                ]
+            })
+            .map(|(at, entry, action)| Step {
+                index: 0,
+                at,
+                entry,
+                action,
+            })
+            .collect();
+        steps.sort_by_key(|s| (s.at, s.action, s.entry));
+        for (index, step) in steps.iter_mut().enumerate() {
+            step.index = index;
+        }
+        let plan = Plan {
+            seed,
+            windows,
+            steps,
+        };
+        plan.check_overlaps()?;
+        Ok(plan)
+    }
+}
+
+impl Plan {
+    /// Proxies any window acts on.
+    pub fn proxies(&self) -> BTreeSet<String> {
+        let mut proxies = BTreeSet::new();
+        for window in &self.windows {
+            match &window.fault {
+                Fault::Partition { direction, .. } => {
+                    proxies.extend(direction.proxies().iter().map(|p| p.to_string()));
+                }
+                Fault::Link { proxy, .. } => {
+                    proxies.insert(proxy.clone());
+                }
+                Fault::Provider { .. } => {}
+            }
+        }
+        proxies
+    }
+
+    /// Providers named by some window.
+    pub fn named_providers(&self) -> BTreeSet<String> {
+        self.windows
+            .iter()
+            .filter_map(|w| match &w.fault {
+                Fault::Provider {
+                    provider: Some(p), ..
+                } => Some(p.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// True when some window acts on a provider.
+    pub fn uses_providers(&self) -> bool {
+        self.windows
+            .iter()
+            .any(|w| matches!(w.fault, Fault::Provider { .. }))
+    }
+
+    /// When the last window ends.
+    pub fn end(&self) -> Duration {
+        self.windows.iter().map(|w| w.end).max().unwrap_or_default()
+    }
+
+    /// Steps grouped by instant, in order.
+    pub fn groups(&self) -> Vec<(Duration, Vec<&Step>)> {
+        let mut groups: Vec<(Duration, Vec<&Step>)> = Vec::new();
+        for step in &self.steps {
+            match groups.last_mut() {
+                Some((at, group)) if *at == step.at => group.push(step),
+                _ => groups.push((step.at, vec![step])),
+            }
+        }
+        groups
+    }
+
+    pub fn window(&self, entry: usize) -> Option<&Window> {
+        self.windows.iter().find(|w| w.entry == entry)
+    }
+
+    /// What every target should look like while exactly the `active` entries are on.
+    /// `providers` are the provider names the run knows (entries without `provider` act on
+    /// all of them).
+    pub fn desired(
+        &self,
+        active: &BTreeSet<usize>,
+        providers: &[String],
+    ) -> Result<Desired, String> {
+        let mut desired = Desired::default();
+        for proxy in self.proxies() {
+            desired.proxies.insert(proxy, ProxyDesired::default());
+        }
+        for provider in providers {
+            desired
+                .providers
+                .insert(provider.clone(), ProviderFaults::default());
+        }
+        let mut toxic_owner: BTreeMap<(String, String), usize> = BTreeMap::new();
+        let mut field_owner: BTreeMap<(String, &'static str), usize> = BTreeMap::new();
+        for window in self.windows.iter().filter(|w| active.contains(&w.entry)) {
+            let entry = window.entry;
+            match &window.fault {
+                Fault::Partition { mode, direction } => {
+                    for proxy in direction.proxies() {
+                        match mode {
+                            PartitionMode::Refuse => {
+                                desired
+                                    .proxies
+                                    .entry(proxy.to_string())
+                                    .or_default()
+                                    .enabled = false;
+                            }
+                            PartitionMode::Blackhole => {
+                                for stream in [Stream::Upstream, Stream::Downstream] {
+                                    let hole = Toxic::Timeout(Timeout { timeout: 0 });
+                                    add_toxic(
+                                        &mut desired,
+                                        &mut toxic_owner,
+                                        entry,
+                                        proxy,
+                                        ToxicSpec::new(stream, hole),
+                                    )?;
+                                }
+                            }
+                        }
+                    }
+                }
+                Fault::Link { proxy, toxic } => {
+                    add_toxic(&mut desired, &mut toxic_owner, entry, proxy, toxic.clone())?;
+                }
+                Fault::Provider { provider, faults } => {
+                    let targets: Vec<String> = match provider {
+                        Some(name) => vec![name.clone()],
+                        None => providers.to_vec(),
+                    };
+                    for target in targets {
+                        let Some(slot) = desired.providers.get_mut(&target) else {
+                            return Err(format!(
+                                "chaos[{entry}] names provider {target:?}, which the run does not know"
+                            ));
+                        };
+                        if let Some(field) = slot.merge(faults).first() {
+                            let other = field_owner[&(target.clone(), *field)];
+                            return Err(format!(
+                                "chaos[{other}] and chaos[{entry}] both set {field} on provider \
+                                 {target} at the same time: move one of them"
+                            ));
+                        }
+                        for field in faults.fields_set() {
+                            field_owner.insert((target.clone(), field), entry);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(desired)
+    }
+
+    /// Every instant's desired state must be well defined.
+    fn check_overlaps(&self) -> Result<(), ChaosError> {
+        let mut providers: Vec<String> = self.named_providers().into_iter().collect();
+        providers.push(EVERY_PROVIDER.to_string());
+        let mut active = BTreeSet::new();
+        for (at, group) in self.groups() {
+            for step in &group {
+                match step.action {
+                    Action::Start => active.insert(step.entry),
+                    Action::Stop => active.remove(&step.entry),
+                };
+            }
+            if let Err(message) = self.desired(&active, &providers) {
+                let entry = group.last().map_or(0, |s| s.entry);
+                return Err(ChaosError::Timeline {
+                    location: format!("chaos[{entry}]"),
+                    message: format!("{message} (at {}, seed {})", format_duration(at), self.seed),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Adds a toxic to a proxy's desired set; the same toxic twice is fine, two different ones
+/// with the same name (type and stream) are a clash.
+fn add_toxic(
+    desired: &mut Desired,
+    owners: &mut BTreeMap<(String, String), usize>,
+    entry: usize,
+    proxy: &str,
+    spec: ToxicSpec,
+) -> Result<(), String> {
+    let slot = desired.proxies.entry(proxy.to_string()).or_default();
+    if let Some(existing) = slot.toxics.iter().find(|t| t.name == spec.name) {
+        if existing.same_effect(&spec) {
+            return Ok(());
+        }
+        let other = owners[&(proxy.to_string(), spec.name.clone())];
+        return Err(format!(
+            "chaos[{other}] and chaos[{entry}] both put a {} toxic on {proxy} {} at the same \
+             time; Toxiproxy names toxics by type and stream, so they cannot overlap: move one \
+             of them",
+            spec.toxic.type_name(),
+            spec.stream.as_str()
+        ));
+    }
+    owners.insert((proxy.to_string(), spec.name.clone()), entry);
+    slot.toxics.push(spec);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn timeline(text: &str) -> Timeline {
+        Timeline::from_profile_str(text, Path::new("p.toml")).unwrap()
+    }
+
+    /// `at_jitter` is drawn from the seed: same seed, same plan; another seed, another plan.
+    #[test]
+    fn seed_decides_the_plan() {
+        let t = timeline(
+            "[[chaos]]\nat=\"10s\"\nfor=\"5s\"\nat_jitter=\"20s\"\nkind=\"provider\"\noutage=true\n\
+             [[chaos]]\nat=\"40s\"\nfor=\"5s\"\nat_jitter=\"20s\"\nkind=\"provider\"\nlatency_ms=9\n",
+        );
+        let starts = |seed| -> Vec<Duration> {
+            t.expand(seed)
+                .unwrap()
+                .windows
+                .iter()
+                .map(|w| w.start)
+                .collect()
+        };
+        assert_eq!(starts(1), starts(1));
+        assert_ne!(starts(1), starts(2));
+        for seed in 0..50 {
+            let s = starts(seed);
+            assert!(s[0] >= Duration::from_secs(10) && s[0] <= Duration::from_secs(30));
+        }
+    }
+
+    /// Ends come before starts at the same instant; the desired state follows the windows.
+    #[test]
+    fn steps_and_desired_state() {
+        let t = timeline(
+            "[[chaos]]\nat=\"0s\"\nfor=\"10s\"\nkind=\"partition\"\nbetween=[\"a\",\"b\"]\ndirection=\"a_to_b\"\n\
+             [[chaos]]\nat=\"10s\"\nfor=\"10s\"\nkind=\"partition\"\nbetween=[\"a\",\"b\"]\nmode=\"refuse\"\n",
+        );
+        let plan = t.expand(0).unwrap();
+        let order: Vec<_> = plan
+            .steps
+            .iter()
+            .map(|s| (s.at.as_secs(), s.entry, s.action))
+            .collect();
+        assert_eq!(
+            order,
+            vec![
+                (0, 0, Action::Start),
+                (10, 0, Action::Stop),
+                (10, 1, Action::Start),
+                (20, 1, Action::Stop)
+            ]
+        );
+        let first = plan.desired(&BTreeSet::from([0]), &[]).unwrap();
+        assert_eq!(first.proxies["a_to_b"].toxics.len(), 2);
+        assert!(first.proxies["b_to_a"].toxics.is_empty());
+        let second = plan.desired(&BTreeSet::from([1]), &[]).unwrap();
+        assert!(!second.proxies["a_to_b"].enabled && !second.proxies["b_to_a"].enabled);
+    }
+
+    /// Overlapping faults on the same toxic or provider field are refused before the run.
+    #[test]
+    fn clashes_are_refused() {
+        let toxic = timeline(
+            "[[chaos]]\nat=\"0s\"\nfor=\"10s\"\nkind=\"link\"\nproxy=\"a_to_b\"\ntoxic=\"latency\"\nlatency_ms=5\n\
+             [[chaos]]\nat=\"5s\"\nfor=\"10s\"\nkind=\"link\"\nproxy=\"a_to_b\"\ntoxic=\"latency\"\nlatency_ms=9\n",
+        );
+        let m = toxic.expand(0).unwrap_err().to_string();
+        assert!(m.starts_with("chaos[1]") && m.contains("chaos[0]"), "{m}");
+        let provider = timeline(
+            "[[chaos]]\nat=\"0s\"\nfor=\"10s\"\nkind=\"provider\"\nlatency_ms=5\n\
+             [[chaos]]\nat=\"5s\"\nfor=\"10s\"\nkind=\"provider\"\nprovider=\"main\"\nlatency_ms=9\n",
+        );
+        assert!(
+            provider
+                .expand(0)
+                .unwrap_err()
+                .to_string()
+                .contains("latency_ms")
+        );
+        let handover = timeline(
+            "[[chaos]]\nat=\"0s\"\nfor=\"5s\"\nkind=\"provider\"\nlatency_ms=5\n\
+             [[chaos]]\nat=\"5s\"\nfor=\"10s\"\nkind=\"provider\"\nlatency_ms=9\noutage=true\n",
+        );
+        assert!(handover.expand(0).is_ok());
+    }
+}
