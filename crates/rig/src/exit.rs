@@ -20,8 +20,6 @@ pub struct BadInput(pub String);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
     Pass,
-    // Constructed by the commands that judge (run, verify, load thresholds).
-    #[allow(dead_code)]
     Fail,
 }
 

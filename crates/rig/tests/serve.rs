@@ -98,7 +98,7 @@ fn help_lists_commands() {
             "{command} missing from --help:\n{help}"
         );
     }
-    let (code, stderr) = run(&["verify", "--store", "sqlite://x"]);
+    let (code, stderr) = run(&["compare", "runs/a", "runs/b"]);
     assert_eq!(code, 2);
     assert!(stderr.contains("not built yet"), "{stderr}");
 }

@@ -31,4 +31,4 @@ pub use defects::Defect;
 pub use order_state::{OrderState, transition};
 pub use provider::Provider;
 pub use region::{Region, RegionId};
-pub use store::{Db, StoreError, StoreName, StoreUrl};
+pub use store::{Access, Db, StoreError, StoreName, StoreUrl};

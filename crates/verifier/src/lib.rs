@@ -1,1 +1,193 @@
-//! Verifier (not built yet: see the [verifier] issue).
+//! The verifier: business invariants over the reference system's durable records and the
+//! client's history, each answered `pass | fail | unknown` with a count and dossiers of the
+//! rows that prove a failure (DESIGN §6).
+//!
+//! It reads only durable records (the provider's ledger, the region stores, the client
+//! history, the chaos journal), never the live HTTP API. Per-order invariants run over one
+//! merge of every store's rows sorted by `order_id`, so memory stays bounded however large the
+//! run; sums are i128.
+//!
+//! # Layout
+//! - [`evidence`]: the [`Sources`], opening stores read-only, the run's parameters, the sorted
+//!   row streams.
+//! - [`merge`]: sorted streams on background tasks and their merge by key.
+//! - [`model`]: the rows, and [`OrderEvidence`] (one order across every store).
+//! - [`invariants`]: one file per invariant.
+//! - [`journal`]: fault windows from the chaos journal.
+//! - [`report`]: [`Verdict`], [`Dossier`], [`Report`] (`verdict.json`, schema in
+//!   `schema/verdict.schema.json`).
+
+pub mod evidence;
+pub mod invariants;
+pub mod journal;
+pub mod merge;
+pub mod model;
+pub mod report;
+
+pub use evidence::{HistorySource, Sources, Stores};
+use invariants::{Context, PerOrder};
+pub use model::OrderEvidence;
+pub use report::{Dossier, FaultWindow, Report, Status, Verdict};
+
+/// The JSON Schema of `verdict.json`.
+pub const VERDICT_SCHEMA: &str = include_str!("../schema/verdict.schema.json");
+
+/// Why the evidence could not be read (the verdict is then unknown: exit 3).
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error(transparent)]
+    Store(#[from] target_system::StoreError),
+    #[error("no region store found at {store}: nothing to verify")]
+    NoRegions { store: String },
+    #[error("could not read the {what}: {reason}")]
+    Read { what: &'static str, reason: String },
+    #[error(
+        "{stream} returned order id {key:?} after {after:?}: the store does not sort as the verifier merges"
+    )]
+    OutOfOrder {
+        stream: &'static str,
+        key: String,
+        after: String,
+    },
+    #[error("store query failed: {0}")]
+    Query(#[from] sqlx::Error),
+}
+
+/// How to judge.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// When the evidence ends (after the drain), wall-clock µs; default: now.
+    pub end_at_us: Option<i64>,
+    /// Dossiers kept per invariant.
+    pub max_dossiers: usize,
+    /// Client-side p99 bound for shed answers, in ms.
+    pub shed_p99_ms: f64,
+    /// Share of the best phase's goodput a heavier phase must keep.
+    pub goodput_fraction: f64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            end_at_us: None,
+            max_dossiers: 5,
+            shed_p99_ms: 100.0,
+            goodput_fraction: 0.8,
+        }
+    }
+}
+
+/// Verifies every invariant over the evidence in `sources`.
+pub async fn verify(sources: &Sources, options: &Options) -> Result<Report, VerifyError> {
+    let stores = Stores::open(sources).await?;
+    let faults = match &sources.journal {
+        Some(path) => journal::fault_windows(path)?,
+        None => Vec::new(),
+    };
+    let ctx = Context {
+        config: stores.config.clone(),
+        end_at_us: options
+            .end_at_us
+            .unwrap_or_else(target_system::clock::now_us),
+        max_dossiers: options.max_dossiers,
+        faults,
+        has_history: stores.history.is_some(),
+        shed_p99_ms: options.shed_p99_ms,
+        goodput_fraction: options.goodput_fraction,
+    };
+    let mut per_order: Vec<Box<dyn PerOrder>> = vec![
+        Box::new(invariants::no_duplicate_charge::NoDuplicateCharge::default()),
+        Box::new(invariants::money_conservation::MoneyConservation::default()),
+        Box::new(invariants::client_agrees::ClientAgrees::default()),
+        Box::new(invariants::single_final_outcome::SingleFinalOutcome::default()),
+        Box::new(invariants::bounded_pending_age::BoundedPendingAge::default()),
+        Box::new(invariants::outbox_effectively_once::OutboxEffectivelyOnce::default()),
+    ];
+    let orders_checked = merge_orders(&stores, |order| {
+        for invariant in per_order.iter_mut() {
+            invariant.observe(order, &ctx);
+        }
+    })
+    .await?;
+    let mut verdicts: Vec<Verdict> = per_order.into_iter().map(|i| i.finish(&ctx)).collect();
+    verdicts.insert(
+        4,
+        invariants::no_oversell::check(&stores.regions, &ctx).await?,
+    );
+    verdicts.push(
+        invariants::admission_control::check(&stores.regions, stores.history.as_ref(), &ctx)
+            .await?,
+    );
+    let mut sources_seen: Vec<String> = vec![stores.provider.location.to_string()];
+    sources_seen.extend(stores.regions.iter().map(|(_, db)| db.location.to_string()));
+    if let Some(history) = &stores.history {
+        sources_seen.push(format!("history {}", history.location));
+    }
+    if let Some(path) = &sources.journal {
+        sources_seen.push(format!("journal {}", path.display()));
+    }
+    Ok(Report::new(
+        sources_seen,
+        ctx.end_at_us,
+        orders_checked,
+        verdicts,
+    ))
+}
+
+/// Merges every store's rows by order id and calls `each` once per order. Returns the
+/// number of orders.
+pub async fn merge_orders(
+    stores: &Stores,
+    mut each: impl FnMut(&OrderEvidence),
+) -> Result<u64, VerifyError> {
+    let mut regions: Vec<_> = stores
+        .regions
+        .iter()
+        .map(|(tag, db)| evidence::RegionStreams::spawn(tag, db))
+        .collect();
+    let mut charges = evidence::charges(&stores.provider);
+    let mut arrivals = match &stores.history {
+        Some(db) => evidence::arrivals(db),
+        None => merge::Sorted::empty("history_arrivals"),
+    };
+    let mut count = 0u64;
+    loop {
+        for r in regions.iter_mut() {
+            r.orders.ready().await?;
+            r.transitions.ready().await?;
+            r.events.ready().await?;
+            r.effects.ready().await?;
+        }
+        charges.ready().await?;
+        arrivals.ready().await?;
+        let keys = regions
+            .iter()
+            .flat_map(|r| {
+                [
+                    r.orders.front_key(),
+                    r.transitions.front_key(),
+                    r.events.front_key(),
+                    r.effects.front_key(),
+                ]
+            })
+            .chain([charges.front_key(), arrivals.front_key()]);
+        let Some(key) = merge::min_key(keys) else {
+            break;
+        };
+        let mut order = OrderEvidence {
+            order_id: key.clone(),
+            ..OrderEvidence::default()
+        };
+        for r in regions.iter_mut() {
+            r.orders.take(&key, &mut order.orders).await?;
+            r.transitions.take(&key, &mut order.transitions).await?;
+            r.events.take(&key, &mut order.events).await?;
+            r.effects.take(&key, &mut order.effects).await?;
+        }
+        charges.take(&key, &mut order.charges).await?;
+        arrivals.take(&key, &mut order.arrivals).await?;
+        each(&order);
+        count += 1;
+    }
+    Ok(count)
+}

@@ -40,6 +40,8 @@ pub enum StoreError {
     Unreachable { url: String, reason: String },
     #[error("store {store} could not be migrated: {reason}")]
     Migrate { store: String, reason: String },
+    #[error("store {url} has no records (nothing was ever written there)")]
+    Missing { url: String },
     #[error("store query failed: {0}")]
     Query(#[from] sqlx::Error),
 }
@@ -78,36 +80,66 @@ pub struct Db {
     pub location: Arc<str>,
 }
 
+/// How a store is opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Create if missing, migrate, one SQLite writer connection (the reference system).
+    ReadWrite,
+    /// Existing stores only, no migrations, several connections for concurrent cursors
+    /// (the verifier, which reads records and never writes them).
+    ReadOnly,
+}
+
 impl Db {
     /// Opens (creating if needed) and migrates one store.
     pub async fn open(url: &StoreUrl, name: StoreName) -> Result<Self, StoreError> {
+        Self::open_with(url, name, Access::ReadWrite).await
+    }
+
+    /// Opens one store for reading or for writing.
+    pub async fn open_with(
+        url: &StoreUrl,
+        name: StoreName,
+        access: Access,
+    ) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         let location: Arc<str> = url.describe(name).into();
         let unreachable = |err: sqlx::Error| StoreError::Unreachable {
             url: location.to_string(),
             reason: err.to_string(),
         };
+        let read_only = access == Access::ReadOnly;
         let (pool, dialect) = match url {
             StoreUrl::Sqlite { dir } => {
+                let file = dir.join(format!("{}.db", name.as_str()));
+                if read_only && !file.exists() {
+                    return Err(StoreError::Missing {
+                        url: location.to_string(),
+                    });
+                }
                 std::fs::create_dir_all(dir).map_err(|err| StoreError::Unreachable {
                     url: location.to_string(),
                     reason: format!("cannot create directory {}: {err}", dir.display()),
                 })?;
-                let file = dir.join(format!("{}.db", name.as_str()));
-                let conn_url = format!("sqlite://{}?mode=rwc", file.display());
-                // One connection: SQLite has one writer, and queueing writers in the pool is
-                // far faster than letting them spin on SQLITE_BUSY.
+                let (mode, connections, pragmas) = if read_only {
+                    ("ro", 8, "PRAGMA busy_timeout = 5000;")
+                } else {
+                    // One connection: SQLite has one writer, and queueing writers in the pool
+                    // is far faster than letting them spin on SQLITE_BUSY.
+                    (
+                        "rwc",
+                        1,
+                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                         PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
+                    )
+                };
+                let conn_url = format!("sqlite://{}?mode={mode}", file.display());
                 let pool = AnyPoolOptions::new()
-                    .max_connections(1)
+                    .max_connections(connections)
                     .acquire_timeout(Duration::from_secs(30))
-                    .after_connect(|conn, _meta| {
+                    .after_connect(move |conn, _meta| {
                         Box::pin(async move {
-                            sqlx::raw_sql(
-                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                                 PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
-                            )
-                            .execute(conn)
-                            .await?;
+                            sqlx::raw_sql(pragmas).execute(conn).await?;
                             Ok(())
                         })
                     })
@@ -132,11 +164,27 @@ impl Db {
                     reason: "no connection within 10 s".into(),
                 })?
                 .map_err(unreachable)?;
-                let create = format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"");
-                sqlx::raw_sql(sqlx::AssertSqlSafe(create))
-                    .execute(&mut admin)
+                if read_only {
+                    let exists = sqlx::query(
+                        "SELECT 1 FROM information_schema.schemata WHERE schema_name = $1",
+                    )
+                    .bind(&schema)
+                    .fetch_optional(&mut admin)
                     .await
                     .map_err(unreachable)?;
+                    if exists.is_none() {
+                        let _ = sqlx::Connection::close(admin).await;
+                        return Err(StoreError::Missing {
+                            url: location.to_string(),
+                        });
+                    }
+                } else {
+                    let create = format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"");
+                    sqlx::raw_sql(sqlx::AssertSqlSafe(create))
+                        .execute(&mut admin)
+                        .await
+                        .map_err(unreachable)?;
+                }
                 let _ = sqlx::Connection::close(admin).await;
                 let set_path: Arc<str> = format!("SET search_path TO \"{schema}\"").into();
                 let pool = AnyPoolOptions::new()
@@ -158,19 +206,21 @@ impl Db {
                 (pool, Dialect::Postgres)
             }
         };
-        let migrator = match (dialect, name) {
-            (Dialect::Sqlite, StoreName::Provider) => &SQLITE_PROVIDER,
-            (Dialect::Sqlite, StoreName::Region(_)) => &SQLITE_REGION,
-            (Dialect::Postgres, StoreName::Provider) => &POSTGRES_PROVIDER,
-            (Dialect::Postgres, StoreName::Region(_)) => &POSTGRES_REGION,
-        };
-        migrator
-            .run(&pool)
-            .await
-            .map_err(|err| StoreError::Migrate {
-                store: location.to_string(),
-                reason: err.to_string(),
-            })?;
+        if !read_only {
+            let migrator = match (dialect, name) {
+                (Dialect::Sqlite, StoreName::Provider) => &SQLITE_PROVIDER,
+                (Dialect::Sqlite, StoreName::Region(_)) => &SQLITE_REGION,
+                (Dialect::Postgres, StoreName::Provider) => &POSTGRES_PROVIDER,
+                (Dialect::Postgres, StoreName::Region(_)) => &POSTGRES_REGION,
+            };
+            migrator
+                .run(&pool)
+                .await
+                .map_err(|err| StoreError::Migrate {
+                    store: location.to_string(),
+                    reason: err.to_string(),
+                })?;
+        }
         Ok(Self {
             pool,
             dialect,

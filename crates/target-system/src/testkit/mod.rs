@@ -1,8 +1,13 @@
-//! Stores for tests, in this crate and in others: SQLite in a fresh temporary directory, and
-//! PostgreSQL in a fresh namespace of the database named by `TEST_DATABASE_URL`.
+//! Test support, for this crate's tests and other crates': stores (SQLite in a fresh
+//! temporary directory, PostgreSQL in a fresh namespace of the database named by
+//! `TEST_DATABASE_URL`), a [`harness`] that starts the whole system on `127.0.0.1:0`, and a
+//! [`forwarder`] a test controls on a hop (pass, blackhole, refuse).
 //!
 //! Without `TEST_DATABASE_URL`, [`postgres`] prints why the test is skipped and returns
 //! `None`; under `CI=true` it panics instead, so CI can never silently skip PostgreSQL.
+
+pub mod forwarder;
+pub mod harness;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};

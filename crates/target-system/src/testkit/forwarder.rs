@@ -1,6 +1,5 @@
 //! A TCP forwarder the test controls, standing in for a proxy on one hop: pass traffic,
 //! blackhole it (connections stay open, bytes vanish), or refuse it (close everything).
-#![allow(dead_code)]
 
 use std::net::SocketAddr;
 

@@ -1,0 +1,223 @@
+//! A small harness that reads like the topology: spawn provider; spawn region a and b on
+//! 127.0.0.1:0 (directly wired, or with a forwarder the test controls on every hop); talk to
+//! them over real HTTP.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::TestStores;
+use crate::provider::ledger::{self, Charge};
+use crate::system::{RegionPlan, System};
+use crate::{Region, RegionId, TargetConfig};
+use bytes::Bytes;
+use rig_http::{ClientResponse, HttpClient, Method};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+
+pub use super::forwarder::{Forwarder, Mode};
+
+/// A test configuration: workers that never run on their own (tests call them), so every
+/// repair or relay step happens exactly when the test says.
+pub fn quiet_config() -> TargetConfig {
+    let mut config = TargetConfig::default();
+    config.repair.scan_interval_ms = 3_600_000;
+    config.outbox.poll_interval_ms = 3_600_000;
+    config
+}
+
+/// The forwarders on each hop of a linked topology.
+pub struct Links {
+    pub a_to_b: Forwarder,
+    pub b_to_a: Forwarder,
+    pub a_to_provider: Forwarder,
+    pub b_to_provider: Forwarder,
+}
+
+impl Links {
+    /// Partitions (or heals) regions a and b in both directions.
+    pub fn partition(&self, mode: Mode) {
+        self.a_to_b.set(mode);
+        self.b_to_a.set(mode);
+    }
+}
+
+pub struct Harness {
+    pub system: System,
+    pub client: HttpClient,
+    pub stores: TestStores,
+}
+
+pub async fn listener() -> TcpListener {
+    TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind 127.0.0.1:0")
+}
+
+impl Harness {
+    /// Provider + regions a and b, wired directly.
+    pub async fn start(stores: TestStores, config: TargetConfig) -> Self {
+        let system = System::start_all(
+            Arc::new(config),
+            &stores.url,
+            listener().await,
+            listener().await,
+            listener().await,
+        )
+        .await
+        .expect("system starts");
+        Self {
+            system,
+            client: HttpClient::new(Duration::from_secs(2), 64),
+            stores,
+        }
+    }
+
+    /// Provider and regions with every hop through a forwarder the test controls (as a run
+    /// puts a proxy on each hop): `a_to_b`, `b_to_a`, `a_to_provider`, `b_to_provider`.
+    pub async fn start_linked(stores: TestStores, config: TargetConfig) -> (Self, Links) {
+        let (provider, a, b) = (listener().await, listener().await, listener().await);
+        let links = Links {
+            a_to_b: Forwarder::start(b.local_addr().unwrap()).await,
+            b_to_a: Forwarder::start(a.local_addr().unwrap()).await,
+            a_to_provider: Forwarder::start(provider.local_addr().unwrap()).await,
+            b_to_provider: Forwarder::start(provider.local_addr().unwrap()).await,
+        };
+        let plans = vec![
+            RegionPlan {
+                id: RegionId::A,
+                listener: a,
+                provider_url: links.a_to_provider.url(),
+                peer_url: Some(links.a_to_b.url()),
+            },
+            RegionPlan {
+                id: RegionId::B,
+                listener: b,
+                provider_url: links.b_to_provider.url(),
+                peer_url: Some(links.b_to_a.url()),
+            },
+        ];
+        let system = System::start(Arc::new(config), &stores.url, Some(provider), plans)
+            .await
+            .expect("system starts");
+        let harness = Self {
+            system,
+            client: HttpClient::new(Duration::from_secs(2), 64),
+            stores,
+        };
+        (harness, links)
+    }
+
+    pub fn region(&self, id: RegionId) -> &Region {
+        self.system.region(id).expect("region runs")
+    }
+
+    pub fn url(&self, id: RegionId) -> String {
+        self.system.region_url(id).expect("region runs")
+    }
+
+    pub fn provider_url(&self) -> String {
+        self.system.provider_url().expect("provider runs")
+    }
+
+    pub async fn post(&self, url: &str, headers: &[(&str, &str)], body: Value) -> ClientResponse {
+        self.client
+            .send(
+                Method::POST,
+                url,
+                headers,
+                Some(Bytes::from(body.to_string())),
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("request answered")
+    }
+
+    pub async fn get(&self, url: &str) -> ClientResponse {
+        self.client
+            .send(Method::GET, url, &[], None, Duration::from_secs(10))
+            .await
+            .expect("request answered")
+    }
+
+    /// `POST /v1/checkout` at region `entry` for `order_id` with `items`.
+    pub async fn checkout(&self, entry: RegionId, order_id: &str, items: Value) -> ClientResponse {
+        let body = json!({"order_id": order_id, "customer_id": "cust-1", "items": items});
+        self.post(
+            &format!("{}/v1/checkout", self.url(entry)),
+            &[("idempotency-key", order_id)],
+            body,
+        )
+        .await
+    }
+
+    /// The owner region's view of an order.
+    pub async fn status(&self, order_id: &str) -> Value {
+        let owner = crate::region::owner_of(order_id);
+        self.get(&format!("{}/v1/orders/{order_id}", self.url(owner)))
+            .await
+            .json()
+            .expect("status is JSON")
+    }
+
+    /// Every charge the provider's ledger holds for an order.
+    pub async fn charges(&self, order_id: &str) -> Vec<Charge> {
+        let (provider, _) = self.system.provider.as_ref().expect("provider runs");
+        ledger::charges_for_order(provider.db(), order_id)
+            .await
+            .expect("ledger readable")
+    }
+
+    pub async fn set_faults(&self, faults: Value) {
+        let response = self
+            .post(
+                &format!("{}/admin/faults", self.provider_url()),
+                &[],
+                faults,
+            )
+            .await;
+        assert_eq!(response.status, 200, "faults accepted: {:?}", response.body);
+    }
+
+    pub async fn shutdown(self) {
+        self.system.shutdown().await.expect("clean shutdown");
+    }
+}
+
+/// An order id owned by `region` (ids are spread by hash).
+pub fn order_owned_by(region: RegionId, prefix: &str) -> String {
+    (0..)
+        .map(|i| format!("{prefix}-{i}"))
+        .find(|id| crate::region::owner_of(id) == region)
+        .expect("some id hashes to each region")
+}
+
+/// Waits for `check` to hold, polling every 20 ms, failing after `within`.
+pub async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A scalar count from a store.
+pub async fn count(db: &crate::Db, sql: &'static str, bind: &str) -> i64 {
+    use sqlx::Row;
+    sqlx::query(sql)
+        .bind(bind)
+        .fetch_one(&db.pool)
+        .await
+        .expect("count query")
+        .try_get::<i64, _>(0)
+        .expect("count column")
+}

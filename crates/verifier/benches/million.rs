@@ -1,0 +1,205 @@
+//! Verifies N synthetic orders (default 1,000,000) on one store, and times a plain scan of
+//! the same tables in the same run for the ratio. Not a test: it prints the figures.
+//!
+//! cargo bench -p verifier --bench million -- --store sqlite://DIR|postgres://... [--orders N]
+//!
+//! The synthetic run: every order confirmed in its owner region with its four transitions,
+//! one reservation, one published event and its consumer effect, one provider charge and
+//! one provider call.
+
+use std::time::Instant;
+
+use futures_util::TryStreamExt;
+use target_system::store::Dialect;
+use target_system::{Db, RegionId, StoreName, StoreUrl};
+
+fn args() -> (String, i64, bool) {
+    let mut store = String::new();
+    let mut orders = 1_000_000;
+    let mut existing = false;
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        match flag.as_str() {
+            "--store" => store = it.next().expect("--store URL"),
+            "--orders" => orders = it.next().and_then(|v| v.parse().ok()).expect("--orders N"),
+            // Verify stores an earlier run generated (SQLite directories only).
+            "--existing" => existing = true,
+            "--bench" => {}
+            other => panic!("unknown flag {other}"),
+        }
+    }
+    assert!(
+        !store.is_empty(),
+        "give --store sqlite://DIR or postgres://..."
+    );
+    (store, orders, existing)
+}
+
+/// `FROM` clause yielding `n` in 0..count, and the order id expression, per dialect.
+fn series(db: &Db, count: i64) -> (String, &'static str) {
+    match db.dialect {
+        Dialect::Sqlite => (
+            format!(
+                "(WITH RECURSIVE seq(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM seq WHERE n < {}) SELECT n FROM seq) s",
+                count - 1
+            ),
+            "printf('o%08d', n)",
+        ),
+        Dialect::Postgres => (
+            format!("generate_series(0, {}) AS s(n)", count - 1),
+            "'o' || lpad(n::text, 8, '0')",
+        ),
+    }
+}
+
+async fn exec(db: &Db, sql: String) {
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+        .execute(&db.pool)
+        .await
+        .expect("generate");
+}
+
+async fn generate(store: &StoreUrl, orders: i64) {
+    let t0_us: i64 = 1_800_000_000_000_000;
+    for (i, region) in RegionId::ALL.into_iter().enumerate() {
+        let db = Db::open(store, StoreName::Region(region))
+            .await
+            .expect("region store");
+        let (from, id) = series(&db, orders);
+        let mine = format!("n % 2 = {i}");
+        let r = region.as_str();
+        exec(&db, format!(
+            "INSERT INTO orders (order_id, customer_id, owner_region, entry_region, fingerprint, items_json, amount_cents, currency, status, reason, version, created_at_us, updated_at_us) \
+             SELECT {id}, 'c', '{r}', '{r}', 'f', '[]', 1200, 'USD', 'order_confirmed', 'ch', 4, {t0_us} + n * 1000, {t0_us} + n * 1000 + 500 FROM {from} WHERE {mine}"
+        )).await;
+        for (seq, from_state, to_state) in [
+            (1, "NULL", "'order_intent_saved'"),
+            (2, "'order_intent_saved'", "'inventory_reserved'"),
+            (3, "'inventory_reserved'", "'payment_authorizing'"),
+            (4, "'payment_authorizing'", "'order_confirmed'"),
+        ] {
+            exec(&db, format!(
+                "INSERT INTO order_transitions (order_id, seq, from_state, to_state, at_us, reason, actor, region) \
+                 SELECT {id}, {seq}, {from_state}, {to_state}, {t0_us} + n * 1000 + {seq} * 100, NULL, 'checkout', '{r}' FROM {from} WHERE {mine}"
+            )).await;
+        }
+        exec(&db, format!(
+            "INSERT INTO reservations (order_id, sku, qty, status, updated_at_us) SELECT {id}, 'sku-1', 1, 'committed', {t0_us} + n * 1000 FROM {from} WHERE {mine}"
+        )).await;
+        exec(&db, format!(
+            "INSERT INTO outbox (event_id, order_id, event_type, payload, created_at_us, published_at_us, delivery_attempts) \
+             SELECT 'ev' || {id}, {id}, 'order_confirmed', '{{}}', {t0_us} + n * 1000 + 400, {t0_us} + n * 1000 + 900, 1 FROM {from} WHERE {mine}"
+        )).await;
+        exec(&db, format!(
+            "INSERT INTO consumer_dedup (consumer, event_id, at_us) SELECT 'fulfilment', 'ev' || {id}, {t0_us} + n * 1000 + 900 FROM {from} WHERE {mine}"
+        )).await;
+        exec(&db, format!(
+            "INSERT INTO fulfilments (consumer, event_id, order_id, at_us) SELECT 'fulfilment', 'ev' || {id}, {id}, {t0_us} + n * 1000 + 900 FROM {from} WHERE {mine}"
+        )).await;
+        exec(&db, format!(
+            "INSERT INTO payment_attempts (order_id, idempotency_key, region, op, attempt_no, is_retry, started_at_us, finished_at_us, outcome, http_status, detail) \
+             SELECT {id}, 'pay:' || {id}, '{r}', 'charge', 1, 0, {t0_us} + n * 1000 + 300, {t0_us} + n * 1000 + 350, 'authorized', 200, NULL FROM {from} WHERE {mine}"
+        )).await;
+        exec(&db, format!(
+            "INSERT INTO inventory (sku, price_cents, stock, reserved) SELECT 'sku-1', 1200, {orders}, COUNT(*) FROM reservations"
+        )).await;
+        db.close().await;
+    }
+    let db = Db::open(store, StoreName::Provider)
+        .await
+        .expect("provider store");
+    let (from, id) = series(&db, orders);
+    exec(&db, format!(
+        "INSERT INTO provider_charges (charge_id, idempotency_key, order_id, amount_cents, currency, status, refunded_cents, created_at_us, updated_at_us) \
+         SELECT 'ch' || {id}, 'pay:' || {id}, {id}, 1200, 'USD', 'authorized', 0, {t0_us} + n * 1000 + 340, {t0_us} + n * 1000 + 340 FROM {from}"
+    )).await;
+    db.close().await;
+}
+
+/// Reads every row of the tables the verifier reads, one table after another.
+async fn plain_scan(store: &StoreUrl) -> u64 {
+    let mut rows = 0u64;
+    for region in RegionId::ALL {
+        let db = Db::open_with(
+            store,
+            StoreName::Region(region),
+            target_system::Access::ReadOnly,
+        )
+        .await
+        .unwrap();
+        for table in [
+            "orders",
+            "order_transitions",
+            "outbox",
+            "fulfilments",
+            "payment_attempts",
+        ] {
+            let mut stream =
+                sqlx::query(sqlx::AssertSqlSafe(format!("SELECT * FROM {table}"))).fetch(&db.pool);
+            while stream.try_next().await.unwrap().is_some() {
+                rows += 1;
+            }
+        }
+    }
+    let db = Db::open_with(store, StoreName::Provider, target_system::Access::ReadOnly)
+        .await
+        .unwrap();
+    let mut stream = sqlx::query("SELECT * FROM provider_charges").fetch(&db.pool);
+    while stream.try_next().await.unwrap().is_some() {
+        rows += 1;
+    }
+    rows
+}
+
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .map(str::to_string)
+        })
+        .and_then(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+#[tokio::main]
+async fn main() {
+    let (store, orders, existing) = args();
+    let store = StoreUrl::parse(&store)
+        .expect("store URL")
+        .with_namespace(&format!("vbench_{}", std::process::id()));
+    if !existing {
+        let started = Instant::now();
+        generate(&store, orders).await;
+        eprintln!(
+            "generated {orders} orders in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+    }
+    let scan_started = Instant::now();
+    let rows = plain_scan(&store).await;
+    let scan = scan_started.elapsed().as_secs_f64();
+    let verify_started = Instant::now();
+    let sources = verifier::Sources {
+        store: store.clone(),
+        history: None,
+        journal: None,
+    };
+    let report = verifier::verify(&sources, &verifier::Options::default())
+        .await
+        .expect("verify");
+    let verify = verify_started.elapsed().as_secs_f64();
+    assert_eq!(report.orders_checked as i64, orders);
+    assert!(report.failed().is_empty(), "{}", report.table());
+    println!(
+        "orders={orders} verify_seconds={verify:.2} plain_scan_seconds={scan:.2} ratio={:.2} rows_scanned={rows} peak_rss_mb={:.0} store={}",
+        verify / scan,
+        peak_rss_mb(),
+        store.to_string().split(' ').next().unwrap_or_default()
+    );
+}

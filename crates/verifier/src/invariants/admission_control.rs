@@ -1,0 +1,320 @@
+//! **admission-control**: the mechanisms that keep overload from becoming collapse.
+//! 1. concurrent provider calls per region never exceed `admission.provider_max_in_flight`
+//!    (a sweep line over `payment_attempts` intervals, ends before starts at one instant);
+//! 2. in every window of `retry_budget.ttl_seconds` ending at a retry, charge retries <=
+//!    `ratio` x first tries + `min_per_sec` x ttl;
+//! 3. shed requests are answered fast: p99 of the client-measured time of `429`/`503`
+//!    answers <= the bound (needs the client history);
+//! 4. no congestion collapse: a load phase offered at least the best phase's load keeps at
+//!    least `goodput_fraction` of its goodput, unless a fault window overlaps it (needs the
+//!    client history).
+//!
+//! Everything streams in time order with bounded state (the retry window holds the calls of
+//! one ttl).
+
+use std::collections::VecDeque;
+
+use futures_util::TryStreamExt;
+use serde_json::json;
+use sqlx::Row;
+use target_system::Db;
+
+use super::{Context, at};
+use crate::VerifyError;
+use crate::model::StoreTag;
+use crate::report::{Dossier, Verdict};
+
+pub const NAME: &str = "admission-control";
+pub const STATEMENT: &str = "provider calls <= limit; retries within budget in every window; sheds answered fast; no congestion collapse";
+
+pub async fn check(
+    regions: &[(StoreTag, Db)],
+    history: Option<&Db>,
+    ctx: &Context,
+) -> Result<Verdict, VerifyError> {
+    let mut verdict = Verdict::new(NAME, STATEMENT);
+    let mut notes = Vec::new();
+    for (store, db) in regions {
+        concurrency(store, db, ctx, &mut verdict, &mut notes).await?;
+        retry_budget(store, db, ctx, &mut verdict, &mut notes).await?;
+    }
+    match history {
+        Some(history) => {
+            shed_latency(history, ctx, &mut verdict, &mut notes).await?;
+            goodput(history, ctx, &mut verdict, &mut notes).await?;
+        }
+        None => notes.push("shed latency and goodput: n/a (no client history)".to_string()),
+    }
+    verdict.summary = notes.join("; ");
+    Ok(verdict)
+}
+
+async fn concurrency(
+    store: StoreTag,
+    db: &Db,
+    ctx: &Context,
+    verdict: &mut Verdict,
+    notes: &mut Vec<String>,
+) -> Result<(), VerifyError> {
+    let limit = i64::from(ctx.config.admission.provider_max_in_flight);
+    let mut events = sqlx::query(
+        "SELECT t, d FROM (SELECT started_at_us AS t, 1 AS d FROM payment_attempts \
+         UNION ALL SELECT finished_at_us AS t, -1 AS d FROM payment_attempts) x ORDER BY t, d",
+    )
+    .fetch(&db.pool);
+    let (mut now, mut peak, mut peak_at, mut calls) = (0i64, 0i64, 0i64, 0u64);
+    while let Some(row) = events.try_next().await? {
+        let d: i64 = row.try_get("d")?;
+        now += d;
+        if d > 0 {
+            calls += 1;
+        }
+        if now > peak {
+            peak = now;
+            peak_at = row.try_get("t")?;
+        }
+    }
+    drop(events);
+    verdict.checked += calls;
+    notes.push(format!(
+        "{store}: peak {peak} provider calls in flight (limit {limit})"
+    ));
+    if peak > limit {
+        let overlapping = sqlx::query(
+            "SELECT order_id, op, attempt_no, started_at_us, finished_at_us, outcome FROM payment_attempts \
+             WHERE started_at_us <= $1 AND finished_at_us > $1 ORDER BY started_at_us LIMIT 20",
+        )
+        .bind(peak_at)
+        .fetch_all(&db.pool)
+        .await?;
+        let rows: Vec<_> = overlapping
+            .iter()
+            .map(|r| {
+                json!({
+                    "order_id": r.try_get::<String, _>("order_id").unwrap_or_default(),
+                    "op": r.try_get::<String, _>("op").unwrap_or_default(),
+                    "attempt_no": r.try_get::<i64, _>("attempt_no").unwrap_or_default(),
+                    "started_at_us": r.try_get::<i64, _>("started_at_us").unwrap_or_default(),
+                    "finished_at_us": r.try_get::<i64, _>("finished_at_us").unwrap_or_default(),
+                })
+            })
+            .collect();
+        let order_id = rows
+            .first()
+            .and_then(|r| r["order_id"].as_str())
+            .map(str::to_string);
+        verdict.violate(ctx.max_dossiers, || Dossier {
+            order_id,
+            narrative: format!(
+                "region {store} had {peak} provider calls in flight at {} (limit {limit})",
+                at(peak_at)
+            ),
+            rows: json!({"region": store, "at_us": peak_at, "in_flight": peak, "calls": rows}),
+            fault_windows: ctx.windows(Some((peak_at, peak_at))),
+        });
+    }
+    Ok(())
+}
+
+async fn retry_budget(
+    store: StoreTag,
+    db: &Db,
+    ctx: &Context,
+    verdict: &mut Verdict,
+    notes: &mut Vec<String>,
+) -> Result<(), VerifyError> {
+    let budget = &ctx.config.retry_budget;
+    let ttl_us = i64::try_from(budget.ttl_seconds).unwrap_or(10) * 1_000_000;
+    let reserve = budget.min_per_sec * budget.ttl_seconds as f64;
+    let mut attempts = sqlx::query(
+        "SELECT started_at_us, is_retry, order_id FROM payment_attempts WHERE op = 'charge' ORDER BY started_at_us, id",
+    )
+    .fetch(&db.pool);
+    let (mut first_tries, mut retries): (VecDeque<i64>, VecDeque<i64>) =
+        (VecDeque::new(), VecDeque::new());
+    let (mut total_retries, mut total_first) = (0u64, 0u64);
+    let mut worst: Option<(f64, i64, usize, usize, String)> = None;
+    while let Some(row) = attempts.try_next().await? {
+        let t: i64 = row.try_get("started_at_us")?;
+        let is_retry = row.try_get::<i64, _>("is_retry")? == 1;
+        while first_tries.front().is_some_and(|s| *s <= t - ttl_us) {
+            first_tries.pop_front();
+        }
+        while retries.front().is_some_and(|s| *s <= t - ttl_us) {
+            retries.pop_front();
+        }
+        if !is_retry {
+            total_first += 1;
+            first_tries.push_back(t);
+            continue;
+        }
+        total_retries += 1;
+        retries.push_back(t);
+        let allowed = budget.ratio * first_tries.len() as f64 + reserve;
+        let excess = retries.len() as f64 - allowed;
+        if excess > 1e-9 && worst.as_ref().is_none_or(|w| excess > w.0) {
+            worst = Some((
+                excess,
+                t,
+                retries.len(),
+                first_tries.len(),
+                row.try_get("order_id")?,
+            ));
+        }
+    }
+    drop(attempts);
+    verdict.checked += total_retries;
+    notes.push(format!(
+        "{store}: {total_retries} retries on {total_first} first tries (budget {} x + {} per {} s)",
+        budget.ratio, reserve, budget.ttl_seconds
+    ));
+    if let Some((excess, t, n_retries, n_first, order_id)) = worst {
+        verdict.violate(ctx.max_dossiers, || Dossier {
+            order_id: Some(order_id),
+            narrative: format!(
+                "region {store}: {n_retries} retries on {n_first} first tries in the {} s before {} (budget allows {:.1}; {excess:.1} over)",
+                budget.ttl_seconds,
+                at(t),
+                budget.ratio * n_first as f64 + reserve
+            ),
+            rows: json!({"region": store, "window_end_us": t, "window_seconds": budget.ttl_seconds, "retries": n_retries, "first_tries": n_first}),
+            fault_windows: ctx.windows(Some((t - ttl_us, t))),
+        });
+    }
+    Ok(())
+}
+
+async fn shed_latency(
+    history: &Db,
+    ctx: &Context,
+    verdict: &mut Verdict,
+    notes: &mut Vec<String>,
+) -> Result<(), VerifyError> {
+    let mut rows = sqlx::query(
+        "SELECT finished_at_us - sent_at_us AS took FROM history_requests WHERE answer = 'rejected'",
+    )
+    .fetch(&history.pool);
+    // p99 to 0.1 ms in bounded memory: 100 µs buckets up to 10 s, plus an overflow bucket.
+    let mut buckets = vec![0u64; 100_001];
+    let mut n = 0u64;
+    while let Some(row) = rows.try_next().await? {
+        let took: i64 = row.try_get("took")?;
+        let slot = usize::try_from(took.max(0) / 100)
+            .unwrap_or(usize::MAX)
+            .min(buckets.len() - 1);
+        buckets[slot] += 1;
+        n += 1;
+    }
+    drop(rows);
+    if n == 0 {
+        notes.push("no shed requests".into());
+        return Ok(());
+    }
+    let rank = (n as f64 * 0.99).ceil() as u64;
+    let mut seen = 0;
+    let mut p99_us = 0;
+    for (slot, count) in buckets.iter().enumerate() {
+        seen += count;
+        if seen >= rank {
+            p99_us = (slot as i64 + 1) * 100;
+            break;
+        }
+    }
+    let p99_ms = p99_us as f64 / 1_000.0;
+    notes.push(format!(
+        "{n} shed answers, p99 {p99_ms:.1} ms (bound {} ms)",
+        ctx.shed_p99_ms
+    ));
+    verdict.checked += n;
+    if p99_ms > ctx.shed_p99_ms {
+        verdict.violate(ctx.max_dossiers, || Dossier {
+            order_id: None,
+            narrative: format!(
+                "shed requests took {p99_ms:.1} ms at p99, over the {} ms bound",
+                ctx.shed_p99_ms
+            ),
+            rows: json!({"shed_answers": n, "p99_ms": p99_ms}),
+            fault_windows: Vec::new(),
+        });
+    }
+    Ok(())
+}
+
+async fn goodput(
+    history: &Db,
+    ctx: &Context,
+    verdict: &mut Verdict,
+    notes: &mut Vec<String>,
+) -> Result<(), VerifyError> {
+    let rows = sqlx::query(
+        "SELECT phase, COUNT(*) AS offered, CAST(SUM(CASE WHEN outcome = 'confirmed' THEN 1 ELSE 0 END) AS BIGINT) AS confirmed, \
+         MIN(intended_at_us) AS first_us, MAX(intended_at_us) AS last_us FROM history_arrivals GROUP BY phase",
+    )
+    .fetch_all(&history.pool)
+    .await?;
+    struct Phase {
+        name: String,
+        offered_per_sec: f64,
+        goodput_per_sec: f64,
+        first_us: i64,
+        last_us: i64,
+    }
+    let mut phases = Vec::new();
+    for row in rows {
+        let (first_us, last_us): (i64, i64) = (row.try_get("first_us")?, row.try_get("last_us")?);
+        let seconds = ((last_us - first_us) as f64 / 1e6).max(1.0);
+        let offered: i64 = row.try_get("offered")?;
+        let confirmed: i64 = row.try_get("confirmed")?;
+        phases.push(Phase {
+            name: row.try_get("phase")?,
+            offered_per_sec: offered as f64 / seconds,
+            goodput_per_sec: confirmed as f64 / seconds,
+            first_us,
+            last_us,
+        });
+    }
+    phases.sort_by_key(|p| p.first_us);
+    let faulted = |p: &Phase| !ctx.windows(Some((p.first_us, p.last_us))).is_empty();
+    let Some(best) = phases
+        .iter()
+        .filter(|p| !faulted(p))
+        .max_by(|a, b| a.goodput_per_sec.total_cmp(&b.goodput_per_sec))
+    else {
+        notes.push("goodput: n/a (every phase overlaps a fault)".into());
+        return Ok(());
+    };
+    let table = phases
+        .iter()
+        .map(|p| {
+            format!(
+                "{} {:.0}/s -> {:.0}/s",
+                p.name, p.offered_per_sec, p.goodput_per_sec
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    notes.push(format!("goodput by phase (offered -> confirmed): {table}"));
+    for phase in &phases {
+        if faulted(phase) || phase.offered_per_sec < best.offered_per_sec {
+            continue;
+        }
+        verdict.checked += 1;
+        if phase.goodput_per_sec < ctx.goodput_fraction * best.goodput_per_sec {
+            verdict.violate(ctx.max_dossiers, || Dossier {
+                order_id: None,
+                narrative: format!(
+                    "phase {} offered {:.0}/s but confirmed only {:.0}/s, under {:.0} % of the {:.0}/s phase {} reached",
+                    phase.name,
+                    phase.offered_per_sec,
+                    phase.goodput_per_sec,
+                    ctx.goodput_fraction * 100.0,
+                    best.goodput_per_sec,
+                    best.name
+                ),
+                rows: json!({"phase": phase.name, "offered_per_sec": phase.offered_per_sec, "goodput_per_sec": phase.goodput_per_sec}),
+                fault_windows: Vec::new(),
+            });
+        }
+    }
+    Ok(())
+}

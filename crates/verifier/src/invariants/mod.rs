@@ -1,0 +1,85 @@
+//! One file per invariant. Per-order invariants observe each order's merged evidence in
+//! `order_id` order and keep O(1) state plus their dossiers; aggregate invariants
+//! (no-oversell, admission-control) stream their own queries at the end.
+
+pub mod admission_control;
+pub mod bounded_pending_age;
+pub mod client_agrees;
+pub mod money_conservation;
+pub mod no_duplicate_charge;
+pub mod no_oversell;
+pub mod outbox_effectively_once;
+pub mod single_final_outcome;
+
+use serde_json::json;
+use target_system::TargetConfig;
+
+use crate::model::OrderEvidence;
+use crate::report::{Dossier, FaultWindow, Verdict};
+
+/// What every invariant may consult.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// The parameters the system ran with.
+    pub config: TargetConfig,
+    /// Wall-clock microseconds the run's evidence ends at (after the drain).
+    pub end_at_us: i64,
+    pub max_dossiers: usize,
+    /// Fault windows from the chaos journal, if one was given.
+    pub faults: Vec<FaultWindow>,
+    pub has_history: bool,
+    /// Client-side bound on the p99 answer time of shed requests.
+    pub shed_p99_ms: f64,
+    /// Goodput in any phase offered at least the best phase's load must stay above this
+    /// share of the best phase's goodput.
+    pub goodput_fraction: f64,
+}
+
+impl Context {
+    /// Fault windows overlapping `[from, to]`.
+    pub fn windows(&self, span: Option<(i64, i64)>) -> Vec<FaultWindow> {
+        let Some((from, to)) = span else {
+            return Vec::new();
+        };
+        self.faults
+            .iter()
+            .filter(|w| w.start_us <= to && w.end_us.is_none_or(|end| end >= from))
+            .cloned()
+            .collect()
+    }
+
+    /// A dossier with the order's rows and the faults around it.
+    pub fn dossier(&self, order: &OrderEvidence, narrative: String) -> Dossier {
+        Dossier {
+            order_id: Some(order.order_id.clone()),
+            narrative,
+            rows: json!({
+                "orders": order.orders,
+                "transitions": order.transitions,
+                "charges": order.charges,
+                "outbox": order.events,
+                "effects": order.effects,
+                "client": order.arrivals,
+            }),
+            fault_windows: self.windows(order.span_us()),
+        }
+    }
+}
+
+/// A per-order invariant.
+pub trait PerOrder {
+    fn observe(&mut self, order: &OrderEvidence, ctx: &Context);
+    fn finish(self: Box<Self>, ctx: &Context) -> Verdict;
+}
+
+/// Formats wall-clock microseconds for narratives.
+pub fn at(us: i64) -> String {
+    target_system::region::api::rfc3339(us)
+}
+
+/// Cents as dollars for narratives.
+pub fn money(cents: i128) -> String {
+    let sign = if cents < 0 { "-" } else { "" };
+    let abs = cents.unsigned_abs();
+    format!("{sign}${}.{:02}", abs / 100, abs % 100)
+}

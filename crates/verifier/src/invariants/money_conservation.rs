@@ -1,0 +1,85 @@
+//! **money-conservation**: confirmed ⇒ net charged = the order's amount; failed_safely ⇒ net
+//! 0; still pending ⇒ 0 or the amount; no money taken without an order. Sums are i128.
+
+use super::{Context, PerOrder, money};
+use crate::model::OrderEvidence;
+use crate::report::Verdict;
+
+pub const NAME: &str = "money-conservation";
+pub const STATEMENT: &str = "confirmed => net charged = amount; failed_safely => net 0; pending => 0 or amount; no charge without an order";
+
+#[derive(Debug)]
+pub struct MoneyConservation {
+    verdict: Verdict,
+    charged: i128,
+    confirmed_amounts: i128,
+}
+
+impl Default for MoneyConservation {
+    fn default() -> Self {
+        Self {
+            verdict: Verdict::new(NAME, STATEMENT),
+            charged: 0,
+            confirmed_amounts: 0,
+        }
+    }
+}
+
+impl PerOrder for MoneyConservation {
+    fn observe(&mut self, order: &OrderEvidence, ctx: &Context) {
+        let net = order.net_cents();
+        self.charged += net;
+        let Some(row) = order.owner_row() else {
+            if !order.charges.is_empty() {
+                self.verdict.checked += 1;
+            }
+            if net != 0 {
+                let narrative = format!(
+                    "{} charged but no region has an order {}",
+                    money(net),
+                    order.order_id
+                );
+                self.verdict
+                    .violate(ctx.max_dossiers, || ctx.dossier(order, narrative));
+            }
+            return;
+        };
+        self.verdict.checked += 1;
+        let amount = i128::from(row.amount_cents);
+        let problem = match row.status.as_str() {
+            "order_confirmed" => {
+                self.confirmed_amounts += amount;
+                (net != amount).then(|| {
+                    format!(
+                        "order confirmed for {} but net charged is {}",
+                        money(amount),
+                        money(net)
+                    )
+                })
+            }
+            "failed_safely" => (net != 0)
+                .then(|| format!("order failed safely but {} is still charged", money(net))),
+            status => (net != 0 && net != amount).then(|| {
+                format!(
+                    "order is {status} for {} but net charged is {}",
+                    money(amount),
+                    money(net)
+                )
+            }),
+        };
+        if let Some(narrative) = problem {
+            self.verdict
+                .violate(ctx.max_dossiers, || ctx.dossier(order, narrative));
+        }
+    }
+
+    fn finish(mut self: Box<Self>, _ctx: &Context) -> Verdict {
+        self.verdict.summary = format!(
+            "net charged {} vs confirmed orders {} (difference {})",
+            money(self.charged),
+            money(self.confirmed_amounts),
+            money(self.charged - self.confirmed_amounts)
+        );
+        self.verdict
+    }
+}

@@ -1,0 +1,171 @@
+//! **single-final-outcome**: each order's transitions follow the state machine (replayed
+//! from the first row), it reaches at most one terminal state and nothing follows it, its
+//! row agrees with its last transition, and only its owner region writes it or decides it.
+
+use target_system::OrderState;
+use target_system::order_state::transition;
+
+use super::{Context, PerOrder};
+use crate::model::{OrderEvidence, TransitionRow, store_region};
+use crate::report::Verdict;
+
+pub const NAME: &str = "single-final-outcome";
+pub const STATEMENT: &str = "transitions follow the state machine; at most one terminal state; only the owner region writes and decides";
+
+#[derive(Debug)]
+pub struct SingleFinalOutcome {
+    verdict: Verdict,
+    transitions: u64,
+}
+
+impl Default for SingleFinalOutcome {
+    fn default() -> Self {
+        Self {
+            verdict: Verdict::new(NAME, STATEMENT),
+            transitions: 0,
+        }
+    }
+}
+
+/// The first thing wrong with one store's transitions for an order, if any.
+fn replay(rows: &[&TransitionRow]) -> Result<Option<OrderState>, String> {
+    let mut current: Option<OrderState> = None;
+    for (i, row) in rows.iter().enumerate() {
+        let expected_seq = i as i64 + 1;
+        if row.seq != expected_seq {
+            return Err(format!(
+                "transition seq {} where {expected_seq} was due (a transition is missing)",
+                row.seq
+            ));
+        }
+        let to = OrderState::parse(&row.to_state)
+            .ok_or_else(|| format!("unknown state {:?}", row.to_state))?;
+        let from = match &row.from_state {
+            None => None,
+            Some(name) => {
+                Some(OrderState::parse(name).ok_or_else(|| format!("unknown state {name:?}"))?)
+            }
+        };
+        if from != current {
+            return Err(format!(
+                "transition {} starts from {} but the order was {}",
+                row.seq,
+                from.map_or("nothing", OrderState::as_str),
+                current.map_or("nothing", OrderState::as_str)
+            ));
+        }
+        match from {
+            None if to != OrderState::OrderIntentSaved => {
+                return Err(format!(
+                    "the first transition goes to {to}, not order_intent_saved"
+                ));
+            }
+            None => {}
+            Some(from) => {
+                if from.is_terminal() {
+                    return Err(format!(
+                        "transition {} leaves the terminal state {from} for {to}",
+                        row.seq
+                    ));
+                }
+                transition(from, to)
+                    .map_err(|e| format!("transition {} is illegal: {e}", row.seq))?;
+            }
+        }
+        current = Some(to);
+    }
+    Ok(current)
+}
+
+impl PerOrder for SingleFinalOutcome {
+    fn observe(&mut self, order: &OrderEvidence, ctx: &Context) {
+        if order.orders.is_empty() && order.transitions.is_empty() {
+            return;
+        }
+        self.verdict.checked += 1;
+        self.transitions += order.transitions.len() as u64;
+        let mut problems = Vec::new();
+        let stores: Vec<_> = {
+            let mut s: Vec<_> = order
+                .orders
+                .iter()
+                .map(|o| o.store)
+                .chain(order.transitions.iter().map(|t| t.store))
+                .collect();
+            s.sort_unstable();
+            s.dedup();
+            s
+        };
+        if order.orders.len() > 1 {
+            problems.push(format!(
+                "{} regions hold a row for this order",
+                order.orders.len()
+            ));
+        }
+        for store in stores {
+            let rows: Vec<&TransitionRow> = order
+                .transitions
+                .iter()
+                .filter(|t| t.store == store)
+                .collect();
+            let row = order.orders.iter().find(|o| o.store == store);
+            match (row, replay(&rows)) {
+                (_, Err(problem)) => problems.push(format!("{store}: {problem}")),
+                (None, Ok(_)) => problems.push(format!("{store} has transitions but no order row")),
+                (Some(row), Ok(last)) => {
+                    if last.map(OrderState::as_str) != Some(row.status.as_str())
+                        || row.version != rows.len() as i64
+                    {
+                        problems.push(format!(
+                            "{store}: the order row says {} v{} but its transitions end at {} after {}",
+                            row.status,
+                            row.version,
+                            last.map_or("nothing", OrderState::as_str),
+                            rows.len()
+                        ));
+                    }
+                    if store_region(store) != Some(row.owner_region.as_str()) {
+                        problems.push(format!(
+                            "{store} wrote an order owned by region {} (only the owner may)",
+                            row.owner_region
+                        ));
+                    }
+                }
+            }
+            for t in rows
+                .iter()
+                .filter(|t| matches!(t.to_state.as_str(), "order_confirmed" | "failed_safely"))
+            {
+                let owner = order
+                    .owner_row()
+                    .map(|o| o.owner_region.as_str())
+                    .unwrap_or("?");
+                if t.region != owner {
+                    problems.push(format!(
+                        "region {} decided {} at {} but the owner is region {owner}",
+                        t.region,
+                        t.to_state,
+                        super::at(t.at_us)
+                    ));
+                }
+            }
+        }
+        if let Some(first) = problems.first() {
+            let narrative = if problems.len() > 1 {
+                format!("{first} (and {} more)", problems.len() - 1)
+            } else {
+                first.clone()
+            };
+            self.verdict
+                .violate(ctx.max_dossiers, || ctx.dossier(order, narrative));
+        }
+    }
+
+    fn finish(mut self: Box<Self>, _ctx: &Context) -> Verdict {
+        self.verdict.summary = format!(
+            "{} orders, {} transitions replayed",
+            self.verdict.checked, self.transitions
+        );
+        self.verdict
+    }
+}
