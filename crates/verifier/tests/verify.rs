@@ -305,3 +305,33 @@ async fn missing_stores_are_an_error() {
         .unwrap_err();
     assert!(err.to_string().contains("no records"), "{err}");
 }
+
+/// The same on PostgreSQL stores: a correct run passes (the merge with the SQLite client
+/// history agrees on key order), and a forged second charge is caught.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_run_passes_then_a_forged_charge_is_caught() {
+    let Some(stores) = target_system::testkit::postgres("verify-pg") else {
+        return;
+    };
+    let finished = clean_run(stores, 7).await;
+    let report = finished.verify().await;
+    assert_eq!(report.status, Status::Pass, "{}", report.table());
+    let order = one_order(&finished, "order_confirmed", RegionId::A).await;
+    let provider = finished.db(StoreName::Provider).await;
+    sqlx::query(
+        "INSERT INTO provider_charges (charge_id, idempotency_key, order_id, amount_cents, currency, status, refunded_cents, created_at_us, updated_at_us) \
+         SELECT 'ch_forged', 'forged', order_id, amount_cents, currency, 'authorized', 0, created_at_us + 1, updated_at_us \
+         FROM provider_charges WHERE order_id = $1",
+    )
+    .bind(&order)
+    .execute(&provider.pool)
+    .await
+    .unwrap();
+    let report = finished.verify().await;
+    assert_caught(
+        &report,
+        "no-duplicate-charge",
+        Some(&order),
+        &["money-conservation", "client-agrees"],
+    );
+}
