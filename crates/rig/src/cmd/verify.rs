@@ -53,7 +53,7 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<Verdict> {
             HistorySource::Sqlite(PathBuf::from(h.strip_prefix("sqlite://").unwrap_or(h)))
         }
     });
-    if !(args.shed_p99_ms > 0.0) {
+    if args.shed_p99_ms.is_nan() || args.shed_p99_ms <= 0.0 {
         return Err(BadInput(format!(
             "--shed-p99-ms {}: use a positive number of milliseconds",
             args.shed_p99_ms
