@@ -250,6 +250,8 @@ impl<W: Workload> Engine<W> {
         let mut state = shared.lock();
         if state.in_flight >= self.config.max_in_flight {
             state.recorder.dropped(&dispatch, self.workload.op());
+            drop(state);
+            self.workload.not_started(&dispatch, Outcome::Dropped);
             return;
         }
         state.in_flight += 1;
@@ -305,11 +307,12 @@ impl<W: Workload> Engine<W> {
         // Stop the lanes from taking more: whatever is left now is counted here, once.
         state.in_flight = 0;
         let now = Instant::now();
+        let queued: Vec<Dispatch> = state.queue.drain(..).collect();
         let left: Vec<Dispatch> = state
             .running
             .iter_mut()
             .filter_map(Option::take)
-            .chain(state.queue.drain(..))
+            .chain(queued.iter().copied())
             .collect();
         for dispatch in &left {
             let completion = Completion {
@@ -322,6 +325,10 @@ impl<W: Workload> Engine<W> {
                 bytes: 0,
             };
             state.recorder.completed(dispatch, &completion);
+        }
+        drop(guard);
+        for dispatch in &queued {
+            self.workload.not_started(dispatch, Outcome::Unknown);
         }
         left.len() as u64
     }

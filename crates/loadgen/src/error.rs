@@ -42,6 +42,10 @@ pub enum LoadgenError {
     /// The dedicated engine thread could not be started or died.
     #[error("the load generator thread failed: {0}")]
     Thread(String),
+    /// The client history could not be opened (its store is unreachable or refused the
+    /// tables): the run cannot keep its record, so it does not start.
+    #[error("history {location}: {problem}")]
+    History { location: String, problem: String },
 }
 
 impl LoadgenError {

@@ -17,6 +17,9 @@
 //! - [`shard`]: `--shard i/N`, a deterministic 1/N slice.
 //! - [`workload`]: the [`Workload`] trait and its [`Dispatch`] / [`Completion`] / [`Outcome`].
 //! - [`http`]: the generic HTTP workload: one hyper keep-alive connection per lane.
+//! - [`checkout`]: the checkout workload: customers with retries, double-clicks and polls
+//!   ([`CheckoutSpec`], [`CheckoutRun`]), and the client history they leave
+//!   ([`HistorySink`], schema in the module docs).
 //! - [`engine`]: the open-loop [`Engine`]: admission at intended times, the in-flight
 //!   cap, lanes that perform arrivals, the drain.
 //! - [`thread`]: [`on_dedicated_thread`] gives the engine a runtime (and a core) of its own.
@@ -27,6 +30,7 @@
 //! - [`summary`]: the JSON [`Summary`] (schema in `schema/summary.schema.json`) and its text.
 //! - [`duration`], [`rng`]: durations as people write them; the seeded [`SeededRng`].
 
+pub mod checkout;
 pub mod duration;
 pub mod engine;
 mod error;
@@ -44,6 +48,7 @@ pub mod summary;
 pub mod thread;
 pub mod workload;
 
+pub use checkout::{CheckoutReport, CheckoutRun, CheckoutSpec, HistorySink};
 pub use duration::{format_duration, parse_duration};
 pub use engine::{Engine, EngineConfig};
 pub use error::LoadgenError;

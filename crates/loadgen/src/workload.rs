@@ -111,4 +111,10 @@ pub trait Workload: Send + Sync + 'static {
 
     /// A JSON description for the summary (must include a `kind` string).
     fn describe(&self) -> serde_json::Value;
+
+    /// An arrival that never reached a lane: `Dropped` at the in-flight cap, or `Unknown`
+    /// when it was still queued as the drain timed out. A workload that keeps a record of
+    /// every arrival (the checkout history) hears of these here; the engine counts them
+    /// either way. Runs on the dispatcher: it must be quick and must not block.
+    fn not_started(&self, _dispatch: &Dispatch, _outcome: Outcome) {}
 }

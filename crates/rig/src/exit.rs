@@ -48,11 +48,3 @@ pub fn init_logging() {
         .with_writer(std::io::stderr)
         .try_init();
 }
-
-/// The answer of a command that is not built yet: say so and exit 2.
-pub fn not_built(command: &str, issue: &str) -> anyhow::Result<Verdict> {
-    Err(BadInput(format!(
-        "`rig {command}` is not built yet (planned in the {issue} issue); nothing was done"
-    ))
-    .into())
-}

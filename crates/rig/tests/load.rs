@@ -215,10 +215,11 @@ fn sharded_load_then_merge() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// `rig report RUN_DIR` (without --merge) is not built yet and says so with exit 2.
+/// `rig report` of a directory that is not a run directory exits 2 naming the file and the fix.
 #[test]
-fn report_run_dir_is_not_built_yet() {
-    let out = rig(&["report", "runs/x"], Duration::from_secs(15));
+fn report_of_a_non_run_directory_exits_2() {
+    let out = rig(&["report", "runs/does-not-exist"], Duration::from_secs(15));
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("not built yet"));
+    let err = text(&out.stderr);
+    assert!(err.contains("summary.json") && err.contains("fix"), "{err}");
 }

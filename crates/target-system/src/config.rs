@@ -162,6 +162,9 @@ pub struct ForwardConfig {
     /// How often held intents are re-sent to their owner.
     pub retry_interval_ms: u64,
     pub batch: u32,
+    /// How long a status look-up waits for the owner region before answering from local
+    /// evidence (a read should not wait as long as a checkout).
+    pub status_timeout_ms: u64,
 }
 
 /// The repair worker that resolves pending orders from provider evidence.
@@ -307,6 +310,7 @@ impl Default for ForwardConfig {
         Self {
             retry_interval_ms: 500,
             batch: 50,
+            status_timeout_ms: 500,
         }
     }
 }
@@ -472,6 +476,7 @@ impl TargetConfig {
         positive("breaker.probe_after_ms", br.probe_after_ms)?;
         positive("forward.retry_interval_ms", self.forward.retry_interval_ms)?;
         positive("forward.batch", u64::from(self.forward.batch))?;
+        positive("forward.status_timeout_ms", self.forward.status_timeout_ms)?;
         let r = &self.repair;
         positive("repair.scan_interval_ms", r.scan_interval_ms)?;
         positive("repair.max_pending_age_seconds", r.max_pending_age_seconds)?;

@@ -276,7 +276,11 @@ fn is_loopback(ip: IpAddr) -> bool {
 
 /// The address to connect to: the first the host resolves to (every one of them must be
 /// loopback unless remote load is allowed, so a name cannot sneak past the check).
-async fn resolve(spec: &HttpSpec, host: &str, port: u16) -> Result<SocketAddr, LoadgenError> {
+pub(crate) async fn resolve(
+    spec: &HttpSpec,
+    host: &str,
+    port: u16,
+) -> Result<SocketAddr, LoadgenError> {
     let host = host.trim_start_matches('[').trim_end_matches(']');
     let lookup = tokio::time::timeout(spec.connect_timeout, tokio::net::lookup_host((host, port)))
         .await

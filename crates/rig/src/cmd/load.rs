@@ -1,6 +1,10 @@
 //! `rig load URL`: generic open-loop HTTP load, wrk2-style (latency from the intended send
 //! time). Parses and checks the flags, runs the engine on a thread of its own, prints the
 //! text summary on stdout, progress on stderr, and writes the `.hlog` / JSON files asked for.
+//! `rig load --workload checkout --target URL[,URL]` runs the checkout workload instead
+//! (`checkout` below), with the same schedule flags and outputs plus the client history.
+
+mod checkout;
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -15,7 +19,7 @@ use loadgen::{
     parse_duration,
 };
 
-use crate::exit::{BadInput, Verdict, not_built};
+use crate::exit::{BadInput, Verdict};
 
 /// Open-loop load: arrivals leave at their scheduled times whatever the target does.
 #[derive(Debug, Args)]
@@ -33,21 +37,24 @@ pub struct LoadArgs {
     /// `spike rate=R peak=R spike=D for=D`.
     #[arg(long)]
     pub phases: Option<String>,
-    /// How arrivals are spaced.
-    #[arg(long, value_enum, default_value_t = Arrival::Constant)]
-    pub arrival: Arrival,
-    /// Keep-alive connections (each carries one request at a time).
-    #[arg(long, default_value_t = 50)]
-    pub connections: usize,
-    /// Most arrivals in flight; arrivals beyond it are dropped and counted, never delayed.
-    #[arg(long, default_value_t = 10_000)]
-    pub max_in_flight: usize,
-    /// Per-request timeout (also how long the end of the run waits for stragglers).
-    #[arg(long, default_value = "10s")]
-    pub timeout: String,
-    /// HTTP method.
-    #[arg(long, default_value = "GET")]
-    pub method: String,
+    /// How arrivals are spaced [default: constant].
+    #[arg(long, value_enum)]
+    pub arrival: Option<Arrival>,
+    /// Keep-alive connections (each carries one request at a time) [default: 50;
+    /// checkout: at most this many per target, default 512].
+    #[arg(long)]
+    pub connections: Option<usize>,
+    /// Most arrivals in flight; arrivals beyond it are dropped and counted, never delayed
+    /// [default: 10000].
+    #[arg(long)]
+    pub max_in_flight: Option<usize>,
+    /// Per-request timeout (generic: also how long the end of the run waits for
+    /// stragglers) [default: 10s; checkout: 5s].
+    #[arg(long)]
+    pub timeout: Option<String>,
+    /// HTTP method [default: GET].
+    #[arg(long)]
+    pub method: Option<String>,
     /// Request header, `Name: value` (repeatable).
     #[arg(long = "header", short = 'H')]
     pub headers: Vec<String>,
@@ -63,9 +70,10 @@ pub struct LoadArgs {
     /// Write the JSON summary (schema: crates/loadgen/schema/summary.schema.json).
     #[arg(long)]
     pub json: Option<PathBuf>,
-    /// Seed of every random choice (Poisson arrivals); all shards must share it.
-    #[arg(long, default_value_t = 1)]
-    pub seed: u64,
+    /// Seed of every random choice (Poisson arrivals, checkout customers); all shards must
+    /// share it [default: 1].
+    #[arg(long)]
+    pub seed: Option<u64>,
     /// Send only slice i of N of the schedule (0-based), e.g. 0/2 and 1/2 on two machines.
     #[arg(long, default_value = "0/1")]
     pub shard: String,
@@ -81,6 +89,8 @@ pub struct LoadArgs {
     /// What each arrival does.
     #[arg(long, value_enum, default_value_t = WorkloadKind::Http)]
     pub workload: WorkloadKind,
+    #[command(flatten)]
+    pub checkout: checkout::CheckoutArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -127,45 +137,28 @@ struct Plan {
 
 fn plan(args: &LoadArgs) -> anyhow::Result<Plan> {
     let example = "e.g. rig load http://127.0.0.1:8080/ --rate 100 --duration 30s";
+    args.checkout.refuse_in_generic_mode()?;
     let url = args.url.clone().ok_or_else(|| {
         bad(format!(
             "URL is missing; fix: give the target URL, {example}"
         ))
     })?;
-    let arrival = match args.arrival {
-        Arrival::Constant => ArrivalProcess::Constant,
-        Arrival::Poisson => ArrivalProcess::Poisson,
-    };
-    let phases = match (&args.phases, args.rate, &args.duration) {
-        (Some(text), None, None) => ScheduleSpec::parse_phases(text).map_err(user_error)?,
-        (None, Some(rate), Some(duration)) => {
-            if !(rate.is_finite() && rate > 0.0) {
-                return Err(bad(format!(
-                    "--rate = {rate}: a rate must be above 0 arrivals per second; fix: {example}"
-                )));
-            }
-            let duration = parse_duration("--duration", duration).map_err(user_error)?;
-            ScheduleSpec::hold(rate, duration, arrival, args.seed).phases
-        }
-        (Some(_), _, _) => {
-            return Err(bad(
-                "--phases and --rate/--duration both given; fix: use one or the other".into(),
-            ));
-        }
-        (None, _, _) => {
-            return Err(bad(format!(
-                "--rate and --duration (or --phases) are needed; fix: {example}"
-            )));
-        }
-    };
+    let arrival = arrival(args.arrival.unwrap_or(Arrival::Constant));
+    let seed = args.seed.unwrap_or(1);
+    let phases = phases(args, example)?.ok_or_else(|| {
+        bad(format!(
+            "--rate and --duration (or --phases) are needed; fix: {example}"
+        ))
+    })?;
     let spec = ScheduleSpec {
         phases,
         arrival,
-        seed: args.seed,
+        seed,
     };
     let schedule = Schedule::compile(&spec).map_err(user_error)?;
     let shard = Shard::parse(&args.shard).map_err(user_error)?;
-    let timeout = parse_duration("--timeout", &args.timeout).map_err(user_error)?;
+    let timeout = parse_duration("--timeout", args.timeout.as_deref().unwrap_or("10s"))
+        .map_err(user_error)?;
     let lag_bound = parse_duration("--lag-bound", &args.lag_bound).map_err(user_error)?;
     let body = match (&args.body, &args.body_file) {
         (Some(text), _) => text.clone().into_bytes().into(),
@@ -181,16 +174,16 @@ fn plan(args: &LoadArgs) -> anyhow::Result<Plan> {
     };
     let http = HttpSpec {
         url,
-        method: args.method.clone(),
+        method: args.method.clone().unwrap_or_else(|| "GET".into()),
         headers: args.headers.clone(),
         body,
         timeout,
         connect_timeout: Duration::from_secs(3),
-        connections: args.connections,
+        connections: args.connections.unwrap_or(50),
         allow_remote: args.allow_remote,
     };
     let config = EngineConfig {
-        max_in_flight: args.max_in_flight,
+        max_in_flight: args.max_in_flight.unwrap_or(10_000),
         drain_timeout: timeout,
         ..EngineConfig::default()
     };
@@ -201,6 +194,39 @@ fn plan(args: &LoadArgs) -> anyhow::Result<Plan> {
         config,
         lag_bound,
     })
+}
+
+fn arrival(arrival: Arrival) -> ArrivalProcess {
+    match arrival {
+        Arrival::Constant => ArrivalProcess::Constant,
+        Arrival::Poisson => ArrivalProcess::Poisson,
+    }
+}
+
+/// The phases the schedule flags give: `--phases`, or `--rate` with `--duration`; `None`
+/// when neither is given.
+fn phases(args: &LoadArgs, example: &str) -> anyhow::Result<Option<Vec<loadgen::PhaseSpec>>> {
+    match (&args.phases, args.rate, &args.duration) {
+        (Some(text), None, None) => Ok(Some(ScheduleSpec::parse_phases(text).map_err(user_error)?)),
+        (None, Some(rate), Some(duration)) => {
+            if !(rate.is_finite() && rate > 0.0) {
+                return Err(bad(format!(
+                    "--rate = {rate}: a rate must be above 0 arrivals per second; fix: {example}"
+                )));
+            }
+            let duration = parse_duration("--duration", duration).map_err(user_error)?;
+            Ok(Some(
+                ScheduleSpec::hold(rate, duration, ArrivalProcess::Constant, 0).phases,
+            ))
+        }
+        (Some(_), _, _) => Err(bad(
+            "--phases and --rate/--duration both given; fix: use one or the other".into(),
+        )),
+        (None, None, None) => Ok(None),
+        (None, _, _) => Err(bad(format!(
+            "--rate and --duration (or --phases) are needed together; fix: {example}"
+        ))),
+    }
 }
 
 fn create(flag: &str, path: &PathBuf) -> anyhow::Result<std::fs::File> {
@@ -214,7 +240,7 @@ fn create(flag: &str, path: &PathBuf) -> anyhow::Result<std::fs::File> {
 
 pub async fn run(args: LoadArgs) -> anyhow::Result<Verdict> {
     if args.workload == WorkloadKind::Checkout {
-        return not_built("load --workload checkout", "[checkout-workload]");
+        return checkout::run(args).await;
     }
     let Plan {
         schedule,
@@ -235,17 +261,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<Verdict> {
         Some(path) => Some(create("--json", path)?),
         None => None,
     };
-    let live = match args.progress {
-        ProgressMode::Auto => std::io::stderr().is_terminal(),
-        ProgressMode::Live => true,
-        ProgressMode::Plain | ProgressMode::Off => false,
-    };
-    let progress = ProgressLine {
-        live,
-        off: args.progress == ProgressMode::Off,
-        every: Duration::from_secs(5),
-        printed_at: None,
-    };
+    let progress = ProgressLine::new(args.progress);
     eprintln!(
         "rig load: {} {} - {} phase(s) over {}, {} arrivals, seed {}, shard {shard}, {} connections; Ctrl-C stops early",
         http.method,
@@ -262,13 +278,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<Verdict> {
         let workload = Arc::new(HttpWorkload::connect(&http).await?);
         let engine = Engine::new(engine_schedule, shard, workload, config)?;
         let mut observer = (progress, HlogSink(hlog));
-        let shutdown = async {
-            if tokio::signal::ctrl_c().await.is_err() {
-                // No signal handling available: run to the end.
-                std::future::pending::<()>().await;
-            }
-        };
-        let report = engine.run(&mut observer, shutdown).await;
+        let report = engine.run(&mut observer, ctrl_c()).await;
         Ok::<_, LoadgenError>((report, observer.1.0))
     })
     .await
@@ -279,18 +289,34 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<Verdict> {
         writer.finish().map_err(user_error)?;
     }
     let summary = Summary::new(&report, &schedule, lag_bound);
-    if let Some(mut file) = json_file {
-        let path = args.json.as_ref().map(|p| p.display().to_string());
-        serde_json::to_writer_pretty(&mut file, &summary)
-            .context("could not encode the JSON summary")?;
-        writeln!(file).with_context(|| format!("could not write {path:?}"))?;
-    }
+    write_json(json_file, args.json.as_ref(), &summary)?;
     print!("{}", summary.to_text());
     Ok(Verdict::Pass)
 }
 
+fn write_json(
+    file: Option<std::fs::File>,
+    path: Option<&PathBuf>,
+    summary: &Summary,
+) -> anyhow::Result<()> {
+    if let Some(mut file) = file {
+        let path = path.map(|p| p.display().to_string());
+        serde_json::to_writer_pretty(&mut file, summary)
+            .context("could not encode the JSON summary")?;
+        writeln!(file).with_context(|| format!("could not write {path:?}"))?;
+    }
+    Ok(())
+}
+
+/// Completes on Ctrl-C (never, where signals cannot be handled: the run goes to its end).
+async fn ctrl_c() {
+    if tokio::signal::ctrl_c().await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
 /// The optional interval log as an observer.
-struct HlogSink(Option<HlogWriter<std::io::BufWriter<std::fs::File>>>);
+pub(crate) struct HlogSink(pub(crate) Option<HlogWriter<std::io::BufWriter<std::fs::File>>>);
 
 impl Observer for HlogSink {
     fn on_interval(&mut self, interval: &IntervalView<'_>) {
@@ -302,11 +328,26 @@ impl Observer for HlogSink {
 
 /// Progress on stderr: redrawn every interval on a terminal, a plain line every few
 /// seconds otherwise (logs and CI), and always the last one.
-struct ProgressLine {
+pub(crate) struct ProgressLine {
     live: bool,
     off: bool,
     every: Duration,
     printed_at: Option<Duration>,
+}
+
+impl ProgressLine {
+    pub(crate) fn new(mode: ProgressMode) -> Self {
+        Self {
+            live: match mode {
+                ProgressMode::Auto => std::io::stderr().is_terminal(),
+                ProgressMode::Live => true,
+                ProgressMode::Plain | ProgressMode::Off => false,
+            },
+            off: mode == ProgressMode::Off,
+            every: Duration::from_secs(5),
+            printed_at: None,
+        }
+    }
 }
 
 impl Observer for ProgressLine {

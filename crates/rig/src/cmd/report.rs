@@ -1,18 +1,19 @@
-//! `rig report`: `--merge A.hlog B.hlog ...` adds up interval logs (e.g. of `rig load
-//! --shard i/N` runs) per tag, exactly, and prints the merged counts and percentiles.
-//! Re-rendering a run directory is not built yet (the [rig-run] issue).
+//! `rig report`: `RUN_DIR` re-renders a run's `report.html` from its `summary.json` and
+//! `verdict.json` and prints its `summary.txt`; `--merge A.hlog B.hlog ...` adds up interval
+//! logs (e.g. of `rig load --shard i/N` runs) per tag, exactly, and prints the merged counts
+//! and percentiles.
 
 use std::path::PathBuf;
 
 use clap::Args;
 use loadgen::{MergedLog, Outcome};
 
-use crate::exit::{BadInput, Verdict, not_built};
+use crate::exit::{BadInput, Verdict};
 
 /// Re-render a run's report, or merge `.hlog` files.
 #[derive(Debug, Args)]
 pub struct ReportArgs {
-    /// Run directory to re-render (not built yet).
+    /// Run directory to re-render (report.html from summary.json and verdict.json).
     pub run_dir: Option<PathBuf>,
     /// Merge these interval logs and print merged percentiles per tag.
     #[arg(long, num_args = 1.., value_name = "HLOG")]
@@ -21,7 +22,13 @@ pub struct ReportArgs {
 
 pub async fn run(args: ReportArgs) -> anyhow::Result<Verdict> {
     if args.merge.is_empty() {
-        return not_built("report RUN_DIR", "[rig-run]");
+        let Some(dir) = args.run_dir else {
+            return Err(BadInput(
+                "give a run directory (rig report runs/...) or --merge FILES".into(),
+            )
+            .into());
+        };
+        return rerender(&dir);
     }
     if args.run_dir.is_some() {
         return Err(BadInput(
@@ -43,6 +50,35 @@ pub async fn run(args: ReportArgs) -> anyhow::Result<Verdict> {
     }
     print!("{}", render(&merged));
     Ok(Verdict::Pass)
+}
+
+/// Re-renders `report.html` and prints `summary.txt`; the verdict is the run's.
+fn rerender(dir: &std::path::Path) -> anyhow::Result<Verdict> {
+    let read = |name: &str| -> anyhow::Result<serde_json::Value> {
+        let path = dir.join(name);
+        let text = std::fs::read_to_string(&path).map_err(|err| {
+            BadInput(format!(
+                "{}: cannot read it ({err}); fix: give a directory `rig run` wrote",
+                path.display()
+            ))
+        })?;
+        serde_json::from_str(&text)
+            .map_err(|err| BadInput(format!("{}: not valid JSON ({err})", path.display())).into())
+    };
+    let summary = read("summary.json")?;
+    let verdict = read("verdict.json")?;
+    std::fs::write(
+        dir.join("report.html"),
+        crate::cmd::run::render_html(&summary, &verdict),
+    )?;
+    if let Ok(text) = std::fs::read_to_string(dir.join("summary.txt")) {
+        print!("{text}");
+    }
+    eprintln!("rig report: wrote {}", dir.join("report.html").display());
+    Ok(match summary["verdict"].as_str() {
+        Some("pass") => Verdict::Pass,
+        _ => Verdict::Fail,
+    })
 }
 
 fn render(merged: &MergedLog) -> String {

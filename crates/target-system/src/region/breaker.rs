@@ -4,7 +4,9 @@
 //! least `min_requests` calls ended and `failure_ratio` of them failed (timeout, 5xx, broken
 //! connection; a 429 is pushback, not failure), it opens. Open: no calls (new payments are
 //! parked or rejected) until `probe_after_ms`, then one probe call is let through
-//! (half-open); its success closes the breaker, its failure opens it again.
+//! (half-open); its success closes the breaker, its failure opens it again. A probe whose
+//! outcome never arrives (its caller gave up before calling) does not wedge the breaker: after
+//! another `probe_after_ms` a new probe is let through.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -36,7 +38,7 @@ pub struct Change {
 enum State {
     Closed,
     Open { until: Instant },
-    HalfOpen,
+    HalfOpen { retry_at: Instant },
 }
 
 #[derive(Debug)]
@@ -70,15 +72,17 @@ impl Breaker {
 
     /// Whether a charge call may start now.
     pub fn permission(&self, now: Instant) -> Permission {
+        let probe_after = Duration::from_millis(self.config.probe_after_ms);
         let mut inner = self.lock();
         match inner.state {
             State::Closed => Permission::Call,
-            State::HalfOpen => Permission::Refuse,
-            State::Open { until } if now >= until => {
-                inner.state = State::HalfOpen;
+            State::Open { until: due } | State::HalfOpen { retry_at: due } if now >= due => {
+                inner.state = State::HalfOpen {
+                    retry_at: now + probe_after,
+                };
                 Permission::Probe
             }
-            State::Open { .. } => Permission::Refuse,
+            State::Open { .. } | State::HalfOpen { .. } => Permission::Refuse,
         }
     }
 
@@ -193,6 +197,26 @@ mod tests {
         let closed = b.record(again, false, true).expect("a good probe closes");
         assert!(!closed.open);
         assert_eq!(b.permission(again), Permission::Call);
+    }
+
+    /// A probe whose outcome never comes does not wedge the breaker: another probe follows.
+    #[test]
+    fn a_lost_probe_is_replaced() {
+        let b = breaker();
+        let t = b.origin + Duration::from_secs(1);
+        for _ in 0..10 {
+            b.record(t, true, false);
+        }
+        let probe_at = t + Duration::from_millis(2_000);
+        assert_eq!(b.permission(probe_at), Permission::Probe);
+        assert_eq!(
+            b.permission(probe_at + Duration::from_millis(1_999)),
+            Permission::Refuse
+        );
+        assert_eq!(
+            b.permission(probe_at + Duration::from_millis(2_000)),
+            Permission::Probe
+        );
     }
 
     /// Successes keep it closed; old failures leave the window.

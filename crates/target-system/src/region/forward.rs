@@ -256,7 +256,7 @@ impl Region {
                 &format!("{peer}/v1/orders/{order_id}"),
                 &[(FORWARDED_FROM, self.inner.id.as_str())],
                 None,
-                self.inner.config.payment.deadline(),
+                std::time::Duration::from_millis(self.inner.config.forward.status_timeout_ms),
             )
             .await;
         let owner_has_it = match &result {

@@ -139,10 +139,16 @@ impl Region {
                 inner
                     .gate
                     .pushback(retry_after.unwrap_or(Duration::from_secs(1)));
-                return;
+                // Pushback is not failure; for a probe, an answer shows the provider is back.
+                if !probe {
+                    return;
+                }
+                false
             }
-            // Another call with the key is being processed: says nothing about health.
-            ChargeOutcome::InFlight => return,
+            // Another call with the key is being processed: says nothing about health, but a
+            // probe that got an answer has shown the provider answers.
+            ChargeOutcome::InFlight if !probe => return,
+            ChargeOutcome::InFlight => false,
             ChargeOutcome::Refused { .. } | ChargeOutcome::Unknown(_) => true,
             ChargeOutcome::Authorized(_)
             | ChargeOutcome::Declined(_)

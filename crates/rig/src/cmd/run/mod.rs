@@ -1,18 +1,298 @@
-//! `rig run`: not built yet (the [rig-run] issue).
+//! `rig run`: one command from profile to verdict. Starts the stores, a Toxiproxy-compatible
+//! proxy (embedded unless `--toxiproxy`), the reference system on loopback wired through the
+//! proxies, then runs the checkout load and the chaos timeline on one clock, drains, verifies
+//! the durable records and the client history, judges the thresholds, and writes the run
+//! directory. Exit 0 pass, 1 an invariant or threshold failed, 2 bad input, 3 the run could
+//! not complete (Ctrl-C included: chaos healed, what exists verified, verdict marked partial).
 
+mod artifacts;
+mod html;
+mod junit;
+pub mod profile;
+pub mod thresholds;
+mod topology;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
 use clap::Args;
+use loadgen::{CheckoutRun, HistorySink, Summary, on_dedicated_thread};
+use target_system::{Defect, StoreUrl};
+use tokio::sync::watch;
 
-use crate::exit::{Verdict, not_built};
+use crate::exit::{BadInput, Verdict};
 
-/// Not built yet: prints so and exits 2.
+/// Run a profile end to end: the reference system, open-loop checkout load and a chaos
+/// timeline on one clock, then a verdict from the durable records.
+///
+/// Writes runs/<UTC time>-<name>/ (or --out): profile.toml (resolved), summary.json,
+/// summary.txt, verdict.json, report.html, junit.xml, latency.hlog, history.db, chaos.jsonl,
+/// stores/. Exit 0 pass, 1 an invariant or threshold failed, 2 bad input, 3 could not
+/// complete (Ctrl-C heals chaos, verifies what exists, marks the verdict partial).
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Arguments (ignored until the command is built).
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-    rest: Vec<String>,
+    /// The profile (TOML): [run], [target], [workload], [[chaos]], [thresholds], [verify].
+    profile: PathBuf,
+    /// Override any profile key, e.g. --set target.retry_budget.ratio=1.0 (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+    /// Stores: sqlite://DIR or postgres://... (default: sqlite://<run dir>/stores).
+    #[arg(long, value_name = "URL")]
+    store: Option<String>,
+    /// Use this Toxiproxy (e.g. http://127.0.0.1:8474) instead of the embedded one.
+    #[arg(long, value_name = "URL")]
+    toxiproxy: Option<String>,
+    /// The run directory (default: runs/<UTC time>-<name>).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Seed for everything (overrides run.seed).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Break one mechanism on purpose (repeatable); see `rig serve --help`.
+    #[arg(long = "defect", value_name = "NAME", value_parser = parse_defect)]
+    defects: Vec<Defect>,
+}
+
+fn parse_defect(text: &str) -> Result<Defect, String> {
+    Defect::parse(text).ok_or_else(|| {
+        format!(
+            "unknown defect {text:?}; the defects are: {}",
+            Defect::names()
+        )
+    })
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<Verdict> {
-    let _ = args.rest;
-    not_built("run", "[rig-run]")
+    let loaded = profile::load(&args.profile, &args.sets, args.seed, &args.defects)?;
+    let profile = &loaded.profile;
+    // Everything is checked before anything starts.
+    let placeholder = vec!["http://127.0.0.1:1".to_string(); 2];
+    CheckoutRun::new(profile.workload.clone(), placeholder)
+        .check()
+        .map_err(|err| BadInput(format!("{}: [workload] {err}", args.profile.display())))?;
+    let plan = profile
+        .chaos
+        .expand(profile.run.seed)
+        .map_err(|err| BadInput(format!("{}: {err}", args.profile.display())))?;
+    let run_dir = match &args.out {
+        Some(dir) => dir.clone(),
+        None => {
+            PathBuf::from("runs").join(format!("{}-{}", artifacts::utc_stamp(), profile.run.name))
+        }
+    };
+    std::fs::create_dir_all(&run_dir)
+        .with_context(|| format!("creating the run directory {}", run_dir.display()))?;
+    std::fs::write(run_dir.join("profile.toml"), &loaded.resolved)
+        .context("writing profile.toml")?;
+    let run_id = run_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| profile.run.name.clone());
+    let store = match &args.store {
+        Some(url) => StoreUrl::parse(url)
+            .map_err(|err| BadInput(format!("--store: {err}")))?
+            .with_namespace(&namespace(&run_id)),
+        None => StoreUrl::Sqlite {
+            dir: run_dir.join("stores"),
+        },
+    };
+    announce(profile, &run_dir, &store);
+
+    // Ctrl-C: stop the load, heal the chaos, verify what exists.
+    let (interrupt_tx, interrupt) = watch::channel(false);
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("rig run: interrupted; stopping the load and healing every fault");
+            let _ = interrupt_tx.send(true);
+        }
+    });
+
+    let config = Arc::new(profile.target.clone());
+    let topology =
+        topology::Topology::start(config, &store, args.toxiproxy.as_deref(), profile.run.seed)
+            .await
+            .context("the system under test could not start")?;
+    let journal_path = run_dir.join("chaos.jsonl");
+    let clock = chaos::LoadClock::starting_now();
+    let journal =
+        chaos::Journal::open(&journal_path, clock).context("opening the chaos journal")?;
+
+    // Load and chaos on one clock.
+    let history_path = run_dir.join("history.db");
+    let checkout = CheckoutRun::new(profile.workload.clone(), topology.region_urls.clone())
+        .history(HistorySink::Sqlite {
+            path: history_path.clone(),
+        });
+    let hlog = loadgen::HlogWriter::new(std::io::BufWriter::new(
+        std::fs::File::create(run_dir.join("latency.hlog")).context("creating latency.hlog")?,
+    ))
+    .with_comment(&format!("rig run {run_id}"));
+    let (load_done_tx, load_done) = watch::channel(false);
+    let load_stop = stopped(interrupt.clone());
+    let load = on_dedicated_thread("rig-run-load", move || async move {
+        let mut observer = (
+            crate::cmd::load::ProgressLine::new(crate::cmd::load::ProgressMode::Auto),
+            crate::cmd::load::HlogSink(Some(hlog)),
+        );
+        let report = checkout.run(&mut observer, load_stop).await;
+        let _ = load_done_tx.send(true);
+        report.map(|r| (r, observer.1.0))
+    });
+    let chaos_targets = topology.chaos_targets()?;
+    let chaos_cancel = {
+        let mut interrupt = interrupt.clone();
+        let mut load_done = load_done.clone();
+        async move {
+            tokio::select! {
+                _ = interrupt.wait_for(|i| *i) => chaos::AbortReason("interrupted (Ctrl-C)".into()),
+                _ = load_done.wait_for(|d| *d) => chaos::AbortReason("the load ended before the timeline".into()),
+            }
+        }
+    };
+    let chaos_run = chaos::execute(&plan, &chaos_targets, &journal, chaos_cancel);
+    let (load, chaos_outcome) = tokio::join!(load, chaos_run);
+    drop(journal);
+    let mut incomplete: Vec<String> = Vec::new();
+    let (checkout_report, hlog) = match load {
+        Ok(Ok(done)) => done,
+        Ok(Err(err)) => {
+            topology.shutdown().await;
+            return Err(anyhow::Error::new(err).context("the load could not run"));
+        }
+        Err(err) => {
+            topology.shutdown().await;
+            return Err(anyhow::anyhow!("the load generator stopped: {err}"));
+        }
+    };
+    if let Some(writer) = hlog {
+        writer.finish().context("finishing latency.hlog")?;
+    }
+    match &chaos_outcome {
+        Ok(outcome)
+            if outcome
+                .aborted
+                .as_ref()
+                .is_some_and(|r| r.0.starts_with("interrupted")) =>
+        {
+            incomplete.push("interrupted".into())
+        }
+        Ok(_) => {}
+        Err(err) => incomplete.push(format!("chaos step failed (healed): {err}")),
+    }
+    if *interrupt.borrow() && incomplete.is_empty() {
+        incomplete.push("interrupted".into());
+    }
+
+    // Drain: bounded, and cut short by Ctrl-C.
+    let drained = if *interrupt.borrow() {
+        None
+    } else {
+        Some(topology.drain(loaded.drain, interrupt.clone()).await)
+    };
+    if let Some(Err(left)) = &drained {
+        eprintln!("rig run: the drain ended with work left: {left}");
+    }
+    let end_at_us = target_system::clock::now_us();
+    topology.shutdown().await;
+
+    // Verdict.
+    let sources = verifier::Sources {
+        store: store.clone(),
+        history: Some(verifier::HistorySource::Sqlite(history_path)),
+        journal: Some(journal_path),
+    };
+    let options = verifier::Options {
+        end_at_us: Some(end_at_us),
+        max_dossiers: profile.verify.max_dossiers,
+        shed_p99_ms: profile.verify.shed_p99_ms,
+        goodput_fraction: profile.verify.goodput_fraction,
+    };
+    let report = verifier::verify(&sources, &options)
+        .await
+        .context("the evidence could not be read; verdict unknown")?;
+    let summary = Summary::new(
+        &checkout_report.report,
+        &checkout_report.schedule,
+        Duration::from_millis(1),
+    );
+    let judged: Vec<thresholds::Judged> = profile
+        .thresholds
+        .iter()
+        .filter_map(|(k, e)| thresholds::Threshold::parse(k, e).ok())
+        .map(|t| t.judge(&checkout_report.report))
+        .collect();
+    let outcome = artifacts::Outcome {
+        run_id: &run_id,
+        profile,
+        summary: &summary,
+        checkout: &checkout_report,
+        verdict: &report,
+        thresholds: &judged,
+        plan: &plan,
+        incomplete: &incomplete,
+        store: &store,
+        drain_left: drained.as_ref().and_then(|d| d.as_ref().err().cloned()),
+    };
+    artifacts::write_all(&run_dir, &outcome).await?;
+    print!("{}", artifacts::text(&outcome));
+    eprintln!("rig run: run directory {}", run_dir.display());
+    if !incomplete.is_empty() {
+        anyhow::bail!(
+            "the run did not complete ({}); the verdict above is partial",
+            incomplete.join("; ")
+        );
+    }
+    let failed = report.status == verifier::Status::Fail || judged.iter().any(|t| !t.passed);
+    Ok(if failed { Verdict::Fail } else { Verdict::Pass })
+}
+
+/// A PostgreSQL schema prefix from the run id.
+fn namespace(run_id: &str) -> String {
+    let clean: String = run_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!(
+        "run_{}",
+        clean
+            .chars()
+            .rev()
+            .take(40)
+            .collect::<String>()
+            .chars()
+            .rev()
+            .collect::<String>()
+    )
+}
+
+fn announce(profile: &profile::Profile, run_dir: &std::path::Path, store: &StoreUrl) {
+    eprintln!(
+        "rig run: {} (seed {}) -> {}; store {store}",
+        profile.run.name,
+        profile.run.seed,
+        run_dir.display()
+    );
+    for defect in &profile.target.defects {
+        eprintln!(
+            "  !!! DEFECT {defect} IS ON: the system is broken on purpose (the {} invariant should catch it)",
+            defect.caught_by()
+        );
+    }
+}
+
+/// `report.html` from a run's `summary.json` and `verdict.json`.
+pub fn render_html(summary: &serde_json::Value, verdict: &serde_json::Value) -> String {
+    html::render(summary, verdict)
+}
+
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|v| *v).await;
 }

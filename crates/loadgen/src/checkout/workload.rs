@@ -1,0 +1,63 @@
+//! The checkout workload as the engine sees it: each lane performs one customer at a time
+//! (a [`journey`](super::journey)); arrivals that never reach a lane still land in the
+//! history through [`Workload::not_started`].
+
+use std::sync::Arc;
+
+use super::client::Pool;
+use super::customer::CustomerModel;
+use super::history::{HistoryTx, RowContext};
+use super::journey;
+use super::spec::Plan;
+use crate::{Completion, Dispatch, Outcome, Workload};
+
+/// What every lane shares (read-only but for the pools' idle lists and the history).
+pub(super) struct Shared {
+    pub(super) plan: Plan,
+    /// One per target, in entry-region order.
+    pub(super) pools: Vec<Pool>,
+    pub(super) model: Arc<CustomerModel>,
+    pub(super) context: RowContext,
+    pub(super) history: HistoryTx,
+}
+
+/// The checkout workload, connected (built by [`CheckoutRun`](super::CheckoutRun)).
+pub struct CheckoutWorkload {
+    pub(super) shared: Shared,
+    pub(super) description: serde_json::Value,
+}
+
+impl std::fmt::Debug for CheckoutWorkload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CheckoutWorkload")
+            .field("description", &self.description)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Workload for CheckoutWorkload {
+    /// Lanes hold nothing of their own: connections are pooled per target.
+    type Lane = ();
+
+    fn op(&self) -> &'static str {
+        "checkout"
+    }
+
+    fn lanes(&self) -> usize {
+        self.shared.plan.lanes
+    }
+
+    fn lane(&self, _index: usize) {}
+
+    async fn perform(&self, _lane: &mut (), dispatch: Dispatch) -> Completion {
+        journey::perform(&self.shared, dispatch).await
+    }
+
+    fn describe(&self) -> serde_json::Value {
+        self.description.clone()
+    }
+
+    fn not_started(&self, dispatch: &Dispatch, outcome: Outcome) {
+        self.shared.history.not_started(dispatch, outcome);
+    }
+}

@@ -1,0 +1,266 @@
+//! The run directory's documents: `summary.json` (schema: `schema/run-summary.schema.json`),
+//! `summary.txt`, `verdict.json`, `junit.xml`, `report.html`; and the text printed at the end.
+
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use loadgen::Summary;
+use loadgen::checkout::CheckoutReport;
+use serde_json::{Value, json};
+use sqlx::Row;
+use target_system::{Access, Db, RegionId, StoreName, StoreUrl};
+
+use super::profile::Profile;
+use super::thresholds::Judged;
+use super::{html, junit};
+
+/// Identifies the JSON format of `summary.json` (its JSON Schema:
+/// `crates/rig/schema/run-summary.schema.json`); bump on incompatible changes.
+pub const RUN_SUMMARY_SCHEMA: &str = "rig-run-summary/1";
+
+/// Everything a run produced.
+pub struct Outcome<'a> {
+    pub run_id: &'a str,
+    pub profile: &'a Profile,
+    pub summary: &'a Summary,
+    pub checkout: &'a CheckoutReport,
+    pub verdict: &'a verifier::Report,
+    pub thresholds: &'a [Judged],
+    pub plan: &'a chaos::Plan,
+    pub incomplete: &'a [String],
+    pub store: &'a StoreUrl,
+    pub drain_left: Option<String>,
+}
+
+impl Outcome<'_> {
+    /// `pass`, `fail` or `partial`.
+    pub fn verdict(&self) -> &'static str {
+        if !self.incomplete.is_empty() {
+            "partial"
+        } else if self.verdict.status == verifier::Status::Fail
+            || self.thresholds.iter().any(|t| !t.passed)
+        {
+            "fail"
+        } else {
+            "pass"
+        }
+    }
+
+    pub fn exit_code(&self) -> u8 {
+        match self.verdict() {
+            "pass" => crate::exit::PASS,
+            "fail" => crate::exit::FAILED,
+            _ => crate::exit::COULD_NOT_COMPLETE,
+        }
+    }
+}
+
+/// `20261124T120000Z`.
+pub fn utc_stamp() -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0) as i64;
+    let text = target_system::region::api::rfc3339(secs * 1_000_000);
+    // 2026-11-24T12:00:00.000000Z -> 20261124T120000Z
+    let (date, time) = text.split_once('T').unwrap_or((&text, ""));
+    format!(
+        "{}T{}Z",
+        date.replace('-', ""),
+        time.get(..8).unwrap_or("").replace(':', "")
+    )
+}
+
+/// Per-second series read back from the stores, for the report.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct StoreSeries {
+    /// Orders in a pending state at the end of each second since load start.
+    pub pending: Vec<i64>,
+    /// Provider calls started in each second.
+    pub provider_calls: Vec<i64>,
+    /// Charge calls (first tries, retries) per region.
+    pub charge_calls: Vec<(String, i64, i64)>,
+}
+
+/// Reads the series the report plots from the stores (bounded: one number per second).
+pub async fn store_series(
+    store: &StoreUrl,
+    start_us: i64,
+    seconds: usize,
+) -> anyhow::Result<StoreSeries> {
+    let mut series = StoreSeries {
+        pending: vec![0; seconds],
+        provider_calls: vec![0; seconds],
+        charge_calls: Vec::new(),
+    };
+    let slot = |at_us: i64| -> Option<usize> {
+        let s = (at_us - start_us).div_euclid(1_000_000);
+        (s >= 0 && (s as usize) < seconds).then_some(s as usize)
+    };
+    for region in RegionId::ALL {
+        let db = match Db::open_with(store, StoreName::Region(region), Access::ReadOnly).await {
+            Ok(db) => db,
+            Err(target_system::StoreError::Missing { .. }) => continue,
+            Err(err) => return Err(err.into()),
+        };
+        let mut delta = vec![0i64; seconds + 1];
+        let rows = sqlx::query(
+            "SELECT at_us, from_state, to_state FROM order_transitions \
+             WHERE to_state IN ('payment_authorizing', 'payment_pending', 'needs_reconciliation', 'order_confirmed', 'failed_safely')",
+        )
+        .fetch_all(&db.pool)
+        .await?;
+        let pending = |s: &str| {
+            matches!(
+                s,
+                "payment_authorizing" | "payment_pending" | "needs_reconciliation"
+            )
+        };
+        for row in rows {
+            let at: i64 = row.try_get("at_us")?;
+            let from: Option<String> = row.try_get("from_state")?;
+            let to: String = row.try_get("to_state")?;
+            let change = i64::from(pending(&to)) - i64::from(from.as_deref().is_some_and(pending));
+            let s = slot(at).unwrap_or(if at < start_us { 0 } else { seconds });
+            delta[s] += change;
+        }
+        let mut level = 0;
+        for (i, d) in delta.iter().take(seconds).enumerate() {
+            level += d;
+            series.pending[i] += level;
+        }
+        let rows = sqlx::query("SELECT started_at_us FROM payment_attempts")
+            .fetch_all(&db.pool)
+            .await?;
+        for row in rows {
+            if let Some(s) = slot(row.try_get("started_at_us")?) {
+                series.provider_calls[s] += 1;
+            }
+        }
+        let row = sqlx::query(
+            "SELECT CAST(COALESCE(SUM(CASE WHEN is_retry = 0 THEN 1 ELSE 0 END), 0) AS BIGINT) AS first, \
+             CAST(COALESCE(SUM(is_retry), 0) AS BIGINT) AS retries FROM payment_attempts WHERE op = 'charge'",
+        )
+        .fetch_one(&db.pool)
+        .await?;
+        series.charge_calls.push((
+            region.as_str().to_string(),
+            row.try_get("first")?,
+            row.try_get("retries")?,
+        ));
+        db.close().await;
+    }
+    Ok(series)
+}
+
+/// `summary.json`.
+pub fn summary_json(o: &Outcome<'_>, series: &StoreSeries) -> Value {
+    let windows: Vec<Value> = o
+        .plan
+        .windows
+        .iter()
+        .map(|w| {
+            json!({
+                "entry": w.entry,
+                "name": w.name,
+                "kind": w.fault.kind(),
+                "start_seconds": w.start.as_secs_f64(),
+                "end_seconds": w.end.as_secs_f64(),
+            })
+        })
+        .collect();
+    let (first, retries) = series
+        .charge_calls
+        .iter()
+        .fold((0i64, 0i64), |(f, r), (_, f2, r2)| (f + f2, r + r2));
+    json!({
+        "schema": RUN_SUMMARY_SCHEMA,
+        "run_id": o.run_id,
+        "profile": o.profile.run.name,
+        "description": o.profile.run.description,
+        "seed": o.profile.run.seed,
+        "verdict": o.verdict(),
+        "exit_code": o.exit_code(),
+        "incomplete": o.incomplete,
+        "drain_left": o.drain_left,
+        "store": o.store.to_string(),
+        "parameters": o.profile.target,
+        "defects": o.profile.target.defects,
+        "invariants": o.verdict.verdicts.iter().map(|v| json!({
+            "invariant": v.invariant,
+            "status": v.status,
+            "violations": v.violations,
+            "summary": v.summary,
+        })).collect::<Vec<_>>(),
+        "thresholds": o.thresholds,
+        "retries": {
+            "first_tries": first,
+            "retries": retries,
+            "amplification": if first > 0 { (first + retries) as f64 / first as f64 } else { 1.0 },
+            "by_region": series.charge_calls.iter().map(|(r, f, n)| json!({"region": r, "first_tries": f, "retries": n})).collect::<Vec<_>>(),
+        },
+        "chaos": {"seed": o.plan.seed, "windows": windows},
+        "series": series,
+        "load": o.summary,
+        "client": {
+            "history": o.checkout.history,
+            "requests": o.checkout.requests.summaries(),
+        },
+    })
+}
+
+/// Writes every document of the run directory.
+pub async fn write_all(dir: &Path, o: &Outcome<'_>) -> anyhow::Result<()> {
+    let start_us = (o.summary.started_at_unix_seconds * 1e6) as i64;
+    let seconds = o.summary.timeline.len().max(1) + 120;
+    let series = store_series(o.store, start_us, seconds)
+        .await
+        .unwrap_or_else(|err| {
+            eprintln!("rig run: the report's store series are missing: {err:#}");
+            StoreSeries::default()
+        });
+    let summary = summary_json(o, &series);
+    let write = |name: &str, text: &str| {
+        std::fs::write(dir.join(name), text)
+            .with_context(|| format!("writing {}", dir.join(name).display()))
+    };
+    write("summary.json", &serde_json::to_string_pretty(&summary)?)?;
+    write("verdict.json", &serde_json::to_string_pretty(o.verdict)?)?;
+    write("summary.txt", &text(o))?;
+    write("junit.xml", &junit::render(o))?;
+    write(
+        "report.html",
+        &html::render(&summary, &serde_json::to_value(o.verdict)?),
+    )?;
+    Ok(())
+}
+
+/// What `rig run` prints: the load, the client, the thresholds, the verdict.
+pub fn text(o: &Outcome<'_>) -> String {
+    let mut out = String::new();
+    out.push_str(&o.summary.to_text());
+    out.push_str(&o.checkout.to_text());
+    if !o.thresholds.is_empty() {
+        out.push_str("thresholds:\n");
+        for t in o.thresholds {
+            out.push_str(&format!(
+                "  {:<4} {} {} (measured {})\n",
+                if t.passed { "ok" } else { "FAIL" },
+                t.key,
+                t.expression,
+                t.value.map_or("nothing".to_string(), |v| format!("{v:.4}"))
+            ));
+        }
+    }
+    out.push_str(&o.verdict.table());
+    out.push_str(&format!(
+        "run {}: {}\n",
+        o.run_id,
+        o.verdict().to_uppercase()
+    ));
+    if !o.incomplete.is_empty() {
+        out.push_str(&format!("incomplete: {}\n", o.incomplete.join("; ")));
+    }
+    out
+}

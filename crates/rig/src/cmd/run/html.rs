@@ -1,0 +1,469 @@
+//! `report.html`: one self-contained page (inline SVG, no scripts, no network) rendered from
+//! `summary.json` and `verdict.json`, so `rig report RUN_DIR` can re-render it: offered vs
+//! achieved rate, latency percentiles, outcomes, pending orders and provider calls over time,
+//! each with the chaos windows shaded; the thresholds; the verdict table with dossiers.
+
+use serde_json::Value;
+
+const WIDTH: f64 = 920.0;
+const HEIGHT: f64 = 230.0;
+const LEFT: f64 = 60.0;
+const RIGHT: f64 = 150.0;
+const TOP: f64 = 28.0;
+const BOTTOM: f64 = 32.0;
+const COLORS: [&str; 6] = [
+    "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#7f7f7f",
+];
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// A line of (seconds, value) points.
+struct Line<'a> {
+    name: &'a str,
+    points: Vec<(f64, f64)>,
+}
+
+/// A fault window, in seconds since load start.
+struct Window {
+    label: String,
+    start: f64,
+    end: f64,
+}
+
+fn nice_max(v: f64) -> f64 {
+    if v <= 0.0 {
+        return 1.0;
+    }
+    let magnitude = 10f64.powf(v.log10().floor());
+    for step in [1.0, 2.0, 2.5, 5.0, 10.0] {
+        if v <= step * magnitude {
+            return step * magnitude;
+        }
+    }
+    10.0 * magnitude
+}
+
+fn chart(title: &str, unit: &str, x_max: f64, lines: &[Line<'_>], windows: &[Window]) -> String {
+    let x_max = x_max.max(1.0);
+    let y_max = nice_max(
+        lines
+            .iter()
+            .flat_map(|l| l.points.iter().map(|p| p.1))
+            .fold(0.0, f64::max),
+    );
+    let plot_w = WIDTH - LEFT - RIGHT;
+    let plot_h = HEIGHT - TOP - BOTTOM;
+    let x = |s: f64| LEFT + s / x_max * plot_w;
+    let y = |v: f64| TOP + plot_h - v / y_max * plot_h;
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{HEIGHT}\" viewBox=\"0 0 {WIDTH} {HEIGHT}\" role=\"img\" aria-label=\"{t}\">\n<text x=\"{LEFT}\" y=\"16\" class=\"title\">{t}</text>\n",
+        t = escape(title)
+    );
+    for w in windows {
+        let (x0, x1) = (x(w.start.min(x_max)), x(w.end.min(x_max)));
+        svg.push_str(&format!(
+            "<rect x=\"{x0:.1}\" y=\"{TOP}\" width=\"{:.1}\" height=\"{plot_h}\" class=\"fault\"><title>{}</title></rect>\n<text x=\"{:.1}\" y=\"{:.1}\" class=\"faultlabel\">{}</text>\n",
+            (x1 - x0).max(1.0),
+            escape(&w.label),
+            x0 + 2.0,
+            TOP + 10.0,
+            escape(&w.label)
+        ));
+    }
+    for i in 0..=4 {
+        let v = y_max * f64::from(i) / 4.0;
+        let yy = y(v);
+        svg.push_str(&format!(
+            "<line x1=\"{LEFT}\" x2=\"{:.1}\" y1=\"{yy:.1}\" y2=\"{yy:.1}\" class=\"grid\"/><text x=\"{:.1}\" y=\"{:.1}\" class=\"tick\" text-anchor=\"end\">{}</text>\n",
+            LEFT + plot_w,
+            LEFT - 4.0,
+            yy + 4.0,
+            format_tick(v)
+        ));
+        let s = x_max * f64::from(i) / 4.0;
+        svg.push_str(&format!(
+            "<text x=\"{:.1}\" y=\"{:.1}\" class=\"tick\" text-anchor=\"middle\">{:.0}s</text>\n",
+            x(s),
+            HEIGHT - 12.0,
+            s
+        ));
+    }
+    svg.push_str(&format!(
+        "<text x=\"12\" y=\"{:.1}\" class=\"tick\" transform=\"rotate(-90 12 {:.1})\">{}</text>\n",
+        TOP + plot_h / 2.0,
+        TOP + plot_h / 2.0,
+        escape(unit)
+    ));
+    for (i, line) in lines.iter().enumerate() {
+        let color = COLORS[i % COLORS.len()];
+        if !line.points.is_empty() {
+            let path: Vec<String> = line
+                .points
+                .iter()
+                .map(|(s, v)| format!("{:.1},{:.1}", x(*s), y(*v)))
+                .collect();
+            svg.push_str(&format!(
+                "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"1.6\" points=\"{}\"/>\n",
+                path.join(" ")
+            ));
+        }
+        let ly = TOP + 12.0 + i as f64 * 16.0;
+        svg.push_str(&format!(
+            "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"12\" height=\"3\" fill=\"{color}\"/><text x=\"{:.1}\" y=\"{:.1}\" class=\"legend\">{}</text>\n",
+            WIDTH - RIGHT + 10.0,
+            ly - 4.0,
+            WIDTH - RIGHT + 26.0,
+            ly,
+            escape(line.name)
+        ));
+    }
+    svg.push_str(&format!(
+        "<rect x=\"{LEFT}\" y=\"{TOP}\" width=\"{plot_w}\" height=\"{plot_h}\" class=\"frame\"/>\n</svg>\n"
+    ));
+    svg
+}
+
+fn format_tick(v: f64) -> String {
+    if v >= 100.0 || v == 0.0 {
+        format!("{v:.0}")
+    } else if v >= 1.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+fn num(v: &Value) -> f64 {
+    v.as_f64().unwrap_or(0.0)
+}
+
+/// The page, from `summary.json` and `verdict.json`.
+pub fn render(summary: &Value, verdict: &Value) -> String {
+    let load = &summary["load"];
+    let timeline = load["timeline"].as_array().cloned().unwrap_or_default();
+    let load_end = timeline
+        .last()
+        .map(|p| num(&p["start_seconds"]) + num(&p["length_seconds"]))
+        .unwrap_or(1.0);
+    // One time axis for every chart: the load, and the drain while records still moved.
+    let last_activity = ["pending", "provider_calls"]
+        .iter()
+        .filter_map(|k| summary["series"][*k].as_array())
+        .filter_map(|v| v.iter().rposition(|n| num(n) > 0.0))
+        .max()
+        .map_or(0.0, |i| i as f64 + 2.0);
+    let x_max = load_end.max(last_activity);
+    let windows: Vec<Window> = summary["chaos"]["windows"]
+        .as_array()
+        .map(|ws| {
+            ws.iter()
+                .map(|w| Window {
+                    label: w["name"].as_str().map_or_else(
+                        || w["kind"].as_str().unwrap_or("fault").to_string(),
+                        str::to_string,
+                    ),
+                    start: num(&w["start_seconds"]),
+                    end: num(&w["end_seconds"]),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let per_second = |key: &str| -> Vec<(f64, f64)> {
+        timeline
+            .iter()
+            .map(|p| {
+                let len = num(&p["length_seconds"]).max(1e-9);
+                (num(&p["start_seconds"]) + len / 2.0, num(&p[key]) / len)
+            })
+            .collect()
+    };
+    let mut offered = Vec::new();
+    for phase in load["schedule"]["phases"]
+        .as_array()
+        .or(load["phases"].as_array())
+        .into_iter()
+        .flatten()
+    {
+        let start = num(&phase["start_seconds"]);
+        let end = start + num(&phase["duration_seconds"]);
+        offered.push((start, num(&phase["rate_start"])));
+        offered.push((end, num(&phase["rate_end"])));
+    }
+    let ms = |key: &str| -> Vec<(f64, f64)> {
+        timeline
+            .iter()
+            .filter(|p| !p[key].is_null())
+            .map(|p| {
+                (
+                    num(&p["start_seconds"]) + num(&p["length_seconds"]) / 2.0,
+                    num(&p[key]) * 1e3,
+                )
+            })
+            .collect()
+    };
+    let series = |key: &str| -> Vec<(f64, f64)> {
+        summary["series"][key]
+            .as_array()
+            .map(|v| {
+                v.iter()
+                    .enumerate()
+                    .map(|(i, n)| (i as f64 + 0.5, num(n)))
+                    .filter(|(s, _)| *s <= x_max)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let charts = [
+        chart(
+            "Arrivals per second: offered (schedule) vs started",
+            "per second",
+            x_max,
+            &[
+                Line {
+                    name: "offered",
+                    points: offered,
+                },
+                Line {
+                    name: "started",
+                    points: per_second("started"),
+                },
+                Line {
+                    name: "confirmed",
+                    points: per_second("ok"),
+                },
+            ],
+            &windows,
+        ),
+        chart(
+            "Customer latency from the intended start (per second)",
+            "milliseconds",
+            x_max,
+            &[
+                Line {
+                    name: "p50",
+                    points: ms("latency_p50_seconds"),
+                },
+                Line {
+                    name: "p99",
+                    points: ms("latency_p99_seconds"),
+                },
+                Line {
+                    name: "max",
+                    points: ms("latency_max_seconds"),
+                },
+            ],
+            &windows,
+        ),
+        chart(
+            "Client-seen outcomes per second",
+            "per second",
+            x_max,
+            &[
+                Line {
+                    name: "confirmed",
+                    points: per_second("ok"),
+                },
+                Line {
+                    name: "failed",
+                    points: per_second("failed"),
+                },
+                Line {
+                    name: "rejected",
+                    points: per_second("rejected"),
+                },
+                Line {
+                    name: "unknown",
+                    points: per_second("unknown"),
+                },
+                Line {
+                    name: "dropped",
+                    points: per_second("dropped"),
+                },
+            ],
+            &windows,
+        ),
+        chart(
+            "Orders pending and provider calls (from the durable records)",
+            "count",
+            x_max,
+            &[
+                Line {
+                    name: "orders pending",
+                    points: series("pending"),
+                },
+                Line {
+                    name: "provider calls/s",
+                    points: series("provider_calls"),
+                },
+            ],
+            &windows,
+        ),
+    ];
+    let verdict_word = summary["verdict"].as_str().unwrap_or("unknown");
+    let mut html = String::new();
+    html.push_str(&format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>rig run {id}</title>\n<style>{CSS}</style></head><body>\n\
+         <h1>rig run <code>{id}</code> <span class=\"badge {verdict_word}\">{}</span></h1>\n<p>{}</p>\n<p class=\"meta\">profile <b>{}</b>, seed {}, store <code>{}</code>{}</p>\n",
+        verdict_word.to_uppercase(),
+        escape(summary["description"].as_str().unwrap_or("")),
+        escape(summary["profile"].as_str().unwrap_or("")),
+        summary["seed"],
+        escape(summary["store"].as_str().unwrap_or("")),
+        defects_note(summary),
+        id = escape(summary["run_id"].as_str().unwrap_or("")),
+    ));
+    html.push_str(&key_figures(summary));
+    html.push_str("<h2>Over time</h2>\n<p class=\"meta\">Shaded: chaos windows (from the expanded timeline).</p>\n");
+    for c in &charts {
+        html.push_str(c);
+    }
+    html.push_str(&thresholds_table(summary));
+    html.push_str(&verdict_table(verdict));
+    html.push_str(&format!(
+        "<h2>Parameters</h2>\n<details><summary>the reference system as it ran</summary><pre>{}</pre></details>\n</body></html>\n",
+        escape(&serde_json::to_string_pretty(&summary["parameters"]).unwrap_or_default())
+    ));
+    html
+}
+
+fn defects_note(summary: &Value) -> String {
+    match summary["defects"].as_array() {
+        Some(d) if !d.is_empty() => format!(
+            " &middot; <span class=\"defect\">defects on: {}</span>",
+            escape(
+                &d.iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        ),
+        _ => String::new(),
+    }
+}
+
+fn key_figures(summary: &Value) -> String {
+    let totals = &summary["load"]["totals"];
+    let lat = &summary["load"]["latency_seconds"];
+    let ms = |v: &Value| {
+        v.as_f64()
+            .map_or("-".to_string(), |s| format!("{:.1} ms", s * 1e3))
+    };
+    format!(
+        "<table class=\"figures\"><tr><th>arrivals</th><th>achieved/s</th><th>confirmed/s</th><th>confirmed</th><th>failed</th><th>rejected</th><th>unknown</th><th>dropped</th><th>p50</th><th>p99</th><th>retry amplification</th></tr>\
+         <tr><td>{}</td><td>{:.1}</td><td>{:.1}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.3}</td></tr></table>\n",
+        totals["scheduled"],
+        num(&totals["achieved_rate"]),
+        num(&totals["goodput"]),
+        totals["ok"],
+        totals["failed"],
+        totals["rejected"],
+        totals["unknown"],
+        totals["dropped"],
+        ms(&lat["p50"]),
+        ms(&lat["p99"]),
+        num(&summary["retries"]["amplification"]),
+    )
+}
+
+fn thresholds_table(summary: &Value) -> String {
+    let Some(rows) = summary["thresholds"].as_array().filter(|r| !r.is_empty()) else {
+        return String::new();
+    };
+    let mut out = String::from(
+        "<h2>Thresholds</h2>\n<table><tr><th>metric</th><th>bound</th><th>measured</th><th></th></tr>\n",
+    );
+    for t in rows {
+        let passed = t["passed"].as_bool().unwrap_or(false);
+        out.push_str(&format!(
+            "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td class=\"{}\">{}</td></tr>\n",
+            escape(t["key"].as_str().unwrap_or("")),
+            escape(t["expression"].as_str().unwrap_or("")),
+            t["value"]
+                .as_f64()
+                .map_or("nothing".to_string(), |v| format!("{v:.4}")),
+            if passed { "pass" } else { "fail" },
+            if passed { "ok" } else { "FAIL" }
+        ));
+    }
+    out.push_str("</table>\n");
+    out
+}
+
+fn verdict_table(report: &Value) -> String {
+    let mut out = String::from(
+        "<h2>Verdict</h2>\n<table><tr><th>invariant</th><th>verdict</th><th>checked</th><th>violations</th><th>summary</th></tr>\n",
+    );
+    let verdicts = report["verdicts"].as_array().cloned().unwrap_or_default();
+    let text = |v: &Value| v.as_str().unwrap_or("").to_string();
+    for v in &verdicts {
+        let status = text(&v["status"]);
+        let summary = if status == "unknown" {
+            format!("unknown: {}", text(&v["reason"]))
+        } else {
+            text(&v["summary"])
+        };
+        out.push_str(&format!(
+            "<tr><td title=\"{}\"><b>{}</b></td><td class=\"{status}\">{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+            escape(&text(&v["statement"])),
+            escape(&text(&v["invariant"])),
+            status.to_uppercase(),
+            v["checked"],
+            v["violations"],
+            escape(&summary),
+        ));
+    }
+    out.push_str("</table>\n");
+    for v in &verdicts {
+        let dossiers = v["dossiers"].as_array().cloned().unwrap_or_default();
+        if dossiers.is_empty() {
+            continue;
+        }
+        out.push_str(&format!(
+            "<h3>{} — counterexamples</h3>\n",
+            escape(&text(&v["invariant"]))
+        ));
+        for d in &dossiers {
+            let faults: Vec<String> = d["fault_windows"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|w| {
+                    w["name"]
+                        .as_str()
+                        .or(w["kind"].as_str())
+                        .unwrap_or("fault")
+                        .to_string()
+                })
+                .collect();
+            let faults = if faults.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " <span class=\"meta\">(during: {})</span>",
+                    escape(&faults.join(", "))
+                )
+            };
+            out.push_str(&format!(
+                "<details><summary><code>{}</code> {}{faults}</summary><pre>{}</pre></details>\n",
+                escape(d["order_id"].as_str().unwrap_or("-")),
+                escape(&text(&d["narrative"])),
+                escape(&serde_json::to_string_pretty(&d["rows"]).unwrap_or_default())
+            ));
+        }
+    }
+    out
+}
+
+const CSS: &str = "body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1100px}\
+h1{font-size:22px}h2{font-size:18px;margin-top:28px}h3{font-size:15px}\
+table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ccc;padding:4px 8px;font-size:13px;text-align:left}\
+.badge{padding:2px 8px;border-radius:4px;color:#fff;font-size:16px}.badge.pass{background:#2ca02c}.badge.fail{background:#d62728}.badge.partial{background:#ff7f0e}\
+td.pass{color:#2ca02c;font-weight:bold}td.fail{color:#d62728;font-weight:bold}td.unknown{color:#ff7f0e;font-weight:bold}\
+.meta{color:#666;font-size:13px}.defect{color:#d62728;font-weight:bold}pre{background:#f6f6f6;padding:8px;font-size:12px;overflow:auto}\
+svg{display:block;margin:10px 0}.title{font-size:13px;font-weight:bold}.tick{font-size:11px;fill:#555}.legend{font-size:12px}\
+.grid{stroke:#eee}.frame{fill:none;stroke:#999}.fault{fill:#ffcc80;opacity:0.45}.faultlabel{font-size:10px;fill:#a65c00}";

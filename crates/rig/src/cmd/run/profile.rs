@@ -1,0 +1,195 @@
+//! The run profile: one TOML file with `[run]`, `[target]`, `[workload]`, `[[chaos]]`,
+//! `[thresholds]` and `[verify]`. Unknown keys are refused by name; `--set a.b=c` overrides
+//! any key before validation; the resolved profile (every parameter, the seed) is what the
+//! run directory keeps.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use loadgen::checkout::CheckoutSpec;
+use serde::{Deserialize, Serialize};
+use target_system::{Defect, TargetConfig};
+use toml::{Table, Value};
+
+use crate::exit::BadInput;
+use crate::overrides;
+
+/// `[run]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunSection {
+    /// Names the run directory and the report.
+    pub name: String,
+    /// What the profile rehearses, for the report.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Seeds everything: the system, the customers, the chaos timeline's jitter.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// Longest wait after the load for pending orders to resolve, outboxes to publish and held
+    /// intents to be delivered.
+    #[serde(default = "default_drain")]
+    pub drain: String,
+}
+
+fn default_seed() -> u64 {
+    1
+}
+
+fn default_drain() -> String {
+    "60s".to_string()
+}
+
+/// `[verify]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VerifySection {
+    /// Client-side p99 bound for shed (429/503) answers, in milliseconds.
+    pub shed_p99_ms: f64,
+    /// Share of the best phase's goodput a heavier phase must keep.
+    pub goodput_fraction: f64,
+    /// Counterexamples kept per invariant.
+    pub max_dossiers: usize,
+}
+
+impl Default for VerifySection {
+    fn default() -> Self {
+        Self {
+            shed_p99_ms: 100.0,
+            goodput_fraction: 0.8,
+            max_dossiers: 5,
+        }
+    }
+}
+
+/// A whole profile, validated.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    pub run: RunSection,
+    #[serde(default)]
+    pub target: TargetConfig,
+    pub workload: CheckoutSpec,
+    #[serde(default)]
+    pub chaos: chaos::Timeline,
+    /// k6-style: `"checkout.p99" = "< 800ms"`, `rejected_rate = "< 0.3"`.
+    #[serde(default)]
+    pub thresholds: BTreeMap<String, String>,
+    #[serde(default)]
+    pub verify: VerifySection,
+}
+
+/// A loaded profile and its resolved text.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub profile: Profile,
+    /// The profile as run: every parameter, defaults filled in, the seed.
+    pub resolved: String,
+    pub drain: std::time::Duration,
+}
+
+/// Reads `path`, applies `--set` overrides, the seed and the defects, validates.
+pub fn load(
+    path: &Path,
+    sets: &[String],
+    seed: Option<u64>,
+    defects: &[Defect],
+) -> Result<Loaded, BadInput> {
+    let where_ = path.display();
+    let text = std::fs::read_to_string(path)
+        .map_err(|err| BadInput(format!("{where_}: cannot read it: {err}")))?;
+    let mut table: Table = toml::from_str(&text)
+        .map_err(|err| BadInput(format!("{where_}: not valid TOML: {err}")))?;
+    let parsed = sets
+        .iter()
+        .map(|s| overrides::parse(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    overrides::apply(&mut table, &parsed)?;
+    if let Some(seed) = seed {
+        run_table(&mut table)?.insert("seed".into(), Value::Integer(seed as i64));
+    }
+    // One seed for everything, unless a section sets its own.
+    let run_seed = run_table(&mut table)?
+        .get("seed")
+        .and_then(Value::as_integer)
+        .unwrap_or(1);
+    for section in ["target", "workload"] {
+        let entry = table
+            .entry(section)
+            .or_insert_with(|| Value::Table(Table::new()));
+        if let Value::Table(t) = entry {
+            t.entry("seed").or_insert(Value::Integer(run_seed));
+        }
+    }
+    // The file on its own first: its errors carry line and column.
+    if let Err(err) = toml::from_str::<Profile>(&text) {
+        return Err(BadInput(format!("{where_}: {}", err.to_string().trim())));
+    }
+    let context = if parsed.is_empty() {
+        where_.to_string()
+    } else {
+        format!("{where_} (with --set)")
+    };
+    let mut profile = Profile::deserialize(Value::Table(table.clone()))
+        .map_err(|err| BadInput(format!("{context}: {}", err.to_string().trim())))?;
+    profile.target.defects.extend(defects.iter().copied());
+    profile
+        .target
+        .validate()
+        .map_err(|err| BadInput(format!("{context}: {err}")))?;
+    if profile.run.name.is_empty()
+        || !profile
+            .run
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        return Err(BadInput(format!(
+            "{context}: run.name = {:?}: use letters, digits and - _ . (it names the run directory)",
+            profile.run.name
+        )));
+    }
+    let drain = loadgen::parse_duration("run.drain", &profile.run.drain)
+        .map_err(|err| BadInput(format!("{context}: {err}")))?;
+    for (key, expression) in &profile.thresholds {
+        super::thresholds::Threshold::parse(key, expression)
+            .map_err(|err| BadInput(format!("{context}: {err}")))?;
+    }
+    let resolved = resolve(&table, &profile)?;
+    Ok(Loaded {
+        profile,
+        resolved,
+        drain,
+    })
+}
+
+fn run_table(table: &mut Table) -> Result<&mut Table, BadInput> {
+    match table
+        .entry("run")
+        .or_insert_with(|| Value::Table(Table::new()))
+    {
+        Value::Table(t) => Ok(t),
+        other => Err(BadInput(format!(
+            "run is a {}, expected a [run] table",
+            other.type_str()
+        ))),
+    }
+}
+
+/// The profile with every default filled in (`[target]`, `[workload]`, `[verify]`), and the
+/// defects in force.
+fn resolve(input: &Table, profile: &Profile) -> Result<String, BadInput> {
+    let mut out = input.clone();
+    let as_value = |v: Result<Value, toml::ser::Error>| {
+        v.map_err(|e| BadInput(format!("cannot write the resolved profile: {e}")))
+    };
+    out.insert("run".into(), as_value(Value::try_from(&profile.run))?);
+    out.insert("target".into(), as_value(Value::try_from(&profile.target))?);
+    out.insert(
+        "workload".into(),
+        as_value(Value::try_from(&profile.workload))?,
+    );
+    out.insert("verify".into(), as_value(Value::try_from(&profile.verify))?);
+    toml::to_string_pretty(&out)
+        .map_err(|e| BadInput(format!("cannot write the resolved profile: {e}")))
+}

@@ -1,0 +1,212 @@
+//! The system under test for one run: provider and two regions on loopback, every hop
+//! between them through a named proxy (`a_to_b`, `b_to_a`, `a_to_provider`,
+//! `b_to_provider`) of a Toxiproxy-compatible server, so faults hit real sockets.
+//!
+//! ```text
+//! load ──► region a ──(a_to_b)──► region b        load ──► region b ──(b_to_a)──► region a
+//! region a ──(a_to_provider)──► provider          region b ──(b_to_provider)──► provider
+//! ```
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::Row;
+use target_system::system::{RegionPlan, System};
+use target_system::{RegionId, StoreUrl, TargetConfig};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub struct Topology {
+    system: System,
+    embedded: Option<chaos::EmbeddedToxiproxy>,
+    control: chaos::ToxiproxyControl,
+    /// Where the load enters: region a, region b (direct, not proxied).
+    pub region_urls: Vec<String>,
+    /// The provider's own address (its fault API).
+    pub provider_url: String,
+}
+
+async fn bind() -> anyhow::Result<TcpListener> {
+    TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("binding a loopback port")
+}
+
+impl Topology {
+    /// Starts the proxy server (unless `toxiproxy` is given), creates the four proxies, then
+    /// the provider and both regions wired through them.
+    pub async fn start(
+        config: Arc<TargetConfig>,
+        store: &StoreUrl,
+        toxiproxy: Option<&str>,
+        seed: u64,
+    ) -> anyhow::Result<Self> {
+        let (provider, a, b) = (bind().await?, bind().await?, bind().await?);
+        let addr = |l: &TcpListener| l.local_addr().map(|a| a.to_string());
+        let (provider_addr, a_addr, b_addr) = (addr(&provider)?, addr(&a)?, addr(&b)?);
+        let embedded = match toxiproxy {
+            Some(_) => None,
+            None => Some(
+                chaos::EmbeddedToxiproxy::start(
+                    "127.0.0.1:0",
+                    chaos::ServerOptions {
+                        seed,
+                        proxies: Vec::new(),
+                    },
+                )
+                .await
+                .context("starting the embedded Toxiproxy-compatible server")?,
+            ),
+        };
+        let url = match (&embedded, toxiproxy) {
+            (Some(server), _) => server.url(),
+            (None, Some(url)) => url.to_string(),
+            (None, None) => unreachable!("one of them is set"),
+        };
+        let control = chaos::ToxiproxyControl::new(&url).context("the Toxiproxy URL")?;
+        let proxy = |name: &str, upstream: &str| chaos::ProxyConfig {
+            name: name.to_string(),
+            listen: "127.0.0.1:0".to_string(),
+            upstream: upstream.to_string(),
+            enabled: Some(true),
+        };
+        let mut log = Vec::new();
+        let created = control
+            .populate(
+                &[
+                    proxy("a_to_b", &b_addr),
+                    proxy("b_to_a", &a_addr),
+                    proxy("a_to_provider", &provider_addr),
+                    proxy("b_to_provider", &provider_addr),
+                ],
+                &mut log,
+            )
+            .await
+            .map_err(|err| anyhow::anyhow!("creating the proxies on {url}: {err}"))?;
+        let listen: BTreeMap<String, String> = created
+            .into_iter()
+            .map(|p| (p.name, format!("http://{}", p.listen)))
+            .collect();
+        let hop = |name: &str| {
+            listen
+                .get(name)
+                .cloned()
+                .ok_or_else(|| anyhow::anyhow!("the proxy {name} was not created on {url}"))
+        };
+        let plans = vec![
+            RegionPlan {
+                id: RegionId::A,
+                listener: a,
+                provider_url: hop("a_to_provider")?,
+                peer_url: Some(hop("a_to_b")?),
+            },
+            RegionPlan {
+                id: RegionId::B,
+                listener: b,
+                provider_url: hop("b_to_provider")?,
+                peer_url: Some(hop("b_to_a")?),
+            },
+        ];
+        let system = System::start(config, store, Some(provider), plans).await?;
+        Ok(Self {
+            system,
+            embedded,
+            control,
+            region_urls: vec![format!("http://{a_addr}"), format!("http://{b_addr}")],
+            provider_url: format!("http://{provider_addr}"),
+        })
+    }
+
+    /// What the chaos timeline acts on.
+    pub fn chaos_targets(&self) -> anyhow::Result<chaos::Targets> {
+        let mut providers = BTreeMap::new();
+        providers.insert(
+            "provider".to_string(),
+            chaos::ProviderAdmin::new("provider", &self.provider_url)
+                .context("the provider's admin URL")?,
+        );
+        Ok(chaos::Targets {
+            toxiproxy: Some(self.control.clone()),
+            providers,
+        })
+    }
+
+    /// Waits (at most `limit`, or until `interrupt`) until nothing is left in flight: no
+    /// order pending, no event unpublished, no intent held for another region. Returns what
+    /// was left when it gave up.
+    pub async fn drain(
+        &self,
+        limit: Duration,
+        mut interrupt: watch::Receiver<bool>,
+    ) -> Result<(), String> {
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut last_report = tokio::time::Instant::now();
+        loop {
+            let left = self.work_left().await;
+            if left.is_empty() {
+                return Ok(());
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Err(left);
+            }
+            if now.duration_since(last_report) >= Duration::from_secs(5) {
+                eprintln!("rig run: draining: {left}");
+                last_report = now;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                _ = interrupt.wait_for(|i| *i) => return Err(format!("interrupted with {left}")),
+            }
+        }
+    }
+
+    async fn work_left(&self) -> String {
+        let mut parts = Vec::new();
+        for (region, _) in &self.system.regions {
+            let pool = &region.db().pool;
+            for (sql, what) in [
+                (
+                    "SELECT COUNT(*) FROM orders WHERE status NOT IN ('order_confirmed', 'failed_safely')",
+                    "orders pending",
+                ),
+                (
+                    "SELECT COUNT(*) FROM outbox WHERE published_at_us IS NULL",
+                    "events unpublished",
+                ),
+                (
+                    "SELECT COUNT(*) FROM forward_outbox WHERE state = 'held'",
+                    "intents held",
+                ),
+            ] {
+                let n: i64 = match sqlx::query(sql)
+                    .fetch_one(pool)
+                    .await
+                    .and_then(|r| r.try_get(0))
+                {
+                    Ok(n) => n,
+                    Err(err) => {
+                        parts.push(format!("region {}: {err}", region.id()));
+                        continue;
+                    }
+                };
+                if n > 0 {
+                    parts.push(format!("region {}: {n} {what}", region.id()));
+                }
+            }
+        }
+        parts.join(", ")
+    }
+
+    /// Stops the system (flushing its logs) and the embedded proxy server.
+    pub async fn shutdown(self) {
+        if let Err(err) = self.system.shutdown().await {
+            eprintln!("rig run: the system did not stop cleanly: {err}");
+        }
+        if let Some(server) = self.embedded {
+            let _ = server.shutdown().await;
+        }
+    }
+}
