@@ -4,6 +4,8 @@
 
 mod cmd;
 mod exit;
+mod grafana;
+mod metrics;
 mod overrides;
 mod target_config;
 

@@ -201,3 +201,99 @@ async fn serve_takes_a_checkout_and_stops_on_ctrl_c() {
     );
     assert!(dir.path().join("stores/region_a.db").exists());
 }
+
+/// `rig run` in external mode drives a system it did not start: a `rig serve` process. The
+/// load enters its regions, the provider fault goes to its admin API, the drain and the
+/// verifier read its stores, and the verdict passes; the services' metrics carry the
+/// `--run-id` they were started with.
+#[test]
+fn run_drives_an_external_system() {
+    let dir = target_system::testkit::TempDir::new("serve-external");
+    let store = format!("sqlite://{}", dir.path().join("stores").display());
+    let mut child = rig()
+        .args(["serve", "--store", &store, "--run-id", "stack-1"])
+        .args([
+            "--listen-provider",
+            "127.0.0.1:0",
+            "--listen-a",
+            "127.0.0.1:0",
+            "--listen-b",
+            "127.0.0.1:0",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let pid = child.id();
+    let mut guard = KillOnDrop(Some(child));
+    let mut url_of = std::collections::BTreeMap::new();
+    for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+        let url = line.split_whitespace().find(|w| w.starts_with("http://"));
+        for part in ["provider", "region a", "region b"] {
+            if line.trim_start().starts_with(part)
+                && let Some(url) = url
+            {
+                url_of.insert(part, url.to_string());
+            }
+        }
+        if line.contains("Ctrl-C stops") {
+            break;
+        }
+    }
+    assert_eq!(url_of.len(), 3, "{url_of:?}");
+
+    let out = dir.path().join("run");
+    let profile =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../profiles/quickstart.toml");
+    let regions = format!("{},{}", url_of["region a"], url_of["region b"]);
+    let output = rig()
+        .arg("run")
+        .arg(&profile)
+        .args(["--regions", &regions, "--provider", &url_of["provider"]])
+        .args(["--store", &store, "--out", out.to_str().unwrap()])
+        .args([
+            "--set",
+            r#"workload.phases=[{kind = "hold", rate = 40, for = "5s"}]"#,
+            "--set",
+            r#"chaos=[{name = "spike", at = "1s", for = "2s", kind = "provider", latency_ms = 1500}]"#,
+        ])
+        .output()
+        .unwrap();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(output.status.code(), Some(0), "{all}");
+    assert!(all.contains("overall: PASS"), "{all}");
+    let journal = std::fs::read_to_string(out.join("chaos.jsonl")).unwrap();
+    assert!(
+        journal.contains("\"applied\"") && journal.contains("\"healed\""),
+        "the provider fault was applied and healed: {journal}"
+    );
+
+    // The services label their series with their own run id.
+    let metrics = {
+        use std::io::{Read, Write};
+        let addr = url_of["region a"].trim_start_matches("http://").to_string();
+        let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+        write!(stream, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+        let mut text = String::new();
+        stream.read_to_string(&mut text).unwrap();
+        text
+    };
+    assert!(
+        metrics.contains("rig_region_checkouts_total{") && metrics.contains("run_id=\"stack-1\""),
+        "{metrics}"
+    );
+
+    let status = Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let child = guard.0.take().unwrap();
+    let exit = child.wait_with_output().unwrap();
+    assert_eq!(exit.status.code(), Some(0));
+}

@@ -2,6 +2,10 @@
 //! components in one process), names `rig_<component>_<thing>_<unit>[_total]`, base units,
 //! bounded labels.
 
+use std::collections::{BTreeMap, HashMap};
+use std::sync::OnceLock;
+
+use prometheus::proto::MetricFamily;
 use prometheus::{
     Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
     TextEncoder,
@@ -14,11 +18,39 @@ pub const LATENCY_BUCKETS_SECONDS: [f64; 18] = [
     4.0, 8.0, 16.0, 30.0,
 ];
 
-/// A registry whose every series carries the given constant labels (e.g. `region`).
+/// Labels every registry made after [`set_common_labels`] carries (e.g. `run_id`).
+static COMMON_LABELS: OnceLock<Vec<(String, String)>> = OnceLock::new();
+
+/// Sets the labels every series of this process carries, such as `run_id`: a process is
+/// one run (or one long-lived service). Call it before starting any component; only the
+/// first call counts, and it returns false if labels were already set.
+pub fn set_common_labels(labels: &[(&str, &str)]) -> bool {
+    COMMON_LABELS
+        .set(
+            labels
+                .iter()
+                .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+                .collect(),
+        )
+        .is_ok()
+}
+
+/// The labels set by [`set_common_labels`] (none if never set).
+pub fn common_labels() -> &'static [(String, String)] {
+    COMMON_LABELS.get().map(Vec::as_slice).unwrap_or(&[])
+}
+
+/// A registry whose every series carries the given constant labels (e.g. `region`) and
+/// the process's common labels.
 pub fn registry(const_labels: &[(&str, &str)]) -> Registry {
-    let labels = const_labels
+    let labels: HashMap<String, String> = common_labels()
         .iter()
-        .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+        .cloned()
+        .chain(
+            const_labels
+                .iter()
+                .map(|(k, v)| ((*k).to_string(), (*v).to_string())),
+        )
         .collect();
     Registry::new_custom(None, Some(labels)).expect("constant labels are valid")
 }
@@ -58,9 +90,30 @@ pub fn gauge(registry: &Registry, name: &str, help: &str) -> Gauge {
 
 /// The registry in Prometheus text exposition format.
 pub fn render(registry: &Registry) -> (String, Vec<u8>) {
+    render_all(&[registry])
+}
+
+/// Several registries as one exposition: families of the same name (e.g. region a's and
+/// region b's, told apart by their constant labels) become one family, so every name has
+/// one `# HELP` and one `# TYPE` line.
+pub fn render_all(registries: &[&Registry]) -> (String, Vec<u8>) {
+    let mut families: BTreeMap<String, MetricFamily> = BTreeMap::new();
+    for registry in registries {
+        for family in registry.gather() {
+            match families.get_mut(family.name()) {
+                Some(existing) => existing
+                    .mut_metric()
+                    .extend(family.get_metric().iter().cloned()),
+                None => {
+                    families.insert(family.name().to_string(), family);
+                }
+            }
+        }
+    }
+    let families: Vec<MetricFamily> = families.into_values().collect();
     let encoder = TextEncoder::new();
     let mut buffer = Vec::new();
     // Encoding into a Vec cannot fail for well-formed metric families.
-    let _ = encoder.encode(&registry.gather(), &mut buffer);
+    let _ = encoder.encode(&families, &mut buffer);
     (encoder.format_type().to_string(), buffer)
 }

@@ -70,6 +70,17 @@ pub struct LoadArgs {
     /// Write the JSON summary (schema: crates/loadgen/schema/summary.schema.json).
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Serve live Prometheus metrics (rig_loadgen_*, labelled run_id and shard) at
+    /// http://ADDR/metrics; after the run they stay up for --metrics-linger.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<String>,
+    /// The run_id label of the metrics (shards of one run share it) [default: the run tag
+    /// for checkout, else "load"].
+    #[arg(long, value_name = "NAME")]
+    pub run_id: Option<String>,
+    /// With --metrics-addr: keep serving this long after the run (two scrape intervals).
+    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = crate::cmd::run::parse_linger)]
+    pub metrics_linger: std::time::Duration,
     /// Seed of every random choice (Poisson arrivals, checkout customers); all shards must
     /// share it [default: 1].
     #[arg(long)]
@@ -273,17 +284,21 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<Verdict> {
         http.connections,
     );
 
+    let metrics =
+        LiveMetrics::start(&args, args.run_id.as_deref().unwrap_or("load"), shard).await?;
+    let load_metrics = metrics.load.clone();
     let engine_schedule = schedule.clone();
     let outcome = on_dedicated_thread("rig-load", move || async move {
         let workload = Arc::new(HttpWorkload::connect(&http).await?);
         let engine = Engine::new(engine_schedule, shard, workload, config)?;
-        let mut observer = (progress, HlogSink(hlog));
+        let mut observer = ((progress, HlogSink(hlog)), load_metrics);
         let report = engine.run(&mut observer, ctrl_c()).await;
-        Ok::<_, LoadgenError>((report, observer.1.0))
+        Ok::<_, LoadgenError>((report, observer.0.1.0))
     })
     .await
     .map_err(user_error)?;
     let (report, hlog) = outcome.map_err(user_error)?;
+    metrics.finish(args.metrics_linger).await;
 
     if let Some(writer) = hlog {
         writer.finish().map_err(user_error)?;
@@ -306,6 +321,53 @@ fn write_json(
         writeln!(file).with_context(|| format!("could not write {path:?}"))?;
     }
     Ok(())
+}
+
+/// `--metrics-addr`: the load generator's metrics and, when asked for, their endpoint.
+pub(crate) struct LiveMetrics {
+    pub(crate) load: loadgen::LoadMetrics,
+    exporter: Option<crate::metrics::Exporter>,
+}
+
+impl LiveMetrics {
+    pub(crate) async fn start(
+        args: &LoadArgs,
+        run_id: &str,
+        shard: loadgen::Shard,
+    ) -> anyhow::Result<Self> {
+        let shard = shard.to_string();
+        let load = loadgen::LoadMetrics::new(&[("run_id", run_id), ("shard", &shard)]);
+        let exporter = match &args.metrics_addr {
+            Some(addr) => {
+                let registries = crate::metrics::Registries::default();
+                registries.add(load.registry().clone());
+                let exporter = crate::metrics::Exporter::start(addr, registries)
+                    .await
+                    .map_err(|err| bad(format!("{err:#}")))?;
+                eprintln!("rig load: metrics at http://{}/metrics", exporter.addr());
+                Some(exporter)
+            }
+            None => None,
+        };
+        Ok(Self { load, exporter })
+    }
+
+    /// Keeps the endpoint up for `linger` (Ctrl-C ends it early), then stops it.
+    pub(crate) async fn finish(self, linger: std::time::Duration) {
+        if let Some(exporter) = self.exporter {
+            if !linger.is_zero() {
+                eprintln!(
+                    "rig load: serving the final metrics for {} more (--metrics-linger; Ctrl-C ends it)",
+                    loadgen::format_duration(linger)
+                );
+                tokio::select! {
+                    _ = tokio::time::sleep(linger) => {}
+                    _ = ctrl_c() => {}
+                }
+            }
+            exporter.shutdown().await;
+        }
+    }
 }
 
 /// Completes on Ctrl-C (never, where signals cannot be handled: the run goes to its end).

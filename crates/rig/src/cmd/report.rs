@@ -1,12 +1,15 @@
 //! `rig report`: `RUN_DIR` re-renders a run's `report.html` from its `summary.json` and
 //! `verdict.json` and prints its `summary.txt`; `--merge A.hlog B.hlog ...` adds up interval
 //! logs (e.g. of `rig load --shard i/N` runs) per tag, exactly, and prints the merged counts
-//! and percentiles.
+//! and percentiles; with `--json FILE` it also writes them as JSON (schema:
+//! `schema/hlog-merge.schema.json`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
+use loadgen::summary::Percentiles;
 use loadgen::{MergedLog, Outcome};
+use serde::Serialize;
 
 use crate::exit::{BadInput, Verdict};
 
@@ -18,6 +21,44 @@ pub struct ReportArgs {
     /// Merge these interval logs and print merged percentiles per tag.
     #[arg(long, num_args = 1.., value_name = "HLOG")]
     pub merge: Vec<PathBuf>,
+    /// With --merge: also write the merged counts and percentiles (seconds) per tag as JSON
+    /// to FILE (schema: crates/rig/schema/hlog-merge.schema.json).
+    #[arg(long, value_name = "FILE", requires = "merge")]
+    pub json: Option<PathBuf>,
+}
+
+/// Identifies the JSON format of `rig report --merge --json`; bump on incompatible changes.
+pub const MERGE_SCHEMA: &str = "rig-hlog-merge/1";
+
+/// `rig report --merge --json`: what was merged and the merged histograms, per tag.
+#[derive(Debug, Serialize)]
+struct MergeJson<'a> {
+    schema: &'static str,
+    /// The logs, in the order given.
+    sources: Vec<String>,
+    /// Interval lines read, over every log.
+    intervals: u64,
+    /// One entry per tag, untagged (`tag: null`, every started arrival) first.
+    tags: Vec<TagJson<'a>>,
+    /// Arrivals by outcome, from the `latency/...` and `dropped/...` tags.
+    totals: OutcomeTotals,
+}
+
+#[derive(Debug, Serialize)]
+struct TagJson<'a> {
+    tag: Option<&'a str>,
+    /// Count, then min, mean, p50, p90, p99, p99_9, p99_99, max in seconds (null if empty).
+    #[serde(flatten)]
+    seconds: Percentiles,
+}
+
+#[derive(Debug, Serialize)]
+struct OutcomeTotals {
+    ok: u64,
+    failed: u64,
+    rejected: u64,
+    unknown: u64,
+    dropped: u64,
 }
 
 pub async fn run(args: ReportArgs) -> anyhow::Result<Verdict> {
@@ -36,6 +77,16 @@ pub async fn run(args: ReportArgs) -> anyhow::Result<Verdict> {
         )
         .into());
     }
+    // Created before the logs are read, so a bad path costs nothing.
+    let json_file = match &args.json {
+        Some(path) => Some(std::fs::File::create(path).map_err(|err| {
+            BadInput(format!(
+                "--json {}: cannot create the file ({err}); fix: give a writable path",
+                path.display()
+            ))
+        })?),
+        None => None,
+    };
     let mut merged = MergedLog::new();
     for path in &args.merge {
         let bytes = std::fs::read(path).map_err(|err| {
@@ -49,7 +100,65 @@ pub async fn run(args: ReportArgs) -> anyhow::Result<Verdict> {
             .map_err(|err| BadInput(err.to_string()))?;
     }
     print!("{}", render(&merged));
+    if let (Some(file), Some(path)) = (json_file, &args.json) {
+        write_json(file, path, &to_json(&merged, &args.merge))?;
+    }
     Ok(Verdict::Pass)
+}
+
+fn to_json<'a>(merged: &'a MergedLog, sources: &[PathBuf]) -> MergeJson<'a> {
+    let [ok, failed, rejected, unknown, dropped] = outcome_totals(merged);
+    MergeJson {
+        schema: MERGE_SCHEMA,
+        sources: sources.iter().map(|p| p.display().to_string()).collect(),
+        intervals: merged.intervals,
+        // `None` sorts first in the BTreeMap, so the untagged line leads.
+        tags: merged
+            .tags
+            .iter()
+            .map(|(tag, h)| TagJson {
+                tag: tag.as_deref(),
+                seconds: Percentiles::of(h),
+            })
+            .collect(),
+        totals: OutcomeTotals {
+            ok,
+            failed,
+            rejected,
+            unknown,
+            dropped,
+        },
+    }
+}
+
+fn write_json(file: std::fs::File, path: &Path, value: &MergeJson<'_>) -> anyhow::Result<()> {
+    let mut out = std::io::BufWriter::new(file);
+    serde_json::to_writer_pretty(&mut out, value)?;
+    std::io::Write::write_all(&mut out, b"\n")
+        .and_then(|()| std::io::Write::flush(&mut out))
+        .map_err(|err| anyhow::anyhow!("--json {}: cannot write it ({err})", path.display()))
+}
+
+/// Arrivals by outcome (indexed like [`Outcome::ALL`]), from the tags
+/// `latency/<phase>/<op>/<outcome>` and `dropped/<phase>/<op>`.
+fn outcome_totals(merged: &MergedLog) -> [u64; 5] {
+    let mut totals = [0u64; 5];
+    for (tag, h) in &merged.tags {
+        let Some(tag) = tag else { continue };
+        let outcome = if tag.starts_with("dropped/") {
+            Some(Outcome::Dropped)
+        } else if tag.starts_with("latency/") {
+            Outcome::ALL
+                .into_iter()
+                .find(|o| tag.ends_with(&format!("/{}", o.as_str())))
+        } else {
+            None
+        };
+        if let Some(outcome) = outcome {
+            totals[outcome as usize] += h.len();
+        }
+    }
+    totals
 }
 
 /// Re-renders `report.html` and prints `summary.txt`; the verdict is the run's.
@@ -115,26 +224,9 @@ fn render(merged: &MergedLog) -> String {
             max
         ));
     }
-    // Outcome totals from the tags `latency/<phase>/<op>/<outcome>` and `dropped/<phase>/<op>`.
-    let mut totals = [0u64; 5];
-    for (tag, h) in &merged.tags {
-        let Some(tag) = tag else { continue };
-        let outcome = if tag.starts_with("dropped/") {
-            Some(Outcome::Dropped)
-        } else if tag.starts_with("latency/") {
-            Outcome::ALL
-                .into_iter()
-                .find(|o| tag.ends_with(&format!("/{}", o.as_str())))
-        } else {
-            None
-        };
-        if let Some(outcome) = outcome {
-            totals[outcome as usize] += h.len();
-        }
-    }
     let parts: Vec<String> = Outcome::ALL
         .iter()
-        .zip(totals)
+        .zip(outcome_totals(merged))
         .map(|(o, n)| format!("{} {n}", o.as_str()))
         .collect();
     out.push_str(&format!("\ntotals: {}\n", parts.join(", ")));

@@ -65,6 +65,10 @@ pub struct ServeArgs {
     /// local-confirm-in-partition, no-consumer-dedup, oversell, no-repair.
     #[arg(long = "defect", value_name = "NAME", value_parser = parse_defect)]
     defects: Vec<Defect>,
+    /// The run_id label on every metric these services export (dashboards select runs by
+    /// it); e.g. the name of the stack or of the experiment.
+    #[arg(long, value_name = "NAME", default_value = "serve", env = "RIG_RUN_ID")]
+    run_id: String,
 }
 
 fn parse_defect(text: &str) -> Result<Defect, String> {
@@ -92,6 +96,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<Verdict> {
     config.defects.extend(args.defects.iter().copied());
     let config = Arc::new(config);
     let store = StoreUrl::parse(&args.store).map_err(|err| BadInput(format!("--store: {err}")))?;
+    target_system::metrics::set_common_labels(&[("run_id", &args.run_id)]);
     let system = match args.role {
         Role::All => {
             if args.listen.is_some() || args.region.is_some() {

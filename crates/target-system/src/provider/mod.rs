@@ -94,6 +94,11 @@ impl ProviderMetrics {
 }
 
 impl Provider {
+    /// The provider's metrics registry (for an exporter that serves several components).
+    pub fn registry(&self) -> &Registry {
+        &self.inner.metrics.registry
+    }
+
     /// Opens the provider on its store: clears claims a crash left behind and records the
     /// effective parameters. The request-log writer runs until [`Provider::flush`]'s last caller.
     pub async fn open(config: &TargetConfig, db: Db) -> Result<Self, StoreError> {

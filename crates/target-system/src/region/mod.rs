@@ -35,6 +35,7 @@ use rig_http::{
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use sqlx::Row;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -42,6 +43,7 @@ use crate::clock::{Draws, IdGen, fnv1a64};
 use crate::config::TargetConfig;
 use crate::defects::Defect;
 use crate::metrics;
+use crate::order_state::OrderState;
 use crate::provider::metrics_reply;
 use crate::store::{Db, StoreError};
 use payment::PaymentClient;
@@ -151,10 +153,43 @@ struct RegionMetrics {
     provider_in_flight: IntGauge,
     breaker_open: IntGauge,
     forwards: IntCounterVec,
+    orders_open: IntGauge,
+    oldest_open_age: Gauge,
+    outbox_unpublished: IntGauge,
+    outbox_lag: Gauge,
 }
 
 impl RegionMetrics {
     fn new(region: RegionId) -> Self {
+        let metrics = Self::register(region);
+        // Label values known up front are exported as 0 from the start: a dashboard's rate
+        // of something that has not happened yet is 0, not a gap.
+        let known: [(&IntCounterVec, &[&str]); 5] = [
+            (
+                &metrics.admission_decisions,
+                &[
+                    "admitted",
+                    "rate_limited",
+                    "pushback",
+                    "queue_timeout",
+                    "parked",
+                    "rejected_degraded",
+                ],
+            ),
+            (&metrics.retries, &["allowed", "denied"]),
+            (&metrics.repair_actions, &["wait"]),
+            (&metrics.consumer_deliveries, &["applied", "duplicate"]),
+            (&metrics.forwards, &["forwarded", "held", "delivered"]),
+        ];
+        for (counter, values) in known {
+            for value in values {
+                counter.with_label_values(&[value]);
+            }
+        }
+        metrics
+    }
+
+    fn register(region: RegionId) -> Self {
         let registry = metrics::registry(&[("region", region.as_str())]);
         Self {
             checkouts: metrics::counter_vec(
@@ -242,6 +277,26 @@ impl RegionMetrics {
                 "rig_region_forwards_total",
                 "Checkouts for orders owned by the peer region: forwarded, held (owner unreachable), delivered later.",
                 &["result"],
+            ),
+            orders_open: metrics::int_gauge(
+                &registry,
+                "rig_region_orders_pending",
+                "Orders owned by this region not yet in a final state (confirmed or failed safely).",
+            ),
+            oldest_open_age: metrics::gauge(
+                &registry,
+                "rig_region_oldest_pending_age_seconds",
+                "Age of the oldest order not yet in a final state (0 when none).",
+            ),
+            outbox_unpublished: metrics::int_gauge(
+                &registry,
+                "rig_region_outbox_unpublished",
+                "Outbox events written but not yet delivered.",
+            ),
+            outbox_lag: metrics::gauge(
+                &registry,
+                "rig_region_outbox_lag_seconds",
+                "Age of the oldest undelivered outbox event (0 when none).",
             ),
             registry,
         }
@@ -509,6 +564,46 @@ impl Region {
 }
 
 /// Flushes the per-second admission counts every second until `stop` (and once more then).
+impl Region {
+    /// Sets the backlog gauges (open orders, oldest open age, outbox lag) from the store;
+    /// the index on (status, updated_at_us) and the partial outbox index keep it cheap.
+    async fn sample_backlog(&self) -> Result<(), sqlx::Error> {
+        let open = OrderState::ALL
+            .iter()
+            .filter(|s| !s.is_terminal())
+            .map(|s| format!("'{}'", s.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let now = crate::clock::now_us();
+        let m = &self.inner.metrics;
+        // The state names are the enum's own constants, never input.
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT COUNT(*), MIN(created_at_us) FROM orders WHERE status IN ({open})"
+        )))
+        .fetch_one(&self.inner.db.pool)
+        .await?;
+        let (count, oldest): (i64, Option<i64>) = (row.try_get(0)?, row.try_get(1)?);
+        m.orders_open.set(count);
+        m.oldest_open_age
+            .set(oldest.map_or(0.0, |t| (now - t).max(0) as f64 / 1e6));
+        let row = sqlx::query(
+            "SELECT COUNT(*), MIN(created_at_us) FROM outbox WHERE published_at_us IS NULL",
+        )
+        .fetch_one(&self.inner.db.pool)
+        .await?;
+        let (count, oldest): (i64, Option<i64>) = (row.try_get(0)?, row.try_get(1)?);
+        m.outbox_unpublished.set(count);
+        m.outbox_lag
+            .set(oldest.map_or(0.0, |t| (now - t).max(0) as f64 / 1e6));
+        Ok(())
+    }
+
+    /// The region's metrics registry (for an exporter that serves several components).
+    pub fn registry(&self) -> &Registry {
+        &self.inner.metrics.registry
+    }
+}
+
 async fn flush_admission_stats(region: Region, mut stop: watch::Receiver<bool>) {
     loop {
         let stopping = tokio::select! {
@@ -517,6 +612,9 @@ async fn flush_admission_stats(region: Region, mut stop: watch::Receiver<bool>) 
         };
         if let Err(err) = region.inner.admission_stats.flush(&region.inner.db).await {
             tracing::warn!(error = %err, region = %region.id(), "admission stats flush failed");
+        }
+        if let Err(err) = region.sample_backlog().await {
+            tracing::warn!(error = %err, region = %region.id(), "backlog sampling failed");
         }
         if stopping {
             return;

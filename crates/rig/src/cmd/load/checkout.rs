@@ -11,8 +11,8 @@ use loadgen::{CheckoutRun, CheckoutSpec, HistorySink, Shard, Summary, on_dedicat
 use toml::{Table, Value};
 
 use super::{
-    HlogSink, LoadArgs, ProgressLine, arrival, bad, create, ctrl_c, parse_duration, phases,
-    user_error, write_json,
+    HlogSink, LiveMetrics, LoadArgs, ProgressLine, arrival, bad, create, ctrl_c, parse_duration,
+    phases, user_error, write_json,
 };
 use crate::exit::Verdict;
 use crate::overrides;
@@ -231,14 +231,22 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<Verdict> {
         args.checkout.history.as_deref().unwrap_or("not kept"),
     );
     let progress = ProgressLine::new(args.progress);
+    let metrics = LiveMetrics::start(
+        &args,
+        args.run_id.as_deref().unwrap_or(&plan.run_tag),
+        shard,
+    )
+    .await?;
+    let load_metrics = metrics.load.clone();
     let outcome = on_dedicated_thread("rig-load", move || async move {
-        let mut observer = (progress, HlogSink(hlog));
+        let mut observer = ((progress, HlogSink(hlog)), load_metrics);
         let report = checkout.run(&mut observer, ctrl_c()).await?;
-        Ok::<_, loadgen::LoadgenError>((report, observer.1.0))
+        Ok::<_, loadgen::LoadgenError>((report, observer.0.1.0))
     })
     .await
     .map_err(user_error)?;
     let (report, hlog) = outcome.map_err(user_error)?;
+    metrics.finish(args.metrics_linger).await;
     if let Some(writer) = hlog {
         writer.finish().map_err(user_error)?;
     }

@@ -53,6 +53,41 @@ pub struct RunArgs {
     /// Break one mechanism on purpose (repeatable); see `rig serve --help`.
     #[arg(long = "defect", value_name = "NAME", value_parser = parse_defect)]
     defects: Vec<Defect>,
+    /// Serve the run's Prometheus metrics (system, load, chaos, rig_run_info; every series
+    /// labelled run_id) at http://ADDR/metrics, e.g. 127.0.0.1:9464.
+    #[arg(long, value_name = "ADDR")]
+    metrics_addr: Option<String>,
+    /// With --metrics-addr: keep serving this long after the verdict, so the last values
+    /// are scraped (at least two scrape intervals).
+    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_linger)]
+    metrics_linger: Duration,
+    /// Drive an already-running system instead of starting one: the entry regions' base
+    /// URLs, a then b (comma-separated). Needs --provider and --store (the stores those
+    /// services write); proxy faults need --toxiproxy with the proxies a_to_b, b_to_a,
+    /// a_to_provider and b_to_provider.
+    #[arg(long, value_name = "URL,URL", value_delimiter = ',', requires_all = ["provider", "store"])]
+    regions: Vec<String>,
+    /// With --regions: the provider's base URL (its fault admin API).
+    #[arg(long, value_name = "URL", requires = "regions")]
+    provider: Option<String>,
+    /// Post each chaos window to Grafana as an annotation tagged rig, chaos and the run id.
+    #[arg(long, value_name = "URL")]
+    grafana_url: Option<String>,
+    /// Grafana service-account token for --grafana-url.
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "RIG_GRAFANA_TOKEN",
+        hide_env_values = true
+    )]
+    grafana_token: Option<String>,
+}
+
+pub(crate) fn parse_linger(text: &str) -> Result<Duration, String> {
+    if matches!(text.trim(), "0" | "0s") {
+        return Ok(Duration::ZERO);
+    }
+    loadgen::parse_duration("--metrics-linger", text).map_err(|err| err.to_string())
 }
 
 fn parse_defect(text: &str) -> Result<Defect, String> {
@@ -91,6 +126,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Verdict> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| profile.run.name.clone());
     let store = match &args.store {
+        // An external system's stores are where its services put them; a system this run
+        // starts gets a schema of its own per run.
+        Some(url) if args.provider.is_some() => {
+            StoreUrl::parse(url).map_err(|err| BadInput(format!("--store: {err}")))?
+        }
         Some(url) => StoreUrl::parse(url)
             .map_err(|err| BadInput(format!("--store: {err}")))?
             .with_namespace(&namespace(&run_id)),
@@ -99,6 +139,25 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Verdict> {
         },
     };
     announce(profile, &run_dir, &store);
+
+    // Metrics: every series carries run_id; one endpoint serves them all.
+    target_system::metrics::set_common_labels(&[("run_id", &run_id)]);
+    let registries = crate::metrics::Registries::default();
+    registries.add(crate::metrics::run_info(&run_info_labels(&run_id, profile)));
+    let chaos_registry = target_system::metrics::registry(&[]);
+    registries.add(chaos_registry.clone());
+    let load_metrics = loadgen::LoadMetrics::new(&[("run_id", &run_id), ("shard", "0/1")]);
+    registries.add(load_metrics.registry().clone());
+    let exporter = match &args.metrics_addr {
+        Some(addr) => {
+            let exporter = crate::metrics::Exporter::start(addr, registries.clone())
+                .await
+                .map_err(|err| BadInput(format!("{err:#}")))?;
+            eprintln!("rig run: metrics at http://{}/metrics", exporter.addr());
+            Some(exporter)
+        }
+        None => None,
+    };
 
     // Ctrl-C: stop the load, heal the chaos, verify what exists.
     let (interrupt_tx, interrupt) = watch::channel(false);
@@ -110,10 +169,21 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Verdict> {
     });
 
     let config = Arc::new(profile.target.clone());
-    let topology =
-        topology::Topology::start(config, &store, args.toxiproxy.as_deref(), profile.run.seed)
-            .await
-            .context("the system under test could not start")?;
+    let topology = match &args.provider {
+        Some(provider) => {
+            topology::Topology::external(&args.regions, provider, args.toxiproxy.as_deref(), &store)
+                .await
+                .context("the external system could not be reached")?
+        }
+        None => {
+            topology::Topology::start(config, &store, args.toxiproxy.as_deref(), profile.run.seed)
+                .await
+                .context("the system under test could not start")?
+        }
+    };
+    for registry in topology.registries() {
+        registries.add(registry);
+    }
     let journal_path = run_dir.join("chaos.jsonl");
     let clock = chaos::LoadClock::starting_now();
     let journal =
@@ -133,14 +203,18 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Verdict> {
     let load_stop = stopped(interrupt.clone());
     let load = on_dedicated_thread("rig-run-load", move || async move {
         let mut observer = (
-            crate::cmd::load::ProgressLine::new(crate::cmd::load::ProgressMode::Auto),
-            crate::cmd::load::HlogSink(Some(hlog)),
+            (
+                crate::cmd::load::ProgressLine::new(crate::cmd::load::ProgressMode::Auto),
+                crate::cmd::load::HlogSink(Some(hlog)),
+            ),
+            load_metrics,
         );
         let report = checkout.run(&mut observer, load_stop).await;
         let _ = load_done_tx.send(true);
-        report.map(|r| (r, observer.1.0))
+        report.map(|r| (r, observer.0.1.0))
     });
-    let chaos_targets = topology.chaos_targets()?;
+    let chaos_targets =
+        crate::metrics::FaultGauge::new(topology.chaos_targets()?, &chaos_registry, &plan);
     let chaos_cancel = {
         let mut interrupt = interrupt.clone();
         let mut load_done = load_done.clone();
@@ -201,7 +275,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Verdict> {
     let sources = verifier::Sources {
         store: store.clone(),
         history: Some(verifier::HistorySource::Sqlite(history_path)),
-        journal: Some(journal_path),
+        journal: Some(journal_path.clone()),
     };
     let options = verifier::Options {
         end_at_us: Some(end_at_us),
@@ -238,6 +312,33 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Verdict> {
     artifacts::write_all(&run_dir, &outcome).await?;
     print!("{}", artifacts::text(&outcome));
     eprintln!("rig run: run directory {}", run_dir.display());
+    if let Some(url) = &args.grafana_url {
+        match crate::grafana::annotate_chaos(
+            url,
+            args.grafana_token.as_deref(),
+            &run_id,
+            &journal_path,
+        )
+        .await
+        {
+            Ok(n) => eprintln!("rig run: posted {n} chaos annotation(s) to {url}"),
+            Err(err) => eprintln!("rig run: Grafana annotations not posted: {err:#}"),
+        }
+    }
+    if let Some(exporter) = exporter {
+        if !args.metrics_linger.is_zero() && !*interrupt.borrow() {
+            eprintln!(
+                "rig run: serving the final metrics for {} more (--metrics-linger; Ctrl-C ends it)",
+                loadgen::format_duration(args.metrics_linger)
+            );
+            let mut interrupt = interrupt.clone();
+            tokio::select! {
+                _ = tokio::time::sleep(args.metrics_linger) => {}
+                _ = interrupt.wait_for(|i| *i) => {}
+            }
+        }
+        exporter.shutdown().await;
+    }
     if !incomplete.is_empty() {
         anyhow::bail!(
             "the run did not complete ({}); the verdict above is partial",
@@ -246,6 +347,38 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Verdict> {
     }
     let failed = report.status == verifier::Status::Fail || judged.iter().any(|t| !t.passed);
     Ok(if failed { Verdict::Fail } else { Verdict::Pass })
+}
+
+/// `rig_run_info` labels: the run, the profile and the settings runs are compared by.
+fn run_info_labels<'a>(run_id: &str, profile: &'a profile::Profile) -> Vec<(&'a str, String)> {
+    let target = &profile.target;
+    vec![
+        ("run_id", run_id.to_string()),
+        ("profile", profile.run.name.clone()),
+        ("seed", profile.run.seed.to_string()),
+        ("retry_budget_ratio", target.retry_budget.ratio.to_string()),
+        (
+            "retry_budget_min_per_second",
+            target.retry_budget.min_per_sec.to_string(),
+        ),
+        (
+            "client_max_attempts",
+            profile.workload.retry.max_attempts.to_string(),
+        ),
+        (
+            "admission_max_in_flight",
+            target.admission.provider_max_in_flight.to_string(),
+        ),
+        (
+            "defects",
+            target
+                .defects
+                .iter()
+                .map(|d| d.as_str())
+                .collect::<Vec<_>>()
+                .join("+"),
+        ),
+    ]
 }
 
 /// A PostgreSQL schema prefix from the run id.

@@ -13,15 +13,20 @@ use std::time::Duration;
 
 use anyhow::Context;
 use sqlx::Row;
+use target_system::store::{Access, Db, StoreName};
 use target_system::system::{RegionPlan, System};
 use target_system::{RegionId, StoreUrl, TargetConfig};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 pub struct Topology {
-    system: System,
+    /// The system this run started (None when it drives an external one).
+    system: Option<System>,
+    /// The region stores, for the drain.
+    region_dbs: Vec<(RegionId, Db)>,
     embedded: Option<chaos::EmbeddedToxiproxy>,
-    control: chaos::ToxiproxyControl,
+    /// The Toxiproxy the proxy faults go to (None: an external system without one).
+    control: Option<chaos::ToxiproxyControl>,
     /// Where the load enters: region a, region b (direct, not proxied).
     pub region_urls: Vec<String>,
     /// The provider's own address (its fault API).
@@ -110,13 +115,69 @@ impl Topology {
             },
         ];
         let system = System::start(config, store, Some(provider), plans).await?;
+        let region_dbs = system
+            .regions
+            .iter()
+            .map(|(region, _)| (region.id(), region.db().clone()))
+            .collect();
         Ok(Self {
-            system,
+            system: Some(system),
+            region_dbs,
             embedded,
-            control,
+            control: Some(control),
             region_urls: vec![format!("http://{a_addr}"), format!("http://{b_addr}")],
             provider_url: format!("http://{provider_addr}"),
         })
+    }
+
+    /// An already-running system (e.g. the compose stack): the load enters at `regions`
+    /// (a, then b), provider faults go to `provider`, proxy faults to the Toxiproxy at
+    /// `toxiproxy` (its proxies `a_to_b`, `b_to_a`, `a_to_provider`, `b_to_provider` must
+    /// exist), and the drain reads the region stores at `store`. Nothing is started.
+    pub async fn external(
+        regions: &[String],
+        provider: &str,
+        toxiproxy: Option<&str>,
+        store: &StoreUrl,
+    ) -> anyhow::Result<Self> {
+        let control = toxiproxy
+            .map(|url| chaos::ToxiproxyControl::new(url).context("the Toxiproxy URL"))
+            .transpose()?;
+        let mut region_dbs = Vec::new();
+        for id in [RegionId::A, RegionId::B] {
+            let db = Db::open_with(store, StoreName::Region(id), Access::ReadOnly)
+                .await
+                .with_context(|| {
+                    format!(
+                        "opening region {}'s store at {} (read-only)",
+                        id.as_str(),
+                        store.describe(StoreName::Region(id))
+                    )
+                })?;
+            region_dbs.push((id, db));
+        }
+        Ok(Self {
+            system: None,
+            region_dbs,
+            embedded: None,
+            control,
+            region_urls: regions.to_vec(),
+            provider_url: provider.trim_end_matches('/').to_string(),
+        })
+    }
+
+    /// Every metrics registry of the system this run started (none for an external one:
+    /// its services serve their own `/metrics`).
+    pub fn registries(&self) -> Vec<prometheus::Registry> {
+        let Some(system) = &self.system else {
+            return Vec::new();
+        };
+        system
+            .provider
+            .iter()
+            .map(|(p, _)| p.registry().clone())
+            .chain(system.regions.iter().map(|(r, _)| r.registry().clone()))
+            .collect()
     }
 
     /// What the chaos timeline acts on.
@@ -128,7 +189,7 @@ impl Topology {
                 .context("the provider's admin URL")?,
         );
         Ok(chaos::Targets {
-            toxiproxy: Some(self.control.clone()),
+            toxiproxy: self.control.clone(),
             providers,
         })
     }
@@ -165,8 +226,8 @@ impl Topology {
 
     async fn work_left(&self) -> String {
         let mut parts = Vec::new();
-        for (region, _) in &self.system.regions {
-            let pool = &region.db().pool;
+        for (id, db) in &self.region_dbs {
+            let pool = &db.pool;
             for (sql, what) in [
                 (
                     "SELECT COUNT(*) FROM orders WHERE status NOT IN ('order_confirmed', 'failed_safely')",
@@ -188,12 +249,12 @@ impl Topology {
                 {
                     Ok(n) => n,
                     Err(err) => {
-                        parts.push(format!("region {}: {err}", region.id()));
+                        parts.push(format!("region {}: {err}", id.as_str()));
                         continue;
                     }
                 };
                 if n > 0 {
-                    parts.push(format!("region {}: {n} {what}", region.id()));
+                    parts.push(format!("region {}: {n} {what}", id.as_str()));
                 }
             }
         }
@@ -202,8 +263,17 @@ impl Topology {
 
     /// Stops the system (flushing its logs) and the embedded proxy server.
     pub async fn shutdown(self) {
-        if let Err(err) = self.system.shutdown().await {
-            eprintln!("rig run: the system did not stop cleanly: {err}");
+        match self.system {
+            Some(system) => {
+                if let Err(err) = system.shutdown().await {
+                    eprintln!("rig run: the system did not stop cleanly: {err}");
+                }
+            }
+            None => {
+                for (_, db) in &self.region_dbs {
+                    db.close().await;
+                }
+            }
         }
         if let Some(server) = self.embedded {
             let _ = server.shutdown().await;
