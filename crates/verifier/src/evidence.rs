@@ -195,10 +195,17 @@ impl Keyed for ArrivalRow {
     }
 }
 
-/// Rows per page: enough to amortise a query, small enough to keep memory flat.
-const PAGE: usize = 4_000;
+/// Rows per page: enough to amortise a query, small enough to keep memory flat. SQLite
+/// builds a page in-process, where large strings cost allocator time; PostgreSQL pays a
+/// round trip and a sort per page, so it gets larger ones.
+fn page_rows(db: &Db) -> usize {
+    match db.dialect {
+        Dialect::Sqlite => 1_000,
+        Dialect::Postgres => 8_000,
+    }
+}
 
-/// One page query: a JSON array of `item` over at most [`PAGE`] rows of `table` (aliased
+/// One page query: a JSON array of `item` over at most [`page_rows`] rows of `table` (aliased
 /// `o`) whose order id is greater than `$1`, sorted by order id then `then`. Plain keyset
 /// paging on the `order_id` index: no sort, no scan of what was already read.
 fn page(db: &Db, item: &str, table: &str, then: &str) -> String {
@@ -207,14 +214,15 @@ fn page(db: &Db, item: &str, table: &str, then: &str) -> String {
     } else {
         format!(", {then}")
     };
+    let rows = page_rows(db);
     match db.dialect {
         Dialect::Sqlite => format!(
             "SELECT json_group_array({item}) FROM \
-             (SELECT * FROM {table} WHERE order_id > $1 ORDER BY order_id{order} LIMIT {PAGE}) o"
+             (SELECT * FROM {table} WHERE order_id > $1 ORDER BY order_id{order} LIMIT {rows}) o"
         ),
         Dialect::Postgres => format!(
             "SELECT json_agg({item} ORDER BY o.order_id COLLATE \"C\"{})::text FROM \
-             (SELECT * FROM {table} WHERE order_id COLLATE \"C\" > $1 ORDER BY order_id COLLATE \"C\"{order} LIMIT {PAGE}) o",
+             (SELECT * FROM {table} WHERE order_id COLLATE \"C\" > $1 ORDER BY order_id COLLATE \"C\"{order} LIMIT {rows}) o",
             if then.is_empty() {
                 String::new()
             } else {
@@ -314,7 +322,7 @@ impl RegionStreams {
                 "orders",
                 db.pool.clone(),
                 orders,
-                PAGE,
+                page_rows(db),
                 decode("orders", move |r: Order| OrderRow {
                     store,
                     order_id: r.0,
@@ -333,7 +341,7 @@ impl RegionStreams {
                 "order_transitions",
                 db.pool.clone(),
                 transitions,
-                PAGE,
+                page_rows(db),
                 decode("transitions", move |r: Transition| TransitionRow {
                     store,
                     order_id: r.0,
@@ -350,7 +358,7 @@ impl RegionStreams {
                 "outbox",
                 db.pool.clone(),
                 events,
-                PAGE,
+                page_rows(db),
                 decode("outbox", move |r: Event| EventRow {
                     store,
                     order_id: r.0,
@@ -364,7 +372,7 @@ impl RegionStreams {
                 "fulfilments",
                 db.pool.clone(),
                 effects,
-                PAGE,
+                page_rows(db),
                 decode("fulfilments", move |r: Effect| EffectRow {
                     store,
                     order_id: r.0,
@@ -387,7 +395,7 @@ pub fn charges(db: &Db) -> Sorted<ChargeRow> {
         "provider_charges",
         db.pool.clone(),
         sql,
-        PAGE,
+        page_rows(db),
         |text: &str| {
             type Row = (String, String, String, i64, String, String, i64, i64);
             let rows: Vec<Row> =
@@ -432,7 +440,7 @@ pub fn arrivals(db: &Db) -> Sorted<ArrivalRow> {
         "history_arrivals",
         db.pool.clone(),
         sql,
-        PAGE,
+        page_rows(db),
         |text: &str| {
             type Row = (
                 i64,

@@ -12,12 +12,14 @@
 //! Everything streams in time order with bounded state (the retry window holds the calls of
 //! one ttl).
 
-use std::collections::VecDeque;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
 
 use futures_util::TryStreamExt;
 use serde_json::json;
 use sqlx::Row;
 use target_system::Db;
+use target_system::store::Dialect;
 
 use super::{Context, at};
 use crate::VerifyError;
@@ -57,24 +59,27 @@ async fn concurrency(
     notes: &mut Vec<String>,
 ) -> Result<(), VerifyError> {
     let limit = i64::from(ctx.config.admission.provider_max_in_flight);
-    let mut events = sqlx::query(
-        "SELECT t, d FROM (SELECT started_at_us AS t, 1 AS d FROM payment_attempts \
-         UNION ALL SELECT finished_at_us AS t, -1 AS d FROM payment_attempts) x ORDER BY t, d",
-    )
-    .fetch(&db.pool);
-    let (mut now, mut peak, mut peak_at, mut calls) = (0i64, 0i64, 0i64, 0u64);
-    while let Some(row) = events.try_next().await? {
-        let d: i64 = row.try_get("d")?;
-        now += d;
-        if d > 0 {
-            calls += 1;
+    // Calls in start order; the ends of the calls in flight wait in a min-heap, and every end
+    // at or before a start is taken first (ends before starts at one instant). A call with
+    // no end is in flight to the end of the records.
+    let mut ends: BinaryHeap<Reverse<i64>> = BinaryHeap::new();
+    let (mut peak, mut peak_at, mut calls) = (0i64, 0i64, 0u64);
+    each_attempt(db, |call| {
+        while ends
+            .peek()
+            .is_some_and(|Reverse(end)| *end <= call.started_at_us)
+        {
+            ends.pop();
         }
+        calls += 1;
+        ends.push(Reverse(call.finished_at_us.unwrap_or(i64::MAX)));
+        let now = ends.len() as i64;
         if now > peak {
             peak = now;
-            peak_at = row.try_get("t")?;
+            peak_at = call.started_at_us;
         }
-    }
-    drop(events);
+    })
+    .await?;
     verdict.checked += calls;
     notes.push(format!(
         "{store}: peak {peak} provider calls in flight (limit {limit})"
@@ -126,17 +131,16 @@ async fn retry_budget(
     let budget = &ctx.config.retry_budget;
     let ttl_us = i64::try_from(budget.ttl_seconds).unwrap_or(10) * 1_000_000;
     let reserve = budget.min_per_sec * budget.ttl_seconds as f64;
-    let mut attempts = sqlx::query(
-        "SELECT started_at_us, is_retry, order_id FROM payment_attempts WHERE op = 'charge' ORDER BY started_at_us, id",
-    )
-    .fetch(&db.pool);
     let (mut first_tries, mut retries): (VecDeque<i64>, VecDeque<i64>) =
         (VecDeque::new(), VecDeque::new());
     let (mut total_retries, mut total_first) = (0u64, 0u64);
     let mut worst: Option<(f64, i64, usize, usize, String)> = None;
-    while let Some(row) = attempts.try_next().await? {
-        let t: i64 = row.try_get("started_at_us")?;
-        let is_retry = row.try_get::<i64, _>("is_retry")? == 1;
+    each_attempt(db, |row| {
+        if row.op != "charge" {
+            return;
+        }
+        let t = row.started_at_us;
+        let is_retry = row.is_retry == 1;
         while first_tries.front().is_some_and(|s| *s <= t - ttl_us) {
             first_tries.pop_front();
         }
@@ -146,7 +150,7 @@ async fn retry_budget(
         if !is_retry {
             total_first += 1;
             first_tries.push_back(t);
-            continue;
+            return;
         }
         total_retries += 1;
         retries.push_back(t);
@@ -158,11 +162,11 @@ async fn retry_budget(
                 t,
                 retries.len(),
                 first_tries.len(),
-                row.try_get("order_id")?,
+                row.order_id.clone(),
             ));
         }
-    }
-    drop(attempts);
+    })
+    .await?;
     verdict.checked += total_retries;
     notes.push(format!(
         "{store}: {total_retries} retries on {total_first} first tries (budget {} x + {} per {} s)",
@@ -182,6 +186,70 @@ async fn retry_budget(
         });
     }
     Ok(())
+}
+
+/// One `payment_attempts` row, as the sweeps read it.
+#[derive(Debug, serde::Deserialize)]
+struct Attempt {
+    id: i64,
+    started_at_us: i64,
+    finished_at_us: Option<i64>,
+    is_retry: i64,
+    order_id: String,
+    op: String,
+}
+
+/// Attempts per page query (see `evidence::page_rows`).
+fn attempt_page(db: &Db) -> usize {
+    match db.dialect {
+        Dialect::Sqlite => 1_000,
+        Dialect::Postgres => 8_000,
+    }
+}
+
+/// Visits every `payment_attempts` row in (started_at_us, id) order, reading a JSON array
+/// of rows per query: one driver row per page instead of one per call keeps a
+/// million-call store fast, and memory is one page.
+async fn each_attempt(db: &Db, mut visit: impl FnMut(&Attempt)) -> Result<(), VerifyError> {
+    let columns = "'id', o.id, 'started_at_us', o.started_at_us, 'finished_at_us', o.finished_at_us, \
+                   'is_retry', o.is_retry, 'order_id', o.order_id, 'op', o.op";
+    // `started_at_us >= $1` is the index range; the rest skips what the last page took.
+    let page_rows = attempt_page(db);
+    let rows = format!(
+        "SELECT * FROM payment_attempts WHERE started_at_us >= $1 \
+         AND (started_at_us > $1 OR id > $2) ORDER BY started_at_us, id LIMIT {page_rows}"
+    );
+    let sql = match db.dialect {
+        Dialect::Sqlite => {
+            format!("SELECT json_group_array(json_object({columns})) FROM ({rows}) o")
+        }
+        Dialect::Postgres => format!(
+            "SELECT json_agg(json_build_object({columns}) ORDER BY o.started_at_us, o.id)::text FROM ({rows}) o"
+        ),
+    };
+    let (mut after_t, mut after_id) = (i64::MIN, i64::MIN);
+    loop {
+        let page: Option<String> = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+            .bind(after_t)
+            .bind(after_id)
+            .fetch_one(&db.pool)
+            .await?
+            .try_get(0)?;
+        let calls: Vec<Attempt> = match page {
+            None => Vec::new(),
+            Some(text) => serde_json::from_str(&text).map_err(|err| VerifyError::Read {
+                what: "payment_attempts page",
+                reason: err.to_string(),
+            })?,
+        };
+        calls.iter().for_each(&mut visit);
+        match calls.last() {
+            Some(last) if calls.len() == page_rows => {
+                (after_t, after_id) = (last.started_at_us, last.id);
+            }
+            _ => return Ok(()),
+        }
+    }
 }
 
 async fn shed_latency(
