@@ -53,6 +53,15 @@ impl Observer for () {
     fn on_interval(&mut self, _interval: &IntervalView<'_>) {}
 }
 
+/// An optional observer.
+impl<A: Observer> Observer for Option<A> {
+    fn on_interval(&mut self, interval: &IntervalView<'_>) {
+        if let Some(observer) = self {
+            observer.on_interval(interval);
+        }
+    }
+}
+
 /// Several observers, in order.
 impl<A: Observer, B: Observer> Observer for (A, B) {
     fn on_interval(&mut self, interval: &IntervalView<'_>) {

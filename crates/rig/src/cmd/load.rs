@@ -325,7 +325,8 @@ fn write_json(
 
 /// `--metrics-addr`: the load generator's metrics and, when asked for, their endpoint.
 pub(crate) struct LiveMetrics {
-    pub(crate) load: loadgen::LoadMetrics,
+    /// None without --metrics-addr: nothing to feed, nothing for the generator to do.
+    pub(crate) load: Option<loadgen::LoadMetrics>,
     exporter: Option<crate::metrics::Exporter>,
 }
 
@@ -336,18 +337,18 @@ impl LiveMetrics {
         shard: loadgen::Shard,
     ) -> anyhow::Result<Self> {
         let shard = shard.to_string();
-        let load = loadgen::LoadMetrics::new(&[("run_id", run_id), ("shard", &shard)]);
-        let exporter = match &args.metrics_addr {
+        let (load, exporter) = match &args.metrics_addr {
             Some(addr) => {
+                let load = loadgen::LoadMetrics::new(&[("run_id", run_id), ("shard", &shard)]);
                 let registries = crate::metrics::Registries::default();
                 registries.add(load.registry().clone());
                 let exporter = crate::metrics::Exporter::start(addr, registries)
                     .await
                     .map_err(|err| bad(format!("{err:#}")))?;
                 eprintln!("rig load: metrics at http://{}/metrics", exporter.addr());
-                Some(exporter)
+                (Some(load), Some(exporter))
             }
-            None => None,
+            None => (None, None),
         };
         Ok(Self { load, exporter })
     }
