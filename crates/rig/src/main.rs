@@ -11,6 +11,11 @@ mod target_config;
 
 use std::process::ExitCode;
 
+/// jemalloc: rows and buffers are allocated on one thread (a database driver's, the load
+/// generator's) and freed on another, which makes glibc's arenas contend.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use clap::{Parser, Subcommand};
 
 /// Does this checkout system keep its promises under load and faults?

@@ -9,6 +9,10 @@
 
 use std::time::Instant;
 
+/// The allocator of the `rig` binary, so the figure is the one users get.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use futures_util::TryStreamExt;
 use target_system::store::Dialect;
 use target_system::{Db, RegionId, StoreName, StoreUrl};

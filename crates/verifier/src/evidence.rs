@@ -200,7 +200,7 @@ impl Keyed for ArrivalRow {
 /// round trip and a sort per page, so it gets larger ones.
 fn page_rows(db: &Db) -> usize {
     match db.dialect {
-        Dialect::Sqlite => 1_000,
+        Dialect::Sqlite => 4_000,
         Dialect::Postgres => 8_000,
     }
 }
@@ -215,14 +215,31 @@ fn page(db: &Db, item: &str, table: &str, then: &str) -> String {
         format!(", {then}")
     };
     let rows = page_rows(db);
+    // Only the columns the item uses: copying whole rows (order bodies, event payloads)
+    // into the subquery costs more than reading them.
+    let mut columns: Vec<&str> = item
+        .split("o.")
+        .skip(1)
+        .filter_map(|rest| {
+            let end = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len());
+            (end > 0).then(|| &rest[..end])
+        })
+        .chain(std::iter::once("order_id"))
+        .chain((!then.is_empty()).then_some(then))
+        .collect();
+    columns.sort_unstable();
+    columns.dedup();
+    let columns = columns.join(", ");
     match db.dialect {
         Dialect::Sqlite => format!(
             "SELECT json_group_array({item}) FROM \
-             (SELECT * FROM {table} WHERE order_id > $1 ORDER BY order_id{order} LIMIT {rows}) o"
+             (SELECT {columns} FROM {table} WHERE order_id > $1 ORDER BY order_id{order} LIMIT {rows}) o"
         ),
         Dialect::Postgres => format!(
             "SELECT json_agg({item} ORDER BY o.order_id COLLATE \"C\"{})::text FROM \
-             (SELECT * FROM {table} WHERE order_id COLLATE \"C\" > $1 ORDER BY order_id COLLATE \"C\"{order} LIMIT {rows}) o",
+             (SELECT {columns} FROM {table} WHERE order_id COLLATE \"C\" > $1 ORDER BY order_id COLLATE \"C\"{order} LIMIT {rows}) o",
             if then.is_empty() {
                 String::new()
             } else {
