@@ -1,32 +1,16 @@
 //! `rig load --workload checkout` as a user runs it: a real process against stub regions on
 //! loopback; bad input exits 2 at once with the field and the fix.
 
-use std::process::{Command, Output, Stdio};
-use std::sync::mpsc;
+use std::process::Output;
 use std::time::Duration;
 
-/// Runs `rig ARGS`, failing the test if it has not exited within `limit`.
-fn rig(args: &[&str], limit: Duration) -> Output {
-    let child = Command::new(env!("CARGO_BIN_EXE_rig"))
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("rig starts");
-    let id = child.id();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(limit) {
-        Ok(output) => output.expect("rig ran"),
-        Err(_) => panic!("rig {args:?} (pid {id}) did not exit within {limit:?}"),
-    }
-}
+mod common;
 
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+use common::text;
+
+/// Runs `rig ARGS` within `limit`.
+fn rig(args: &[&str], limit: Duration) -> Output {
+    common::rig_within(args, limit)
 }
 
 /// A stub region on 127.0.0.1:0: lists two skus at /admin/state, confirms every checkout.

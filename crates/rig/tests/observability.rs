@@ -6,7 +6,7 @@
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -14,6 +14,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use target_system::testkit::TempDir;
+
+mod common;
+
+use common::{KillOnDrop, http_get, try_http_get};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -125,30 +129,6 @@ impl LiveRun {
         let status = self.child.wait().expect("rig exits");
         (status.code(), format!("{stdout}{}", self.seen))
     }
-}
-
-/// A plain HTTP/1.0 GET: the status line and the body (None if it cannot connect).
-fn try_http_get(addr: &str, path: &str) -> Option<(String, String)> {
-    let mut stream = TcpStream::connect(addr).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    Some((
-        head.lines().next().unwrap_or("").to_string(),
-        body.to_string(),
-    ))
-}
-
-/// A GET that must answer 200; the body.
-fn http_get(addr: &str, path: &str) -> String {
-    let (status, body) =
-        try_http_get(addr, path).unwrap_or_else(|| panic!("GET http://{addr}{path}: no answer"));
-    assert!(status.contains(" 200 "), "GET {path}: {status}: {body}");
-    body
 }
 
 /// Families in an exposition: name -> type.
@@ -411,7 +391,7 @@ fn prometheus_scrapes_a_run_and_answers_the_dashboard_queries() {
     .unwrap();
     let data = dir.path().join("data");
     let prom_addr = format!("127.0.0.1:{prom_port}");
-    let mut server = Command::new(prometheus)
+    let server = Command::new(prometheus)
         .arg(format!("--config.file={}", config.display()))
         .arg(format!("--storage.tsdb.path={}", data.display()))
         .arg(format!("--web.listen-address={prom_addr}"))
@@ -419,14 +399,7 @@ fn prometheus_scrapes_a_run_and_answers_the_dashboard_queries() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("prometheus starts");
-    struct Kill<'a>(&'a mut Child);
-    impl Drop for Kill<'_> {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let guard = Kill(&mut server);
+    let guard = KillOnDrop(Some(server));
     // Start the run only once Prometheus scrapes: `up` has a sample after its first
     // (failed, nothing listens yet) scrape of the rig target.
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -8,17 +8,9 @@ use bytes::Bytes;
 use rig_http::{HttpClient, Method};
 use serde_json::{Value, json};
 
-/// Kills the child if the test fails before it stops it, so no server outlives a test.
-struct KillOnDrop(Option<std::process::Child>);
+mod common;
 
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        if let Some(child) = self.0.as_mut() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
+use common::KillOnDrop;
 
 fn rig() -> Command {
     Command::new(env!("CARGO_BIN_EXE_rig"))
@@ -274,15 +266,7 @@ fn run_drives_an_external_system() {
     );
 
     // The services label their series with their own run id.
-    let metrics = {
-        use std::io::{Read, Write};
-        let addr = url_of["region a"].trim_start_matches("http://").to_string();
-        let mut stream = std::net::TcpStream::connect(&addr).unwrap();
-        write!(stream, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
-        let mut text = String::new();
-        stream.read_to_string(&mut text).unwrap();
-        text
-    };
+    let metrics = common::http_get(url_of["region a"].trim_start_matches("http://"), "/metrics");
     assert!(
         metrics.contains("rig_region_checkouts_total{") && metrics.contains("run_id=\"stack-1\""),
         "{metrics}"

@@ -25,7 +25,7 @@ pub mod retry;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use prometheus::{Gauge, HistogramVec, IntCounterVec, IntGauge, Registry};
@@ -568,20 +568,21 @@ impl Region {
     /// Sets the backlog gauges (open orders, oldest open age, outbox lag) from the store;
     /// the index on (status, updated_at_us) and the partial outbox index keep it cheap.
     async fn sample_backlog(&self) -> Result<(), sqlx::Error> {
-        let open = OrderState::ALL
-            .iter()
-            .filter(|s| !s.is_terminal())
-            .map(|s| format!("'{}'", s.as_str()))
-            .collect::<Vec<_>>()
-            .join(", ");
+        // The state names are the enum's own constants, never input.
+        static OPEN_ORDERS: LazyLock<String> = LazyLock::new(|| {
+            let open = OrderState::ALL
+                .iter()
+                .filter(|s| !s.is_terminal())
+                .map(|s| format!("'{}'", s.as_str()))
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!("SELECT COUNT(*), MIN(created_at_us) FROM orders WHERE status IN ({open})")
+        });
         let now = crate::clock::now_us();
         let m = &self.inner.metrics;
-        // The state names are the enum's own constants, never input.
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT COUNT(*), MIN(created_at_us) FROM orders WHERE status IN ({open})"
-        )))
-        .fetch_one(&self.inner.db.pool)
-        .await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(OPEN_ORDERS.as_str()))
+            .fetch_one(&self.inner.db.pool)
+            .await?;
         let (count, oldest): (i64, Option<i64>) = (row.try_get(0)?, row.try_get(1)?);
         m.orders_open.set(count);
         m.oldest_open_age

@@ -1,0 +1,71 @@
+//! Helpers shared by the `rig` integration tests: the binary as a child process that can
+//! neither hang a test nor outlive it, and a plain HTTP GET.
+
+// Each test file uses some of these.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// Runs `rig ARGS`, failing the test if it has not exited within `limit` (nothing hangs).
+pub fn rig_within(args: &[&str], limit: Duration) -> Output {
+    let child = Command::new(env!("CARGO_BIN_EXE_rig"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("rig starts");
+    let id = child.id();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(output) => output.expect("rig ran"),
+        Err(_) => panic!("rig {args:?} (pid {id}) did not exit within {limit:?}"),
+    }
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Kills the child if the test fails before it stops it, so no server outlives a test.
+pub struct KillOnDrop(pub Option<Child>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(child) = self.0.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A plain HTTP/1.0 GET: the status line and the body (None if it cannot connect).
+pub fn try_http_get(addr: &str, path: &str) -> Option<(String, String)> {
+    let mut stream = TcpStream::connect(addr).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    Some((
+        head.lines().next().unwrap_or("").to_string(),
+        body.to_string(),
+    ))
+}
+
+/// A GET that must answer 200; the body.
+pub fn http_get(addr: &str, path: &str) -> String {
+    let (status, body) =
+        try_http_get(addr, path).unwrap_or_else(|| panic!("GET http://{addr}{path}: no answer"));
+    assert!(status.contains(" 200 "), "GET {path}: {status}: {body}");
+    body
+}
