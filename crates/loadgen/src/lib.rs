@@ -16,7 +16,8 @@
 //!   yields [`Arrival`]s lazily, for one [`Shard`].
 //! - [`shard`]: `--shard i/N`, a deterministic 1/N slice.
 //! - [`workload`]: the [`Workload`] trait and its [`Dispatch`] / [`Completion`] / [`Outcome`].
-//! - [`http`]: the generic HTTP workload: one hyper keep-alive connection per lane.
+//! - [`http`]: the generic HTTP workload: one HTTP/1.1 keep-alive connection per lane, the
+//!   request encoded once and responses parsed with `httparse`.
 //! - [`checkout`]: the checkout workload: customers with retries, double-clicks and polls
 //!   ([`CheckoutSpec`], [`CheckoutRun`]), and the client history they leave
 //!   ([`HistorySink`], schema in the module docs).

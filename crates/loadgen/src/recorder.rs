@@ -68,7 +68,7 @@ pub(crate) struct PhaseRec {
 }
 
 impl PhaseRec {
-    fn op(&mut self, op: &'static str) -> &mut OpRec {
+    fn series(&mut self, op: &'static str, outcome: Outcome) -> &mut Series {
         let at = match self.ops.iter().position(|o| o.op == op) {
             Some(at) => at,
             None => {
@@ -79,12 +79,8 @@ impl PhaseRec {
                 self.ops.len() - 1
             }
         };
-        &mut self.ops[at]
-    }
-
-    fn series(&mut self, op: &'static str, outcome: Outcome) -> &mut Series {
-        let phase = self.info.name.clone();
-        let slot = &mut self.op(op).outcomes[outcome.slot()];
+        let phase = &self.info.name;
+        let slot = &mut self.ops[at].outcomes[outcome.slot()];
         slot.get_or_insert_with(|| {
             let tag = match outcome {
                 Outcome::Dropped => format!("dropped/{phase}/{op}"),

@@ -70,6 +70,9 @@ async fn malformed_specs_name_the_field() {
     let mut bad_header = HttpSpec::get("http://127.0.0.1:1/");
     bad_header.headers = vec!["NoColonHere".into()];
     cases.push((bad_header, "--header"));
+    let mut framing_header = HttpSpec::get("http://127.0.0.1:1/");
+    framing_header.headers = vec!["Transfer-Encoding: chunked".into()];
+    cases.push((framing_header, "--header"));
     let mut no_connections = HttpSpec::get("http://127.0.0.1:1/");
     no_connections.connections = 0;
     cases.push((no_connections, "--connections"));
@@ -134,4 +137,121 @@ async fn method_headers_and_body_are_sent() {
     .unwrap();
     assert_eq!(report.count(Outcome::Ok), 20, "{:?}", report.status_codes);
     assert_eq!(report.bytes, 20 * 5);
+}
+
+/// A raw HTTP/1.1 server: answers each request head on a connection with the next of
+/// `replies` (cycling), written in small pieces so the client sees partial reads, and
+/// closes the connection after a reply that ends with `close`.
+async fn raw_server(replies: &'static [(&'static str, bool)]) -> String {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/raw", listener.local_addr().unwrap());
+    let next = std::sync::Arc::new(AtomicUsize::new(0));
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let next = std::sync::Arc::clone(&next);
+            tokio::spawn(async move {
+                let mut pending = Vec::new();
+                let mut buf = [0u8; 1024];
+                loop {
+                    let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => pending.extend_from_slice(&buf[..n]),
+                        }
+                        continue;
+                    };
+                    pending.drain(..end + 4);
+                    let (reply, close) =
+                        replies[next.fetch_add(1, Ordering::Relaxed) % replies.len()];
+                    for piece in reply.as_bytes().chunks(7) {
+                        if stream.write_all(piece).await.is_err() {
+                            return;
+                        }
+                        stream.flush().await.unwrap();
+                        tokio::task::yield_now().await;
+                    }
+                    if close {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    url
+}
+
+async fn run_raw(spec: HttpSpec, arrivals: u32) -> loadgen::Report {
+    use loadgen::{Engine, EngineConfig, Schedule, ScheduleSpec, Shard};
+    use std::sync::Arc;
+
+    let schedule = Schedule::compile(&ScheduleSpec::hold(
+        f64::from(arrivals) * 5.0,
+        Duration::from_millis(200),
+        loadgen::ArrivalProcess::Constant,
+        0,
+    ))
+    .unwrap();
+    loadgen::on_dedicated_thread("test-raw", move || async move {
+        let workload = Arc::new(HttpWorkload::connect(&spec).await.unwrap());
+        Engine::new(schedule, Shard::WHOLE, workload, EngineConfig::default())
+            .unwrap()
+            .run(&mut (), std::future::pending())
+            .await
+    })
+    .await
+    .unwrap()
+}
+
+/// Responses are read by their HTTP/1.1 framing, however they arrive: chunked (with an
+/// extension and a trailer), after an interim 100, by Content-Length, until the close of an
+/// HTTP/1.0 connection, and with `Connection: close`. Every request gets its answer, the
+/// body bytes are counted exactly, and closed connections are reopened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn responses_are_read_by_their_framing() {
+    use loadgen::Outcome;
+
+    static REPLIES: &[(&str, bool)] = &[
+        (
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nhello\r\n6\r\n world\r\n0\r\nTrailer: 1\r\n\r\n",
+            false,
+        ),
+        (
+            "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 3\r\n\r\nabc",
+            false,
+        ),
+        ("HTTP/1.1 503 Busy\r\nContent-Length: 0\r\n\r\n", false),
+        ("HTTP/1.0 200 OK\r\n\r\nuntil-close", true),
+        (
+            "HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 2\r\n\r\nno",
+            true,
+        ),
+    ];
+    let mut spec = HttpSpec::get(&raw_server(REPLIES).await);
+    spec.connections = 1;
+    spec.timeout = Duration::from_secs(5);
+    let report = run_raw(spec, 50).await;
+    assert_eq!(report.count(Outcome::Unknown), 0, "{:?}", report.errors);
+    assert_eq!(report.count(Outcome::Ok), 30, "{:?}", report.status_codes);
+    assert_eq!(report.count(Outcome::Rejected), 10);
+    assert_eq!(report.count(Outcome::Failed), 10);
+    assert_eq!(report.bytes, 10 * (11 + 3 + 11 + 2));
+}
+
+/// A HEAD response announces a length but carries no body: the client must not wait for
+/// one (it would time out, and the next answer would be misread).
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn head_responses_have_no_body() {
+    use loadgen::Outcome;
+
+    static REPLIES: &[(&str, bool)] = &[("HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n", false)];
+    let mut spec = HttpSpec::get(&raw_server(REPLIES).await);
+    spec.method = "HEAD".into();
+    spec.connections = 1;
+    spec.timeout = Duration::from_secs(5);
+    let report = run_raw(spec, 20).await;
+    assert_eq!(report.count(Outcome::Ok), 20, "{:?}", report.errors);
+    assert_eq!(report.bytes, 0);
 }

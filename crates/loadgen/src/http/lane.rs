@@ -1,52 +1,52 @@
-//! One HTTP/1.1 keep-alive connection per lane, driven inside the lane's own task.
+//! One HTTP/1.1 keep-alive connection per lane, spoken directly on the socket.
 //!
-//! hyper's client connection is normally spawned as a task of its own that talks to the
-//! request side over channels: extra task wake-ups on every request. Here the lane polls the
-//! connection future together with the request, so the socket, the request and the
-//! response all advance in one task: that is most of what makes the generator cheap enough
-//! to hold high rates on one core. A connection that breaks, times out or is closed
-//! by the peer is dropped, and the lane reconnects for its next arrival.
+//! The generic workload sends the same request over and over, so the request is encoded
+//! once (see [`super::HttpWorkload`]) and each exchange is: write those bytes, read the
+//! response head into the lane's buffer, parse it with `httparse` (the parser under hyper),
+//! then count the body off the socket by its framing (`Content-Length`, chunked, or until
+//! close) without keeping it. No per-request allocation, channel or extra task: at 100k
+//! requests a second on one core, that is what leaves room for the kernel's share of the
+//! work. A connection that breaks, times out, is closed by the peer or says
+//! `Connection: close` is dropped, and the lane reconnects for its next arrival.
 
-use std::future::{Future, poll_fn};
+use std::io::ErrorKind;
 use std::net::SocketAddr;
-use std::pin::{Pin, pin};
-use std::task::Poll;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::Request;
-use hyper::client::conn::http1::{self, Connection, SendRequest};
-use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
-type Conn = Connection<TokioIo<TcpStream>, Full<Bytes>>;
-
-/// An open connection: the request side and the connection future to poll alongside.
-pub(crate) struct Open {
-    sender: SendRequest<Full<Bytes>>,
-    connection: Pin<Box<Conn>>,
-}
+/// The lane's read buffer: a response head must fit in it (bodies stream through).
+const READ_BUFFER: usize = 16 * 1024;
+/// Most header lines a response head may have.
+const MAX_HEADERS: usize = 64;
+/// Longest chunk-size or trailer line accepted in a chunked body.
+const MAX_CHUNK_LINE: usize = 4096;
 
 /// Why an exchange got no answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Failure {
     Connect,
     Broken,
     Timeout,
 }
 
-/// A lane of the HTTP workload: its connection (if open) and its reusable timer.
+/// A lane of the HTTP workload: its connection (if open), its reusable timer and buffer.
 pub struct HttpLane {
-    open: Option<Open>,
+    open: Option<TcpStream>,
     timer: Pin<Box<Sleep>>,
+    buf: Box<[u8]>,
 }
 
 impl HttpLane {
-    pub(crate) fn new(open: Option<Open>) -> Self {
+    pub(crate) fn new(open: Option<TcpStream>) -> Self {
         Self {
             open,
             timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
+            buf: vec![0; READ_BUFFER].into_boxed_slice(),
         }
     }
 
@@ -57,22 +57,15 @@ impl HttpLane {
         addr: SocketAddr,
         connect_timeout: Duration,
     ) -> Result<Instant, Failure> {
-        if let Some(open) = &mut self.open {
-            // Nothing polls an idle connection, so poll it first: that is how a peer that
-            // closed it meanwhile (idle timeout) is noticed before a request is lost on it.
-            let usable = tokio::select! {
-                biased;
-                _ = open.connection.as_mut() => false,
-                ready = open.sender.ready() => ready.is_ok(),
-            };
-            if usable {
+        if let Some(stream) = &self.open {
+            if still_open(stream, &mut self.buf) {
                 return Ok(Instant::now());
             }
             self.open = None;
         }
         match connect(addr, connect_timeout).await {
-            Ok(open) => {
-                self.open = Some(open);
+            Ok(stream) => {
+                self.open = Some(stream);
                 Ok(Instant::now())
             }
             Err(_) => Err(Failure::Connect),
@@ -80,95 +73,447 @@ impl HttpLane {
     }
 
     /// Sends `request` on the ready connection and reads the whole response by `deadline`;
-    /// returns the status and the body size. A failed connection is dropped.
+    /// returns the status and the body size. A connection that cannot carry another
+    /// request afterwards is dropped.
     pub(crate) async fn exchange(
         &mut self,
-        request: Request<Full<Bytes>>,
+        request: &[u8],
+        head: bool,
         deadline: Instant,
     ) -> Result<(u16, u64), Failure> {
-        let Some(open) = &mut self.open else {
+        let Self { open, timer, buf } = self;
+        let Some(stream) = open else {
             return Err(Failure::Broken);
         };
-        self.timer.as_mut().reset(deadline);
-        let Open { sender, connection } = open;
-        let timer = &mut self.timer;
-        let mut connection_done = false;
-        let mut first = true;
-        let result = {
-            let mut response = pin!(send(sender, request));
-            poll_fn(|cx| {
-                // First pass: queue the request, then let the connection write it. Later passes:
-                // the connection first, so a response it reads is taken in the same pass.
-                if first {
-                    first = false;
-                    if let Poll::Ready(answer) = response.as_mut().poll(cx) {
-                        return Poll::Ready(answer.map_err(|_| Failure::Broken));
-                    }
-                    if connection.as_mut().poll(cx).is_ready() {
-                        connection_done = true;
-                        return Poll::Ready(Err(Failure::Broken));
-                    }
-                } else {
-                    if !connection_done && connection.as_mut().poll(cx).is_ready() {
-                        connection_done = true;
-                    }
-                    if let Poll::Ready(answer) = response.as_mut().poll(cx) {
-                        return Poll::Ready(answer.map_err(|_| Failure::Broken));
-                    }
-                    if connection_done {
-                        // Closed without a complete answer.
-                        return Poll::Ready(Err(Failure::Broken));
-                    }
-                }
-                if timer.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(Err(Failure::Timeout));
-                }
-                Poll::Pending
-            })
-            .await
+        timer.as_mut().reset(deadline);
+        let result = tokio::select! {
+            biased;
+            answer = roundtrip(stream, request, head, buf) => answer,
+            () = timer.as_mut() => Err(Failure::Timeout),
         };
-        if connection_done {
-            // Its future has completed: it must not be polled again.
-            self.open = None;
+        match result {
+            Ok(answer) => {
+                if !answer.reusable {
+                    *open = None;
+                }
+                Ok((answer.status, answer.body_bytes))
+            }
+            Err(failure) => {
+                // Broken, or the request may still be on the wire: the connection is unusable.
+                *open = None;
+                Err(failure)
+            }
         }
-        if result.is_err() {
-            // Broken, or the request may still be on the wire: the connection is unusable.
-            self.open = None;
-        }
-        result
     }
 }
 
-/// Sends the request and reads the whole body (counting, not keeping, its bytes).
-async fn send(
-    sender: &mut SendRequest<Full<Bytes>>,
-    request: Request<Full<Bytes>>,
-) -> hyper::Result<(u16, u64)> {
-    let response = sender.send_request(request).await?;
-    let status = response.status().as_u16();
-    let mut body = response.into_body();
-    let mut bytes = 0u64;
-    while let Some(frame) = body.frame().await {
-        if let Some(data) = frame?.data_ref() {
-            bytes += data.len() as u64;
+/// Whether an idle connection can carry a request: nothing has arrived on it since the
+/// last response (the usual case costs no system call: the socket is simply not readable);
+/// if something has, it is the peer's close (or bytes nobody asked for) and it cannot.
+fn still_open(stream: &TcpStream, scratch: &mut [u8]) -> bool {
+    let mut cx = Context::from_waker(Waker::noop());
+    match stream.poll_read_ready(&mut cx) {
+        Poll::Pending => true,
+        Poll::Ready(Err(_)) => false,
+        Poll::Ready(Ok(())) => {
+            matches!(stream.try_read(scratch), Err(err) if err.kind() == ErrorKind::WouldBlock)
         }
     }
-    Ok((status, bytes))
 }
 
 /// Opens a connection (TCP_NODELAY: small requests must leave at once, not wait for Nagle).
-pub(crate) async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Open, String> {
+pub(crate) async fn connect(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, String> {
     let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
         .await
         .map_err(|_| format!("no connection within {timeout:?}"))?
         .map_err(|err| err.to_string())?;
     let _ = stream.set_nodelay(true);
-    let (sender, connection) = http1::Builder::new()
-        .handshake(TokioIo::new(stream))
+    Ok(stream)
+}
+
+/// A complete response.
+struct Answer {
+    status: u16,
+    body_bytes: u64,
+    /// The connection may carry the next request.
+    reusable: bool,
+}
+
+/// How the body of a response ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    Length(u64),
+    Chunked,
+    UntilClose,
+}
+
+/// A parsed response head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Head {
+    /// Bytes the head took.
+    len: usize,
+    status: u16,
+    framing: Framing,
+    /// The server lets the connection stay open after this response.
+    keep_alive: bool,
+}
+
+/// One exchange on an open connection: write the request, read the head, count the body.
+async fn roundtrip(
+    stream: &mut TcpStream,
+    request: &[u8],
+    head_request: bool,
+    buf: &mut [u8],
+) -> Result<Answer, Failure> {
+    stream
+        .write_all(request)
         .await
-        .map_err(|err| err.to_string())?;
-    Ok(Open {
-        sender,
-        connection: Box::pin(connection),
+        .map_err(|_| Failure::Broken)?;
+    let mut filled = 0;
+    let head = 'head: loop {
+        while let Some(head) = parse_head(&buf[..filled], head_request)? {
+            if !(100..200).contains(&head.status) {
+                break 'head head;
+            }
+            // An interim (1xx) response precedes the real one: skip it.
+            buf.copy_within(head.len..filled, 0);
+            filled -= head.len;
+        }
+        if filled == buf.len() {
+            // A head larger than the buffer: not something a load target sends.
+            return Err(Failure::Broken);
+        }
+        let n = stream
+            .read(&mut buf[filled..])
+            .await
+            .map_err(|_| Failure::Broken)?;
+        if n == 0 {
+            return Err(Failure::Broken);
+        }
+        filled += n;
+    };
+    let (body_bytes, clean) = match head.framing {
+        Framing::Length(length) => read_length(stream, buf, head.len, filled, length).await?,
+        Framing::Chunked => read_chunked(stream, buf, head.len, filled).await?,
+        Framing::UntilClose => (
+            read_until_close(stream, buf, head.len, filled).await?,
+            false,
+        ),
+    };
+    Ok(Answer {
+        status: head.status,
+        body_bytes,
+        reusable: clean && head.keep_alive && head.framing != Framing::UntilClose,
     })
+}
+
+/// Parses a response head at the start of `bytes`: `None` if incomplete.
+fn parse_head(bytes: &[u8], head_request: bool) -> Result<Option<Head>, Failure> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut headers);
+    let len = match response.parse(bytes) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(_) => return Err(Failure::Broken),
+    };
+    let status = response.code.ok_or(Failure::Broken)?;
+    if status == 101 {
+        // A protocol switch: the connection no longer speaks HTTP/1.1.
+        return Err(Failure::Broken);
+    }
+    let mut keep_alive = response.version == Some(1);
+    let mut length: Option<u64> = None;
+    let mut chunked = false;
+    let mut transfer_encoding = false;
+    for header in response.headers.iter() {
+        let name = header.name;
+        if name.eq_ignore_ascii_case("content-length") {
+            let value = std::str::from_utf8(header.value)
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .ok_or(Failure::Broken)?;
+            if length.is_some_and(|seen| seen != value) {
+                return Err(Failure::Broken);
+            }
+            length = Some(value);
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            // Chunked must be the last coding; anything else is read until close.
+            transfer_encoding = true;
+            chunked = last_token(header.value).eq_ignore_ascii_case(b"chunked");
+        } else if name.eq_ignore_ascii_case("connection") {
+            for token in header.value.split(|&b| b == b',') {
+                let token = token.trim_ascii();
+                if token.eq_ignore_ascii_case(b"close") {
+                    keep_alive = false;
+                } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                    keep_alive = true;
+                }
+            }
+        }
+    }
+    let framing = if head_request || status == 204 || status == 304 || status < 200 {
+        Framing::Length(0)
+    } else if chunked {
+        Framing::Chunked
+    } else if transfer_encoding {
+        Framing::UntilClose
+    } else if let Some(length) = length {
+        Framing::Length(length)
+    } else {
+        Framing::UntilClose
+    };
+    Ok(Some(Head {
+        len,
+        status,
+        framing,
+        keep_alive,
+    }))
+}
+
+fn last_token(value: &[u8]) -> &[u8] {
+    value
+        .rsplit(|&b| b == b',')
+        .next()
+        .unwrap_or_default()
+        .trim_ascii()
+}
+
+/// Reads a body of `length` bytes, of which `buf[start..filled]` already arrived. Returns
+/// its size and whether nothing followed it (bytes after a response nobody asked for make
+/// the connection unusable).
+async fn read_length(
+    stream: &mut TcpStream,
+    buf: &mut [u8],
+    start: usize,
+    filled: usize,
+    length: u64,
+) -> Result<(u64, bool), Failure> {
+    let have = (filled - start) as u64;
+    if have >= length {
+        return Ok((length, have == length));
+    }
+    let mut left = length - have;
+    while left > 0 {
+        let n = stream.read(buf).await.map_err(|_| Failure::Broken)? as u64;
+        if n == 0 {
+            return Err(Failure::Broken);
+        }
+        if n > left {
+            return Ok((length, false));
+        }
+        left -= n;
+    }
+    Ok((length, true))
+}
+
+/// Reads a body delimited by the connection's close.
+async fn read_until_close(
+    stream: &mut TcpStream,
+    buf: &mut [u8],
+    start: usize,
+    filled: usize,
+) -> Result<u64, Failure> {
+    let mut bytes = (filled - start) as u64;
+    loop {
+        match stream.read(buf).await.map_err(|_| Failure::Broken)? {
+            0 => return Ok(bytes),
+            n => bytes += n as u64,
+        }
+    }
+}
+
+/// Reads a chunked body, of which `buf[start..filled]` already arrived. Returns the size
+/// of its data and whether nothing followed it.
+async fn read_chunked(
+    stream: &mut TcpStream,
+    buf: &mut [u8],
+    start: usize,
+    filled: usize,
+) -> Result<(u64, bool), Failure> {
+    let mut decoder = Chunked::default();
+    let mut filled = filled;
+    let mut start = start;
+    loop {
+        let used = decoder.feed(&buf[start..filled])?;
+        if decoder.done() {
+            return Ok((decoder.data, start + used == filled));
+        }
+        // Keep what could not be used yet (part of a size or trailer line) and read more.
+        buf.copy_within(start + used..filled, 0);
+        filled -= start + used;
+        start = 0;
+        if filled == buf.len() {
+            return Err(Failure::Broken);
+        }
+        let n = stream
+            .read(&mut buf[filled..])
+            .await
+            .map_err(|_| Failure::Broken)?;
+        if n == 0 {
+            return Err(Failure::Broken);
+        }
+        filled += n;
+    }
+}
+
+/// Where a chunked-body decoder is.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum ChunkState {
+    /// Expecting a chunk-size line.
+    #[default]
+    Size,
+    /// Inside a chunk's data, with this many bytes left.
+    Data(u64),
+    /// Expecting the CRLF after a chunk's data.
+    DataEnd,
+    /// After the last chunk: trailer lines until an empty one.
+    Trailer,
+    Done,
+}
+
+/// An incremental decoder of `Transfer-Encoding: chunked` that counts the data.
+#[derive(Debug, Default)]
+struct Chunked {
+    state: ChunkState,
+    data: u64,
+}
+
+impl Chunked {
+    fn done(&self) -> bool {
+        self.state == ChunkState::Done
+    }
+
+    /// Consumes what it can of `input`: whole lines and any data; returns how many bytes.
+    fn feed(&mut self, input: &[u8]) -> Result<usize, Failure> {
+        let mut at = 0;
+        loop {
+            match self.state {
+                ChunkState::Done => return Ok(at),
+                ChunkState::Data(left) => {
+                    let take = left.min((input.len() - at) as u64);
+                    self.data += take;
+                    at += take as usize;
+                    if take < left {
+                        self.state = ChunkState::Data(left - take);
+                        return Ok(at);
+                    }
+                    self.state = ChunkState::DataEnd;
+                }
+                ChunkState::Size | ChunkState::DataEnd | ChunkState::Trailer => {
+                    let rest = &input[at..];
+                    let Some(end) = rest.iter().position(|&b| b == b'\n') else {
+                        if rest.len() > MAX_CHUNK_LINE {
+                            return Err(Failure::Broken);
+                        }
+                        return Ok(at);
+                    };
+                    let line = rest[..end].strip_suffix(b"\r").unwrap_or(&rest[..end]);
+                    at += end + 1;
+                    self.state = match self.state {
+                        ChunkState::Size => match chunk_size(line)? {
+                            0 => ChunkState::Trailer,
+                            size => ChunkState::Data(size),
+                        },
+                        ChunkState::DataEnd if line.is_empty() => ChunkState::Size,
+                        ChunkState::DataEnd => return Err(Failure::Broken),
+                        _ if line.is_empty() => ChunkState::Done,
+                        _ => ChunkState::Trailer,
+                    };
+                }
+            }
+        }
+    }
+}
+
+/// The size on a chunk-size line (hex digits, then optional `;extensions`).
+fn chunk_size(line: &[u8]) -> Result<u64, Failure> {
+    let digits = line
+        .split(|&b| b == b';')
+        .next()
+        .unwrap_or_default()
+        .trim_ascii();
+    if digits.is_empty() || digits.len() > 15 {
+        return Err(Failure::Broken);
+    }
+    digits.iter().try_fold(0u64, |size, &b| {
+        let digit = char::from(b).to_digit(16).ok_or(Failure::Broken)?;
+        Ok(size * 16 + u64::from(digit))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(bytes: &[u8]) -> Head {
+        parse_head(bytes, false).unwrap().unwrap()
+    }
+
+    #[test]
+    fn heads_are_framed_like_http_1_1() {
+        let h = head(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello");
+        assert_eq!(
+            (h.status, h.framing, h.keep_alive),
+            (200, Framing::Length(5), true)
+        );
+        assert_eq!(h.len, 38);
+        let h = head(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n");
+        assert_eq!(h.framing, Framing::Chunked);
+        let h = head(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n");
+        assert_eq!(h.framing, Framing::UntilClose);
+        let h = head(b"HTTP/1.1 500 Oops\r\nConnection: close\r\n\r\n");
+        assert_eq!(
+            (h.status, h.framing, h.keep_alive),
+            (500, Framing::UntilClose, false)
+        );
+        let h = head(b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n");
+        assert!(!h.keep_alive);
+        let h = head(b"HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 0\r\n\r\n");
+        assert!(h.keep_alive);
+        let h = head(b"HTTP/1.1 204 No Content\r\n\r\n");
+        assert_eq!(h.framing, Framing::Length(0));
+        let h = parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n", true)
+            .unwrap()
+            .unwrap();
+        assert_eq!(h.framing, Framing::Length(0), "a HEAD response has no body");
+        assert_eq!(
+            parse_head(b"HTTP/1.1 200 OK\r\nContent-Le", false),
+            Ok(None)
+        );
+        assert_eq!(
+            parse_head(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+                false
+            ),
+            Err(Failure::Broken)
+        );
+        assert_eq!(
+            parse_head(b"HTTP/1.1 101 Switching\r\n\r\n", false),
+            Err(Failure::Broken)
+        );
+        assert_eq!(
+            parse_head(b"SSH-2.0-OpenSSH\r\n\r\n", false),
+            Err(Failure::Broken)
+        );
+    }
+
+    #[test]
+    fn chunked_bodies_decode_in_any_split() {
+        let body = b"5;ext=1\r\nhello\r\nA\r\n0123456789\r\n0\r\nX-Trailer: t\r\n\r\n";
+        for split in 0..=body.len() {
+            let mut decoder = Chunked::default();
+            let used = decoder.feed(&body[..split]).unwrap();
+            let mut rest = body[used..split].to_vec();
+            rest.extend_from_slice(&body[split..]);
+            let used = decoder.feed(&rest).unwrap();
+            assert!(decoder.done(), "split at {split}");
+            assert_eq!(used, rest.len(), "split at {split}");
+            assert_eq!(decoder.data, 15, "split at {split}");
+        }
+        assert_eq!(Chunked::default().feed(b"zz\r\n"), Err(Failure::Broken));
+        assert_eq!(
+            Chunked::default().feed(b"2\r\nabX\r\n"),
+            Err(Failure::Broken)
+        );
+    }
 }

@@ -2,6 +2,9 @@
 //! a keep-alive connection, with a timeout per request. Statuses map to outcomes by class:
 //! 2xx/3xx `ok`, 429/503 `rejected`, other 4xx/5xx `failed`; timeouts and connection
 //! errors are `unknown` (the request may have been processed).
+//!
+//! The request never changes, so it is encoded once, at connect time, and each lane writes
+//! those bytes on its connection (see `lane`).
 
 mod lane;
 
@@ -10,14 +13,14 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Full;
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
-use hyper::{Method, Request, Uri};
+use hyper::{Method, Uri};
+use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::{Completion, Dispatch, LoadgenError, Outcome, Workload};
+use lane::Failure;
 pub use lane::HttpLane;
-use lane::{Failure, Open};
 
 /// What to request and how. Checked by [`HttpWorkload::connect`].
 #[derive(Debug, Clone, PartialEq)]
@@ -68,11 +71,11 @@ pub struct HttpWorkload {
     connect_timeout: Duration,
     connections: usize,
     /// Connections opened before the run, handed to the lanes as they start.
-    opened: Mutex<Vec<Open>>,
-    method: Method,
-    path: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    opened: Mutex<Vec<TcpStream>>,
+    /// The whole request as it goes on the wire.
+    request: Bytes,
+    /// A HEAD request: responses carry no body whatever their headers say.
+    head: bool,
     timeout: Duration,
     description: serde_json::Value,
 }
@@ -143,6 +146,14 @@ impl HttpWorkload {
         );
         for line in &spec.headers {
             let (name, value) = parse_header(line)?;
+            if name == hyper::header::CONTENT_LENGTH || name == hyper::header::TRANSFER_ENCODING {
+                return Err(LoadgenError::invalid(
+                    "--header",
+                    line,
+                    "the body's framing is set from --body",
+                    "remove this header: Content-Length is sent for the body as given",
+                ));
+            }
             headers.append(name, value);
         }
         let path = uri
@@ -179,22 +190,34 @@ impl HttpWorkload {
             connect_timeout: spec.connect_timeout,
             connections: spec.connections,
             opened: Mutex::new(opened),
-            method,
-            path,
-            headers,
-            body: spec.body.clone(),
+            request: encode_request(&method, &path, &headers, &spec.body),
+            head: method == Method::HEAD,
             timeout: spec.timeout,
             description,
         })
     }
+}
 
-    fn request(&self) -> Request<Full<Bytes>> {
-        let mut request = Request::new(Full::new(self.body.clone()));
-        *request.method_mut() = self.method.clone();
-        *request.uri_mut() = self.path.clone();
-        *request.headers_mut() = self.headers.clone();
-        request
+/// The request as HTTP/1.1 bytes: request line, headers, `Content-Length` when there is a
+/// body (or the method usually has one), the body.
+fn encode_request(method: &Method, path: &Uri, headers: &HeaderMap, body: &[u8]) -> Bytes {
+    let mut out = Vec::with_capacity(256 + body.len());
+    out.extend_from_slice(method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(path.path_and_query().map_or("/", |p| p.as_str()).as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    for (name, value) in headers {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
     }
+    if !body.is_empty() || [Method::POST, Method::PUT, Method::PATCH].contains(method) {
+        out.extend_from_slice(format!("content-length: {}\r\n", body.len()).as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body);
+    Bytes::from(out)
 }
 
 impl Workload for HttpWorkload {
@@ -216,7 +239,9 @@ impl Workload for HttpWorkload {
     async fn perform(&self, lane: &mut HttpLane, _dispatch: Dispatch) -> Completion {
         let (sent_at, answer) = match lane.ready(self.addr, self.connect_timeout).await {
             Ok(sent_at) => {
-                let answer = lane.exchange(self.request(), sent_at + self.timeout).await;
+                let answer = lane
+                    .exchange(&self.request, self.head, sent_at + self.timeout)
+                    .await;
                 (sent_at, answer)
             }
             Err(failure) => (Instant::now(), Err(failure)),
