@@ -2,6 +2,10 @@
 //! the same tables in the same run for the ratio. Not a test: it prints the figures.
 //!
 //! cargo bench -p verifier --bench million -- --store sqlite://DIR|postgres://... [--orders N]
+//!     [--namespace NAME] [--existing]
+//!
+//! `--existing` verifies stores an earlier run generated: a SQLite directory, or on
+//! PostgreSQL the schemas of the `--namespace` that run was given.
 //!
 //! The synthetic run: every order confirmed in its owner region with its four transitions,
 //! one reservation, one published event and its consumer effect, one provider charge and
@@ -17,17 +21,19 @@ use futures_util::TryStreamExt;
 use target_system::store::Dialect;
 use target_system::{Db, RegionId, StoreName, StoreUrl};
 
-fn args() -> (String, i64, bool) {
+fn args() -> (String, i64, bool, String) {
     let mut store = String::new();
     let mut orders = 1_000_000;
     let mut existing = false;
+    let mut namespace = format!("vbench_{}", std::process::id());
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         match flag.as_str() {
             "--store" => store = it.next().expect("--store URL"),
             "--orders" => orders = it.next().and_then(|v| v.parse().ok()).expect("--orders N"),
-            // Verify stores an earlier run generated (SQLite directories only).
             "--existing" => existing = true,
+            // PostgreSQL schemas are named NAME_region_a, ...
+            "--namespace" => namespace = it.next().expect("--namespace NAME"),
             "--bench" => {}
             other => panic!("unknown flag {other}"),
         }
@@ -36,7 +42,7 @@ fn args() -> (String, i64, bool) {
         !store.is_empty(),
         "give --store sqlite://DIR or postgres://..."
     );
-    (store, orders, existing)
+    (store, orders, existing, namespace)
 }
 
 /// `FROM` clause yielding `n` in 0..count, and the order id expression, per dialect.
@@ -173,10 +179,10 @@ fn peak_rss_mb() -> f64 {
 
 #[tokio::main]
 async fn main() {
-    let (store, orders, existing) = args();
+    let (store, orders, existing, namespace) = args();
     let store = StoreUrl::parse(&store)
         .expect("store URL")
-        .with_namespace(&format!("vbench_{}", std::process::id()));
+        .with_namespace(&namespace);
     if !existing {
         let started = Instant::now();
         generate(&store, orders).await;

@@ -10,6 +10,7 @@ use target_system::{Access, Db, RegionId, StoreError, StoreName, StoreUrl, Targe
 use crate::VerifyError;
 use crate::merge::{Keyed, Sorted};
 use crate::model::{ArrivalRow, ChargeRow, EffectRow, EventRow, OrderRow, StoreTag, TransitionRow};
+use crate::rows::{Columns, FromColumns, decode_json_page};
 
 /// Where the client history is.
 #[derive(Debug, Clone)]
@@ -94,6 +95,13 @@ async fn read_config(db: &Db) -> Result<TargetConfig, VerifyError> {
 
 async fn open_history(source: &HistorySource) -> Result<Db, VerifyError> {
     sqlx::any::install_default_drivers();
+    let postgres = match source {
+        HistorySource::Sqlite(_) => None,
+        HistorySource::Postgres { url, schema } => Some(target_system::store::PgTarget {
+            url: url.as_str().into(),
+            schema: schema.as_str().into(),
+        }),
+    };
     let (url, dialect, location, init) = match source {
         HistorySource::Sqlite(path) => {
             if !path.exists() {
@@ -142,6 +150,7 @@ async fn open_history(source: &HistorySource) -> Result<Db, VerifyError> {
         pool,
         dialect,
         location: location.into(),
+        postgres,
     })
 }
 
@@ -164,40 +173,127 @@ pub fn by(db: &Db, columns: &str) -> String {
     }
 }
 
-impl Keyed for OrderRow {
-    fn key(&self) -> &str {
-        &self.order_id
+macro_rules! keyed {
+    ($($row:ty),*) => {$(
+        impl Keyed for $row {
+            fn key(&self) -> &str {
+                &self.order_id
+            }
+        }
+    )*};
+}
+keyed!(
+    OrderRow,
+    TransitionRow,
+    EventRow,
+    EffectRow,
+    ChargeRow,
+    ArrivalRow
+);
+
+impl FromColumns for OrderRow {
+    const COLUMNS: &'static str = "order_id, owner_region, entry_region, amount_cents, currency, status, reason, \
+                                   version, created_at_us, updated_at_us";
+    fn from_columns(c: &mut impl Columns, store: StoreTag) -> Result<Self, String> {
+        Ok(Self {
+            store,
+            order_id: c.text()?,
+            owner_region: c.text()?,
+            entry_region: c.text()?,
+            amount_cents: c.int()?,
+            currency: c.text()?,
+            status: c.text()?,
+            reason: c.opt_text()?,
+            version: c.int()?,
+            created_at_us: c.int()?,
+            updated_at_us: c.int()?,
+        })
     }
 }
-impl Keyed for TransitionRow {
-    fn key(&self) -> &str {
-        &self.order_id
+
+impl FromColumns for TransitionRow {
+    const COLUMNS: &'static str =
+        "order_id, seq, from_state, to_state, at_us, reason, actor, region";
+    fn from_columns(c: &mut impl Columns, store: StoreTag) -> Result<Self, String> {
+        Ok(Self {
+            store,
+            order_id: c.text()?,
+            seq: c.int()?,
+            from_state: c.opt_text()?,
+            to_state: c.text()?,
+            at_us: c.int()?,
+            reason: c.opt_text()?,
+            actor: c.text()?,
+            region: c.text()?,
+        })
     }
 }
-impl Keyed for EventRow {
-    fn key(&self) -> &str {
-        &self.order_id
+
+impl FromColumns for EventRow {
+    const COLUMNS: &'static str = "order_id, event_id, event_type, created_at_us, published_at_us";
+    fn from_columns(c: &mut impl Columns, store: StoreTag) -> Result<Self, String> {
+        Ok(Self {
+            store,
+            order_id: c.text()?,
+            event_id: c.text()?,
+            event_type: c.text()?,
+            created_at_us: c.int()?,
+            published_at_us: c.opt_int()?,
+        })
     }
 }
-impl Keyed for EffectRow {
-    fn key(&self) -> &str {
-        &self.order_id
+
+impl FromColumns for EffectRow {
+    const COLUMNS: &'static str = "order_id, event_id, at_us";
+    fn from_columns(c: &mut impl Columns, store: StoreTag) -> Result<Self, String> {
+        Ok(Self {
+            store,
+            order_id: c.text()?,
+            event_id: c.text()?,
+            at_us: c.int()?,
+        })
     }
 }
-impl Keyed for ChargeRow {
-    fn key(&self) -> &str {
-        &self.order_id
+
+impl FromColumns for ChargeRow {
+    const COLUMNS: &'static str = "charge_id, idempotency_key, order_id, amount_cents, currency, status, \
+                                   refunded_cents, created_at_us";
+    fn from_columns(c: &mut impl Columns, _store: StoreTag) -> Result<Self, String> {
+        Ok(Self {
+            charge_id: c.text()?,
+            idempotency_key: c.text()?,
+            order_id: c.text()?,
+            amount_cents: c.int()?,
+            currency: c.text()?,
+            status: c.text()?,
+            refunded_cents: c.int()?,
+            created_at_us: c.int()?,
+        })
     }
 }
-impl Keyed for ArrivalRow {
-    fn key(&self) -> &str {
-        &self.order_id
+
+impl FromColumns for ArrivalRow {
+    const COLUMNS: &'static str = "arrival_id, order_id, entry_region, phase, intended_at_us, sent_at_us, \
+                                   finished_at_us, attempts, last_status, outcome";
+    fn from_columns(c: &mut impl Columns, _store: StoreTag) -> Result<Self, String> {
+        Ok(Self {
+            arrival_id: c.int()?,
+            order_id: c.text()?,
+            entry_region: c.text()?,
+            phase: c.text()?,
+            intended_at_us: c.int()?,
+            sent_at_us: c.opt_int()?,
+            finished_at_us: c.opt_int()?,
+            attempts: c.int()?,
+            last_status: c.opt_int()?,
+            outcome: c.text()?,
+        })
     }
 }
 
 /// Rows per page: enough to amortise a query, small enough to keep memory flat. SQLite
-/// builds a page in-process, where large strings cost allocator time; PostgreSQL pays a
-/// round trip and a sort per page, so it gets larger ones.
+/// builds a page in-process, where large strings cost allocator time; PostgreSQL (when it
+/// cannot stream with `COPY`) pays a round trip and a sort per page, so it gets larger ones.
 fn page_rows(db: &Db) -> usize {
     match db.dialect {
         Dialect::Sqlite => 4_000,
@@ -205,10 +301,15 @@ fn page_rows(db: &Db) -> usize {
     }
 }
 
-/// One page query: a JSON array of `item` over at most [`page_rows`] rows of `table` (aliased
-/// `o`) whose order id is greater than `$1`, sorted by order id then `then`. Plain keyset
-/// paging on the `order_id` index: no sort, no scan of what was already read.
-fn page(db: &Db, item: &str, table: &str, then: &str) -> String {
+/// One page query: a JSON array of row arrays (`columns`) over at most [`page_rows`] rows
+/// of `table` whose order id is greater than `$1`, sorted by order id then `then`. Plain
+/// keyset paging on the `order_id` index: no sort, no scan of what was already read.
+fn page(db: &Db, columns: &str, table: &str, then: &str) -> String {
+    let item: Vec<String> = columns
+        .split(',')
+        .map(|c| format!("o.{}", c.trim()))
+        .collect();
+    let item = item.join(", ");
     let order = if then.is_empty() {
         String::new()
     } else {
@@ -217,29 +318,23 @@ fn page(db: &Db, item: &str, table: &str, then: &str) -> String {
     let rows = page_rows(db);
     // Only the columns the item uses: copying whole rows (order bodies, event payloads)
     // into the subquery costs more than reading them.
-    let mut columns: Vec<&str> = item
-        .split("o.")
-        .skip(1)
-        .filter_map(|rest| {
-            let end = rest
-                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                .unwrap_or(rest.len());
-            (end > 0).then(|| &rest[..end])
-        })
+    let mut selected: Vec<&str> = columns
+        .split(',')
+        .map(str::trim)
         .chain(std::iter::once("order_id"))
         .chain((!then.is_empty()).then_some(then))
         .collect();
-    columns.sort_unstable();
-    columns.dedup();
-    let columns = columns.join(", ");
+    selected.sort_unstable();
+    selected.dedup();
+    let selected = selected.join(", ");
     match db.dialect {
         Dialect::Sqlite => format!(
-            "SELECT json_group_array({item}) FROM \
-             (SELECT {columns} FROM {table} WHERE order_id > $1 ORDER BY order_id{order} LIMIT {rows}) o"
+            "SELECT json_group_array(json_array({item})) FROM \
+             (SELECT {selected} FROM {table} WHERE order_id > $1 ORDER BY order_id{order} LIMIT {rows}) o"
         ),
         Dialect::Postgres => format!(
-            "SELECT json_agg({item} ORDER BY o.order_id COLLATE \"C\"{})::text FROM \
-             (SELECT {columns} FROM {table} WHERE order_id COLLATE \"C\" > $1 ORDER BY order_id COLLATE \"C\"{order} LIMIT {rows}) o",
+            "SELECT json_agg(json_build_array({item}) ORDER BY o.order_id COLLATE \"C\"{})::text FROM \
+             (SELECT {selected} FROM {table} WHERE order_id COLLATE \"C\" > $1 ORDER BY order_id COLLATE \"C\"{order} LIMIT {rows}) o",
             if then.is_empty() {
                 String::new()
             } else {
@@ -249,10 +344,34 @@ fn page(db: &Db, item: &str, table: &str, then: &str) -> String {
     }
 }
 
-fn array(db: &Db, columns: &str) -> String {
-    match db.dialect {
-        Dialect::Sqlite => format!("json_array({columns})"),
-        Dialect::Postgres => format!("json_build_array({columns})"),
+/// `table`'s rows in (order id, `then`) order as a sorted stream: streamed with `COPY`
+/// from PostgreSQL, paged as JSON from SQLite.
+fn stream<T: FromColumns + Keyed + Send + 'static>(
+    db: &Db,
+    name: &'static str,
+    store: StoreTag,
+    table: &str,
+    then: &str,
+) -> Sorted<T> {
+    match &db.postgres {
+        Some(target) => {
+            let order = if then.is_empty() {
+                by(db, "order_id")
+            } else {
+                by(db, &format!("order_id, {then}"))
+            };
+            let sql = format!("SELECT {} FROM {table} ORDER BY {order}", T::COLUMNS);
+            Sorted::spawn_copy(name, target.clone(), sql, store)
+        }
+        None => Sorted::spawn_pages(
+            name,
+            db.pool.clone(),
+            page(db, T::COLUMNS, table, then),
+            page_rows(db),
+            move |text: &str| {
+                decode_json_page(text, store).map_err(|e| format!("{name} page: {e}"))
+            },
+        ),
     }
 }
 
@@ -264,245 +383,35 @@ pub struct RegionStreams {
     pub effects: Sorted<EffectRow>,
 }
 
-fn decode<R: serde::de::DeserializeOwned, T>(
-    what: &'static str,
-    map: impl Fn(R) -> T,
-) -> impl Fn(&str) -> Result<Vec<T>, String> {
-    move |text: &str| {
-        let rows: Vec<R> = serde_json::from_str(text).map_err(|e| format!("{what} page: {e}"))?;
-        Ok(rows.into_iter().map(&map).collect())
-    }
-}
-
 impl RegionStreams {
     pub fn spawn(store: StoreTag, db: &Db) -> Self {
-        type Order = (
-            String,
-            String,
-            String,
-            i64,
-            String,
-            String,
-            Option<String>,
-            i64,
-            i64,
-            i64,
-        );
-        type Transition = (
-            String,
-            i64,
-            Option<String>,
-            String,
-            i64,
-            Option<String>,
-            String,
-            String,
-        );
-        type Event = (String, String, String, i64, Option<i64>);
-        type Effect = (String, String, i64);
-        let orders = page(
-            db,
-            &array(
-                db,
-                "o.order_id, o.owner_region, o.entry_region, o.amount_cents, o.currency, o.status, o.reason, o.version, \
-                 o.created_at_us, o.updated_at_us",
-            ),
-            "orders",
-            "",
-        );
-        let transitions = page(
-            db,
-            &array(
-                db,
-                "o.order_id, o.seq, o.from_state, o.to_state, o.at_us, o.reason, o.actor, o.region",
-            ),
-            "order_transitions",
-            "seq",
-        );
-        let events = page(
-            db,
-            &array(
-                db,
-                "o.order_id, o.event_id, o.event_type, o.created_at_us, o.published_at_us",
-            ),
-            "outbox",
-            "id",
-        );
-        let effects = page(
-            db,
-            &array(db, "o.order_id, o.event_id, o.at_us"),
-            "fulfilments",
-            "id",
-        );
         Self {
-            orders: Sorted::spawn_pages(
-                "orders",
-                db.pool.clone(),
-                orders,
-                page_rows(db),
-                decode("orders", move |r: Order| OrderRow {
-                    store,
-                    order_id: r.0,
-                    owner_region: r.1,
-                    entry_region: r.2,
-                    amount_cents: r.3,
-                    currency: r.4,
-                    status: r.5,
-                    reason: r.6,
-                    version: r.7,
-                    created_at_us: r.8,
-                    updated_at_us: r.9,
-                }),
-            ),
-            transitions: Sorted::spawn_pages(
-                "order_transitions",
-                db.pool.clone(),
-                transitions,
-                page_rows(db),
-                decode("transitions", move |r: Transition| TransitionRow {
-                    store,
-                    order_id: r.0,
-                    seq: r.1,
-                    from_state: r.2,
-                    to_state: r.3,
-                    at_us: r.4,
-                    reason: r.5,
-                    actor: r.6,
-                    region: r.7,
-                }),
-            ),
-            events: Sorted::spawn_pages(
-                "outbox",
-                db.pool.clone(),
-                events,
-                page_rows(db),
-                decode("outbox", move |r: Event| EventRow {
-                    store,
-                    order_id: r.0,
-                    event_id: r.1,
-                    event_type: r.2,
-                    created_at_us: r.3,
-                    published_at_us: r.4,
-                }),
-            ),
-            effects: Sorted::spawn_pages(
-                "fulfilments",
-                db.pool.clone(),
-                effects,
-                page_rows(db),
-                decode("fulfilments", move |r: Effect| EffectRow {
-                    store,
-                    order_id: r.0,
-                    event_id: r.1,
-                    at_us: r.2,
-                }),
-            ),
+            orders: stream(db, "orders", store, "orders", ""),
+            transitions: stream(db, "order_transitions", store, "order_transitions", "seq"),
+            events: stream(db, "outbox", store, "outbox", "id"),
+            effects: stream(db, "fulfilments", store, "fulfilments", "id"),
         }
     }
 }
 
 /// The provider's charges, by order.
 pub fn charges(db: &Db) -> Sorted<ChargeRow> {
-    let item = array(
+    stream(
         db,
-        "o.charge_id, o.idempotency_key, o.order_id, o.amount_cents, o.currency, o.status, o.refunded_cents, o.created_at_us",
-    );
-    let sql = page(db, &item, "provider_charges", "created_at_us");
-    Sorted::spawn_pages(
         "provider_charges",
-        db.pool.clone(),
-        sql,
-        page_rows(db),
-        |text: &str| {
-            type Row = (String, String, String, i64, String, String, i64, i64);
-            let rows: Vec<Row> =
-                serde_json::from_str(text).map_err(|e| format!("charges page: {e}"))?;
-            Ok(rows
-                .into_iter()
-                .map(
-                    |(
-                        charge_id,
-                        idempotency_key,
-                        order_id,
-                        amount_cents,
-                        currency,
-                        status,
-                        refunded_cents,
-                        created_at_us,
-                    )| ChargeRow {
-                        charge_id,
-                        idempotency_key,
-                        order_id,
-                        amount_cents,
-                        currency,
-                        status,
-                        refunded_cents,
-                        created_at_us,
-                    },
-                )
-                .collect())
-        },
+        "provider",
+        "provider_charges",
+        "created_at_us",
     )
 }
 
 /// The client's arrivals, by order.
 pub fn arrivals(db: &Db) -> Sorted<ArrivalRow> {
-    let item = array(
+    stream(
         db,
-        "o.arrival_id, o.order_id, o.entry_region, o.phase, o.intended_at_us, o.sent_at_us, o.finished_at_us, o.attempts, \
-         o.last_status, o.outcome",
-    );
-    let sql = page(db, &item, "history_arrivals", "arrival_id");
-    Sorted::spawn_pages(
         "history_arrivals",
-        db.pool.clone(),
-        sql,
-        page_rows(db),
-        |text: &str| {
-            type Row = (
-                i64,
-                String,
-                String,
-                String,
-                i64,
-                Option<i64>,
-                Option<i64>,
-                i64,
-                Option<i64>,
-                String,
-            );
-            let rows: Vec<Row> =
-                serde_json::from_str(text).map_err(|e| format!("history page: {e}"))?;
-            Ok(rows
-                .into_iter()
-                .map(
-                    |(
-                        arrival_id,
-                        order_id,
-                        entry_region,
-                        phase,
-                        intended_at_us,
-                        sent_at_us,
-                        finished_at_us,
-                        attempts,
-                        last_status,
-                        outcome,
-                    )| {
-                        ArrivalRow {
-                            arrival_id,
-                            order_id,
-                            entry_region,
-                            phase,
-                            intended_at_us,
-                            sent_at_us,
-                            finished_at_us,
-                            attempts,
-                            last_status,
-                            outcome,
-                        }
-                    },
-                )
-                .collect())
-        },
+        "history",
+        "history_arrivals",
+        "arrival_id",
     )
 }

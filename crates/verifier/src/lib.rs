@@ -11,6 +11,7 @@
 //! - [`evidence`]: the [`Sources`], opening stores read-only, the run's parameters, the sorted
 //!   row streams.
 //! - [`merge`]: sorted streams on background tasks and their merge by key.
+//! - [`rows`]: decoding rows from PostgreSQL `COPY` lines and SQLite JSON pages.
 //! - [`model`]: the rows, and [`OrderEvidence`] (one order across every store).
 //! - [`invariants`]: one file per invariant.
 //! - [`journal`]: fault windows from the chaos journal.
@@ -23,6 +24,7 @@ pub mod journal;
 pub mod merge;
 pub mod model;
 pub mod report;
+pub mod rows;
 
 pub use evidence::{HistorySource, Sources, Stores};
 use invariants::{Context, PerOrder};

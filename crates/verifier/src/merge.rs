@@ -14,8 +14,8 @@ use sqlx::any::AnyRow;
 use tokio::sync::mpsc;
 
 use crate::VerifyError;
-
-const CHUNK: usize = 512;
+use crate::model::StoreTag;
+use crate::rows::{CHUNK, FromColumns, copy_chunks};
 
 /// A row with an order id to merge on.
 pub trait Keyed {
@@ -121,6 +121,32 @@ impl<T: Keyed + Send + 'static> Sorted<T> {
                 if tx.send(Ok(items)).await.is_err() || !full {
                     return;
                 }
+            }
+        });
+        Self::from_receiver(name, rx)
+    }
+
+    /// Streams `sql` (its select list [`FromColumns::COLUMNS`], in key order) from
+    /// PostgreSQL with `COPY (sql) TO STDOUT` on a connection of its own, decoding each
+    /// line as a row from `store`.
+    pub fn spawn_copy(
+        name: &'static str,
+        target: target_system::store::PgTarget,
+        sql: String,
+        store: StoreTag,
+    ) -> Self
+    where
+        T: FromColumns,
+    {
+        let (tx, rx) = mpsc::channel(4);
+        tokio::spawn(async move {
+            let sent = copy_chunks(&target, &sql, store, |chunk| {
+                let tx = tx.clone();
+                async move { tx.send(Ok(chunk)).await.is_ok() }
+            })
+            .await;
+            if let Err(reason) = sent {
+                let _ = tx.send(Err(reason)).await;
             }
         });
         Self::from_receiver(name, rx)

@@ -78,6 +78,37 @@ pub struct Db {
     pub dialect: Dialect,
     /// Where it lives, password masked (for messages).
     pub location: Arc<str>,
+    /// For a PostgreSQL store, how to open a plain connection to it (the pool's
+    /// connections are driver-neutral; bulk readers need PostgreSQL's own, for `COPY`).
+    pub postgres: Option<PgTarget>,
+}
+
+/// A PostgreSQL store's server URL and schema.
+#[derive(Clone)]
+pub struct PgTarget {
+    pub url: Arc<str>,
+    pub schema: Arc<str>,
+}
+
+impl std::fmt::Debug for PgTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgTarget")
+            .field("url", &mask_password(&self.url))
+            .field("schema", &self.schema)
+            .finish()
+    }
+}
+
+impl PgTarget {
+    /// A plain PostgreSQL connection with `search_path` set to the store's schema.
+    pub async fn connect(&self) -> Result<sqlx::PgConnection, sqlx::Error> {
+        let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&self.url).await?;
+        let set_path = format!("SET search_path TO \"{}\"", self.schema);
+        sqlx::raw_sql(sqlx::AssertSqlSafe(set_path))
+            .execute(&mut conn)
+            .await?;
+        Ok(conn)
+    }
 }
 
 /// How a store is opened.
@@ -109,7 +140,7 @@ impl Db {
             reason: err.to_string(),
         };
         let read_only = access == Access::ReadOnly;
-        let (pool, dialect) = match url {
+        let (pool, dialect, postgres) = match url {
             StoreUrl::Sqlite { dir } => {
                 let file = dir.join(format!("{}.db", name.as_str()));
                 if read_only && !file.exists() {
@@ -146,7 +177,7 @@ impl Db {
                     .connect(&conn_url)
                     .await
                     .map_err(unreachable)?;
-                (pool, Dialect::Sqlite)
+                (pool, Dialect::Sqlite, None)
             }
             StoreUrl::Postgres { url: pg_url, .. } => {
                 let schema = url
@@ -187,6 +218,10 @@ impl Db {
                 }
                 let _ = sqlx::Connection::close(admin).await;
                 let set_path: Arc<str> = format!("SET search_path TO \"{schema}\"").into();
+                let target = PgTarget {
+                    url: pg_url.as_str().into(),
+                    schema: schema.as_str().into(),
+                };
                 let pool = AnyPoolOptions::new()
                     .max_connections(16)
                     .min_connections(1)
@@ -203,7 +238,7 @@ impl Db {
                     .connect(pg_url)
                     .await
                     .map_err(unreachable)?;
-                (pool, Dialect::Postgres)
+                (pool, Dialect::Postgres, Some(target))
             }
         };
         if !read_only {
@@ -225,6 +260,7 @@ impl Db {
             pool,
             dialect,
             location,
+            postgres,
         })
     }
 

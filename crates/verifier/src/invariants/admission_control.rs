@@ -25,6 +25,7 @@ use super::{Context, at};
 use crate::VerifyError;
 use crate::model::StoreTag;
 use crate::report::{Dossier, Verdict};
+use crate::rows::{Columns, FromColumns, copy_chunks, decode_json_page};
 
 pub const NAME: &str = "admission-control";
 pub const STATEMENT: &str = "provider calls <= limit; retries within budget in every window; sheds answered fast; no congestion collapse";
@@ -189,7 +190,7 @@ async fn retry_budget(
 }
 
 /// One `payment_attempts` row, as the sweeps read it.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug)]
 struct Attempt {
     id: i64,
     started_at_us: i64,
@@ -197,6 +198,20 @@ struct Attempt {
     is_retry: i64,
     order_id: String,
     op: String,
+}
+
+impl FromColumns for Attempt {
+    const COLUMNS: &'static str = "id, started_at_us, finished_at_us, is_retry, order_id, op";
+    fn from_columns(c: &mut impl Columns, _store: StoreTag) -> Result<Self, String> {
+        Ok(Self {
+            id: c.int()?,
+            started_at_us: c.int()?,
+            finished_at_us: c.opt_int()?,
+            is_retry: c.int()?,
+            order_id: c.text()?,
+            op: c.text()?,
+        })
+    }
 }
 
 /// Attempts per page query (see `evidence::page_rows`).
@@ -207,12 +222,29 @@ fn attempt_page(db: &Db) -> usize {
     }
 }
 
-/// Visits every `payment_attempts` row in (started_at_us, id) order, reading a JSON array
-/// of rows per query: one driver row per page instead of one per call keeps a
-/// million-call store fast, and memory is one page.
+/// Visits every `payment_attempts` row in (started_at_us, id) order: streamed with
+/// `COPY` from PostgreSQL; from SQLite a JSON array of rows per query (one driver row per
+/// page instead of one per call keeps a million-call store fast). Memory is one chunk or
+/// one page.
 async fn each_attempt(db: &Db, mut visit: impl FnMut(&Attempt)) -> Result<(), VerifyError> {
-    let columns = "'id', o.id, 'started_at_us', o.started_at_us, 'finished_at_us', o.finished_at_us, \
-                   'is_retry', o.is_retry, 'order_id', o.order_id, 'op', o.op";
+    const WHAT: &str = "payment_attempts";
+    if let Some(target) = &db.postgres {
+        let sql = format!(
+            "SELECT {} FROM payment_attempts ORDER BY started_at_us, id",
+            Attempt::COLUMNS
+        );
+        return copy_chunks(target, &sql, WHAT, |chunk: Vec<Attempt>| {
+            chunk.iter().for_each(&mut visit);
+            std::future::ready(true)
+        })
+        .await
+        .map_err(|reason| VerifyError::Read { what: WHAT, reason });
+    }
+    let columns: Vec<String> = Attempt::COLUMNS
+        .split(',')
+        .map(|c| format!("o.{}", c.trim()))
+        .collect();
+    let columns = columns.join(", ");
     // `started_at_us >= $1` is the index range; the rest skips what the last page took.
     let page_rows = attempt_page(db);
     let rows = format!(
@@ -221,10 +253,10 @@ async fn each_attempt(db: &Db, mut visit: impl FnMut(&Attempt)) -> Result<(), Ve
     );
     let sql = match db.dialect {
         Dialect::Sqlite => {
-            format!("SELECT json_group_array(json_object({columns})) FROM ({rows}) o")
+            format!("SELECT json_group_array(json_array({columns})) FROM ({rows}) o")
         }
         Dialect::Postgres => format!(
-            "SELECT json_agg(json_build_object({columns}) ORDER BY o.started_at_us, o.id)::text FROM ({rows}) o"
+            "SELECT json_agg(json_build_array({columns}) ORDER BY o.started_at_us, o.id)::text FROM ({rows}) o"
         ),
     };
     let (mut after_t, mut after_id) = (i64::MIN, i64::MIN);
@@ -237,10 +269,8 @@ async fn each_attempt(db: &Db, mut visit: impl FnMut(&Attempt)) -> Result<(), Ve
             .try_get(0)?;
         let calls: Vec<Attempt> = match page {
             None => Vec::new(),
-            Some(text) => serde_json::from_str(&text).map_err(|err| VerifyError::Read {
-                what: "payment_attempts page",
-                reason: err.to_string(),
-            })?,
+            Some(text) => decode_json_page(&text, WHAT)
+                .map_err(|reason| VerifyError::Read { what: WHAT, reason })?,
         };
         calls.iter().for_each(&mut visit);
         match calls.last() {
