@@ -8,7 +8,7 @@ use target_system::store::Dialect;
 use target_system::{Access, Db, RegionId, StoreError, StoreName, StoreUrl, TargetConfig};
 
 use crate::VerifyError;
-use crate::merge::{Keyed, Sorted};
+use crate::merge::{Keyed, PageSql, Sorted};
 use crate::model::{ArrivalRow, ChargeRow, EffectRow, EventRow, OrderRow, StoreTag, TransitionRow};
 use crate::rows::{Columns, FromColumns, decode_json_page};
 
@@ -301,10 +301,11 @@ fn page_rows(db: &Db) -> usize {
     }
 }
 
-/// One page query: a JSON array of row arrays (`columns`) over at most [`page_rows`] rows
-/// of `table` whose order id is greater than `$1`, sorted by order id then `then`. Plain
-/// keyset paging on the `order_id` index: no sort, no scan of what was already read.
-fn page(db: &Db, columns: &str, table: &str, then: &str) -> String {
+/// The page queries: a JSON array of row arrays (`columns`) over at most [`page_rows`]
+/// rows of `table` from an order id on, sorted by order id then `then`, with the first and
+/// last order id and the row count. Plain keyset paging on the `order_id` index: no sort,
+/// no scan of what was already read.
+fn page(db: &Db, columns: &str, table: &str, then: &str) -> PageSql {
     let item: Vec<String> = columns
         .split(',')
         .map(|c| format!("o.{}", c.trim()))
@@ -327,20 +328,27 @@ fn page(db: &Db, columns: &str, table: &str, then: &str) -> String {
     selected.sort_unstable();
     selected.dedup();
     let selected = selected.join(", ");
-    match db.dialect {
+    let sql = |op: &str, limit: &str| match db.dialect {
         Dialect::Sqlite => format!(
-            "SELECT json_group_array(json_array({item})) FROM \
-             (SELECT {selected} FROM {table} WHERE order_id > $1 ORDER BY order_id{order} LIMIT {rows}) o"
+            "SELECT json_group_array(json_array({item})), min(o.order_id), max(o.order_id), count(*) FROM \
+             (SELECT {selected} FROM {table} WHERE order_id {op} $1 ORDER BY order_id{order}{limit}) o"
         ),
         Dialect::Postgres => format!(
-            "SELECT json_agg(json_build_array({item}) ORDER BY o.order_id COLLATE \"C\"{})::text FROM \
-             (SELECT {selected} FROM {table} WHERE order_id COLLATE \"C\" > $1 ORDER BY order_id COLLATE \"C\"{order} LIMIT {rows}) o",
+            "SELECT json_agg(json_build_array({item}) ORDER BY o.order_id COLLATE \"C\"{})::text, \
+             min(o.order_id COLLATE \"C\"), max(o.order_id COLLATE \"C\"), count(*) FROM \
+             (SELECT {selected} FROM {table} WHERE order_id COLLATE \"C\" {op} $1 ORDER BY order_id COLLATE \"C\"{order}{limit}) o",
             if then.is_empty() {
                 String::new()
             } else {
                 format!(", o.{then}")
             }
         ),
+    };
+    let limit = format!(" LIMIT {rows}");
+    PageSql {
+        from: sql(">=", &limit),
+        after: sql(">", &limit),
+        one_key: sql("=", ""),
     }
 }
 

@@ -105,21 +105,21 @@ pub async fn verify(sources: &Sources, options: &Options) -> Result<Report, Veri
         Box::new(invariants::bounded_pending_age::BoundedPendingAge::default()),
         Box::new(invariants::outbox_effectively_once::OutboxEffectivelyOnce::default()),
     ];
-    let orders_checked = merge_orders(&stores, |order| {
-        for invariant in per_order.iter_mut() {
-            invariant.observe(order, &ctx);
-        }
-    })
-    .await?;
+    // The whole-store checks read their own tables on their own connections: they run
+    // beside the merge rather than after it.
+    let (orders_checked, no_oversell, admission_control) = tokio::join!(
+        merge_orders(&stores, |order| {
+            for invariant in per_order.iter_mut() {
+                invariant.observe(order, &ctx);
+            }
+        }),
+        invariants::no_oversell::check(&stores.regions, &ctx),
+        invariants::admission_control::check(&stores.regions, stores.history.as_ref(), &ctx),
+    );
+    let orders_checked = orders_checked?;
     let mut verdicts: Vec<Verdict> = per_order.into_iter().map(|i| i.finish(&ctx)).collect();
-    verdicts.insert(
-        4,
-        invariants::no_oversell::check(&stores.regions, &ctx).await?,
-    );
-    verdicts.push(
-        invariants::admission_control::check(&stores.regions, stores.history.as_ref(), &ctx)
-            .await?,
-    );
+    verdicts.insert(4, no_oversell?);
+    verdicts.push(admission_control?);
     let mut sources_seen: Vec<String> = vec![stores.provider.location.to_string()];
     sources_seen.extend(stores.regions.iter().map(|(_, db)| db.location.to_string()));
     if let Some(history) = &stores.history {

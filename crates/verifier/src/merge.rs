@@ -17,6 +17,17 @@ use crate::VerifyError;
 use crate::model::StoreTag;
 use crate::rows::{CHUNK, FromColumns, copy_chunks};
 
+/// The two page queries of [`Sorted::spawn_pages`].
+#[derive(Debug, Clone)]
+pub struct PageSql {
+    /// The page of keys `>= $1`.
+    pub from: String,
+    /// The page of keys `> $1`.
+    pub after: String,
+    /// Every row of key `$1` (no limit): for a key with more rows than a page.
+    pub one_key: String,
+}
+
 /// A row with an order id to merge on.
 pub trait Keyed {
     fn key(&self) -> &str;
@@ -67,58 +78,92 @@ impl<T: Keyed + Send + 'static> Sorted<T> {
         Self::from_receiver(name, rx)
     }
 
-    /// Reads in pages: `page_sql` returns one row whose first column is a JSON array of at
-    /// most `page_rows` items with keys greater than `$1` (`''` at first), in key order;
-    /// `decode` turns it into rows. One row per page instead of one per item keeps the
-    /// database driver's per-row cost out of the verifier's time. A full page may end inside
-    /// one key's rows, so its last key is read again with the next page (a key with more rows
-    /// than a page is taken as it comes).
+    /// Reads in pages. Each query of `pages` returns one row: a JSON array of at most
+    /// `page_rows` items in key order, the first and last key on the page, and the item
+    /// count; `pages.from` takes keys `>= $1`, `pages.after` keys `> $1`. One row per page
+    /// instead of one per item keeps the database driver's per-row cost out of the
+    /// verifier's time.
+    ///
+    /// A full page may end inside one key's rows: those rows are dropped from it and the
+    /// next page starts at that key. So the next query's bound is known before the page is
+    /// decoded, and the next page is read while this one is decoded. A full page of one
+    /// key is read again whole with `pages.one_key`.
     pub fn spawn_pages(
         name: &'static str,
         pool: AnyPool,
-        page_sql: String,
+        pages: PageSql,
         page_rows: usize,
         decode: impl Fn(&str) -> Result<Vec<T>, String> + Send + Sync + 'static,
     ) -> Self {
         let (tx, rx) = mpsc::channel(2);
+        // Page texts, with the key whose rows they must drop.
+        let (text_tx, mut text_rx) = mpsc::channel::<Result<(String, Option<String>), String>>(1);
         tokio::spawn(async move {
-            let mut after = String::new();
+            let fetch = async |sql: &str, bound: &str| {
+                sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
+                    .bind(bound)
+                    .fetch_one(&pool)
+                    .await
+                    .and_then(|row| {
+                        use sqlx::Row;
+                        Ok((
+                            row.try_get::<Option<String>, _>(0)?,
+                            row.try_get::<Option<String>, _>(1)?,
+                            row.try_get::<Option<String>, _>(2)?,
+                            row.try_get::<i64, _>(3)?,
+                        ))
+                    })
+            };
+            let mut bound = (String::new(), true);
             loop {
-                let page: Result<Option<String>, String> =
-                    sqlx::query(sqlx::AssertSqlSafe(page_sql.clone()))
-                        .bind(&after)
-                        .fetch_one(&pool)
-                        .await
-                        .and_then(|row| sqlx::Row::try_get::<Option<String>, _>(&row, 0))
-                        .map_err(|e| e.to_string());
-                let mut items = match page.and_then(|text| match text {
-                    None => Ok(Vec::new()),
-                    Some(text) => decode(&text),
-                }) {
-                    Ok(items) => items,
-                    Err(reason) => {
-                        let _ = tx.send(Err(reason)).await;
+                let sql = if bound.1 { &pages.from } else { &pages.after };
+                let mut page = fetch(sql, &bound.0).await;
+                let mut whole_key = false;
+                if let Ok((_, Some(first), Some(last), count)) = &page
+                    && first == last
+                    && usize::try_from(*count).unwrap_or(usize::MAX) >= page_rows
+                {
+                    // One key fills the page: take all of its rows at once.
+                    let key = first.clone();
+                    page = fetch(&pages.one_key, &key).await;
+                    whole_key = true;
+                }
+                let (text, first, last, count) = match page {
+                    Ok(page) => page,
+                    Err(err) => {
+                        let _ = text_tx.send(Err(err.to_string())).await;
                         return;
                     }
                 };
-                let full = items.len() >= page_rows;
-                if full {
-                    // The last key may continue on the next page: leave it for that page.
-                    let last = items
-                        .last()
-                        .map(|i| i.key().to_string())
-                        .unwrap_or_default();
-                    let keep = items
-                        .iter()
-                        .rposition(|i| i.key() != last)
-                        .map_or(items.len(), |i| i + 1);
-                    items.truncate(keep);
-                }
-                let Some(last) = items.last() else {
+                let (Some(text), Some(first), Some(last)) = (text, first, last) else {
                     return;
                 };
-                after = last.key().to_string();
-                if tx.send(Ok(items)).await.is_err() || !full {
+                // More may follow a full page, or a key read whole.
+                let full = whole_key || usize::try_from(count).unwrap_or(usize::MAX) >= page_rows;
+                let drop_key = (full && first != last).then(|| last.clone());
+                // Past a split key, the next page starts at it; past a key read whole, after it.
+                let next = (last, drop_key.is_some());
+                if text_tx.send(Ok((text, drop_key))).await.is_err() || !full {
+                    return;
+                }
+                bound = next;
+            }
+        });
+        tokio::spawn(async move {
+            while let Some(page) = text_rx.recv().await {
+                let items = page.and_then(|(text, drop_key)| {
+                    let mut items = decode(&text)?;
+                    if let Some(key) = drop_key {
+                        let keep = items
+                            .iter()
+                            .rposition(|i| i.key() != key)
+                            .map_or(0, |i| i + 1);
+                        items.truncate(keep);
+                    }
+                    Ok(items)
+                });
+                let failed = items.is_err();
+                if tx.send(items).await.is_err() || failed {
                     return;
                 }
             }
@@ -289,6 +334,55 @@ mod tests {
         let mut s = stream(vec![vec![("b", 1), ("a", 2)]]);
         let err = s.peek().await.unwrap_err();
         assert!(matches!(err, VerifyError::OutOfOrder { .. }), "{err}");
+    }
+
+    /// Pages that end inside a key's rows, and a key with more rows than a page, lose and
+    /// repeat nothing: every row arrives once, in order.
+    #[tokio::test]
+    async fn pages_split_inside_a_key_lose_and_repeat_nothing() {
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::any::AnyPoolOptions::new()
+            .max_connections(1)
+            .connect("sqlite::memory:")
+            .await
+            .unwrap();
+        let keys = [
+            "a", "a", "a", "b", "b", "b", "c", "d", "d", "d", "d", "d", "d", "e",
+        ];
+        sqlx::raw_sql("CREATE TABLE t (k TEXT, v INTEGER)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        for (v, k) in keys.iter().enumerate() {
+            sqlx::query("INSERT INTO t VALUES ($1, $2)")
+                .bind(*k)
+                .bind(v as i64)
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+        let sql = |op: &str, limit: &str| {
+            format!(
+                "SELECT json_group_array(json_array(k, v)), min(k), max(k), count(*) FROM \
+                 (SELECT k, v FROM t WHERE k {op} $1 ORDER BY k, v{limit})"
+            )
+        };
+        let pages = PageSql {
+            from: sql(">=", " LIMIT 4"),
+            after: sql(">", " LIMIT 4"),
+            one_key: sql("=", ""),
+        };
+        let mut s = Sorted::spawn_pages("t", pool, pages, 4, |text| {
+            let rows: Vec<(String, i64)> = serde_json::from_str(text).map_err(|e| e.to_string())?;
+            Ok(rows.into_iter().map(|(k, v)| Row(k, v)).collect())
+        });
+        let mut out = Vec::new();
+        while let Some(key) = s.peek().await.unwrap().map(str::to_string) {
+            s.take(&key, &mut out).await.unwrap();
+        }
+        let got: Vec<(&str, i64)> = out.iter().map(|r| (r.0.as_str(), r.1)).collect();
+        let want: Vec<(&str, i64)> = keys.iter().copied().zip(0..).collect();
+        assert_eq!(got, want);
     }
 
     /// The merge key is the smallest present key.

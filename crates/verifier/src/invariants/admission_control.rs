@@ -38,8 +38,18 @@ pub async fn check(
     let mut verdict = Verdict::new(NAME, STATEMENT);
     let mut notes = Vec::new();
     for (store, db) in regions {
-        concurrency(store, db, ctx, &mut verdict, &mut notes).await?;
-        retry_budget(store, db, ctx, &mut verdict, &mut notes).await?;
+        // Both sweeps walk the calls in start order: one pass feeds both.
+        let mut concurrency = Concurrency::default();
+        let mut budget = RetryBudget::new(ctx);
+        each_attempt(db, |call| {
+            concurrency.visit(call);
+            budget.visit(call);
+        })
+        .await?;
+        concurrency
+            .finish(store, db, ctx, &mut verdict, &mut notes)
+            .await?;
+        budget.finish(store, ctx, &mut verdict, &mut notes);
     }
     match history {
         Some(history) => {
@@ -52,40 +62,59 @@ pub async fn check(
     Ok(verdict)
 }
 
-async fn concurrency(
-    store: StoreTag,
-    db: &Db,
-    ctx: &Context,
-    verdict: &mut Verdict,
-    notes: &mut Vec<String>,
-) -> Result<(), VerifyError> {
-    let limit = i64::from(ctx.config.admission.provider_max_in_flight);
-    // Calls in start order; the ends of the calls in flight wait in a min-heap, and every end
-    // at or before a start is taken first (ends before starts at one instant). A call with
-    // no end is in flight to the end of the records.
-    let mut ends: BinaryHeap<Reverse<i64>> = BinaryHeap::new();
-    let (mut peak, mut peak_at, mut calls) = (0i64, 0i64, 0u64);
-    each_attempt(db, |call| {
-        while ends
+/// The most provider calls in flight at once. Calls come in start order; the ends of the
+/// calls in flight wait in a min-heap, and every end at or before a start is taken first
+/// (ends before starts at one instant). A call with no end is in flight to the end of the
+/// records.
+#[derive(Default)]
+struct Concurrency {
+    ends: BinaryHeap<Reverse<i64>>,
+    peak: i64,
+    peak_at: i64,
+    calls: u64,
+}
+
+impl Concurrency {
+    fn visit(&mut self, call: &Attempt) {
+        while self
+            .ends
             .peek()
             .is_some_and(|Reverse(end)| *end <= call.started_at_us)
         {
-            ends.pop();
+            self.ends.pop();
         }
-        calls += 1;
-        ends.push(Reverse(call.finished_at_us.unwrap_or(i64::MAX)));
-        let now = ends.len() as i64;
-        if now > peak {
-            peak = now;
-            peak_at = call.started_at_us;
+        self.calls += 1;
+        self.ends
+            .push(Reverse(call.finished_at_us.unwrap_or(i64::MAX)));
+        let now = self.ends.len() as i64;
+        if now > self.peak {
+            self.peak = now;
+            self.peak_at = call.started_at_us;
         }
-    })
-    .await?;
-    verdict.checked += calls;
-    notes.push(format!(
-        "{store}: peak {peak} provider calls in flight (limit {limit})"
-    ));
-    if peak > limit {
+    }
+
+    async fn finish(
+        self,
+        store: StoreTag,
+        db: &Db,
+        ctx: &Context,
+        verdict: &mut Verdict,
+        notes: &mut Vec<String>,
+    ) -> Result<(), VerifyError> {
+        let Self {
+            peak,
+            peak_at,
+            calls,
+            ..
+        } = self;
+        let limit = i64::from(ctx.config.admission.provider_max_in_flight);
+        verdict.checked += calls;
+        notes.push(format!(
+            "{store}: peak {peak} provider calls in flight (limit {limit})"
+        ));
+        if peak <= limit {
+            return Ok(());
+        }
         let overlapping = sqlx::query(
             "SELECT order_id, op, attempt_no, started_at_us, finished_at_us, outcome FROM payment_attempts \
              WHERE started_at_us <= $1 AND finished_at_us > $1 ORDER BY started_at_us LIMIT 20",
@@ -118,75 +147,102 @@ async fn concurrency(
             rows: json!({"region": store, "at_us": peak_at, "in_flight": peak, "calls": rows}),
             fault_windows: ctx.windows(Some((peak_at, peak_at))),
         });
+        Ok(())
     }
-    Ok(())
 }
 
-async fn retry_budget(
-    store: StoreTag,
-    db: &Db,
-    ctx: &Context,
-    verdict: &mut Verdict,
-    notes: &mut Vec<String>,
-) -> Result<(), VerifyError> {
-    let budget = &ctx.config.retry_budget;
-    let ttl_us = i64::try_from(budget.ttl_seconds).unwrap_or(10) * 1_000_000;
-    let reserve = budget.min_per_sec * budget.ttl_seconds as f64;
-    let (mut first_tries, mut retries): (VecDeque<i64>, VecDeque<i64>) =
-        (VecDeque::new(), VecDeque::new());
-    let (mut total_retries, mut total_first) = (0u64, 0u64);
-    let mut worst: Option<(f64, i64, usize, usize, String)> = None;
-    each_attempt(db, |row| {
+/// Retries against the retry budget in every window: charge calls in start order, with
+/// the first tries and the retries of the last `ttl` seconds in two queues.
+struct RetryBudget {
+    ratio: f64,
+    ttl_seconds: u64,
+    ttl_us: i64,
+    reserve: f64,
+    first_tries: VecDeque<i64>,
+    retries: VecDeque<i64>,
+    total_retries: u64,
+    total_first: u64,
+    /// The worst window: (excess, its end, retries, first tries, an order retried in it).
+    worst: Option<(f64, i64, usize, usize, String)>,
+}
+
+impl RetryBudget {
+    fn new(ctx: &Context) -> Self {
+        let budget = &ctx.config.retry_budget;
+        Self {
+            ratio: budget.ratio,
+            ttl_seconds: budget.ttl_seconds,
+            ttl_us: i64::try_from(budget.ttl_seconds).unwrap_or(10) * 1_000_000,
+            reserve: budget.min_per_sec * budget.ttl_seconds as f64,
+            first_tries: VecDeque::new(),
+            retries: VecDeque::new(),
+            total_retries: 0,
+            total_first: 0,
+            worst: None,
+        }
+    }
+
+    fn visit(&mut self, row: &Attempt) {
         if row.op != "charge" {
             return;
         }
         let t = row.started_at_us;
-        let is_retry = row.is_retry == 1;
-        while first_tries.front().is_some_and(|s| *s <= t - ttl_us) {
-            first_tries.pop_front();
+        while self
+            .first_tries
+            .front()
+            .is_some_and(|s| *s <= t - self.ttl_us)
+        {
+            self.first_tries.pop_front();
         }
-        while retries.front().is_some_and(|s| *s <= t - ttl_us) {
-            retries.pop_front();
+        while self.retries.front().is_some_and(|s| *s <= t - self.ttl_us) {
+            self.retries.pop_front();
         }
-        if !is_retry {
-            total_first += 1;
-            first_tries.push_back(t);
+        if row.is_retry != 1 {
+            self.total_first += 1;
+            self.first_tries.push_back(t);
             return;
         }
-        total_retries += 1;
-        retries.push_back(t);
-        let allowed = budget.ratio * first_tries.len() as f64 + reserve;
-        let excess = retries.len() as f64 - allowed;
-        if excess > 1e-9 && worst.as_ref().is_none_or(|w| excess > w.0) {
-            worst = Some((
+        self.total_retries += 1;
+        self.retries.push_back(t);
+        let allowed = self.ratio * self.first_tries.len() as f64 + self.reserve;
+        let excess = self.retries.len() as f64 - allowed;
+        if excess > 1e-9 && self.worst.as_ref().is_none_or(|w| excess > w.0) {
+            self.worst = Some((
                 excess,
                 t,
-                retries.len(),
-                first_tries.len(),
+                self.retries.len(),
+                self.first_tries.len(),
                 row.order_id.clone(),
             ));
         }
-    })
-    .await?;
-    verdict.checked += total_retries;
-    notes.push(format!(
-        "{store}: {total_retries} retries on {total_first} first tries (budget {} x + {} per {} s)",
-        budget.ratio, reserve, budget.ttl_seconds
-    ));
-    if let Some((excess, t, n_retries, n_first, order_id)) = worst {
-        verdict.violate(ctx.max_dossiers, || Dossier {
-            order_id: Some(order_id),
-            narrative: format!(
-                "region {store}: {n_retries} retries on {n_first} first tries in the {} s before {} (budget allows {:.1}; {excess:.1} over)",
-                budget.ttl_seconds,
-                at(t),
-                budget.ratio * n_first as f64 + reserve
-            ),
-            rows: json!({"region": store, "window_end_us": t, "window_seconds": budget.ttl_seconds, "retries": n_retries, "first_tries": n_first}),
-            fault_windows: ctx.windows(Some((t - ttl_us, t))),
-        });
     }
-    Ok(())
+
+    fn finish(
+        self,
+        store: StoreTag,
+        ctx: &Context,
+        verdict: &mut Verdict,
+        notes: &mut Vec<String>,
+    ) {
+        let (ratio, reserve, ttl) = (self.ratio, self.reserve, self.ttl_seconds);
+        verdict.checked += self.total_retries;
+        notes.push(format!(
+            "{store}: {} retries on {} first tries (budget {ratio} x + {reserve} per {ttl} s)",
+            self.total_retries, self.total_first
+        ));
+        if let Some((excess, t, n_retries, n_first, order_id)) = self.worst {
+            verdict.violate(ctx.max_dossiers, || Dossier {
+                order_id: Some(order_id),
+                narrative: format!(
+                    "region {store}: {n_retries} retries on {n_first} first tries in the {ttl} s before {} (budget allows {:.1}; {excess:.1} over)",
+                    at(t),
+                    ratio * n_first as f64 + reserve
+                ),
+                rows: json!({"region": store, "window_end_us": t, "window_seconds": ttl, "retries": n_retries, "first_tries": n_first}),
+                fault_windows: ctx.windows(Some((t - self.ttl_us, t))),
+            });
+        }
+    }
 }
 
 /// One `payment_attempts` row, as the sweeps read it.
