@@ -87,9 +87,8 @@ async fn malformed_specs_name_the_field() {
 /// each one and answers 400 otherwise), and the body size is counted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn method_headers_and_body_are_sent() {
-    use loadgen::{Engine, EngineConfig, Outcome, Schedule, ScheduleSpec, Shard};
+    use loadgen::Outcome;
     use rig_http::{Method, StatusCode};
-    use std::sync::Arc;
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/orders?x=1", listener.local_addr().unwrap());
@@ -119,22 +118,7 @@ async fn method_headers_and_body_are_sent() {
     spec.headers = vec!["X-Run: rig".into(), "Content-Type: application/json".into()];
     spec.body = bytes::Bytes::from_static(b"{\"a\":1}");
     spec.connections = 2;
-    let schedule = Schedule::compile(&ScheduleSpec::hold(
-        100.0,
-        Duration::from_millis(200),
-        loadgen::ArrivalProcess::Constant,
-        0,
-    ))
-    .unwrap();
-    let report = loadgen::on_dedicated_thread("test-post", move || async move {
-        let workload = Arc::new(HttpWorkload::connect(&spec).await.unwrap());
-        Engine::new(schedule, Shard::WHOLE, workload, EngineConfig::default())
-            .unwrap()
-            .run(&mut (), std::future::pending())
-            .await
-    })
-    .await
-    .unwrap();
+    let report = run_for_200ms(spec, 20).await;
     assert_eq!(report.count(Outcome::Ok), 20, "{:?}", report.status_codes);
     assert_eq!(report.bytes, 20 * 5);
 }
@@ -183,7 +167,8 @@ async fn raw_server(replies: &'static [(&'static str, bool)]) -> String {
     url
 }
 
-async fn run_raw(spec: HttpSpec, arrivals: u32) -> loadgen::Report {
+/// Runs `arrivals` evenly spread over 200 ms against `spec`.
+async fn run_for_200ms(spec: HttpSpec, arrivals: u32) -> loadgen::Report {
     use loadgen::{Engine, EngineConfig, Schedule, ScheduleSpec, Shard};
     use std::sync::Arc;
 
@@ -232,7 +217,7 @@ async fn responses_are_read_by_their_framing() {
     let mut spec = HttpSpec::get(&raw_server(REPLIES).await);
     spec.connections = 1;
     spec.timeout = Duration::from_secs(5);
-    let report = run_raw(spec, 50).await;
+    let report = run_for_200ms(spec, 50).await;
     assert_eq!(report.count(Outcome::Unknown), 0, "{:?}", report.errors);
     assert_eq!(report.count(Outcome::Ok), 30, "{:?}", report.status_codes);
     assert_eq!(report.count(Outcome::Rejected), 10);
@@ -251,7 +236,7 @@ async fn head_responses_have_no_body() {
     spec.method = "HEAD".into();
     spec.connections = 1;
     spec.timeout = Duration::from_secs(5);
-    let report = run_raw(spec, 20).await;
+    let report = run_for_200ms(spec, 20).await;
     assert_eq!(report.count(Outcome::Ok), 20, "{:?}", report.errors);
     assert_eq!(report.bytes, 0);
 }

@@ -179,18 +179,8 @@ async fn roundtrip(
             buf.copy_within(head.len..filled, 0);
             filled -= head.len;
         }
-        if filled == buf.len() {
-            // A head larger than the buffer: not something a load target sends.
-            return Err(Failure::Broken);
-        }
-        let n = stream
-            .read(&mut buf[filled..])
-            .await
-            .map_err(|_| Failure::Broken)?;
-        if n == 0 {
-            return Err(Failure::Broken);
-        }
-        filled += n;
+        // (A head larger than the buffer is not something a load target sends.)
+        filled = read_more(stream, buf, filled).await?;
     };
     let (body_bytes, clean) = match head.framing {
         Framing::Length(length) => read_length(stream, buf, head.len, filled, length).await?,
@@ -340,19 +330,24 @@ async fn read_chunked(
         }
         // Keep what could not be used yet (part of a size or trailer line) and read more.
         buf.copy_within(start + used..filled, 0);
-        filled -= start + used;
+        filled = read_more(stream, buf, filled - (start + used)).await?;
         start = 0;
-        if filled == buf.len() {
-            return Err(Failure::Broken);
-        }
-        let n = stream
-            .read(&mut buf[filled..])
-            .await
-            .map_err(|_| Failure::Broken)?;
-        if n == 0 {
-            return Err(Failure::Broken);
-        }
-        filled += n;
+    }
+}
+
+/// Reads more of an answer after the `filled` bytes of `buf`; returns the new fill. A
+/// full buffer (a line or head too long) or the peer's close mid-answer is `Broken`.
+async fn read_more(
+    stream: &mut TcpStream,
+    buf: &mut [u8],
+    filled: usize,
+) -> Result<usize, Failure> {
+    if filled == buf.len() {
+        return Err(Failure::Broken);
+    }
+    match stream.read(&mut buf[filled..]).await {
+        Ok(0) | Err(_) => Err(Failure::Broken),
+        Ok(n) => Ok(filled + n),
     }
 }
 
