@@ -2,8 +2,9 @@
 # Benchmark of `rig load` (not a test): nginx with one worker pinned to core 0, each load
 # tool pinned to core 1, 50 connections, same endpoint, one after the other.
 #
-# Prints: wrk's closed-loop maximum; the highest open-loop rate `rig load` holds (achieved
-# >= 99 % of the target and p99 <= 5 ms, latency from the intended send time); the same for
+# Prints: wrk's closed-loop maximum (the better of two runs); the highest open-loop rate `rig
+# load` holds (achieved >= 99 % of the target and p99 <= 5 ms, latency from the intended send
+# time; a missed probe gets one more try, as every tool's does); the same for
 # `oha -q R --latency-correction`; `rig load` at 100k rps; the generator's send jitter at a
 # few rates; peak and per-5-second RSS of a 60 s run. Targets (from the loadgen issue):
 # held rate >= 0.8 x wrk's max and >= 1.3 x oha's held rate; RSS <= 64 MB and flat.
@@ -102,18 +103,27 @@ held() { # achieved p99_ms target -> 0 if held
 }
 
 # search TOOL MAX: tries 20 %, 30 %, ... of MAX, then 5 % steps from 50 %; stops after two
-# misses in a row.
+# missed rates in a row. A probe that misses is run once more, for every tool alike (printed
+# both times): a stall of this shared machine inside a 10 s probe can push p99 past 5 ms at
+# any rate near the limit, and one stall should not decide the figure.
 search() {
-  local tool=$1 max=$2 best=0 misses=0 pct rate line achieved p99
+  local tool=$1 max=$2 best=0 misses=0 pct rate line achieved p99 attempt ok
   for pct in 20 30 40 50 55 60 65 70 75 80 85 90 95 100; do
     rate=$(( max * pct / 100 / 1000 * 1000 ))
-    if [ "$tool" = rig ]; then line=$(rig_probe "$rate" "$PROBE_SECONDS"); else line=$(oha_probe "$rate" "$PROBE_SECONDS"); fi
-    achieved=$(cut -f1 <<<"$line"); p99=$(cut -f2 <<<"$line")
-    if held "$achieved" "$p99" "$rate"; then
-      printf '  %-4s target %7d/s: achieved %9.0f/s  p99 %8.2f ms  held\n' "$tool" "$rate" "$achieved" "$p99" >&2
+    ok=0
+    for attempt in 1 2; do
+      if [ "$tool" = rig ]; then line=$(rig_probe "$rate" "$PROBE_SECONDS"); else line=$(oha_probe "$rate" "$PROBE_SECONDS"); fi
+      achieved=$(cut -f1 <<<"$line"); p99=$(cut -f2 <<<"$line")
+      if held "$achieved" "$p99" "$rate"; then
+        printf '  %-4s target %7d/s: achieved %9.0f/s  p99 %8.2f ms  held\n' "$tool" "$rate" "$achieved" "$p99" >&2
+        ok=1
+        break
+      fi
+      printf '  %-4s target %7d/s: achieved %9.0f/s  p99 %8.2f ms  not held (try %d of 2)\n' "$tool" "$rate" "$achieved" "$p99" "$attempt" >&2
+    done
+    if [ "$ok" = 1 ]; then
       best=$rate; misses=0
     else
-      printf '  %-4s target %7d/s: achieved %9.0f/s  p99 %8.2f ms  not held\n' "$tool" "$rate" "$achieved" "$p99" >&2
       misses=$((misses + 1))
       [ "$misses" -ge 2 ] && break
     fi
@@ -142,7 +152,13 @@ cargo build --release -p rig >/dev/null 2>&1
 start_nginx
 say "bench: $(nproc) cores, load average before: $(cut -d' ' -f1-3 /proc/loadavg); nginx 1 worker on core $SERVER_CORE, tools on core $TOOL_CORE, $CONNECTIONS connections, ${PROBE_SECONDS}s probes"
 
-wrk_max=$(taskset -c "$TOOL_CORE" wrk -t1 -c"$CONNECTIONS" -d"${PROBE_SECONDS}s" "$URL" | awk '/Requests\/sec/ { printf "%d", $2 }')
+# wrk's maximum: the better of two runs (the same second chance the probes get).
+wrk_max=0
+for _ in 1 2; do
+  run=$(taskset -c "$TOOL_CORE" wrk -t1 -c"$CONNECTIONS" -d"${PROBE_SECONDS}s" "$URL" | awk '/Requests\/sec/ { printf "%d", $2 }')
+  say "  wrk  closed loop: $run req/s"
+  [ "$run" -gt "$wrk_max" ] && wrk_max=$run
+done
 say "wrk closed-loop max:              $wrk_max req/s"
 
 rig_held=$(search rig "$wrk_max")

@@ -11,7 +11,7 @@
 
 use std::io::ErrorKind;
 use std::net::SocketAddr;
-use std::pin::Pin;
+use std::pin::{Pin, pin};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -85,11 +85,26 @@ impl HttpLane {
         let Some(stream) = open else {
             return Err(Failure::Broken);
         };
-        timer.as_mut().reset(deadline);
-        let result = tokio::select! {
-            biased;
-            answer = roundtrip(stream, request, head, buf) => answer,
-            () = timer.as_mut() => Err(Failure::Timeout),
+        // The timer is moved lazily: it may still hold an earlier exchange's (earlier)
+        // deadline, and when it fires before this one's it is moved on, not obeyed. So a
+        // lane re-arms its timer about once per timeout, not once per request.
+        if timer.deadline() > deadline {
+            timer.as_mut().reset(deadline);
+        }
+        let result = {
+            let mut answer = pin!(roundtrip(stream, request, head, buf));
+            loop {
+                tokio::select! {
+                    biased;
+                    answer = answer.as_mut() => break answer,
+                    () = timer.as_mut() => {
+                        if Instant::now() >= deadline {
+                            break Err(Failure::Timeout);
+                        }
+                        timer.as_mut().reset(deadline);
+                    }
+                }
+            }
         };
         match result {
             Ok(answer) => {
