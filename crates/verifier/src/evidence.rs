@@ -10,7 +10,7 @@ use target_system::{Access, Db, RegionId, StoreError, StoreName, StoreUrl, Targe
 use crate::VerifyError;
 use crate::merge::{Keyed, PageSql, Sorted};
 use crate::model::{ArrivalRow, ChargeRow, EffectRow, EventRow, OrderRow, StoreTag, TransitionRow};
-use crate::rows::{Columns, FromColumns, decode_json_page};
+use crate::rows::{Columns, FromColumns, decode_json_page, json_row};
 
 /// Where the client history is.
 #[derive(Debug, Clone)]
@@ -102,7 +102,10 @@ async fn open_history(source: &HistorySource) -> Result<Db, VerifyError> {
             schema: schema.as_str().into(),
         }),
     };
-    let (url, dialect, location, init) = match source {
+    let init = postgres
+        .as_ref()
+        .map(target_system::store::PgTarget::set_search_path);
+    let (url, dialect, location) = match source {
         HistorySource::Sqlite(path) => {
             if !path.exists() {
                 return Err(VerifyError::Read {
@@ -114,7 +117,6 @@ async fn open_history(source: &HistorySource) -> Result<Db, VerifyError> {
                 format!("sqlite://{}?mode=ro", path.display()),
                 Dialect::Sqlite,
                 path.display().to_string(),
-                None,
             )
         }
         HistorySource::Postgres { url, schema } => (
@@ -124,7 +126,6 @@ async fn open_history(source: &HistorySource) -> Result<Db, VerifyError> {
                 "{} (schema {schema})",
                 target_system::store::mask_password(url)
             ),
-            Some(format!("SET search_path TO \"{schema}\"")),
         ),
     };
     let pool = sqlx::any::AnyPoolOptions::new()
@@ -291,32 +292,21 @@ impl FromColumns for ArrivalRow {
     }
 }
 
-/// Rows per page: enough to amortise a query, small enough to keep memory flat. SQLite
-/// builds a page in-process, where large strings cost allocator time; PostgreSQL (when it
-/// cannot stream with `COPY`) pays a round trip and a sort per page, so it gets larger ones.
-fn page_rows(db: &Db) -> usize {
-    match db.dialect {
-        Dialect::Sqlite => 4_000,
-        Dialect::Postgres => 8_000,
-    }
-}
+/// Rows per SQLite page: enough to amortise a query, small enough to keep memory flat
+/// (SQLite builds a page in-process, where large strings cost allocator time).
+const PAGE_ROWS: usize = 4_000;
 
-/// The page queries: a JSON array of row arrays (`columns`) over at most [`page_rows`]
-/// rows of `table` from an order id on, sorted by order id then `then`, with the first and
-/// last order id and the row count. Plain keyset paging on the `order_id` index: no sort,
-/// no scan of what was already read.
-fn page(db: &Db, columns: &str, table: &str, then: &str) -> PageSql {
-    let item: Vec<String> = columns
-        .split(',')
-        .map(|c| format!("o.{}", c.trim()))
-        .collect();
-    let item = item.join(", ");
+/// The SQLite page queries: a JSON array of row arrays (`columns`) over at most
+/// [`PAGE_ROWS`] rows of `table` from an order id on, sorted by order id then `then`, with
+/// the first and last order id and the row count. Plain keyset paging on the `order_id`
+/// index: no sort, no scan of what was already read.
+fn page(columns: &str, table: &str, then: &str) -> PageSql {
+    let item = json_row(columns);
     let order = if then.is_empty() {
         String::new()
     } else {
         format!(", {then}")
     };
-    let rows = page_rows(db);
     // Only the columns the item uses: copying whole rows (order bodies, event payloads)
     // into the subquery costs more than reading them.
     let mut selected: Vec<&str> = columns
@@ -328,23 +318,13 @@ fn page(db: &Db, columns: &str, table: &str, then: &str) -> PageSql {
     selected.sort_unstable();
     selected.dedup();
     let selected = selected.join(", ");
-    let sql = |op: &str, limit: &str| match db.dialect {
-        Dialect::Sqlite => format!(
-            "SELECT json_group_array(json_array({item})), min(o.order_id), max(o.order_id), count(*) FROM \
+    let sql = |op: &str, limit: &str| {
+        format!(
+            "SELECT json_group_array({item}), min(o.order_id), max(o.order_id), count(*) FROM \
              (SELECT {selected} FROM {table} WHERE order_id {op} $1 ORDER BY order_id{order}{limit}) o"
-        ),
-        Dialect::Postgres => format!(
-            "SELECT json_agg(json_build_array({item}) ORDER BY o.order_id COLLATE \"C\"{})::text, \
-             min(o.order_id COLLATE \"C\"), max(o.order_id COLLATE \"C\"), count(*) FROM \
-             (SELECT {selected} FROM {table} WHERE order_id COLLATE \"C\" {op} $1 ORDER BY order_id COLLATE \"C\"{order}{limit}) o",
-            if then.is_empty() {
-                String::new()
-            } else {
-                format!(", o.{then}")
-            }
-        ),
+        )
     };
-    let limit = format!(" LIMIT {rows}");
+    let limit = format!(" LIMIT {PAGE_ROWS}");
     PageSql {
         from: sql(">=", &limit),
         after: sql(">", &limit),
@@ -353,7 +333,8 @@ fn page(db: &Db, columns: &str, table: &str, then: &str) -> PageSql {
 }
 
 /// `table`'s rows in (order id, `then`) order as a sorted stream: streamed with `COPY`
-/// from PostgreSQL, paged as JSON from SQLite.
+/// from PostgreSQL (every PostgreSQL store has its [`Db::postgres`] target), paged as JSON
+/// from SQLite.
 fn stream<T: FromColumns + Keyed + Send + 'static>(
     db: &Db,
     name: &'static str,
@@ -374,8 +355,8 @@ fn stream<T: FromColumns + Keyed + Send + 'static>(
         None => Sorted::spawn_pages(
             name,
             db.pool.clone(),
-            page(db, T::COLUMNS, table, then),
-            page_rows(db),
+            page(T::COLUMNS, table, then),
+            PAGE_ROWS,
             move |text: &str| {
                 decode_json_page(text, store).map_err(|e| format!("{name} page: {e}"))
             },

@@ -1,23 +1,22 @@
 //! Sorted row streams and their merge by order id.
 //!
-//! Each stream is one query `ORDER BY order_id` run on its own task, which decodes rows and
-//! hands them over in chunks through a bounded channel: memory stays bounded whatever the
-//! size of the run, and decoding runs beside the merge. Keys are compared byte-wise (Rust's
+//! Each stream reads one table `ORDER BY order_id` on tasks of its own (a `COPY` from
+//! PostgreSQL, keyset pages from SQLite), decodes the rows and hands them over in chunks
+//! through a bounded channel: memory stays bounded whatever the size of the run, and reading
+//! and decoding run beside the merge. Keys are compared byte-wise (Rust's
 //! `str` order), so PostgreSQL queries sort with `COLLATE "C"`; a stream that yields a key
 //! out of order is an error, never a silent mis-join.
 
 use std::collections::VecDeque;
 
-use futures_util::TryStreamExt;
 use sqlx::AnyPool;
-use sqlx::any::AnyRow;
 use tokio::sync::mpsc;
 
 use crate::VerifyError;
 use crate::model::StoreTag;
-use crate::rows::{CHUNK, FromColumns, copy_chunks};
+use crate::rows::{FromColumns, copy_chunks};
 
-/// The two page queries of [`Sorted::spawn_pages`].
+/// The page queries of [`Sorted::spawn_pages`].
 #[derive(Debug, Clone)]
 pub struct PageSql {
     /// The page of keys `>= $1`.
@@ -44,40 +43,6 @@ pub struct Sorted<T> {
 }
 
 impl<T: Keyed + Send + 'static> Sorted<T> {
-    /// Runs `sql` on `pool` in the background, decoding each row with `decode`.
-    pub fn spawn(
-        name: &'static str,
-        pool: AnyPool,
-        sql: String,
-        decode: impl Fn(&AnyRow) -> Result<T, sqlx::Error> + Send + Sync + 'static,
-    ) -> Self {
-        let (tx, rx) = mpsc::channel(4);
-        tokio::spawn(async move {
-            let result: Result<(), sqlx::Error> = async {
-                let mut rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch(&pool);
-                let mut chunk = Vec::with_capacity(CHUNK);
-                while let Some(row) = rows.try_next().await? {
-                    chunk.push(decode(&row)?);
-                    if chunk.len() == CHUNK {
-                        let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
-                        if tx.send(Ok(full)).await.is_err() {
-                            return Ok(());
-                        }
-                    }
-                }
-                if !chunk.is_empty() {
-                    let _ = tx.send(Ok(chunk)).await;
-                }
-                Ok(())
-            }
-            .await;
-            if let Err(err) = result {
-                let _ = tx.send(Err(err.to_string())).await;
-            }
-        });
-        Self::from_receiver(name, rx)
-    }
-
     /// Reads in pages. Each query of `pages` returns one row: a JSON array of at most
     /// `page_rows` items in key order, the first and last key on the page, and the item
     /// count; `pages.from` takes keys `>= $1`, `pages.after` keys `> $1`. One row per page

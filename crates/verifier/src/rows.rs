@@ -12,12 +12,23 @@ use std::marker::PhantomData;
 
 use serde::de::{DeserializeSeed, Error as _, IgnoredAny, SeqAccess, Visitor};
 
-use crate::model::StoreTag;
 use futures_util::TryStreamExt;
 use target_system::store::PgTarget;
 
+use crate::model::StoreTag;
+
 /// Rows handed over at a time.
-pub const CHUNK: usize = 512;
+const CHUNK: usize = 512;
+
+/// The SQLite item of a JSON page: `json_array(o.a, o.b, ...)` over `columns` of a query
+/// aliased `o`, in the order [`FromColumns::from_columns`] reads them.
+pub fn json_row(columns: &str) -> String {
+    let columns: Vec<String> = columns
+        .split(',')
+        .map(|c| format!("o.{}", c.trim()))
+        .collect();
+    format!("json_array({})", columns.join(", "))
+}
 
 /// Runs `COPY (sql) TO STDOUT` on a connection of its own and hands the decoded rows to
 /// `deliver` in chunks of [`CHUNK`], until the end or until `deliver` returns false (then
@@ -115,18 +126,11 @@ impl<'a> Fields<'a> {
         if field == b"\\N" {
             return Ok(None);
         }
+        const NOT_UTF8: &str = "a field is not UTF-8";
         let text = if field.contains(&b'\\') {
-            Cow::Owned(unescape(field))
+            Cow::Owned(String::from_utf8(unescape(field)).map_err(|_| NOT_UTF8.to_string())?)
         } else {
-            Cow::Borrowed(field)
-        };
-        let text = match text {
-            Cow::Borrowed(bytes) => Cow::Borrowed(
-                std::str::from_utf8(bytes).map_err(|_| "a field is not UTF-8".to_string())?,
-            ),
-            Cow::Owned(bytes) => Cow::Owned(
-                String::from_utf8(bytes).map_err(|_| "a field is not UTF-8".to_string())?,
-            ),
+            Cow::Borrowed(std::str::from_utf8(field).map_err(|_| NOT_UTF8.to_string())?)
         };
         Ok(Some(text))
     }

@@ -78,8 +78,9 @@ pub struct Db {
     pub dialect: Dialect,
     /// Where it lives, password masked (for messages).
     pub location: Arc<str>,
-    /// For a PostgreSQL store, how to open a plain connection to it (the pool's
-    /// connections are driver-neutral; bulk readers need PostgreSQL's own, for `COPY`).
+    /// For a PostgreSQL store (always set for one), how to open a plain connection to it
+    /// (the pool's connections are driver-neutral; bulk readers need PostgreSQL's own, for
+    /// `COPY`). `None` for SQLite.
     pub postgres: Option<PgTarget>,
 }
 
@@ -100,11 +101,15 @@ impl std::fmt::Debug for PgTarget {
 }
 
 impl PgTarget {
+    /// The statement every connection to the store runs first.
+    pub fn set_search_path(&self) -> String {
+        format!("SET search_path TO \"{}\"", self.schema)
+    }
+
     /// A plain PostgreSQL connection with `search_path` set to the store's schema.
     pub async fn connect(&self) -> Result<sqlx::PgConnection, sqlx::Error> {
         let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&self.url).await?;
-        let set_path = format!("SET search_path TO \"{}\"", self.schema);
-        sqlx::raw_sql(sqlx::AssertSqlSafe(set_path))
+        sqlx::raw_sql(sqlx::AssertSqlSafe(self.set_search_path()))
             .execute(&mut conn)
             .await?;
         Ok(conn)
@@ -217,11 +222,11 @@ impl Db {
                         .map_err(unreachable)?;
                 }
                 let _ = sqlx::Connection::close(admin).await;
-                let set_path: Arc<str> = format!("SET search_path TO \"{schema}\"").into();
                 let target = PgTarget {
                     url: pg_url.as_str().into(),
                     schema: schema.as_str().into(),
                 };
+                let set_path: Arc<str> = target.set_search_path().into();
                 let pool = AnyPoolOptions::new()
                     .max_connections(16)
                     .min_connections(1)

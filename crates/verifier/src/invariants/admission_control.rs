@@ -19,13 +19,12 @@ use futures_util::TryStreamExt;
 use serde_json::json;
 use sqlx::Row;
 use target_system::Db;
-use target_system::store::Dialect;
 
 use super::{Context, at};
 use crate::VerifyError;
 use crate::model::StoreTag;
 use crate::report::{Dossier, Verdict};
-use crate::rows::{Columns, FromColumns, copy_chunks, decode_json_page};
+use crate::rows::{Columns, FromColumns, copy_chunks, decode_json_page, json_row};
 
 pub const NAME: &str = "admission-control";
 pub const STATEMENT: &str = "provider calls <= limit; retries within budget in every window; sheds answered fast; no congestion collapse";
@@ -270,13 +269,8 @@ impl FromColumns for Attempt {
     }
 }
 
-/// Attempts per page query (see `evidence::page_rows`).
-fn attempt_page(db: &Db) -> usize {
-    match db.dialect {
-        Dialect::Sqlite => 1_000,
-        Dialect::Postgres => 8_000,
-    }
-}
+/// Attempts per SQLite page query.
+const ATTEMPT_PAGE: usize = 1_000;
 
 /// Visits every `payment_attempts` row in (started_at_us, id) order: streamed with
 /// `COPY` from PostgreSQL; from SQLite a JSON array of rows per query (one driver row per
@@ -296,25 +290,12 @@ async fn each_attempt(db: &Db, mut visit: impl FnMut(&Attempt)) -> Result<(), Ve
         .await
         .map_err(|reason| VerifyError::Read { what: WHAT, reason });
     }
-    let columns: Vec<String> = Attempt::COLUMNS
-        .split(',')
-        .map(|c| format!("o.{}", c.trim()))
-        .collect();
-    let columns = columns.join(", ");
     // `started_at_us >= $1` is the index range; the rest skips what the last page took.
-    let page_rows = attempt_page(db);
-    let rows = format!(
-        "SELECT * FROM payment_attempts WHERE started_at_us >= $1 \
-         AND (started_at_us > $1 OR id > $2) ORDER BY started_at_us, id LIMIT {page_rows}"
+    let sql = format!(
+        "SELECT json_group_array({}) FROM (SELECT * FROM payment_attempts WHERE started_at_us >= $1 \
+         AND (started_at_us > $1 OR id > $2) ORDER BY started_at_us, id LIMIT {ATTEMPT_PAGE}) o",
+        json_row(Attempt::COLUMNS)
     );
-    let sql = match db.dialect {
-        Dialect::Sqlite => {
-            format!("SELECT json_group_array(json_array({columns})) FROM ({rows}) o")
-        }
-        Dialect::Postgres => format!(
-            "SELECT json_agg(json_build_array({columns}) ORDER BY o.started_at_us, o.id)::text FROM ({rows}) o"
-        ),
-    };
     let (mut after_t, mut after_id) = (i64::MIN, i64::MIN);
     loop {
         let page: Option<String> = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
@@ -330,7 +311,7 @@ async fn each_attempt(db: &Db, mut visit: impl FnMut(&Attempt)) -> Result<(), Ve
         };
         calls.iter().for_each(&mut visit);
         match calls.last() {
-            Some(last) if calls.len() == page_rows => {
+            Some(last) if calls.len() == ATTEMPT_PAGE => {
                 (after_t, after_id) = (last.started_at_us, last.id);
             }
             _ => return Ok(()),
