@@ -10,9 +10,9 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
-use serde::{Deserialize, Serialize};
+use evidence::time::rfc3339_ms;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -43,65 +43,7 @@ impl LoadClock {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Event {
-    Planned,
-    Requested,
-    Applied,
-    Failed,
-    Aborted,
-    Healed,
-}
-
-/// One API call made for a step.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Call {
-    /// `toxiproxy` or `provider:<name>`.
-    pub target: String,
-    /// What was asked, e.g. `add_toxic a_to_b timeout_upstream`.
-    pub op: String,
-    /// `toxiproxy_rust` or `http`.
-    pub via: String,
-    /// The HTTP status, when the client exposes it (toxiproxy_rust does not; its changes are
-    /// confirmed by reading the state back instead).
-    pub status: Option<u16>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
-/// Which step a record is about.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StepRef {
-    /// Position in the expanded plan.
-    pub step: usize,
-    /// Index of the `[[chaos]]` entry.
-    pub entry: usize,
-    /// `start` or `stop`.
-    pub action: String,
-    /// `partition`, `provider` or `link`.
-    pub kind: String,
-    /// Planned offset from load start.
-    pub at_seconds: f64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Record {
-    pub seq: u64,
-    pub event: Event,
-    pub elapsed_seconds: f64,
-    pub wall_time: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub step: Option<StepRef>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub calls: Vec<Call>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub plan: Option<serde_json::Value>,
-}
+pub use evidence::journal::{Call, Event, Record, StepRef};
 
 /// What a caller fills in; the journal adds sequence number and times.
 #[derive(Debug, Clone, Default)]
@@ -165,7 +107,7 @@ impl Journal {
     /// Appends one record and fsyncs it before returning.
     pub async fn append(&self, event: Event, detail: Detail) -> Result<Record, ChaosError> {
         let elapsed_seconds = self.clock.elapsed_seconds();
-        let wall_time = rfc3339_utc(SystemTime::now());
+        let wall_time = rfc3339_ms(SystemTime::now());
         let sink = self.sink.clone();
         let written = tokio::task::spawn_blocking(move || {
             let mut sink = sink.lock().unwrap_or_else(PoisonError::into_inner);
@@ -207,62 +149,5 @@ pub fn read_journal(path: &Path) -> Result<Vec<Record>, ChaosError> {
         source,
     };
     let text = std::fs::read_to_string(path).map_err(journal_error)?;
-    text.lines()
-        .filter(|line| !line.trim().is_empty())
-        .map(|line| serde_json::from_str(line).map_err(|e| journal_error(std::io::Error::other(e))))
-        .collect()
-}
-
-/// `2026-05-01T12:34:56.789Z`.
-pub fn rfc3339_utc(time: SystemTime) -> String {
-    let since_epoch = time.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let seconds = since_epoch.as_secs();
-    let (days, rest) = (seconds / 86_400, seconds % 86_400);
-    let (year, month, day) = civil_from_days(i64::try_from(days).unwrap_or(i64::MAX));
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60,
-        since_epoch.subsec_millis()
-    )
-}
-
-/// Days since 1970-01-01 to a proleptic Gregorian date (the well-known era-based method).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z.rem_euclid(146_097);
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-    let month = if month_index < 10 {
-        month_index + 3
-    } else {
-        month_index - 9
-    };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    (
-        year,
-        u32::try_from(month).unwrap_or(1),
-        u32::try_from(day).unwrap_or(1),
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::Duration;
-
-    /// Wall times format as RFC 3339 UTC, including leap days and the millisecond part.
-    #[test]
-    fn formats_wall_time() {
-        assert_eq!(rfc3339_utc(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
-        let leap = UNIX_EPOCH + Duration::from_millis(951_782_400_123); // 2000-02-29
-        assert_eq!(rfc3339_utc(leap), "2000-02-29T00:00:00.123Z");
-        let later = UNIX_EPOCH + Duration::from_secs(1_767_225_599); // 2025-12-31T23:59:59
-        assert_eq!(rfc3339_utc(later), "2025-12-31T23:59:59.000Z");
-    }
+    evidence::journal::parse_journal(&text).map_err(|e| journal_error(std::io::Error::other(e)))
 }

@@ -17,17 +17,17 @@
 //! - [`desired`]: the state every target should be in at one instant.
 //! - [`executor`]: [`execute`] a plan on the load clock; [`heal`] always runs at the end.
 //! - [`journal`]: the append-only JSONL [`Journal`] (fsync per record).
-//! - [`rng`]: the seeded generator behind every random choice; [`duration`]: `"60s"` parsing.
+//!
+//! Its seeded generator, its duration grammar and the journal's record type are the evidence
+//! contract's (`evidence::seed`, `evidence::duration`, `evidence::journal`).
 
 mod api;
 pub mod desired;
-pub mod duration;
 mod error;
 pub mod executor;
 pub mod journal;
 pub mod provider;
 mod proxy;
-pub mod rng;
 pub mod server;
 pub mod timeline;
 pub mod toxics;

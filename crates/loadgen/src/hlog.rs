@@ -19,7 +19,7 @@ use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer}
 
 use crate::LoadgenError;
 use crate::observer::{IntervalView, Observer};
-use crate::recorder::new_histogram;
+use crate::report::new_histogram;
 
 /// Divisor of the max column: nanosecond values, millisecond maxima (the Java default).
 const MAX_VALUE_DIVISOR: f64 = 1e6;

@@ -13,7 +13,7 @@ use prometheus::{
 };
 
 use crate::observer::{IntervalView, Observer};
-use crate::recorder::OutcomeCounts;
+use crate::report::OutcomeCounts;
 use crate::workload::Outcome;
 
 /// Latency buckets from 0.5 ms to 30 s, roughly ×2 apart, the same as the reference

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use hdrhistogram::Histogram;
 
-use crate::recorder::OutcomeCounts;
+use crate::report::OutcomeCounts;
 use crate::report::TimelinePoint;
 
 /// Totals so far, for a progress line.

@@ -9,14 +9,11 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use tokio::time::Instant;
 
-use crate::report::{OpReport, PhaseReport, Report, RunMeta, TimelinePoint};
+use crate::report::{
+    OpReport, OutcomeCounts, PhaseReport, Report, RunMeta, TimelinePoint, new_histogram,
+};
 use crate::schedule::PhaseInfo;
 use crate::{Completion, Dispatch, Outcome};
-
-/// A histogram for nanosecond values with 3 significant digits that grows as needed.
-pub fn new_histogram() -> Histogram<u64> {
-    Histogram::new(3).expect("3 significant digits is a valid precision")
-}
 
 /// One tagged series: the current interval and the run total.
 #[derive(Debug)]
@@ -90,9 +87,6 @@ impl PhaseRec {
         })
     }
 }
-
-/// Counts by outcome, indexed by [`Outcome::slot`].
-pub type OutcomeCounts = [u64; 5];
 
 /// All measurements of one run.
 #[derive(Debug)]

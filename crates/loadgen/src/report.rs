@@ -8,9 +8,16 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use crate::duration::ms;
-use crate::recorder::{OutcomeCounts, new_histogram};
 use crate::schedule::PhaseInfo;
 use crate::{ArrivalProcess, Outcome, Shard};
+
+/// A histogram for nanosecond values with 3 significant digits that grows as needed.
+pub fn new_histogram() -> Histogram<u64> {
+    Histogram::new(3).expect("3 significant digits is a valid precision")
+}
+
+/// Counts by outcome, indexed by [`Outcome::slot`].
+pub type OutcomeCounts = [u64; 5];
 
 /// Facts about the run itself (not its measurements).
 #[derive(Debug, Clone, Serialize)]

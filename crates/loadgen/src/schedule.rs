@@ -9,8 +9,8 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::phase::{ArrivalProcess, MAX_RATE, PhaseSpec, ScheduleSpec};
-use crate::rng::SeededRng;
 use crate::{LoadgenError, Shard};
+use evidence::seed::SeededRng;
 
 /// One arrival of the schedule.
 #[derive(Debug, Clone, Copy, PartialEq)]

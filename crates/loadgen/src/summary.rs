@@ -52,7 +52,7 @@ impl Percentiles {
 
 /// The latency of every started arrival of a phase (all operations, all outcomes but dropped).
 fn started_latency(phase: &crate::report::PhaseReport) -> Histogram<u64> {
-    let mut all = crate::recorder::new_histogram();
+    let mut all = crate::report::new_histogram();
     for op in &phase.ops {
         for (outcome, h) in &op.outcomes {
             if *outcome != Outcome::Dropped {

@@ -245,7 +245,7 @@ async fn postgres_history_has_a_row_per_arrival() {
     let schema = format!(
         "h_{}_{}",
         std::process::id(),
-        target_system::clock::now_us() % 1_000_000
+        evidence::time::now_us() % 1_000_000
     );
     let region = stub(|_req, _seen| async move { confirmed() }).await;
     let sink = HistorySink::parse(&format!(

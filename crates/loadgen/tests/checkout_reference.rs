@@ -13,13 +13,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use checkout_support::{history_file, read_history, run};
+use evidence::owner_of;
+use evidence::{Db, RegionId};
 use loadgen::checkout::ClientOutcome;
 use loadgen::duration::HumanDuration;
 use loadgen::{CheckoutSpec, ScheduleSpec};
 use sqlx::Row;
-use target_system::region::owner_of;
+use target_system::TargetConfig;
 use target_system::system::System;
-use target_system::{Db, RegionId, TargetConfig};
 use tokio::net::TcpListener;
 
 async fn listener() -> TcpListener {

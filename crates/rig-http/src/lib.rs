@@ -18,7 +18,7 @@ pub mod server;
 
 pub use body::{BodyError, query_param, read_body};
 pub use client::{ClientError, ClientResponse, HttpClient};
-pub use reply::{Reply, json, problem, text};
+pub use reply::{Reply, json, problem, text, with_retry_after};
 pub use server::{DropConnection, PeerAddr, serve};
 
 /// The response body type used by every server in the rig.

@@ -40,6 +40,21 @@ pub fn with_type(status: StatusCode, content_type: &'static str, body: Bytes) ->
     response
 }
 
+/// Adds `Retry-After` (whole seconds, at least 1) and `retry-after-ms` (the exact wait) to a
+/// reply that sheds or refuses for now.
+pub fn with_retry_after(mut reply: Reply, wait: std::time::Duration) -> Reply {
+    let millis = wait.as_millis().max(1);
+    let seconds = millis.div_ceil(1000).max(1);
+    let headers = reply.headers_mut();
+    if let Ok(value) = seconds.to_string().parse() {
+        headers.insert(header::RETRY_AFTER, value);
+    }
+    if let Ok(value) = millis.to_string().parse() {
+        headers.insert("retry-after-ms", value);
+    }
+    reply
+}
+
 /// The body of every error reply: a stable machine-readable `error` code, a sentence for a
 /// human, and the request field at fault when there is one.
 #[derive(Debug, Serialize)]

@@ -119,7 +119,8 @@ fn fault_windows(records: &[Record]) -> anyhow::Result<Vec<FaultWindow>> {
     let mut closed: Vec<FaultWindow> = Vec::new();
     let mut last_ms = None;
     for record in records {
-        let at_ms = verifier::journal::parse_rfc3339_us(&record.wall_time)
+        let at_ms = record
+            .wall_time_us()
             .map(|us| us.div_euclid(1000))
             .ok_or_else(|| {
                 anyhow!(

@@ -2,14 +2,9 @@
 //! map the outcome to an exit code (0 pass, 1 verdict or threshold failed, 2 bad input,
 //! 3 could not complete).
 
-mod cmd;
-mod exit;
-mod grafana;
-mod metrics;
-mod overrides;
-mod target_config;
-
 use std::process::ExitCode;
+
+use rig::{cmd, exit};
 
 /// jemalloc: rows and buffers are allocated on one thread (a database driver's, the load
 /// generator's) and freed on another, which makes glibc's arenas contend.

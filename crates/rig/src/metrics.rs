@@ -195,3 +195,11 @@ impl<A: Actuator> Actuator for FaultGauge<A> {
         healed
     }
 }
+
+/// `--metrics-linger`: how long the endpoint stays up after the last value (`0` for not at all).
+pub fn parse_linger(text: &str) -> Result<std::time::Duration, String> {
+    if matches!(text.trim(), "0" | "0s") {
+        return Ok(std::time::Duration::ZERO);
+    }
+    loadgen::parse_duration("--metrics-linger", text).map_err(|err| err.to_string())
+}

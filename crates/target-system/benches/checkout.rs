@@ -12,10 +12,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use evidence::StoreUrl;
+use evidence::owner_of;
 use rig_http::{HttpClient, Method};
-use target_system::region::owner_of;
+use target_system::TargetConfig;
 use target_system::system::System;
-use target_system::{StoreUrl, TargetConfig};
 use tokio::net::TcpListener;
 
 struct Args {
@@ -72,8 +73,8 @@ async fn main() {
     .await
     .expect("system starts");
     let urls = [
-        system.region_url(target_system::RegionId::A).unwrap(),
-        system.region_url(target_system::RegionId::B).unwrap(),
+        system.region_url(evidence::RegionId::A).unwrap(),
+        system.region_url(evidence::RegionId::B).unwrap(),
     ];
     let client = HttpClient::new(Duration::from_secs(2), args.concurrency);
     let confirmed = Arc::new(AtomicU64::new(0));
@@ -89,7 +90,7 @@ async fn main() {
                 n += 1;
                 let order = format!("bench-{}-{worker}-{n}", std::process::id());
                 let owner = owner_of(&order);
-                let url = &urls[usize::from(owner == target_system::RegionId::B)];
+                let url = &urls[usize::from(owner == evidence::RegionId::B)];
                 let body = format!(
                     r#"{{"order_id":"{order}","customer_id":"c{worker}","items":[{{"sku":"sku-1","qty":1}}]}}"#
                 );

@@ -9,11 +9,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
+use evidence::owner_of;
+use evidence::{RegionId, StoreUrl};
 use rig_http::{HttpClient, Method};
-use target_system::region::owner_of;
+use target_system::TargetConfig;
 use target_system::system::System;
 use target_system::testkit::TempDir;
-use target_system::{RegionId, StoreUrl, TargetConfig};
 use tokio::net::TcpListener;
 use tokio::time::{Instant, MissedTickBehavior};
 

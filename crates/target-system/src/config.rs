@@ -350,6 +350,18 @@ impl Default for ProviderConfig {
 }
 
 impl TargetConfig {
+    /// The bounds the verifier judges by, as this system records them in its region store.
+    pub fn run_params(&self) -> evidence::RunParams {
+        evidence::RunParams {
+            max_pending_age_seconds: self.repair.max_pending_age_seconds,
+            repair_scan_interval_ms: self.repair.scan_interval_ms,
+            provider_max_in_flight: self.admission.provider_max_in_flight,
+            retry_budget_ratio: self.retry_budget.ratio,
+            retry_budget_min_per_sec: self.retry_budget.min_per_sec,
+            retry_budget_ttl_seconds: self.retry_budget.ttl_seconds,
+        }
+    }
+
     /// Checks every range once; the first problem found is returned.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.catalog.is_empty() {

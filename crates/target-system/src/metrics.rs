@@ -117,3 +117,13 @@ pub fn render_all(registries: &[&Registry]) -> (String, Vec<u8>) {
     let _ = encoder.encode(&families, &mut buffer);
     (encoder.format_type().to_string(), buffer)
 }
+
+/// `/metrics` in Prometheus text format, from one registry.
+pub fn metrics_reply(registry: &Registry) -> rig_http::Reply {
+    let (_content_type, body) = render(registry);
+    rig_http::reply::with_type(
+        rig_http::StatusCode::OK,
+        "text/plain; version=0.0.4; charset=utf-8",
+        bytes::Bytes::from(body),
+    )
+}

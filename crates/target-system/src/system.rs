@@ -15,8 +15,9 @@ use tokio::task::JoinHandle;
 
 use crate::config::TargetConfig;
 use crate::provider::Provider;
-use crate::region::{Region, RegionId, RegionWiring};
-use crate::store::{Db, StoreError, StoreName, StoreUrl};
+use crate::region::{Region, RegionWiring};
+use evidence::RegionId;
+use evidence::store::{Db, StoreError, StoreName, StoreUrl};
 
 /// Why a system could not start.
 #[derive(Debug, thiserror::Error)]

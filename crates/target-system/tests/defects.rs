@@ -10,9 +10,10 @@ use common::{
     Harness, Mode, attempts, count, max_concurrency, order_owned_by, quiet_config,
     retry_budget_violation,
 };
+use evidence::RegionId;
 use serde_json::json;
 use target_system::testkit::sqlite;
-use target_system::{Defect, RegionId, TargetConfig};
+use target_system::{Defect, TargetConfig};
 
 fn with(defect: Option<Defect>, mut config: TargetConfig) -> TargetConfig {
     config.defects.extend(defect);

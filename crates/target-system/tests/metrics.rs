@@ -7,8 +7,8 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 
 use common::{Harness, order_owned_by, quiet_config};
+use evidence::RegionId;
 use serde_json::json;
-use target_system::RegionId;
 
 fn promtool_check(exposition: &[u8]) -> Option<String> {
     let child = Command::new("promtool")

@@ -5,8 +5,8 @@ mod common;
 use std::time::Duration;
 
 use common::{Harness, count, order_owned_by, quiet_config};
+use evidence::RegionId;
 use serde_json::json;
-use target_system::RegionId;
 use target_system::testkit::TestStores;
 
 /// The relay is interrupted between delivering an event and marking it published (its

@@ -9,8 +9,8 @@ use common::{
     Harness, Mode, attempts, count, max_concurrency, order_owned_by, quiet_config,
     retry_budget_violation,
 };
+use evidence::RegionId;
 use serde_json::{Value, json};
-use target_system::RegionId;
 use target_system::testkit::TestStores;
 use tokio::time::Instant;
 
@@ -152,7 +152,7 @@ async fn overload_is_shed_fast_without_collapse(stores: TestStores) {
     let url = format!("{}/v1/checkout", h.url(RegionId::A));
     let owned: Vec<String> = (0..)
         .map(|i| format!("ovl-{i}"))
-        .filter(|id| target_system::region::owner_of(id) == RegionId::A)
+        .filter(|id| evidence::owner_of(id) == RegionId::A)
         .take(2_500)
         .collect();
     let started = Instant::now();

@@ -17,9 +17,9 @@ use std::time::Instant;
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+use evidence::store::Dialect;
+use evidence::{Db, RegionId, StoreName, StoreUrl};
 use futures_util::TryStreamExt;
-use target_system::store::Dialect;
-use target_system::{Db, RegionId, StoreName, StoreUrl};
 
 fn args() -> (String, i64, bool, String) {
     let mut store = String::new();
@@ -75,6 +75,12 @@ async fn generate(store: &StoreUrl, orders: i64) {
         let db = Db::open(store, StoreName::Region(region))
             .await
             .expect("region store");
+        // The bounds the synthetic system says it ran with: the reference defaults.
+        target_system::TargetConfig::default()
+            .run_params()
+            .write(&db)
+            .await
+            .expect("run parameters");
         let (from, id) = series(&db, orders);
         let mine = format!("n % 2 = {i}");
         let r = region.as_str();
@@ -130,13 +136,9 @@ async fn generate(store: &StoreUrl, orders: i64) {
 async fn plain_scan(store: &StoreUrl) -> u64 {
     let mut rows = 0u64;
     for region in RegionId::ALL {
-        let db = Db::open_with(
-            store,
-            StoreName::Region(region),
-            target_system::Access::ReadOnly,
-        )
-        .await
-        .unwrap();
+        let db = Db::open_with(store, StoreName::Region(region), evidence::Access::ReadOnly)
+            .await
+            .unwrap();
         for table in [
             "orders",
             "order_transitions",
@@ -151,7 +153,7 @@ async fn plain_scan(store: &StoreUrl) -> u64 {
             }
         }
     }
-    let db = Db::open_with(store, StoreName::Provider, target_system::Access::ReadOnly)
+    let db = Db::open_with(store, StoreName::Provider, evidence::Access::ReadOnly)
         .await
         .unwrap();
     let mut stream = sqlx::query("SELECT * FROM provider_charges").fetch(&db.pool);

@@ -4,30 +4,10 @@
 
 use std::path::Path;
 
-use serde::Deserialize;
+use evidence::journal::{Event, parse_journal};
 
 use crate::VerifyError;
 use crate::report::FaultWindow;
-
-#[derive(Debug, Deserialize)]
-struct Record {
-    event: String,
-    #[serde(default)]
-    wall_time: String,
-    #[serde(default)]
-    wall_time_us: Option<i64>,
-    #[serde(default)]
-    step: Option<Step>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Step {
-    entry: usize,
-    action: String,
-    kind: String,
-    #[serde(default)]
-    name: Option<String>,
-}
 
 /// Reads the journal's fault windows, oldest first.
 pub fn fault_windows(path: &Path) -> Result<Vec<FaultWindow>, VerifyError> {
@@ -37,21 +17,14 @@ pub fn fault_windows(path: &Path) -> Result<Vec<FaultWindow>, VerifyError> {
     })?;
     let mut open: Vec<(usize, FaultWindow)> = Vec::new();
     let mut closed = Vec::new();
-    for (line_no, line) in text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-    {
-        let record: Record = serde_json::from_str(line).map_err(|err| VerifyError::Read {
-            what: "chaos journal",
-            reason: format!("{} line {}: {err}", path.display(), line_no + 1),
-        })?;
-        let at_us = record
-            .wall_time_us
-            .or_else(|| parse_rfc3339_us(&record.wall_time))
-            .unwrap_or_default();
-        match (record.event.as_str(), record.step) {
-            ("applied", Some(step)) if step.action == "start" => open.push((
+    let records = parse_journal(&text).map_err(|err| VerifyError::Read {
+        what: "chaos journal",
+        reason: format!("{}: {err}", path.display()),
+    })?;
+    for record in records {
+        let at_us = record.wall_time_us().unwrap_or_default();
+        match (record.event, record.step) {
+            (Event::Applied, Some(step)) if step.action == "start" => open.push((
                 step.entry,
                 FaultWindow {
                     kind: step.kind,
@@ -60,14 +33,14 @@ pub fn fault_windows(path: &Path) -> Result<Vec<FaultWindow>, VerifyError> {
                     end_us: None,
                 },
             )),
-            ("applied" | "healed", Some(step)) if step.action == "stop" => {
+            (Event::Applied | Event::Healed, Some(step)) if step.action == "stop" => {
                 if let Some(i) = open.iter().position(|(entry, _)| *entry == step.entry) {
                     let (_, mut window) = open.remove(i);
                     window.end_us = Some(at_us);
                     closed.push(window);
                 }
             }
-            ("healed", None) => {
+            (Event::Healed, None) => {
                 for (_, mut window) in open.drain(..) {
                     window.end_us = Some(at_us);
                     closed.push(window);
@@ -81,54 +54,9 @@ pub fn fault_windows(path: &Path) -> Result<Vec<FaultWindow>, VerifyError> {
     Ok(closed)
 }
 
-/// `2026-11-24T12:00:01.250Z` (optionally with micro- or nanoseconds) to Unix microseconds.
-pub fn parse_rfc3339_us(text: &str) -> Option<i64> {
-    let text = text.strip_suffix('Z')?;
-    let (date, time) = text.split_once('T')?;
-    let mut date = date.split('-').map(|p| p.parse::<i64>().ok());
-    let (year, month, day) = (date.next()??, date.next()??, date.next()??);
-    let (hms, fraction) = time.split_once('.').unwrap_or((time, ""));
-    let mut hms = hms.split(':').map(|p| p.parse::<i64>().ok());
-    let (hour, minute, second) = (hms.next()??, hms.next()??, hms.next()??);
-    let micros = if fraction.is_empty() {
-        0
-    } else {
-        let digits: String = fraction
-            .chars()
-            .chain(std::iter::repeat('0'))
-            .take(6)
-            .collect();
-        digits.parse::<i64>().ok()?
-    };
-    // Days from civil (Howard Hinnant's algorithm).
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(((days * 86_400 + hour * 3_600 + minute * 60 + second) * 1_000_000) + micros)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Wall times parse to Unix microseconds.
-    #[test]
-    fn parses_wall_times() {
-        assert_eq!(parse_rfc3339_us("1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(
-            parse_rfc3339_us("2023-11-14T22:13:20.123Z"),
-            Some(1_700_000_000_123_000)
-        );
-        assert_eq!(
-            parse_rfc3339_us("2000-02-29T00:00:00.000001Z"),
-            Some(951_782_400_000_001)
-        );
-        assert_eq!(parse_rfc3339_us("nonsense"), None);
-    }
 
     /// Start/stop pairs become windows; a final heal closes what is still open.
     #[test]

@@ -8,7 +8,7 @@
 //! run; sums are i128.
 //!
 //! # Layout
-//! - [`evidence`]: the [`Sources`], opening stores read-only, the run's parameters, the sorted
+//! - [`sources`]: the [`Sources`], opening stores read-only, the run's parameters, the sorted
 //!   row streams.
 //! - [`merge`]: sorted streams on background tasks and their merge by key.
 //! - [`rows`]: decoding rows from PostgreSQL `COPY` lines and SQLite JSON pages.
@@ -18,18 +18,19 @@
 //! - [`report`]: [`Verdict`], [`Dossier`], [`Report`] (`verdict.json`, schema in
 //!   `schema/verdict.schema.json`).
 
-pub mod evidence;
 pub mod invariants;
 pub mod journal;
 pub mod merge;
 pub mod model;
 pub mod report;
 pub mod rows;
+pub mod sources;
 
-pub use evidence::{HistorySource, Sources, Stores};
+pub use evidence::HistorySource;
 use invariants::{Context, PerOrder};
 pub use model::OrderEvidence;
 pub use report::{Dossier, FaultWindow, Report, Status, Verdict};
+pub use sources::{Sources, Stores};
 
 /// The JSON Schema of `verdict.json`.
 pub const VERDICT_SCHEMA: &str = include_str!("../schema/verdict.schema.json");
@@ -38,7 +39,9 @@ pub const VERDICT_SCHEMA: &str = include_str!("../schema/verdict.schema.json");
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
     #[error(transparent)]
-    Store(#[from] target_system::StoreError),
+    Store(#[from] evidence::StoreError),
+    #[error(transparent)]
+    RunParams(#[from] evidence::RunParamsError),
     #[error("no region store found at {store}: nothing to verify")]
     NoRegions { store: String },
     #[error("could not read the {what}: {reason}")]
@@ -87,10 +90,8 @@ pub async fn verify(sources: &Sources, options: &Options) -> Result<Report, Veri
         None => Vec::new(),
     };
     let ctx = Context {
-        config: stores.config.clone(),
-        end_at_us: options
-            .end_at_us
-            .unwrap_or_else(target_system::clock::now_us),
+        params: stores.params.clone(),
+        end_at_us: options.end_at_us.unwrap_or_else(evidence::time::now_us),
         max_dossiers: options.max_dossiers,
         faults,
         has_history: stores.history.is_some(),
@@ -145,11 +146,11 @@ pub async fn merge_orders(
     let mut regions: Vec<_> = stores
         .regions
         .iter()
-        .map(|(tag, db)| evidence::RegionStreams::spawn(tag, db))
+        .map(|(tag, db)| sources::RegionStreams::spawn(tag, db))
         .collect();
-    let mut charges = evidence::charges(&stores.provider);
+    let mut charges = sources::charges(&stores.provider);
     let mut arrivals = match &stores.history {
-        Some(db) => evidence::arrivals(db),
+        Some(db) => sources::arrivals(db),
         None => merge::Sorted::empty("history_arrivals"),
     };
     let mut count = 0u64;

@@ -141,7 +141,7 @@ impl<T: Keyed + Send + 'static> Sorted<T> {
     /// line as a row from `store`.
     pub fn spawn_copy(
         name: &'static str,
-        target: target_system::store::PgTarget,
+        target: evidence::store::PgTarget,
         sql: String,
         store: StoreTag,
     ) -> Self

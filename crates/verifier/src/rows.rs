@@ -12,8 +12,8 @@ use std::marker::PhantomData;
 
 use serde::de::{DeserializeSeed, Error as _, IgnoredAny, SeqAccess, Visitor};
 
+use evidence::store::PgTarget;
 use futures_util::TryStreamExt;
-use target_system::store::PgTarget;
 
 use crate::model::StoreTag;
 

@@ -7,11 +7,12 @@ mod common;
 use std::time::Duration;
 
 use common::{Finished, Told, checkout, drain, finish};
+use evidence::RegionId;
 use serde_json::json;
 use sqlx::Row;
 use target_system::testkit::harness::{Harness, Mode, eventually, order_owned_by, quiet_config};
 use target_system::testkit::sqlite;
-use target_system::{Defect, RegionId, TargetConfig};
+use target_system::{Defect, TargetConfig};
 use verifier::{Report, Status};
 
 fn with(defect: Option<Defect>, mut config: TargetConfig) -> TargetConfig {

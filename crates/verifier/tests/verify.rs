@@ -4,9 +4,9 @@
 mod common;
 
 use common::{Finished, clean_run};
+use evidence::{RegionId, StoreName};
 use serde_json::Value;
 use target_system::testkit::sqlite;
-use target_system::{RegionId, StoreName};
 use verifier::{Report, Status};
 
 fn status_of(report: &Report, invariant: &str) -> Status {
@@ -294,7 +294,7 @@ async fn tamper_client_history_disagrees() {
 async fn missing_stores_are_an_error() {
     let dir = target_system::testkit::TempDir::new("verify-missing");
     let sources = verifier::Sources {
-        store: target_system::StoreUrl::Sqlite {
+        store: evidence::StoreUrl::Sqlite {
             dir: dir.path().join("nothing"),
         },
         history: None,

@@ -9,12 +9,12 @@ use std::collections::VecDeque;
 use tokio::time::Instant;
 
 use super::ToxicEntry;
-use crate::proxy::CloseMode;
-use crate::rng::{SeededRng, label};
+use crate::toxics::CloseMode;
 use crate::toxics::{
     BandwidthLink, Effects, LatencyLink, LimitDataLink, ResetPeerLink, SlicerLink, SlowCloseLink,
     Timed, TimeoutLink, Toxic,
 };
+use evidence::seed::{SeededRng, label};
 
 #[derive(Debug)]
 enum LinkToxic {

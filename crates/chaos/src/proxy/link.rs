@@ -22,8 +22,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::time::Instant;
 
+use super::Shared;
 use super::chain::Chain;
-use super::{CloseMode, Shared};
+use crate::toxics::CloseMode;
 use crate::toxics::{Effects, Item, Stream, Timed};
 
 /// Bytes read per system call; one buffer per direction, allocated once.

@@ -8,10 +8,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::{JoinHandle, JoinSet};
 
+use super::Shared;
 use super::link::{Conn, pump};
-use super::{CloseMode, Shared};
-use crate::rng::{SeededRng, label};
+use crate::toxics::CloseMode;
 use crate::toxics::Stream;
+use evidence::seed::{SeededRng, label};
 
 /// How long a stopping proxy waits for its connections to finish closing.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);

@@ -16,15 +16,8 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::toxics::ToxicSpec;
+use crate::toxics::{CloseMode, ToxicSpec};
 use link::Conn;
-
-/// How a connection is closed: a normal close (FIN) or a reset (RST).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) enum CloseMode {
-    Close = 1,
-    Reset = 2,
-}
 
 /// A toxic as the proxy holds it; `version` changes on every create or update, so links can
 /// tell a toxic they already run from a new or changed one.

@@ -7,11 +7,11 @@ use serde::Deserialize;
 
 use super::{Entry, Fault, PartitionDirection, PartitionMode, REGIONS};
 use crate::ChaosError;
-use crate::duration::parse_duration;
 use crate::provider::ProviderFaults;
 use crate::toxics::{
     Bandwidth, Latency, LimitData, ResetPeer, Slicer, SlowClose, Stream, Timeout, Toxic, ToxicSpec,
 };
+use evidence::duration::parse_duration;
 
 /// The raw shape of an entry: every field any kind may use; which ones are allowed is
 /// checked per kind afterwards so the message can say which kind takes what.
@@ -156,7 +156,8 @@ pub(super) fn parse_entry(index: usize, item: &toml::Value) -> Result<Entry, Cha
     let raw: RawEntry = toml::Value::Table(table.clone())
         .try_into()
         .map_err(|e: toml::de::Error| at.err("", e.message().to_string()))?;
-    let duration_of = |field: &str, text: &str| parse_duration(text).map_err(|m| at.err(field, m));
+    let duration_of =
+        |field: &str, text: &str| parse_duration(text).map_err(|e| at.err(field, e.to_string()));
     let start = duration_of("at", &raw.at)?;
     let duration = duration_of("for", &raw.duration)?;
     if duration.is_zero() {

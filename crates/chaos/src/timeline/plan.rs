@@ -11,10 +11,10 @@ use serde::Serialize;
 use super::{Fault, PartitionMode, Timeline};
 use crate::ChaosError;
 use crate::desired::{Desired, ProxyDesired};
-use crate::duration::format_duration;
 use crate::provider::ProviderFaults;
-use crate::rng::SeededRng;
 use crate::toxics::{Stream, Timeout, Toxic, ToxicSpec};
+use evidence::duration::format_duration;
+use evidence::seed::SeededRng;
 
 /// Stands for "every provider" when checking a plan before the providers are known.
 const EVERY_PROVIDER: &str = "*";

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::{Duration, Instant};
 
 use super::{Item, Timed};
-use crate::rng::SeededRng;
+use evidence::seed::SeededRng;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]

@@ -35,8 +35,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::time::Instant;
 
-use crate::proxy::CloseMode;
-
 /// Which bytes a toxic acts on: `upstream` = client → server, `downstream` = server → client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -194,6 +192,13 @@ impl ToxicSpec {
             && self.toxic == other.toxic
             && (self.toxicity - other.toxicity).abs() < 1e-6
     }
+}
+
+/// How a connection is closed: a normal close (FIN) or a reset (RST).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum CloseMode {
+    Close = 1,
+    Reset = 2,
 }
 
 /// A toxic exactly as Toxiproxy's API shows it.

@@ -9,8 +9,8 @@
 use serde::{Deserialize, Serialize};
 use tokio::time::{Duration, Instant};
 
+use super::CloseMode;
 use super::{Effects, Timed};
-use crate::proxy::CloseMode;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]

@@ -19,7 +19,7 @@ use super::answer::{Answer, ClientOutcome, RequestKind, RetryAfter, classify};
 use super::client::{Failure, Reply};
 use super::customer::Customer;
 use super::history::{ArrivalRow, Record, RequestRow};
-use super::workload::Shared;
+use super::shared::Shared;
 use crate::{Completion, Dispatch, SeededRng};
 
 /// Performs arrival `dispatch` and reports it to the history and the engine.

@@ -21,11 +21,8 @@
 //! # History schema
 //! One row per arrival (`history_arrivals`) and per request (`history_requests`), in a
 //! SQLite file or PostgreSQL tables; timestamps are wall-clock microseconds since the Unix
-//! epoch, as in the stores, so the verifier can join them:
-//!
-//! ```sql
-#![doc = include_str!("history/schema.sql")]
-//! ```
+//! epoch, as in the stores, so the verifier can join them. The schema is the evidence
+//! contract's (`evidence::history`).
 //!
 //! # Layout
 //! - [`spec`]: [`CheckoutSpec`], a profile's `[workload]` table, checked into a [`Plan`].
@@ -44,6 +41,7 @@ pub mod customer;
 pub mod history;
 mod journey;
 mod run;
+mod shared;
 pub mod spec;
 mod workload;
 

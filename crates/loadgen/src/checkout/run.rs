@@ -15,8 +15,9 @@ use tokio::time::Instant;
 use super::client::Pool;
 use super::customer::CustomerModel;
 use super::history::{Anchor, HistorySink, HistoryStats, HistoryWriter, RequestStats, RowContext};
+use super::shared::Shared;
 use super::spec::{CheckoutSpec, Plan, REGIONS};
-use super::workload::{CheckoutWorkload, Shared};
+use super::workload::CheckoutWorkload;
 use crate::duration::ms;
 use crate::{Engine, EngineConfig, LoadgenError, Observer, Report, Schedule, Shard};
 

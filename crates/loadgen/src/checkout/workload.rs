@@ -2,24 +2,9 @@
 //! (a [`journey`](super::journey)); arrivals that never reach a lane still land in the
 //! history through [`Workload::not_started`].
 
-use std::sync::Arc;
-
-use super::client::Pool;
-use super::customer::CustomerModel;
-use super::history::{HistoryTx, RowContext};
 use super::journey;
-use super::spec::Plan;
+use super::shared::Shared;
 use crate::{Completion, Dispatch, Outcome, Workload};
-
-/// What every lane shares (read-only but for the pools' idle lists and the history).
-pub(super) struct Shared {
-    pub(super) plan: Plan,
-    /// One per target, in entry-region order.
-    pub(super) pools: Vec<Pool>,
-    pub(super) model: Arc<CustomerModel>,
-    pub(super) context: RowContext,
-    pub(super) history: HistoryTx,
-}
 
 /// The checkout workload, connected (built by [`CheckoutRun`](super::CheckoutRun)).
 pub struct CheckoutWorkload {

@@ -6,7 +6,7 @@
 
 mod checkout;
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,12 +14,12 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use loadgen::{
-    ArrivalProcess, Engine, EngineConfig, HlogWriter, HttpSpec, HttpWorkload, IntervalView,
-    LoadgenError, Observer, Schedule, ScheduleSpec, Shard, Summary, on_dedicated_thread,
-    parse_duration,
+    ArrivalProcess, Engine, EngineConfig, HlogWriter, HttpSpec, HttpWorkload, LoadgenError,
+    Schedule, ScheduleSpec, Shard, Summary, on_dedicated_thread, parse_duration,
 };
 
 use crate::exit::{BadInput, Verdict};
+use crate::observe::{HlogSink, ProgressLine, ProgressMode};
 
 /// Open-loop load: arrivals leave at their scheduled times whatever the target does.
 #[derive(Debug, Args)]
@@ -79,7 +79,7 @@ pub struct LoadArgs {
     #[arg(long, value_name = "NAME")]
     pub run_id: Option<String>,
     /// With --metrics-addr: keep serving this long after the run (two scrape intervals).
-    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = crate::cmd::run::parse_linger)]
+    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = crate::metrics::parse_linger)]
     pub metrics_linger: std::time::Duration,
     /// Seed of every random choice (Poisson arrivals, checkout customers); all shards must
     /// share it [default: 1].
@@ -108,14 +108,6 @@ pub struct LoadArgs {
 pub enum Arrival {
     Constant,
     Poisson,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ProgressMode {
-    Auto,
-    Live,
-    Plain,
-    Off,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -375,85 +367,5 @@ impl LiveMetrics {
 async fn ctrl_c() {
     if tokio::signal::ctrl_c().await.is_err() {
         std::future::pending::<()>().await;
-    }
-}
-
-/// The optional interval log as an observer.
-pub(crate) struct HlogSink(pub(crate) Option<HlogWriter<std::io::BufWriter<std::fs::File>>>);
-
-impl Observer for HlogSink {
-    fn on_interval(&mut self, interval: &IntervalView<'_>) {
-        if let Some(writer) = &mut self.0 {
-            writer.on_interval(interval);
-        }
-    }
-}
-
-/// Progress on stderr: redrawn every interval on a terminal, a plain line every few
-/// seconds otherwise (logs and CI), and always the last one.
-pub(crate) struct ProgressLine {
-    live: bool,
-    off: bool,
-    every: Duration,
-    printed_at: Option<Duration>,
-}
-
-impl ProgressLine {
-    pub(crate) fn new(mode: ProgressMode) -> Self {
-        Self {
-            live: match mode {
-                ProgressMode::Auto => std::io::stderr().is_terminal(),
-                ProgressMode::Live => true,
-                ProgressMode::Plain | ProgressMode::Off => false,
-            },
-            off: mode == ProgressMode::Off,
-            every: Duration::from_secs(5),
-            printed_at: None,
-        }
-    }
-}
-
-impl Observer for ProgressLine {
-    fn on_interval(&mut self, interval: &IntervalView<'_>) {
-        if self.off {
-            return;
-        }
-        let p = &interval.progress;
-        let due = self
-            .printed_at
-            .is_none_or(|at| p.elapsed.saturating_sub(at) >= self.every);
-        if !self.live && !due && !p.last {
-            return;
-        }
-        self.printed_at = Some(p.elapsed);
-        let c = &p.counts;
-        let p99 = interval
-            .point
-            .latency_p99_seconds
-            .map_or("-".to_string(), |s| format!("{:.2}ms", s * 1e3));
-        let line = format!(
-            "{:>7.1}s/{} {:<8} target {:>9.1}/s  started {}  ok {}  failed {}  rejected {}  unknown {}  dropped {}  in flight {}  p99 {p99}",
-            p.elapsed.as_secs_f64(),
-            loadgen::format_duration(p.schedule_duration),
-            p.phase.as_deref().unwrap_or("drain"),
-            p.target_rate,
-            p.started,
-            c[0],
-            c[1],
-            c[2],
-            c[3],
-            c[4],
-            p.in_flight,
-        );
-        let mut err = std::io::stderr().lock();
-        if self.live {
-            let _ = write!(err, "\r\x1b[2K{line}");
-            if p.last {
-                let _ = writeln!(err);
-            }
-        } else {
-            let _ = writeln!(err, "{line}");
-        }
-        let _ = err.flush();
     }
 }

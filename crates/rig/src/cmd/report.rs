@@ -178,7 +178,7 @@ fn rerender(dir: &std::path::Path) -> anyhow::Result<Verdict> {
     let verdict = read("verdict.json")?;
     std::fs::write(
         dir.join("report.html"),
-        crate::cmd::run::render_html(&summary, &verdict),
+        crate::run::artifacts::render_html(&summary, &verdict),
     )?;
     if let Ok(text) = std::fs::read_to_string(dir.join("summary.txt")) {
         print!("{text}");

@@ -6,8 +6,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
+use evidence::{RegionId, StoreError, StoreUrl};
 use target_system::system::{RegionPlan, System, SystemError};
-use target_system::{Defect, RegionId, StoreError, StoreUrl, TargetConfig};
+use target_system::{Defect, TargetConfig};
 use tokio::net::TcpListener;
 
 use crate::exit::{BadInput, Verdict};

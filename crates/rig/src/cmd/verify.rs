@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
-use target_system::StoreUrl;
+use evidence::StoreUrl;
 use verifier::{HistorySource, Options, Sources, Status};
 
 use crate::exit::{BadInput, Verdict};

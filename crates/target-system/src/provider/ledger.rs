@@ -5,30 +5,13 @@
 //! never disagree. A `processing` row left by a crash has no charge behind it and is cleared
 //! at start.
 
-use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use tokio::sync::mpsc;
 
-use crate::store::Db;
+use evidence::store::Db;
 
-/// What a caller asked to charge.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ChargeRequest {
-    pub order_id: String,
-    pub amount_cents: i64,
-    pub currency: String,
-}
-
-impl ChargeRequest {
-    /// What must be equal for a repeated key to be "the same request".
-    pub fn fingerprint(&self) -> String {
-        format!("{}|{}|{}", self.order_id, self.amount_cents, self.currency)
-    }
-}
-
-/// One charge as stored and as returned by the API.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+/// One charge as stored (the API answers with [`super::api::ChargeAnswer`]).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct Charge {
     pub charge_id: String,
     pub idempotency_key: String,
@@ -43,13 +26,18 @@ pub struct Charge {
 }
 
 impl Charge {
-    /// Money the customer is out: authorized and not refunded; zero otherwise.
+    /// Money the customer is out because of this charge.
     pub fn net_cents(&self) -> i64 {
-        if self.status == "authorized" {
-            self.amount_cents - self.refunded_cents
-        } else {
-            0
-        }
+        net_cents(&self.status, self.amount_cents, self.refunded_cents)
+    }
+}
+
+/// Money a charge leaves the customer out: authorized and not refunded; zero otherwise.
+pub fn net_cents(status: &str, amount_cents: i64, refunded_cents: i64) -> i64 {
+    if status == "authorized" {
+        amount_cents - refunded_cents
+    } else {
+        0
     }
 }
 
@@ -80,8 +68,8 @@ pub struct RequestLog {
     pub outcome: &'static str,
 }
 
-/// What the look-up by key returns.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// What the look-up by key finds (the API answers with [`super::api::KeyAnswer`]).
+#[derive(Debug, Clone)]
 pub struct KeyView {
     pub idempotency_key: String,
     /// `processing`, `completed` or `voided`.

@@ -20,24 +20,28 @@
 //! `committed_dropped`, `invalid`, `found`, `not_found`, `refunded`, `not_refundable`,
 //! `voided`, `error`.
 
+mod admin;
+pub mod api;
+mod charge;
 pub mod faults;
 pub mod ledger;
+mod reconcile;
 
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
-use bytes::Bytes;
 use prometheus::{HistogramVec, IntCounterVec, IntGauge, Registry};
 use rig_http::{DropConnection, Incoming, Method, Reply, Request, StatusCode, json, problem};
 use serde_json::json;
 use tokio::net::TcpListener;
 
-use crate::clock::{Draws, IdGen, now_us};
+use crate::clock::IdGen;
 use crate::config::{ProviderConfig, TargetConfig};
-use crate::metrics;
-use crate::store::{Db, StoreError};
-use faults::{Active, Admission, Faults};
-use ledger::{ChargeRequest, Claim, LogWriter, RequestLog};
+use crate::metrics::{self, metrics_reply};
+use evidence::seed::Draws;
+use evidence::store::{Db, StoreError};
+use evidence::time::now_us;
+use faults::{Active, Faults};
+use ledger::{LogWriter, RequestLog};
 
 const MAX_BODY_BYTES: usize = 16 * 1024;
 
@@ -175,7 +179,7 @@ impl Provider {
         self.active().faults.clone()
     }
 
-    fn active(&self) -> Arc<Active> {
+    pub(super) fn active(&self) -> Arc<Active> {
         self.inner
             .active
             .read()
@@ -221,7 +225,7 @@ impl Provider {
         }
     }
 
-    fn count(&self, op: &str, outcome: &str, received: tokio::time::Instant) {
+    pub(super) fn count(&self, op: &str, outcome: &str, received: tokio::time::Instant) {
         let m = &self.inner.metrics;
         m.requests.with_label_values(&[op, outcome]).inc();
         m.duration
@@ -229,252 +233,12 @@ impl Provider {
             .observe(received.elapsed().as_secs_f64());
     }
 
-    async fn log(&self, line: RequestLog, started: tokio::time::Instant) {
+    pub(super) async fn log(&self, line: RequestLog, started: tokio::time::Instant) {
         self.count(line.op, line.outcome, started);
         self.inner.log.write(line).await;
     }
 
-    async fn charge(&self, req: Request<Incoming>) -> Result<Reply, DropConnection> {
-        let started = tokio::time::Instant::now();
-        let received_at_us = now_us();
-        let key = req
-            .headers()
-            .get("idempotency-key")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let body = rig_http::read_body(req.into_body(), MAX_BODY_BYTES).await;
-        let line = |key: Option<String>, status: u16, outcome: &'static str| RequestLog {
-            op: "charge",
-            idempotency_key: key,
-            charge_id: None,
-            received_at_us,
-            finished_at_us: now_us(),
-            http_status: Some(i64::from(status)),
-            outcome,
-        };
-        let invalid = |message: &str, field: &str| {
-            problem(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                message,
-                Some(field),
-            )
-        };
-        let Some(key) = key.filter(|k| !k.is_empty() && k.len() <= 255) else {
-            self.log(line(None, 400, "invalid"), started).await;
-            return Ok(invalid(
-                "send an Idempotency-Key header of 1 to 255 characters",
-                "Idempotency-Key",
-            ));
-        };
-        let request = match body
-            .map_err(|e| (e.to_string(), "body".to_string()))
-            .and_then(|bytes| parse_charge(&bytes))
-        {
-            Ok(request) => request,
-            Err((message, field)) => {
-                self.log(line(Some(key), 400, "invalid"), started).await;
-                return Ok(invalid(&message, &field));
-            }
-        };
-        let active = self.active();
-        let permit = match active.admit() {
-            Admission::Admitted(permit) => permit,
-            Admission::Outage => {
-                self.log(line(Some(key), 503, "outage"), started).await;
-                return Ok(with_retry_after(
-                    problem(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "outage",
-                        "the provider is down",
-                        None,
-                    ),
-                    Duration::from_secs(1),
-                ));
-            }
-            Admission::RateLimited { retry_after } => {
-                self.log(line(Some(key), 429, "rate_limited"), started)
-                    .await;
-                return Ok(with_retry_after(
-                    problem(
-                        StatusCode::TOO_MANY_REQUESTS,
-                        "rate_limited",
-                        "over the charge rate limit",
-                        None,
-                    ),
-                    retry_after,
-                ));
-            }
-            Admission::OverCapacity => {
-                self.log(line(Some(key), 429, "over_capacity"), started)
-                    .await;
-                return Ok(with_retry_after(
-                    problem(
-                        StatusCode::TOO_MANY_REQUESTS,
-                        "over_capacity",
-                        "too many charges in flight",
-                        None,
-                    ),
-                    Duration::from_millis(100),
-                ));
-            }
-        };
-        if self.inner.draws.chance(active.error_rate) {
-            self.log(line(Some(key), 500, "injected_error"), started)
-                .await;
-            return Ok(problem(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "provider_error",
-                "injected provider error; nothing was charged",
-                None,
-            ));
-        }
-        // Processing continues even if the caller goes away, as at a real provider.
-        let provider = self.clone();
-        let task = tokio::spawn(async move {
-            let _permit = permit;
-            provider.inner.metrics.in_flight.inc();
-            let result = provider
-                .process(key, request, active, received_at_us, started)
-                .await;
-            provider.inner.metrics.in_flight.dec();
-            result
-        });
-        task.await.unwrap_or_else(|_| {
-            Ok(problem(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "provider_error",
-                "charge processing failed",
-                None,
-            ))
-        })
-    }
-
-    async fn process(
-        &self,
-        key: String,
-        request: ChargeRequest,
-        active: Arc<Active>,
-        received_at_us: i64,
-        started: tokio::time::Instant,
-    ) -> Result<Reply, DropConnection> {
-        let inner = &self.inner;
-        let retention_us = i64::try_from(inner.config.key_retention_seconds)
-            .unwrap_or(i64::MAX / 2_000_000)
-            * 1_000_000;
-        let line = |status: u16, outcome: &'static str, charge_id: Option<String>| RequestLog {
-            op: "charge",
-            idempotency_key: Some(key.clone()),
-            charge_id,
-            received_at_us,
-            finished_at_us: now_us(),
-            http_status: Some(i64::from(status)),
-            outcome,
-        };
-        let claim = match ledger::claim(
-            &inner.db,
-            &key,
-            &request.fingerprint(),
-            now_us(),
-            retention_us,
-        )
-        .await
-        {
-            Ok(claim) => claim,
-            Err(err) => {
-                return Ok(self
-                    .store_error(line(500, "error", None), &err, started)
-                    .await);
-            }
-        };
-        match claim {
-            Claim::New => {}
-            Claim::Replay { status, body } => {
-                self.log(line(status, "replayed", None), started).await;
-                let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-                let mut reply =
-                    rig_http::reply::with_type(status, "application/json", Bytes::from(body));
-                reply.headers_mut().insert(
-                    "idempotent-replayed",
-                    rig_http::header::HeaderValue::from_static("true"),
-                );
-                return Ok(reply);
-            }
-            Claim::InFlight => {
-                self.log(line(409, "in_flight", None), started).await;
-                return Ok(with_retry_after(
-                    problem(
-                        StatusCode::CONFLICT,
-                        "idempotency_key_in_use",
-                        "a request with this key is still being processed; retry later with the same key",
-                        Some("Idempotency-Key"),
-                    ),
-                    Duration::from_millis(100),
-                ));
-            }
-            Claim::Mismatch => {
-                self.log(line(422, "mismatch", None), started).await;
-                return Ok(problem(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "idempotency_key_reused",
-                    "this Idempotency-Key was used with different parameters",
-                    Some("Idempotency-Key"),
-                ));
-            }
-            Claim::Voided => {
-                self.log(line(410, "voided_key", None), started).await;
-                return Ok(problem(
-                    StatusCode::GONE,
-                    "idempotency_key_voided",
-                    "this Idempotency-Key was voided; no charge will ever be made with it",
-                    Some("Idempotency-Key"),
-                ));
-            }
-        }
-        let jitter = inner.draws.up_to(active.latency_jitter_ms);
-        tokio::time::sleep(Duration::from_millis(active.latency_ms + jitter)).await;
-        let declined = inner
-            .config
-            .decline_cents
-            .is_some_and(|cents| request.amount_cents.rem_euclid(100) == cents);
-        let now = now_us();
-        let charge = ledger::Charge {
-            charge_id: inner.charge_ids.next(),
-            idempotency_key: key.clone(),
-            order_id: request.order_id.clone(),
-            amount_cents: request.amount_cents,
-            currency: request.currency.clone(),
-            status: if declined { "declined" } else { "authorized" }.to_string(),
-            refunded_cents: 0,
-            created_at_us: now,
-            updated_at_us: now,
-        };
-        let body = serde_json::to_string(&charge).unwrap_or_default();
-        let drop_after_commit = inner.draws.chance(active.commit_then_drop_rate);
-        let outcome = match (drop_after_commit, declined) {
-            (true, _) => "committed_dropped",
-            (false, true) => "declined",
-            (false, false) => "authorized",
-        };
-        let log = line(200, outcome, Some(charge.charge_id.clone()));
-        if let Err(err) = ledger::complete(&inner.db, &charge, 200, &body, &log).await {
-            let _ = ledger::release_claim(&inner.db, &key).await;
-            return Ok(self
-                .store_error(line(500, "error", None), &err, started)
-                .await);
-        }
-        self.count("charge", outcome, started);
-        if drop_after_commit {
-            return Err(DropConnection);
-        }
-        Ok(rig_http::reply::with_type(
-            StatusCode::OK,
-            "application/json",
-            Bytes::from(body),
-        ))
-    }
-
-    async fn store_error(
+    pub(super) async fn store_error(
         &self,
         line: RequestLog,
         err: &sqlx::Error,
@@ -490,165 +254,8 @@ impl Provider {
         )
     }
 
-    async fn lookup(&self, key: Option<String>) -> Reply {
-        let started = tokio::time::Instant::now();
-        let received_at_us = now_us();
-        let Some(key) = key.filter(|k| !k.is_empty()) else {
-            return problem(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                "give ?idempotency_key=K",
-                Some("idempotency_key"),
-            );
-        };
-        let retention_us = i64::try_from(self.inner.config.key_retention_seconds)
-            .unwrap_or(i64::MAX / 2_000_000)
-            * 1_000_000;
-        let result = ledger::lookup(&self.inner.db, &key, received_at_us - retention_us).await;
-        let (reply, outcome) = match result {
-            Ok(Some(view)) => (json(StatusCode::OK, &view), "found"),
-            Ok(None) => (
-                problem(
-                    StatusCode::NOT_FOUND,
-                    "not_found",
-                    "no request with this idempotency key",
-                    Some("idempotency_key"),
-                ),
-                "not_found",
-            ),
-            Err(err) => {
-                tracing::error!(error = %err, "provider lookup failed");
-                (
-                    problem(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "store_error",
-                        "the provider's ledger is unavailable",
-                        None,
-                    ),
-                    "error",
-                )
-            }
-        };
-        self.finish_log(
-            "lookup",
-            Some(key),
-            None,
-            received_at_us,
-            &reply,
-            outcome,
-            started,
-        )
-        .await;
-        reply
-    }
-
-    async fn void(&self, key: Option<String>) -> Reply {
-        let started = tokio::time::Instant::now();
-        let received_at_us = now_us();
-        let Some(key) = key.filter(|k| !k.is_empty()) else {
-            return problem(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                "give ?idempotency_key=K",
-                Some("idempotency_key"),
-            );
-        };
-        let (reply, outcome) = match ledger::void(&self.inner.db, &key, received_at_us).await {
-            Ok(ledger::Void::Voided(view)) => (json(StatusCode::OK, &view), "voided"),
-            Ok(ledger::Void::InFlight) => (
-                with_retry_after(
-                    problem(
-                        StatusCode::CONFLICT,
-                        "idempotency_key_in_use",
-                        "a charge with this key is being processed; void it after it finishes",
-                        Some("idempotency_key"),
-                    ),
-                    Duration::from_millis(100),
-                ),
-                "in_flight",
-            ),
-            Err(err) => {
-                tracing::error!(error = %err, "provider void failed");
-                (
-                    problem(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "store_error",
-                        "the provider's ledger is unavailable",
-                        None,
-                    ),
-                    "error",
-                )
-            }
-        };
-        self.finish_log(
-            "void",
-            Some(key),
-            None,
-            received_at_us,
-            &reply,
-            outcome,
-            started,
-        )
-        .await;
-        reply
-    }
-
-    async fn refund(&self, charge_id: &str) -> Reply {
-        let started = tokio::time::Instant::now();
-        let received_at_us = now_us();
-        let refund_id = self.inner.refund_ids.next();
-        let (reply, outcome) =
-            match ledger::refund(&self.inner.db, charge_id, &refund_id, received_at_us).await {
-                Ok(ledger::Refund::Done(charge)) => (json(StatusCode::OK, &charge), "refunded"),
-                Ok(ledger::Refund::NotFound) => (
-                    problem(
-                        StatusCode::NOT_FOUND,
-                        "not_found",
-                        "no such charge",
-                        Some("charge_id"),
-                    ),
-                    "not_found",
-                ),
-                Ok(ledger::Refund::NotRefundable(charge)) => (
-                    problem(
-                        StatusCode::CONFLICT,
-                        "not_refundable",
-                        &format!(
-                            "charge is {}; only authorized charges can be refunded",
-                            charge.status
-                        ),
-                        Some("charge_id"),
-                    ),
-                    "not_refundable",
-                ),
-                Err(err) => {
-                    tracing::error!(error = %err, "provider refund failed");
-                    (
-                        problem(
-                            StatusCode::INTERNAL_SERVER_ERROR,
-                            "store_error",
-                            "the provider's ledger is unavailable",
-                            None,
-                        ),
-                        "error",
-                    )
-                }
-            };
-        self.finish_log(
-            "refund",
-            None,
-            Some(charge_id.to_string()),
-            received_at_us,
-            &reply,
-            outcome,
-            started,
-        )
-        .await;
-        reply
-    }
-
     #[allow(clippy::too_many_arguments)]
-    async fn finish_log(
+    pub(super) async fn finish_log(
         &self,
         op: &'static str,
         idempotency_key: Option<String>,
@@ -669,110 +276,4 @@ impl Provider {
         };
         self.log(line, started).await;
     }
-
-    async fn post_faults(&self, req: Request<Incoming>) -> Reply {
-        let bytes = match rig_http::read_body(req.into_body(), MAX_BODY_BYTES).await {
-            Ok(bytes) => bytes,
-            Err(err) => {
-                return problem(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_request",
-                    &err.to_string(),
-                    Some("body"),
-                );
-            }
-        };
-        let faults: Faults = match serde_json::from_slice(&bytes) {
-            Ok(faults) => faults,
-            Err(err) => {
-                return problem(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_request",
-                    &format!(
-                        "{err}; fields: rate_limit_per_sec, max_concurrency, latency_ms, error_rate, commit_then_drop_rate, outage"
-                    ),
-                    Some("body"),
-                );
-            }
-        };
-        if let Err((field, message)) = faults.validate() {
-            return problem(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                &message,
-                Some(&field),
-            );
-        }
-        match self.set_faults(faults).await {
-            Ok(()) => json(StatusCode::OK, &self.faults()),
-            Err(err) => problem(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "store_error",
-                &err.to_string(),
-                None,
-            ),
-        }
-    }
-
-    async fn delete_faults(&self) -> Reply {
-        match self.set_faults(Faults::default()).await {
-            Ok(()) => json(StatusCode::OK, &self.faults()),
-            Err(err) => problem(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "store_error",
-                &err.to_string(),
-                None,
-            ),
-        }
-    }
-}
-
-fn parse_charge(bytes: &[u8]) -> Result<ChargeRequest, (String, String)> {
-    let request: ChargeRequest = serde_json::from_slice(bytes).map_err(|err| {
-        (
-            format!("body is not a charge request ({err}); send {{\"order_id\",\"amount_cents\",\"currency\"}}"),
-            "body".to_string(),
-        )
-    })?;
-    if request.order_id.is_empty() {
-        return Err(("order_id must not be empty".into(), "order_id".into()));
-    }
-    if request.amount_cents <= 0 {
-        return Err((
-            format!("amount_cents = {}: must be positive", request.amount_cents),
-            "amount_cents".into(),
-        ));
-    }
-    if request.currency.len() != 3 {
-        return Err((
-            format!("currency = {:?}: use a three-letter code", request.currency),
-            "currency".into(),
-        ));
-    }
-    Ok(request)
-}
-
-/// Adds `Retry-After` (whole seconds, at least 1, as HTTP requires) and `Retry-After-Ms`
-/// (the precise wait) to a reply.
-pub fn with_retry_after(mut reply: Reply, wait: Duration) -> Reply {
-    let millis = wait.as_millis().max(1);
-    let seconds = millis.div_ceil(1000).max(1);
-    let headers = reply.headers_mut();
-    if let Ok(value) = seconds.to_string().parse() {
-        headers.insert(rig_http::header::RETRY_AFTER, value);
-    }
-    if let Ok(value) = millis.to_string().parse() {
-        headers.insert("retry-after-ms", value);
-    }
-    reply
-}
-
-/// `/metrics` in Prometheus text format.
-pub fn metrics_reply(registry: &Registry) -> Reply {
-    let (_content_type, body) = metrics::render(registry);
-    rig_http::reply::with_type(
-        StatusCode::OK,
-        "text/plain; version=0.0.4; charset=utf-8",
-        Bytes::from(body),
-    )
 }

@@ -20,9 +20,9 @@ use governor::{DefaultDirectRateLimiter, Quota};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
-use crate::clock::now_us;
 use crate::config::AdmissionConfig;
-use crate::store::Db;
+use evidence::store::Db;
+use evidence::time::now_us;
 
 /// Why a checkout was or was not admitted (the `decision` column and metric label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -197,30 +197,6 @@ fn id_field(value: Option<&Value>, field: &str, max_len: usize) -> Result<String
     Ok(text.to_string())
 }
 
-/// Formats wall-clock microseconds as RFC 3339 UTC with microseconds.
-pub fn rfc3339(at_us: i64) -> String {
-    let secs = at_us.div_euclid(1_000_000);
-    let micros = at_us.rem_euclid(1_000_000);
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Civil-from-days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{micros:06}Z",
-        rem / 3_600,
-        rem % 3_600 / 60,
-        rem % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -310,16 +286,5 @@ mod tests {
             let err = parse(key, body).unwrap_err();
             assert_eq!(err.field, field, "{body}: {}", err.message);
         }
-    }
-
-    /// Timestamps format as RFC 3339 UTC.
-    #[test]
-    fn formats_rfc3339() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000000Z");
-        assert_eq!(
-            rfc3339(1_700_000_000_123_456),
-            "2023-11-14T22:13:20.123456Z"
-        );
-        assert_eq!(rfc3339(951_782_400_000_000), "2000-02-29T00:00:00.000000Z");
     }
 }

@@ -6,8 +6,9 @@ use serde_json::{Value, json};
 use sqlx::Row;
 
 use super::Region;
-use super::api::{parse_items, rfc3339};
-use crate::clock::now_us;
+use super::api::parse_items;
+use evidence::time::now_us;
+use evidence::time::rfc3339;
 
 impl Region {
     pub(super) async fn get_cart(&self, cart_id: &str) -> Reply {

@@ -15,17 +15,19 @@ use serde_json::json;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::Region;
 use super::admission::{Admission, Decision, Slot};
-use super::api::{CheckoutRequest, parse_checkout, rfc3339};
+use super::api::{CheckoutRequest, parse_checkout};
 use super::breaker::Permission;
 use super::orders::{self, Actor, AttemptRow, Intent, NewOrder, Order, OrderError, Reserve, Then};
 use super::pay::{Charge, Paid};
 use super::payment::ChargeOutcome;
-use super::{Region, RegionId};
 use crate::config::DegradedMode;
 use crate::defects::Defect;
-use crate::order_state::OrderState;
-use crate::provider::with_retry_after;
+use evidence::RegionId;
+use evidence::order_state::OrderState;
+use evidence::time::rfc3339;
+use rig_http::with_retry_after;
 
 /// Header a gateway adds when it forwards a request to the owner region.
 pub const FORWARDED_FROM: &str = "x-rig-forwarded-from";

@@ -16,11 +16,11 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::Region;
-use super::api::rfc3339;
 use super::checkout::{Checkout, DEADLINE_HEADER, FORWARDED_FROM, key_reused, pending_reply};
-use crate::clock::now_us;
 use crate::defects::Defect;
-use crate::provider::with_retry_after;
+use evidence::time::now_us;
+use evidence::time::rfc3339;
+use rig_http::with_retry_after;
 
 /// Time kept back from the deadline for the answer's way back.
 const RETURN_MARGIN: Duration = Duration::from_millis(100);

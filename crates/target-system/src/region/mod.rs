@@ -25,7 +25,7 @@ pub mod retry;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use prometheus::{Gauge, HistogramVec, IntCounterVec, IntGauge, Registry};
@@ -33,69 +33,20 @@ use rig_http::{
     DropConnection, HttpClient, Incoming, Method, PeerAddr, Reply, Request, StatusCode, json,
     problem,
 };
-use serde::{Deserialize, Serialize};
 use serde_json::json;
-use sqlx::Row;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::clock::{Draws, IdGen, fnv1a64};
+use crate::clock::IdGen;
 use crate::config::TargetConfig;
 use crate::defects::Defect;
 use crate::metrics;
-use crate::order_state::OrderState;
-use crate::provider::metrics_reply;
-use crate::store::{Db, StoreError};
+use crate::metrics::metrics_reply;
+use evidence::order_state::OrderState;
+use evidence::seed::Draws;
+use evidence::store::{Db, StoreError};
+use evidence::{RegionId, owner_of};
 use payment::PaymentClient;
-
-/// One of the two regions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RegionId {
-    A,
-    B,
-}
-
-impl RegionId {
-    pub const ALL: [RegionId; 2] = [RegionId::A, RegionId::B];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::A => "a",
-            Self::B => "b",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "a" => Some(Self::A),
-            "b" => Some(Self::B),
-            _ => None,
-        }
-    }
-
-    pub fn peer(self) -> Self {
-        match self {
-            Self::A => Self::B,
-            Self::B => Self::A,
-        }
-    }
-}
-
-impl std::fmt::Display for RegionId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// The owner region of an order: a pure, stable function of its id.
-pub fn owner_of(order_id: &str) -> RegionId {
-    if fnv1a64(order_id.as_bytes()).is_multiple_of(2) {
-        RegionId::A
-    } else {
-        RegionId::B
-    }
-}
 
 /// How a region reaches the rest of the system (in a run, these are proxy addresses).
 #[derive(Debug, Clone)]
@@ -323,13 +274,10 @@ impl Region {
             })
             .collect();
         orders::seed_inventory(&db, &lines).await?;
-        orders::set_meta(&db, "region", wiring.id.as_str()).await?;
-        orders::set_meta(
-            &db,
-            "target_config",
-            &serde_json::to_string(&*config).unwrap_or_default(),
-        )
-        .await?;
+        let defects: Vec<&str> = config.defects.iter().map(|d| d.as_str()).collect();
+        evidence::run_params::set_meta(&db, "region", wiring.id.as_str()).await?;
+        evidence::run_params::set_meta(&db, "defects", &defects.join(",")).await?;
+        config.run_params().write(&db).await?;
         let http = HttpClient::new(
             Duration::from_millis(config.payment.per_try_timeout_ms.min(1_000)),
             256,
@@ -552,7 +500,7 @@ impl Region {
             .observe(seconds);
     }
 
-    fn record_transitions(&self, states: &[crate::OrderState]) {
+    fn record_transitions(&self, states: &[OrderState]) {
         for to in states {
             self.inner
                 .metrics
@@ -568,34 +516,14 @@ impl Region {
     /// Sets the backlog gauges (open orders, oldest open age, outbox lag) from the store;
     /// the index on (status, updated_at_us) and the partial outbox index keep it cheap.
     async fn sample_backlog(&self) -> Result<(), sqlx::Error> {
-        // The state names are the enum's own constants, never input.
-        static OPEN_ORDERS: LazyLock<String> = LazyLock::new(|| {
-            let open = OrderState::ALL
-                .iter()
-                .filter(|s| !s.is_terminal())
-                .map(|s| format!("'{}'", s.as_str()))
-                .collect::<Vec<_>>()
-                .join(", ");
-            format!("SELECT COUNT(*), MIN(created_at_us) FROM orders WHERE status IN ({open})")
-        });
-        let now = crate::clock::now_us();
+        let now = evidence::time::now_us();
         let m = &self.inner.metrics;
-        let row = sqlx::query(sqlx::AssertSqlSafe(OPEN_ORDERS.as_str()))
-            .fetch_one(&self.inner.db.pool)
-            .await?;
-        let (count, oldest): (i64, Option<i64>) = (row.try_get(0)?, row.try_get(1)?);
-        m.orders_open.set(count);
-        m.oldest_open_age
-            .set(oldest.map_or(0.0, |t| (now - t).max(0) as f64 / 1e6));
-        let row = sqlx::query(
-            "SELECT COUNT(*), MIN(created_at_us) FROM outbox WHERE published_at_us IS NULL",
-        )
-        .fetch_one(&self.inner.db.pool)
-        .await?;
-        let (count, oldest): (i64, Option<i64>) = (row.try_get(0)?, row.try_get(1)?);
-        m.outbox_unpublished.set(count);
-        m.outbox_lag
-            .set(oldest.map_or(0.0, |t| (now - t).max(0) as f64 / 1e6));
+        let backlog = evidence::queries::backlog(&self.inner.db).await?;
+        let age = |oldest: Option<i64>| oldest.map_or(0.0, |t| (now - t).max(0) as f64 / 1e6);
+        m.orders_open.set(backlog.open_orders);
+        m.oldest_open_age.set(age(backlog.oldest_open_at_us));
+        m.outbox_unpublished.set(backlog.unpublished_events);
+        m.outbox_lag.set(age(backlog.oldest_unpublished_at_us));
         Ok(())
     }
 

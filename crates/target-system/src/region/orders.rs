@@ -9,9 +9,9 @@ use serde::Serialize;
 use sqlx::{AnyConnection, Row};
 
 use super::api::{CheckoutRequest, LineItem};
-use crate::clock::now_us;
-use crate::order_state::{OrderState, transition};
-use crate::store::Db;
+use evidence::order_state::{OrderState, transition};
+use evidence::store::Db;
+use evidence::time::now_us;
 
 /// One order as stored.
 #[derive(Debug, Clone, Serialize)]
@@ -52,7 +52,7 @@ pub enum OrderError {
     #[error(transparent)]
     Store(#[from] sqlx::Error),
     #[error(transparent)]
-    Illegal(#[from] crate::order_state::IllegalTransition),
+    Illegal(#[from] evidence::order_state::IllegalTransition),
     #[error("stored order {order_id} has an unknown status {status:?}")]
     Corrupt { order_id: String, status: String },
 }
@@ -568,20 +568,6 @@ pub async fn inventory(db: &Db) -> Result<Vec<StockLine>, sqlx::Error> {
             })
         })
         .collect()
-}
-
-/// Stores one metadata value (region, parameters, defects).
-pub async fn set_meta(db: &Db, key: &str, value: &str) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO run_meta (key, value, updated_at_us) VALUES ($1, $2, $3) \
-         ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at_us = excluded.updated_at_us",
-    )
-    .bind(key)
-    .bind(value)
-    .bind(now_us())
-    .execute(&db.pool)
-    .await?;
-    Ok(())
 }
 
 /// Records a payment-mode change.

@@ -11,8 +11,8 @@ use sqlx::Row;
 use tokio::sync::watch;
 
 use super::Region;
-use crate::clock::now_us;
-use crate::store::Db;
+use evidence::store::Db;
+use evidence::time::now_us;
 
 /// The consumer's name in `consumer_dedup` and `fulfilments`.
 pub const CONSUMER: &str = "fulfilment";

@@ -9,8 +9,8 @@ use rig_http::{ClientError, ClientResponse, HttpClient, Method, StatusCode};
 use serde_json::json;
 
 use super::orders::AttemptRow;
-use crate::clock::now_us;
-use crate::provider::ledger::{Charge, KeyView};
+use crate::provider::api::{ChargeAnswer, KeyAnswer};
+use evidence::time::now_us;
 
 /// The provider idempotency key of an order's payment.
 pub fn payment_key(order_id: &str) -> String {
@@ -20,8 +20,8 @@ pub fn payment_key(order_id: &str) -> String {
 /// What one charge call established.
 #[derive(Debug, Clone)]
 pub enum ChargeOutcome {
-    Authorized(Charge),
-    Declined(Charge),
+    Authorized(ChargeAnswer),
+    Declined(ChargeAnswer),
     /// The provider refused before processing (429, 503, 500): this attempt charged nothing,
     /// but an earlier attempt with the same key might have.
     Refused {
@@ -55,7 +55,7 @@ impl ChargeOutcome {
 /// What a look-up by key established.
 #[derive(Debug, Clone)]
 pub enum Lookup {
-    Found(KeyView),
+    Found(KeyAnswer),
     NotFound,
     Unknown(String),
 }
@@ -63,7 +63,7 @@ pub enum Lookup {
 /// What a void established.
 #[derive(Debug, Clone)]
 pub enum VoidOutcome {
-    Voided(KeyView),
+    Voided(KeyAnswer),
     InFlight,
     Unknown(String),
 }
@@ -162,7 +162,7 @@ impl PaymentClient {
             Ok(response) => {
                 row.http_status = Some(i64::from(response.status.as_u16()));
                 match response.status {
-                    StatusCode::OK => match response.json::<KeyView>() {
+                    StatusCode::OK => match response.json::<KeyAnswer>() {
                         Some(view) => Lookup::Found(view),
                         None => Lookup::Unknown("unreadable look-up answer".into()),
                     },
@@ -198,7 +198,7 @@ impl PaymentClient {
             Ok(response) => {
                 row.http_status = Some(i64::from(response.status.as_u16()));
                 match response.status {
-                    StatusCode::OK => match response.json::<KeyView>() {
+                    StatusCode::OK => match response.json::<KeyAnswer>() {
                         Some(view) => VoidOutcome::Voided(view),
                         None => VoidOutcome::Unknown("unreadable void answer".into()),
                     },
@@ -225,7 +225,7 @@ impl PaymentClient {
         order_id: &str,
         charge_id: &str,
         timeout: Duration,
-    ) -> (Result<Charge, String>, AttemptRow) {
+    ) -> (Result<ChargeAnswer, String>, AttemptRow) {
         let mut row = self.attempt(order_id, "refund", 0, now_us());
         let url = format!("{}/v1/charges/{}/refund", self.base_url, encode(charge_id));
         let result = self.http.send(Method::POST, &url, &[], None, timeout).await;
@@ -233,7 +233,7 @@ impl PaymentClient {
         let outcome = match result {
             Ok(response) => {
                 row.http_status = Some(i64::from(response.status.as_u16()));
-                match (response.status, response.json::<Charge>()) {
+                match (response.status, response.json::<ChargeAnswer>()) {
                     (StatusCode::OK, Some(charge)) => Ok(charge),
                     (status, _) => Err(format!("refund answered {status}")),
                 }
@@ -254,7 +254,7 @@ impl PaymentClient {
 
 fn classify_charge(response: &ClientResponse) -> ChargeOutcome {
     match response.status {
-        StatusCode::OK => match response.json::<Charge>() {
+        StatusCode::OK => match response.json::<ChargeAnswer>() {
             Some(charge) if charge.status == "authorized" => ChargeOutcome::Authorized(charge),
             Some(charge) if charge.status == "declined" => ChargeOutcome::Declined(charge),
             Some(charge) => ChargeOutcome::Unknown(format!("charge status {:?}", charge.status)),

@@ -25,10 +25,10 @@ use super::breaker::Permission;
 use super::orders::{self, Actor, AttemptRow, Order};
 use super::pay::Charge;
 use super::payment::{Lookup, VoidOutcome};
-use crate::clock::now_us;
 use crate::defects::Defect;
-use crate::order_state::OrderState;
-use crate::provider::ledger::KeyView;
+use crate::provider::api::KeyAnswer;
+use evidence::order_state::OrderState;
+use evidence::time::now_us;
 
 /// What one scan did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -297,7 +297,7 @@ fn is_parked(order: &Order) -> bool {
 }
 
 /// The decision for a pending order given the provider's record of its key.
-fn judge(order: &Order, view: &KeyView) -> Decision {
+fn judge(order: &Order, view: &KeyAnswer) -> Decision {
     match (view.state.as_str(), &view.charge) {
         ("processing", _) => Decision::Wait,
         (_, Some(charge)) if charge.status == "authorized" => {

@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::clock::Draws;
 use crate::config::{PaymentConfig, RetryBudgetConfig};
+use evidence::seed::Draws;
 
 const BUCKET: Duration = Duration::from_millis(100);
 

@@ -8,8 +8,9 @@ use std::time::Duration;
 use super::TestStores;
 use crate::provider::ledger::{self, Charge};
 use crate::system::{RegionPlan, System};
-use crate::{Region, RegionId, TargetConfig};
+use crate::{Region, TargetConfig};
 use bytes::Bytes;
+use evidence::RegionId;
 use rig_http::{ClientResponse, HttpClient, Method};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -152,7 +153,7 @@ impl Harness {
 
     /// The owner region's view of an order.
     pub async fn status(&self, order_id: &str) -> Value {
-        let owner = crate::region::owner_of(order_id);
+        let owner = evidence::owner_of(order_id);
         self.get(&format!("{}/v1/orders/{order_id}", self.url(owner)))
             .await
             .json()
@@ -187,7 +188,7 @@ impl Harness {
 pub fn order_owned_by(region: RegionId, prefix: &str) -> String {
     (0..)
         .map(|i| format!("{prefix}-{i}"))
-        .find(|id| crate::region::owner_of(id) == region)
+        .find(|id| evidence::owner_of(id) == region)
         .expect("some id hashes to each region")
 }
 
@@ -211,7 +212,7 @@ where
 }
 
 /// A scalar count from a store.
-pub async fn count(db: &crate::Db, sql: &'static str, bind: &str) -> i64 {
+pub async fn count(db: &evidence::Db, sql: &'static str, bind: &str) -> i64 {
     use sqlx::Row;
     sqlx::query(sql)
         .bind(bind)

@@ -12,7 +12,7 @@ pub mod harness;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::store::StoreUrl;
+use evidence::store::StoreUrl;
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
@@ -26,7 +26,7 @@ impl TempDir {
         let dir = std::env::temp_dir().join(format!(
             "rig-test-{label}-{}-{}-{n}",
             std::process::id(),
-            crate::clock::now_us()
+            evidence::time::now_us()
         ));
         std::fs::create_dir_all(&dir).expect("create a temporary directory");
         Self(dir)
@@ -73,7 +73,7 @@ pub fn postgres(label: &str) -> Option<TestStores> {
                 "t_{}_{}_{:x}_{n}",
                 sanitize(label),
                 std::process::id(),
-                crate::clock::now_us() & 0xff_ffff
+                evidence::time::now_us() & 0xff_ffff
             );
             let store = StoreUrl::parse(&url)
                 .unwrap_or_else(|err| panic!("TEST_DATABASE_URL is not usable: {err}"))

@@ -34,7 +34,7 @@ pub struct Attempt {
     pub outcome: String,
 }
 
-pub async fn attempts(db: &target_system::Db) -> Vec<Attempt> {
+pub async fn attempts(db: &evidence::Db) -> Vec<Attempt> {
     use sqlx::Row;
     sqlx::query(
         "SELECT order_id, op, is_retry, started_at_us, finished_at_us, outcome FROM payment_attempts ORDER BY started_at_us",

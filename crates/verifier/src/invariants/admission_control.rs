@@ -15,10 +15,10 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 
+use evidence::Db;
 use futures_util::TryStreamExt;
 use serde_json::json;
 use sqlx::Row;
-use target_system::Db;
 
 use super::{Context, at};
 use crate::VerifyError;
@@ -106,7 +106,7 @@ impl Concurrency {
             calls,
             ..
         } = self;
-        let limit = i64::from(ctx.config.admission.provider_max_in_flight);
+        let limit = i64::from(ctx.params.provider_max_in_flight);
         verdict.checked += calls;
         notes.push(format!(
             "{store}: peak {peak} provider calls in flight (limit {limit})"
@@ -167,12 +167,12 @@ struct RetryBudget {
 
 impl RetryBudget {
     fn new(ctx: &Context) -> Self {
-        let budget = &ctx.config.retry_budget;
+        let p = &ctx.params;
         Self {
-            ratio: budget.ratio,
-            ttl_seconds: budget.ttl_seconds,
-            ttl_us: i64::try_from(budget.ttl_seconds).unwrap_or(10) * 1_000_000,
-            reserve: budget.min_per_sec * budget.ttl_seconds as f64,
+            ratio: p.retry_budget_ratio,
+            ttl_seconds: p.retry_budget_ttl_seconds,
+            ttl_us: i64::try_from(p.retry_budget_ttl_seconds).unwrap_or(10) * 1_000_000,
+            reserve: p.retry_budget_min_per_sec * p.retry_budget_ttl_seconds as f64,
             first_tries: VecDeque::new(),
             retries: VecDeque::new(),
             total_retries: 0,

@@ -43,10 +43,10 @@ impl PerOrder for BoundedPendingAge {
             return;
         };
         self.verdict.checked += 1;
-        let bound_us = i64::try_from(ctx.config.repair.max_pending_age_seconds)
+        let bound_us = i64::try_from(ctx.params.max_pending_age_seconds)
             .unwrap_or(i64::MAX / 2_000_000)
             * 1_000_000
-            + i64::try_from(ctx.config.repair.scan_interval_ms).unwrap_or(0) * 1_000;
+            + i64::try_from(ctx.params.repair_scan_interval_ms).unwrap_or(0) * 1_000;
         let mut entered: Option<i64> = None;
         let mut worst: i64 = 0;
         for t in order.transitions.iter().filter(|t| t.store == row.store) {
@@ -93,8 +93,8 @@ impl PerOrder for BoundedPendingAge {
         self.verdict.summary = format!(
             "longest pending {:.1} s (bound {} s + one {} ms scan); {} still pending at the end, {} over the bound",
             self.longest_us as f64 / 1e6,
-            ctx.config.repair.max_pending_age_seconds,
-            ctx.config.repair.scan_interval_ms,
+            ctx.params.max_pending_age_seconds,
+            ctx.params.repair_scan_interval_ms,
             self.still_pending,
             self.too_long
         );

@@ -11,8 +11,8 @@ pub mod no_oversell;
 pub mod outbox_effectively_once;
 pub mod single_final_outcome;
 
+use evidence::RunParams;
 use serde_json::json;
-use target_system::TargetConfig;
 
 use crate::model::OrderEvidence;
 use crate::report::{Dossier, FaultWindow, Verdict};
@@ -20,8 +20,8 @@ use crate::report::{Dossier, FaultWindow, Verdict};
 /// What every invariant may consult.
 #[derive(Debug, Clone)]
 pub struct Context {
-    /// The parameters the system ran with.
-    pub config: TargetConfig,
+    /// The parameters the system says it ran with.
+    pub params: RunParams,
     /// Wall-clock microseconds the run's evidence ends at (after the drain).
     pub end_at_us: i64,
     pub max_dossiers: usize,
@@ -74,7 +74,7 @@ pub trait PerOrder {
 
 /// Formats wall-clock microseconds for narratives.
 pub fn at(us: i64) -> String {
-    target_system::region::api::rfc3339(us)
+    evidence::time::rfc3339(us)
 }
 
 /// Cents as dollars for narratives.

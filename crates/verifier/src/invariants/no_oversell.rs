@@ -4,15 +4,15 @@
 
 use std::collections::BTreeMap;
 
+use evidence::Db;
 use serde_json::json;
 use sqlx::Row;
-use target_system::Db;
 
 use super::Context;
 use crate::VerifyError;
-use crate::evidence::by;
 use crate::model::StoreTag;
 use crate::report::{Dossier, Verdict};
+use crate::sources::by;
 
 pub const NAME: &str = "no-oversell";
 pub const STATEMENT: &str =

@@ -2,8 +2,8 @@
 //! from the first row), it reaches at most one terminal state and nothing follows it, its
 //! row agrees with its last transition, and only its owner region writes it or decides it.
 
-use target_system::OrderState;
-use target_system::order_state::transition;
+use evidence::OrderState;
+use evidence::order_state::transition;
 
 use super::{Context, PerOrder};
 use crate::model::{OrderEvidence, TransitionRow, store_region};

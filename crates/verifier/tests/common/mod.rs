@@ -5,11 +5,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use evidence::{RegionId, StoreUrl};
 use serde_json::{Value, json};
 use sqlx::Row;
 use target_system::testkit::harness::{Harness, eventually, order_owned_by};
 use target_system::testkit::{TempDir, TestStores};
-use target_system::{RegionId, StoreUrl};
 use verifier::{HistorySource, Options, Report, Sources};
 
 /// The client history tables, as the checkout workload writes them.
@@ -61,18 +61,16 @@ impl Finished {
     }
 
     /// A store to tamper with (read-write).
-    pub async fn db(&self, name: target_system::StoreName) -> target_system::Db {
-        target_system::Db::open(&self.stores.url, name)
-            .await
-            .unwrap()
+    pub async fn db(&self, name: evidence::StoreName) -> evidence::Db {
+        evidence::Db::open(&self.stores.url, name).await.unwrap()
     }
 }
 
 /// One checkout as a client: what it was told.
 pub async fn checkout(h: &Harness, entry: RegionId, order_id: &str, items: Value) -> Told {
-    let sent_at_us = target_system::clock::now_us();
+    let sent_at_us = evidence::time::now_us();
     let response = h.checkout(entry, order_id, items).await;
-    let finished_at_us = target_system::clock::now_us();
+    let finished_at_us = evidence::time::now_us();
     let body: Value = response.json().unwrap_or(Value::Null);
     let outcome = match (response.status.as_u16(), body["status"].as_str()) {
         (_, Some("order_confirmed")) => "confirmed",
@@ -186,7 +184,7 @@ pub async fn clean_run(stores: TestStores, seed: u64) -> Finished {
     config.repair.void_after_seconds = 0;
     config.stock.insert("sku-3".into(), 4);
     let h = Harness::start(stores, config).await;
-    let draws = target_system::clock::Draws::new(seed);
+    let draws = evidence::seed::Draws::new(seed);
     let skus = ["sku-1", "sku-2", "sku-3", "sku-4", "sku-declined"];
     let mut told = Vec::new();
     for i in 0..30 {

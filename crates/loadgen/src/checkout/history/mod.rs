@@ -7,11 +7,8 @@
 //! capped side buffer the writer empties on every pass. Without a sink the same writer
 //! only counts, so the per-request statistics are the same with or without a history.
 //!
-//! The schema (`schema.sql`, the verifier's contract):
-//!
-//! ```sql
-#![doc = include_str!("schema.sql")]
-//! ```
+//! The schema is the evidence contract's (`evidence::history`): the verifier reads what
+//! this writes.
 
 mod sql;
 mod stats;
@@ -77,7 +74,7 @@ impl HistorySink {
             {
                 return Err(LoadgenError::invalid(
                     "--history",
-                    crate::checkout::history::sql::mask_password(text),
+                    evidence::store::mask_password(text),
                     "a schema name is 1 to 63 letters, digits or '_'",
                     fix,
                 ));
@@ -106,7 +103,7 @@ impl HistorySink {
             Self::Sqlite { path } => format!("sqlite://{}", path.display()),
             Self::Postgres { url, schema } => format!(
                 "{} (schema {})",
-                sql::mask_password(url),
+                evidence::store::mask_password(url),
                 schema.as_deref().unwrap_or("default")
             ),
         }

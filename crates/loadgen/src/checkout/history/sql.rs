@@ -5,14 +5,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use evidence::Dialect;
 use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, AssertSqlSafe, Row};
 
 use super::{HistorySink, Record, RowContext};
 use crate::checkout::spec::REGIONS;
 use crate::{LoadgenError, Shard};
-
-const SCHEMA: &str = include_str!("schema.sql");
 
 const ARRIVAL_COLUMNS: &str = "arrival_id, order_id, customer_id, entry_region, phase, \
      intended_at_us, sent_at_us, finished_at_us, attempts, polls, last_status, outcome, detail";
@@ -32,21 +31,6 @@ pub(super) struct SqlSink {
     /// `INSERT` statements for 2^i rows.
     arrival_inserts: Vec<Arc<str>>,
     request_inserts: Vec<Arc<str>>,
-}
-
-/// Replaces the password of a URL's user-info with `***`.
-pub(super) fn mask_password(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let (authority, tail) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _)) => format!("{scheme}://{user}:***@{host}{tail}"),
-            None => url.to_string(),
-        },
-        None => url.to_string(),
-    }
 }
 
 /// How a statement numbers its parameters.
@@ -150,7 +134,7 @@ impl SqlSink {
                     })?;
                 (
                     pool,
-                    SCHEMA.replace("BIGINT", "INTEGER"),
+                    evidence::history::ddl(Dialect::Sqlite),
                     Placeholders::Positional,
                 )
             }
@@ -195,7 +179,7 @@ impl SqlSink {
                 // (and so the order-id index serves keyset paging).
                 (
                     pool,
-                    SCHEMA.replace(" TEXT", " TEXT COLLATE \"C\""),
+                    evidence::history::ddl(Dialect::Postgres),
                     Placeholders::Numbered,
                 )
             }

@@ -11,10 +11,11 @@ use loadgen::{CheckoutRun, CheckoutSpec, HistorySink, Shard, Summary, on_dedicat
 use toml::{Table, Value};
 
 use super::{
-    HlogSink, LiveMetrics, LoadArgs, ProgressLine, arrival, bad, create, ctrl_c, parse_duration,
-    phases, user_error, write_json,
+    LiveMetrics, LoadArgs, arrival, bad, create, ctrl_c, parse_duration, phases, user_error,
+    write_json,
 };
 use crate::exit::Verdict;
+use crate::observe::{HlogSink, ProgressLine};
 use crate::overrides;
 
 /// Flags of the checkout workload (refused with `--workload http`).

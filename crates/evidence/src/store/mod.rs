@@ -22,8 +22,10 @@ use sqlx::{AnyConnection, AnyPool};
 
 pub use url::{StoreUrl, mask_password};
 
-use crate::region::RegionId;
+use crate::ids::RegionId;
 
+/// The migrations of each store kind, per dialect. The highest version among them is the
+/// schema version this build reads and writes ([`Db::schema_version`]).
 static SQLITE_PROVIDER: Migrator = sqlx::migrate!("migrations/sqlite/provider");
 static SQLITE_REGION: Migrator = sqlx::migrate!("migrations/sqlite/region");
 static POSTGRES_PROVIDER: Migrator = sqlx::migrate!("migrations/postgres/provider");
@@ -42,6 +44,14 @@ pub enum StoreError {
     Migrate { store: String, reason: String },
     #[error("store {url} has no records (nothing was ever written there)")]
     Missing { url: String },
+    #[error(
+        "store {store} was written by a newer version of the rig (schema version {found}; this build knows up to {known}): use the rig version that wrote it, or a newer one"
+    )]
+    NewerSchema {
+        store: String,
+        found: i64,
+        known: i64,
+    },
     #[error("store query failed: {0}")]
     Query(#[from] sqlx::Error),
 }
@@ -246,13 +256,26 @@ impl Db {
                 (pool, Dialect::Postgres, Some(target))
             }
         };
+        let migrator = match (dialect, name) {
+            (Dialect::Sqlite, StoreName::Provider) => &SQLITE_PROVIDER,
+            (Dialect::Sqlite, StoreName::Region(_)) => &SQLITE_REGION,
+            (Dialect::Postgres, StoreName::Provider) => &POSTGRES_PROVIDER,
+            (Dialect::Postgres, StoreName::Region(_)) => &POSTGRES_REGION,
+        };
+        // A store written by a newer build may hold columns and records this one would
+        // misread: refuse it by name before reading or migrating anything.
+        let known = known_version(migrator);
+        if let Some(found) = applied_version(&pool).await?
+            && found > known
+        {
+            pool.close().await;
+            return Err(StoreError::NewerSchema {
+                store: location.to_string(),
+                found,
+                known,
+            });
+        }
         if !read_only {
-            let migrator = match (dialect, name) {
-                (Dialect::Sqlite, StoreName::Provider) => &SQLITE_PROVIDER,
-                (Dialect::Sqlite, StoreName::Region(_)) => &SQLITE_REGION,
-                (Dialect::Postgres, StoreName::Provider) => &POSTGRES_PROVIDER,
-                (Dialect::Postgres, StoreName::Region(_)) => &POSTGRES_REGION,
-            };
             migrator
                 .run(&pool)
                 .await
@@ -269,8 +292,38 @@ impl Db {
         })
     }
 
+    /// The schema version this build writes for a store (the highest migration it knows).
+    pub fn schema_version(name: StoreName) -> i64 {
+        match name {
+            StoreName::Provider => known_version(&SQLITE_PROVIDER),
+            StoreName::Region(_) => known_version(&SQLITE_REGION),
+        }
+    }
+
     /// Closes the pool, waiting for connections to be returned.
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+fn known_version(migrator: &Migrator) -> i64 {
+    migrator.iter().map(|m| m.version).max().unwrap_or(0)
+}
+
+/// The highest migration applied to a store, `None` when it has no migration table.
+async fn applied_version(pool: &AnyPool) -> Result<Option<i64>, StoreError> {
+    // Reading the table directly (not the migrator's own check) so that a newer store is
+    // refused with a clear error rather than sqlx's "previously applied but missing".
+    match sqlx::query_scalar::<_, Option<i64>>("SELECT MAX(version) FROM _sqlx_migrations")
+        .fetch_one(pool)
+        .await
+    {
+        Ok(version) => Ok(version),
+        Err(sqlx::Error::Database(err)) if is_missing_table(err.message()) => Ok(None),
+        Err(err) => Err(err.into()),
+    }
+}
+
+fn is_missing_table(message: &str) -> bool {
+    message.contains("no such table") || message.contains("does not exist")
 }

@@ -1,7 +1,7 @@
 //! `junit.xml`: one test case per invariant and per threshold, so CI shows a run like a test
 //! suite. Unknown invariants are skipped, with the reason.
 
-use super::artifacts::Outcome;
+use super::outcome::Outcome;
 
 fn escape(text: &str) -> String {
     text.replace('&', "&amp;")

@@ -12,10 +12,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use sqlx::Row;
-use target_system::store::{Access, Db, StoreName};
+use evidence::store::{Access, Db, StoreName};
+use evidence::{RegionId, StoreUrl};
+use target_system::TargetConfig;
 use target_system::system::{RegionPlan, System};
-use target_system::{RegionId, StoreUrl, TargetConfig};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -227,35 +227,23 @@ impl Topology {
     async fn work_left(&self) -> String {
         let mut parts = Vec::new();
         for (id, db) in &self.region_dbs {
-            let pool = &db.pool;
-            for (sql, what) in [
-                (
-                    "SELECT COUNT(*) FROM orders WHERE status NOT IN ('order_confirmed', 'failed_safely')",
-                    "orders pending",
+            let counts = async {
+                let backlog = evidence::queries::backlog(db).await?;
+                let held = evidence::queries::held_intents(db).await?;
+                Ok::<_, sqlx::Error>([
+                    (backlog.open_orders, "orders pending"),
+                    (backlog.unpublished_events, "events unpublished"),
+                    (held, "intents held"),
+                ])
+            };
+            match counts.await {
+                Ok(counts) => parts.extend(
+                    counts
+                        .iter()
+                        .filter(|(n, _)| *n > 0)
+                        .map(|(n, what)| format!("region {}: {n} {what}", id.as_str())),
                 ),
-                (
-                    "SELECT COUNT(*) FROM outbox WHERE published_at_us IS NULL",
-                    "events unpublished",
-                ),
-                (
-                    "SELECT COUNT(*) FROM forward_outbox WHERE state = 'held'",
-                    "intents held",
-                ),
-            ] {
-                let n: i64 = match sqlx::query(sql)
-                    .fetch_one(pool)
-                    .await
-                    .and_then(|r| r.try_get(0))
-                {
-                    Ok(n) => n,
-                    Err(err) => {
-                        parts.push(format!("region {}: {err}", id.as_str()));
-                        continue;
-                    }
-                };
-                if n > 0 {
-                    parts.push(format!("region {}: {n} {what}", id.as_str()));
-                }
+                Err(err) => parts.push(format!("region {}: {err}", id.as_str())),
             }
         }
         parts.join(", ")

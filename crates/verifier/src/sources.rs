@@ -3,23 +3,13 @@
 
 use std::path::PathBuf;
 
-use sqlx::Row;
-use target_system::store::Dialect;
-use target_system::{Access, Db, RegionId, StoreError, StoreName, StoreUrl, TargetConfig};
+use evidence::store::Dialect;
+use evidence::{Access, Db, HistorySource, RegionId, RunParams, StoreError, StoreName, StoreUrl};
 
 use crate::VerifyError;
 use crate::merge::{Keyed, PageSql, Sorted};
 use crate::model::{ArrivalRow, ChargeRow, EffectRow, EventRow, OrderRow, StoreTag, TransitionRow};
 use crate::rows::{Columns, FromColumns, decode_json_page, json_row};
-
-/// Where the client history is.
-#[derive(Debug, Clone)]
-pub enum HistorySource {
-    /// A SQLite file written by the checkout workload.
-    Sqlite(PathBuf),
-    /// A PostgreSQL database; the tables live in `schema`.
-    Postgres { url: String, schema: String },
-}
 
 /// The evidence to verify.
 #[derive(Debug, Clone)]
@@ -36,8 +26,8 @@ pub struct Stores {
     /// The regions that have records (a single-region deployment has one).
     pub regions: Vec<(StoreTag, Db)>,
     pub history: Option<Db>,
-    /// The parameters the regions ran with (from `run_meta`).
-    pub config: TargetConfig,
+    /// The parameters the regions say they ran with (`run_meta`).
+    pub params: RunParams,
 }
 
 fn tag(region: RegionId) -> StoreTag {
@@ -65,94 +55,28 @@ impl Stores {
                 store: sources.store.to_string(),
             });
         }
-        let config = read_config(&regions[0].1).await?;
+        let params = RunParams::read(&regions[0].1).await?;
         let history = match &sources.history {
             None => None,
-            Some(source) => Some(open_history(source).await?),
+            Some(source) => {
+                Some(
+                    source
+                        .open_read_only()
+                        .await
+                        .map_err(|reason| VerifyError::Read {
+                            what: "client history",
+                            reason,
+                        })?,
+                )
+            }
         };
         Ok(Self {
             provider,
             regions,
             history,
-            config,
+            params,
         })
     }
-}
-
-async fn read_config(db: &Db) -> Result<TargetConfig, VerifyError> {
-    let row = sqlx::query("SELECT value FROM run_meta WHERE key = 'target_config'")
-        .fetch_optional(&db.pool)
-        .await?;
-    let Some(row) = row else {
-        return Ok(TargetConfig::default());
-    };
-    let text: String = row.try_get("value")?;
-    serde_json::from_str(&text).map_err(|err| VerifyError::Read {
-        what: "run_meta.target_config",
-        reason: err.to_string(),
-    })
-}
-
-async fn open_history(source: &HistorySource) -> Result<Db, VerifyError> {
-    sqlx::any::install_default_drivers();
-    let postgres = match source {
-        HistorySource::Sqlite(_) => None,
-        HistorySource::Postgres { url, schema } => Some(target_system::store::PgTarget {
-            url: url.as_str().into(),
-            schema: schema.as_str().into(),
-        }),
-    };
-    let init = postgres
-        .as_ref()
-        .map(target_system::store::PgTarget::set_search_path);
-    let (url, dialect, location) = match source {
-        HistorySource::Sqlite(path) => {
-            if !path.exists() {
-                return Err(VerifyError::Read {
-                    what: "client history",
-                    reason: format!("{} does not exist", path.display()),
-                });
-            }
-            (
-                format!("sqlite://{}?mode=ro", path.display()),
-                Dialect::Sqlite,
-                path.display().to_string(),
-            )
-        }
-        HistorySource::Postgres { url, schema } => (
-            url.clone(),
-            Dialect::Postgres,
-            format!(
-                "{} (schema {schema})",
-                target_system::store::mask_password(url)
-            ),
-        ),
-    };
-    let pool = sqlx::any::AnyPoolOptions::new()
-        .max_connections(2)
-        .after_connect(move |conn, _| {
-            let init = init.clone();
-            Box::pin(async move {
-                if let Some(sql) = init {
-                    sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-                        .execute(conn)
-                        .await?;
-                }
-                Ok(())
-            })
-        })
-        .connect(&url)
-        .await
-        .map_err(|err| VerifyError::Read {
-            what: "client history",
-            reason: format!("{location}: {err}"),
-        })?;
-    Ok(Db {
-        pool,
-        dialect,
-        location: location.into(),
-        postgres,
-    })
 }
 
 /// `ORDER BY` a text column byte-wise in either dialect.

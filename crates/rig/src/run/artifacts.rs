@@ -5,56 +5,15 @@ use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use loadgen::Summary;
-use loadgen::checkout::CheckoutReport;
+use evidence::{Access, Db, RegionId, StoreName, StoreUrl};
 use serde_json::{Value, json};
-use sqlx::Row;
-use target_system::{Access, Db, RegionId, StoreName, StoreUrl};
 
-use super::profile::Profile;
-use super::thresholds::Judged;
+use super::outcome::Outcome;
 use super::{html, junit};
 
 /// Identifies the JSON format of `summary.json` (its JSON Schema:
 /// `crates/rig/schema/run-summary.schema.json`); bump on incompatible changes.
 pub const RUN_SUMMARY_SCHEMA: &str = "rig-run-summary/1";
-
-/// Everything a run produced.
-pub struct Outcome<'a> {
-    pub run_id: &'a str,
-    pub profile: &'a Profile,
-    pub summary: &'a Summary,
-    pub checkout: &'a CheckoutReport,
-    pub verdict: &'a verifier::Report,
-    pub thresholds: &'a [Judged],
-    pub plan: &'a chaos::Plan,
-    pub incomplete: &'a [String],
-    pub store: &'a StoreUrl,
-    pub drain_left: Option<String>,
-}
-
-impl Outcome<'_> {
-    /// `pass`, `fail` or `partial`.
-    pub fn verdict(&self) -> &'static str {
-        if !self.incomplete.is_empty() {
-            "partial"
-        } else if self.verdict.status == verifier::Status::Fail
-            || self.thresholds.iter().any(|t| !t.passed)
-        {
-            "fail"
-        } else {
-            "pass"
-        }
-    }
-
-    pub fn exit_code(&self) -> u8 {
-        match self.verdict() {
-            "pass" => crate::exit::PASS,
-            "fail" => crate::exit::FAILED,
-            _ => crate::exit::COULD_NOT_COMPLETE,
-        }
-    }
-}
 
 /// `20261124T120000Z`.
 pub fn utc_stamp() -> String {
@@ -62,7 +21,7 @@ pub fn utc_stamp() -> String {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0) as i64;
-    let text = target_system::region::api::rfc3339(secs * 1_000_000);
+    let text = evidence::time::rfc3339(secs * 1_000_000);
     // 2026-11-24T12:00:00.000000Z -> 20261124T120000Z
     let (date, time) = text.split_once('T').unwrap_or((&text, ""));
     format!(
@@ -101,27 +60,21 @@ pub async fn store_series(
     for region in RegionId::ALL {
         let db = match Db::open_with(store, StoreName::Region(region), Access::ReadOnly).await {
             Ok(db) => db,
-            Err(target_system::StoreError::Missing { .. }) => continue,
+            Err(evidence::StoreError::Missing { .. }) => continue,
             Err(err) => return Err(err.into()),
         };
         let mut delta = vec![0i64; seconds + 1];
-        let rows = sqlx::query(
-            "SELECT at_us, from_state, to_state FROM order_transitions \
-             WHERE to_state IN ('payment_authorizing', 'payment_pending', 'needs_reconciliation', 'order_confirmed', 'failed_safely')",
-        )
-        .fetch_all(&db.pool)
-        .await?;
+        let transitions = evidence::queries::payment_transitions(&db).await?;
         let pending = |s: &str| {
             matches!(
                 s,
                 "payment_authorizing" | "payment_pending" | "needs_reconciliation"
             )
         };
-        for row in rows {
-            let at: i64 = row.try_get("at_us")?;
-            let from: Option<String> = row.try_get("from_state")?;
-            let to: String = row.try_get("to_state")?;
-            let change = i64::from(pending(&to)) - i64::from(from.as_deref().is_some_and(pending));
+        for t in transitions {
+            let at = t.at_us;
+            let change = i64::from(pending(&t.to_state))
+                - i64::from(t.from_state.as_deref().is_some_and(pending));
             let s = slot(at).unwrap_or(if at < start_us { 0 } else { seconds });
             delta[s] += change;
         }
@@ -130,25 +83,15 @@ pub async fn store_series(
             level += d;
             series.pending[i] += level;
         }
-        let rows = sqlx::query("SELECT started_at_us FROM payment_attempts")
-            .fetch_all(&db.pool)
-            .await?;
-        for row in rows {
-            if let Some(s) = slot(row.try_get("started_at_us")?) {
+        for started_at_us in evidence::queries::attempt_starts(&db).await? {
+            if let Some(s) = slot(started_at_us) {
                 series.provider_calls[s] += 1;
             }
         }
-        let row = sqlx::query(
-            "SELECT CAST(COALESCE(SUM(CASE WHEN is_retry = 0 THEN 1 ELSE 0 END), 0) AS BIGINT) AS first, \
-             CAST(COALESCE(SUM(is_retry), 0) AS BIGINT) AS retries FROM payment_attempts WHERE op = 'charge'",
-        )
-        .fetch_one(&db.pool)
-        .await?;
-        series.charge_calls.push((
-            region.as_str().to_string(),
-            row.try_get("first")?,
-            row.try_get("retries")?,
-        ));
+        let (first, retries) = evidence::queries::charge_tries(&db).await?;
+        series
+            .charge_calls
+            .push((region.as_str().to_string(), first, retries));
         db.close().await;
     }
     Ok(series)
@@ -263,4 +206,9 @@ pub fn text(o: &Outcome<'_>) -> String {
         out.push_str(&format!("incomplete: {}\n", o.incomplete.join("; ")));
     }
     out
+}
+
+/// `report.html` from a run's `summary.json` and `verdict.json` (also `rig report RUN_DIR`).
+pub fn render_html(summary: &Value, verdict: &Value) -> String {
+    html::render(summary, verdict)
 }

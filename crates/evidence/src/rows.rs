@@ -1,0 +1,103 @@
+//! The rows the verifier reads, one struct per table, with the columns it uses. Each row
+//! says which store it was read from (`store`), so a dossier can show claims and witnesses
+//! side by side.
+
+use serde::Serialize;
+
+/// Which store a row came from.
+pub type StoreTag = &'static str;
+
+/// A row of a region's `orders`.
+#[derive(Debug, Clone, Serialize)]
+pub struct OrderRow {
+    pub store: StoreTag,
+    pub order_id: String,
+    pub owner_region: String,
+    pub entry_region: String,
+    pub amount_cents: i64,
+    pub currency: String,
+    pub status: String,
+    pub reason: Option<String>,
+    pub version: i64,
+    pub created_at_us: i64,
+    pub updated_at_us: i64,
+}
+
+/// A row of a region's `order_transitions`.
+#[derive(Debug, Clone, Serialize)]
+pub struct TransitionRow {
+    pub store: StoreTag,
+    pub order_id: String,
+    pub seq: i64,
+    pub from_state: Option<String>,
+    pub to_state: String,
+    pub at_us: i64,
+    pub reason: Option<String>,
+    pub actor: String,
+    /// The region that made the transition.
+    pub region: String,
+}
+
+/// A row of a region's `outbox`.
+#[derive(Debug, Clone, Serialize)]
+pub struct EventRow {
+    pub store: StoreTag,
+    pub order_id: String,
+    pub event_id: String,
+    pub event_type: String,
+    pub created_at_us: i64,
+    pub published_at_us: Option<i64>,
+}
+
+/// A row of a region's `fulfilments` (the consumer's effect).
+#[derive(Debug, Clone, Serialize)]
+pub struct EffectRow {
+    pub store: StoreTag,
+    pub order_id: String,
+    pub event_id: String,
+    pub at_us: i64,
+}
+
+/// A row of the provider's `provider_charges`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChargeRow {
+    pub charge_id: String,
+    pub idempotency_key: String,
+    pub order_id: String,
+    pub amount_cents: i64,
+    pub currency: String,
+    pub status: String,
+    pub refunded_cents: i64,
+    pub created_at_us: i64,
+}
+
+impl ChargeRow {
+    /// Money the customer is out because of this charge.
+    pub fn net_cents(&self) -> i64 {
+        if self.status == "authorized" {
+            self.amount_cents - self.refunded_cents
+        } else {
+            0
+        }
+    }
+
+    pub fn is_live(&self) -> bool {
+        self.net_cents() > 0
+    }
+}
+
+/// A row of the client history's `history_arrivals`: what one customer was told.
+#[derive(Debug, Clone, Serialize)]
+pub struct ArrivalRow {
+    pub arrival_id: i64,
+    pub order_id: String,
+    pub entry_region: String,
+    pub phase: String,
+    pub intended_at_us: i64,
+    pub sent_at_us: Option<i64>,
+    pub finished_at_us: Option<i64>,
+    pub attempts: i64,
+    pub last_status: Option<i64>,
+    /// `confirmed`, `failed`, `rejected`, `unknown` or `dropped`.
+    pub outcome: String,
+}

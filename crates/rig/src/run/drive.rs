@@ -1,0 +1,96 @@
+//! Phase 3: the checkout load and the chaos timeline on one clock. The load runs on a thread
+//! of its own; the chaos executor on this runtime, cancelled when the load ends or on Ctrl-C,
+//! and always healing what it applied.
+
+use anyhow::Context;
+use loadgen::checkout::CheckoutReport;
+use loadgen::{CheckoutRun, HistorySink, on_dedicated_thread};
+use tokio::sync::watch;
+
+use super::{Prepared, Started, stopped};
+use crate::observe::{HlogSink, ProgressLine, ProgressMode};
+
+/// What the load and the chaos did.
+pub struct Driven {
+    pub checkout: CheckoutReport,
+    /// Why the run is incomplete (interrupted, a chaos step failed); empty when complete.
+    pub incomplete: Vec<String>,
+}
+
+/// Runs the load and the chaos timeline to their end (or Ctrl-C) and finishes
+/// `latency.hlog`. On an error the caller stops the system.
+pub async fn drive(prepared: &Prepared, started: &mut Started) -> anyhow::Result<Driven> {
+    let profile = prepared.profile();
+    let load_metrics = started
+        .load_metrics
+        .take()
+        .context("the load was already driven")?;
+    let topology = started.topology()?;
+    let journal = chaos::Journal::open(&prepared.journal_path(), chaos::LoadClock::starting_now())
+        .context("opening the chaos journal")?;
+    let checkout = CheckoutRun::new(profile.workload.clone(), topology.region_urls.clone())
+        .history(HistorySink::Sqlite {
+            path: prepared.history_path(),
+        });
+    let hlog = loadgen::HlogWriter::new(std::io::BufWriter::new(
+        std::fs::File::create(prepared.run_dir.join("latency.hlog"))
+            .context("creating latency.hlog")?,
+    ))
+    .with_comment(&format!("rig run {}", prepared.run_id));
+    let (load_done_tx, load_done) = watch::channel(false);
+    let load_stop = stopped(started.interrupt.clone());
+    let load = on_dedicated_thread("rig-run-load", move || async move {
+        let progress = ProgressLine::new(ProgressMode::Auto);
+        let mut observer = ((progress, HlogSink(Some(hlog))), load_metrics);
+        let report = checkout.run(&mut observer, load_stop).await;
+        let _ = load_done_tx.send(true);
+        let ((_, HlogSink(hlog)), _) = observer;
+        report.map(|r| (r, hlog))
+    });
+    let chaos_targets = crate::metrics::FaultGauge::new(
+        topology.chaos_targets()?,
+        &started.chaos_registry,
+        &prepared.plan,
+    );
+    let chaos_cancel = {
+        let mut interrupt = started.interrupt.clone();
+        let mut load_done = load_done.clone();
+        async move {
+            tokio::select! {
+                _ = interrupt.wait_for(|i| *i) => chaos::AbortReason("interrupted (Ctrl-C)".into()),
+                _ = load_done.wait_for(|d| *d) => chaos::AbortReason("the load ended before the timeline".into()),
+            }
+        }
+    };
+    let chaos_run = chaos::execute(&prepared.plan, &chaos_targets, &journal, chaos_cancel);
+    let (load, chaos_outcome) = tokio::join!(load, chaos_run);
+    drop(journal);
+    let (checkout, hlog) = match load {
+        Ok(Ok(done)) => done,
+        Ok(Err(err)) => return Err(anyhow::Error::new(err).context("the load could not run")),
+        Err(err) => anyhow::bail!("the load generator stopped: {err}"),
+    };
+    if let Some(writer) = hlog {
+        writer.finish().context("finishing latency.hlog")?;
+    }
+    let mut incomplete: Vec<String> = Vec::new();
+    match &chaos_outcome {
+        Ok(outcome)
+            if outcome
+                .aborted
+                .as_ref()
+                .is_some_and(|r| r.0.starts_with("interrupted")) =>
+        {
+            incomplete.push("interrupted".into())
+        }
+        Ok(_) => {}
+        Err(err) => incomplete.push(format!("chaos step failed (healed): {err}")),
+    }
+    if started.interrupted() && incomplete.is_empty() {
+        incomplete.push("interrupted".into());
+    }
+    Ok(Driven {
+        checkout,
+        incomplete,
+    })
+}

@@ -1,0 +1,104 @@
+//! `rig run` as a library: one run from profile to verdict, in phases that tests can call
+//! without spawning the binary.
+//!
+//! 1. [`prepare`]: load and check everything (profile, overrides, workload, chaos plan, store
+//!    URL) before anything starts; create the run directory and write `profile.toml`.
+//! 2. [`start`]: metrics (every series labelled `run_id`), Ctrl-C, and the system under test
+//!    on loopback behind a Toxiproxy-compatible proxy (or the external system).
+//! 3. [`drive`]: the checkout load and the chaos timeline on one clock; chaos always heals.
+//! 4. [`drain`]: let the system finish its work (bounded, cut short by Ctrl-C), then stop it.
+//! 5. [`judge`]: the verifier over the durable records, and the profile's thresholds.
+//! 6. [`write`]: the run directory's documents, the console verdict, Grafana annotations.
+//!
+//! # Layout
+//! - `prepare.rs`, `start.rs`, `drive.rs`, `judge.rs` (drain and judge), `write.rs`: the
+//!   phases.
+//! - [`profile`]: the profile (`[run]`, `[target]`, `[workload]`, `[[chaos]]`,
+//!   `[thresholds]`, `[verify]`).
+//! - [`topology`]: the system under test and its proxies, and the bounded drain.
+//! - [`thresholds`]: k6-style bounds on the load's measurements.
+//! - [`outcome`], [`artifacts`], `html.rs`, `junit.rs`: what a run produced and its documents.
+
+pub mod artifacts;
+mod drive;
+mod html;
+mod judge;
+mod junit;
+pub mod outcome;
+mod prepare;
+pub mod profile;
+mod start;
+pub mod thresholds;
+pub mod topology;
+mod write;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use target_system::Defect;
+use tokio::sync::watch;
+
+use crate::exit::Verdict;
+
+pub use drive::{Driven, drive};
+pub use judge::{Drained, Judgement, drain, judge};
+pub use prepare::{Prepared, prepare};
+pub use start::{Started, start};
+pub use write::write;
+
+/// What the command line asks of a run.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// The profile file.
+    pub profile: PathBuf,
+    /// `--set KEY=VALUE` overrides, in order.
+    pub sets: Vec<String>,
+    /// `--store URL` (default: `sqlite://<run dir>/stores`).
+    pub store: Option<String>,
+    /// `--toxiproxy URL` instead of the embedded proxy server.
+    pub toxiproxy: Option<String>,
+    /// `--out DIR` (default: `runs/<UTC time>-<name>`).
+    pub out: Option<PathBuf>,
+    /// `--seed N` (overrides `run.seed`).
+    pub seed: Option<u64>,
+    /// `--defect NAME`, repeatable.
+    pub defects: Vec<Defect>,
+    /// `--metrics-addr ADDR` and how long to keep serving after the verdict.
+    pub metrics_addr: Option<String>,
+    pub metrics_linger: Duration,
+    /// `--regions URL,URL --provider URL`: drive an already-running system.
+    pub external: Option<External>,
+    /// `--grafana-url URL` (and its token): post chaos windows as annotations.
+    pub grafana_url: Option<String>,
+    pub grafana_token: Option<String>,
+}
+
+/// An already-running system: its entry regions (a, then b) and its provider.
+#[derive(Debug, Clone)]
+pub struct External {
+    pub regions: Vec<String>,
+    pub provider: String,
+}
+
+/// Runs every phase in order. Exit-code semantics: `Ok(Pass|Fail)` is the verdict; an
+/// error is bad input (`BadInput`, exit 2) or a run that could not complete (exit 3, also
+/// after Ctrl-C, when the verdict printed is partial).
+pub async fn execute(options: &RunOptions) -> anyhow::Result<Verdict> {
+    let prepared = prepare(options)?;
+    let mut started = start(&prepared, options).await?;
+    let driven = match drive(&prepared, &mut started).await {
+        Ok(driven) => driven,
+        Err(err) => {
+            started.stop().await;
+            return Err(err);
+        }
+    };
+    let drained = drain(&prepared, &mut started).await;
+    let judgement = judge(&prepared, &driven, &drained).await?;
+    write(&prepared, options, started, &driven, drained, judgement).await
+}
+
+/// Completes once `rx` turns true.
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|v| *v).await;
+}
