@@ -7,6 +7,7 @@
 //! those bytes on its connection (see `lane`).
 
 mod lane;
+mod response;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;

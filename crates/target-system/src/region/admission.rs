@@ -20,6 +20,8 @@ use governor::{DefaultDirectRateLimiter, Quota};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
+use prometheus::IntCounterVec;
+
 use crate::config::AdmissionConfig;
 use evidence::store::Db;
 use evidence::time::now_us;
@@ -64,7 +66,7 @@ pub enum Admission {
 
 /// Rate limit, pushback and provider slots of one region.
 #[derive(Debug)]
-pub struct Gate {
+pub struct Limits {
     slots: Option<Arc<Semaphore>>,
     rate: Option<DefaultDirectRateLimiter>,
     queue_timeout: Duration,
@@ -74,7 +76,7 @@ pub struct Gate {
     pushback_until_ms: AtomicU64,
 }
 
-impl Gate {
+impl Limits {
     /// `enforce = false` is the `no-admission-control` defect: everything is admitted.
     pub fn new(config: &AdmissionConfig, enforce: bool) -> Self {
         let rate = config
@@ -163,6 +165,57 @@ impl Gate {
     }
 }
 
+/// A region's admission as its checkout and repair paths use it: the [`Limits`], and every
+/// decision counted (per second for `admission_stats`, and in the decisions metric).
+#[derive(Debug)]
+pub struct Gate {
+    limits: Limits,
+    stats: Stats,
+    decisions: IntCounterVec,
+}
+
+impl Gate {
+    /// `enforce = false` is the `no-admission-control` defect: everything is admitted.
+    pub fn new(config: &AdmissionConfig, enforce: bool, decisions: IntCounterVec) -> Self {
+        Self {
+            limits: Limits::new(config, enforce),
+            stats: Stats::default(),
+            decisions,
+        }
+    }
+
+    /// Admits a new checkout or sheds it, counting the decision.
+    pub async fn admit(&self, arrived: Instant) -> Admission {
+        let admission = self.limits.admit(arrived).await;
+        self.count(match &admission {
+            Admission::Admitted(_) => Decision::Admitted,
+            Admission::Shed { decision, .. } => *decision,
+        });
+        admission
+    }
+
+    /// Counts a decision made outside [`Gate::admit`] (parked, rejected in degraded mode).
+    pub fn count(&self, decision: Decision) {
+        self.decisions.with_label_values(&[decision.as_str()]).inc();
+        self.stats.count(decision);
+    }
+
+    /// A provider slot for a call that is never shed (a retry, a repair call).
+    pub async fn slot(&self, wait: Duration) -> Option<Slot> {
+        self.limits.slot(wait).await
+    }
+
+    /// The provider asked for a pause (its 429): new checkouts are shed until it passes.
+    pub fn pushback(&self, retry_after: Duration) {
+        self.limits.pushback(retry_after);
+    }
+
+    /// Adds the decision counts gathered since the last flush to the store.
+    pub async fn flush(&self, db: &Db) -> Result<(), sqlx::Error> {
+        self.stats.flush(db).await
+    }
+}
+
 /// Per-second admission counts, flushed to `admission_stats`.
 #[derive(Debug, Default)]
 pub struct Stats {
@@ -213,7 +266,7 @@ mod tests {
             queue_timeout_ms: 50,
             ..AdmissionConfig::default()
         };
-        let gate = Gate::new(&config, true);
+        let gate = Limits::new(&config, true);
         let a = gate.admit(Instant::now()).await;
         let b = gate.admit(Instant::now()).await;
         assert!(matches!(a, Admission::Admitted(_)) && matches!(b, Admission::Admitted(_)));
@@ -242,7 +295,7 @@ mod tests {
     /// Provider pushback sheds new checkouts until it passes; the defect switch admits all.
     #[tokio::test(start_paused = true)]
     async fn pushback_then_recovery_and_the_defect() {
-        let gate = Gate::new(&AdmissionConfig::default(), true);
+        let gate = Limits::new(&AdmissionConfig::default(), true);
         gate.pushback(Duration::from_millis(300));
         match gate.admit(Instant::now()).await {
             Admission::Shed {
@@ -260,7 +313,7 @@ mod tests {
             Admission::Admitted(_)
         ));
 
-        let open = Gate::new(
+        let open = Limits::new(
             &AdmissionConfig {
                 provider_max_in_flight: 1,
                 checkout_rate_limit_per_sec: Some(1),
@@ -280,7 +333,7 @@ mod tests {
     /// The checkout rate limit sheds beyond its burst with a Retry-After.
     #[tokio::test]
     async fn rate_limit_sheds() {
-        let gate = Gate::new(
+        let gate = Limits::new(
             &AdmissionConfig {
                 checkout_rate_limit_per_sec: Some(10),
                 ..AdmissionConfig::default()

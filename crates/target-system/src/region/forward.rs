@@ -15,8 +15,13 @@ use sqlx::Row;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::Region;
-use super::checkout::{Checkout, DEADLINE_HEADER, FORWARDED_FROM, key_reused, pending_reply};
+use std::sync::Arc;
+
+use rig_http::HttpClient;
+
+use super::checkout::{CheckoutCall, Checkouts, DEADLINE_HEADER, FORWARDED_FROM};
+use super::context::Context;
+use super::replies::{key_reused, pending_reply, store_error};
 use crate::defects::Defect;
 use evidence::time::now_us;
 use evidence::time::rfc3339;
@@ -25,9 +30,28 @@ use rig_http::with_retry_after;
 /// Time kept back from the deadline for the answer's way back.
 const RETURN_MARGIN: Duration = Duration::from_millis(100);
 
-impl Region {
-    pub(super) async fn forward_checkout(&self, checkout: &Checkout) -> (&'static str, Reply) {
-        let Some(peer) = self.inner.peer_url.clone() else {
+/// The gateway path: checkouts and status look-ups for orders the peer owns, and the
+/// forward outbox of intents held while the owner was unreachable.
+#[derive(Debug)]
+pub(super) struct Forwarding {
+    ctx: Arc<Context>,
+    http: HttpClient,
+    /// The owner path, for the `local-confirm-in-partition` defect only.
+    checkouts: Arc<Checkouts>,
+}
+
+impl Forwarding {
+    pub(super) fn new(ctx: Arc<Context>, http: HttpClient, checkouts: Arc<Checkouts>) -> Self {
+        Self {
+            ctx,
+            http,
+            checkouts,
+        }
+    }
+
+    /// A checkout this region does not own: to the owner, or held for it.
+    pub(super) async fn forward(&self, checkout: &CheckoutCall) -> (&'static str, Reply) {
+        let Some(peer) = self.ctx.peer_url.clone() else {
             return (
                 "error",
                 problem(
@@ -60,7 +84,7 @@ impl Region {
                 if is_definitive(&response) {
                     let _ = self.mark_delivered(order_id, &response).await;
                 }
-                self.inner
+                self.ctx
                     .metrics
                     .forwards
                     .with_label_values(&["forwarded"])
@@ -68,37 +92,25 @@ impl Region {
                 ("forwarded", relay_response(response))
             }
             Err(err) => {
-                if self
-                    .inner
-                    .config
-                    .defects
-                    .contains(&Defect::LocalConfirmInPartition)
-                {
+                if self.ctx.has(Defect::LocalConfirmInPartition) {
                     // Defect: the gateway decides an order it does not own, with a fresh deadline.
-                    let local = Checkout {
+                    let local = CheckoutCall {
                         request: checkout.request.clone(),
                         body: checkout.body.clone(),
                         forwarded_from: None,
-                        deadline: Instant::now() + self.inner.config.payment.deadline(),
+                        deadline: Instant::now() + self.ctx.config.payment.deadline(),
                         arrived: Instant::now(),
                     };
-                    return self.checkout_as_owner(&local).await;
+                    return self.checkouts.as_owner(&local).await;
                 }
                 tracing::debug!(error = %err, order_id, "owner unreachable; holding the intent");
                 match self.hold(checkout).await {
                     Ok(true) => {
-                        self.inner
-                            .metrics
-                            .forwards
-                            .with_label_values(&["held"])
-                            .inc();
+                        self.ctx.metrics.forwards.with_label_values(&["held"]).inc();
                         ("held", pending_reply(order_id))
                     }
                     Ok(false) => ("conflict", key_reused()),
-                    Err(err) => (
-                        "error",
-                        super::checkout::store_error(&super::orders::OrderError::from(err)),
-                    ),
+                    Err(err) => ("error", store_error(&super::orders::OrderError::from(err))),
                 }
             }
         }
@@ -115,14 +127,13 @@ impl Region {
             .saturating_sub(RETURN_MARGIN)
             .as_millis()
             .to_string();
-        self.inner
-            .http
+        self.http
             .send(
                 Method::POST,
                 &format!("{peer}/v1/checkout"),
                 &[
                     ("idempotency-key", order_id),
-                    (FORWARDED_FROM, self.inner.id.as_str()),
+                    (FORWARDED_FROM, self.ctx.id.as_str()),
                     (DEADLINE_HEADER, &left_ms),
                 ],
                 Some(body),
@@ -134,7 +145,7 @@ impl Region {
     }
 
     /// Keeps the intent for later delivery. False if a different intent with this key is held.
-    async fn hold(&self, checkout: &Checkout) -> Result<bool, sqlx::Error> {
+    async fn hold(&self, checkout: &CheckoutCall) -> Result<bool, sqlx::Error> {
         let request = &checkout.request;
         let fingerprint = request.fingerprint();
         let inserted = sqlx::query(
@@ -142,11 +153,11 @@ impl Region {
              VALUES ($1, $2, $3, $4, 'held', $5) ON CONFLICT (order_id) DO NOTHING",
         )
         .bind(&request.order_id)
-        .bind(self.owner(&request.order_id).as_str())
+        .bind(self.ctx.owner(&request.order_id).as_str())
         .bind(&fingerprint)
         .bind(String::from_utf8_lossy(&checkout.body).into_owned())
         .bind(now_us())
-        .execute(&self.inner.db.pool)
+        .execute(&self.ctx.db.pool)
         .await?
         .rows_affected();
         if inserted == 1 {
@@ -155,7 +166,7 @@ impl Region {
         let held: String =
             sqlx::query("SELECT fingerprint FROM forward_outbox WHERE order_id = $1")
                 .bind(&request.order_id)
-                .fetch_one(&self.inner.db.pool)
+                .fetch_one(&self.ctx.db.pool)
                 .await?
                 .try_get("fingerprint")?;
         Ok(held == fingerprint)
@@ -174,22 +185,22 @@ impl Region {
         .bind(now_us())
         .bind(i64::from(response.status.as_u16()))
         .bind(String::from_utf8_lossy(&response.body).into_owned())
-        .execute(&self.inner.db.pool)
+        .execute(&self.ctx.db.pool)
         .await?;
         Ok(())
     }
 
     /// One forwarder pass: re-sends held intents, oldest first; stops at the first one the
     /// owner does not answer (it is still unreachable). Returns how many were delivered.
-    pub async fn forward_once(&self) -> Result<usize, sqlx::Error> {
-        let Some(peer) = self.inner.peer_url.clone() else {
+    pub(super) async fn once(&self) -> Result<usize, sqlx::Error> {
+        let Some(peer) = self.ctx.peer_url.clone() else {
             return Ok(0);
         };
         let rows = sqlx::query(
             "SELECT order_id, body FROM forward_outbox WHERE state = 'held' ORDER BY created_at_us LIMIT $1",
         )
-        .bind(i64::from(self.inner.config.forward.batch))
-        .fetch_all(&self.inner.db.pool)
+        .bind(i64::from(self.ctx.config.forward.batch))
+        .fetch_all(&self.ctx.db.pool)
         .await?;
         let mut delivered = 0;
         for row in rows {
@@ -200,13 +211,13 @@ impl Region {
                     &peer,
                     &order_id,
                     bytes::Bytes::from(body),
-                    self.inner.config.payment.deadline(),
+                    self.ctx.config.payment.deadline(),
                 )
                 .await;
             match result {
                 Ok(response) if is_definitive(&response) => {
                     self.mark_delivered(&order_id, &response).await?;
-                    self.inner
+                    self.ctx
                         .metrics
                         .forwards
                         .with_label_values(&["delivered"])
@@ -219,7 +230,7 @@ impl Region {
                     )
                     .bind(&order_id)
                     .bind(now_us())
-                    .execute(&self.inner.db.pool)
+                    .execute(&self.ctx.db.pool)
                     .await?;
                     if other.is_err() {
                         break;
@@ -231,7 +242,7 @@ impl Region {
     }
 
     /// `GET /v1/orders/{id}` for an order the peer owns.
-    pub(super) async fn forward_status(&self, order_id: &str, req: &Request<Incoming>) -> Reply {
+    pub(super) async fn status(&self, order_id: &str, req: &Request<Incoming>) -> Reply {
         if req.headers().contains_key(FORWARDED_FROM) {
             return problem(
                 StatusCode::MISDIRECTED_REQUEST,
@@ -240,7 +251,7 @@ impl Region {
                 None,
             );
         }
-        let Some(peer) = self.inner.peer_url.as_deref() else {
+        let Some(peer) = self.ctx.peer_url.as_deref() else {
             return problem(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "no_owner",
@@ -249,14 +260,13 @@ impl Region {
             );
         };
         let result = self
-            .inner
             .http
             .send(
                 Method::GET,
                 &format!("{peer}/v1/orders/{order_id}"),
-                &[(FORWARDED_FROM, self.inner.id.as_str())],
+                &[(FORWARDED_FROM, self.ctx.id.as_str())],
                 None,
-                std::time::Duration::from_millis(self.inner.config.forward.status_timeout_ms),
+                std::time::Duration::from_millis(self.ctx.config.forward.status_timeout_ms),
             )
             .await;
         let owner_has_it = match &result {
@@ -282,7 +292,7 @@ impl Region {
                     Duration::from_secs(1),
                 ),
             },
-            Err(err) => super::checkout::store_error(&super::orders::OrderError::from(err)),
+            Err(err) => store_error(&super::orders::OrderError::from(err)),
         }
     }
 
@@ -296,7 +306,7 @@ impl Region {
             "SELECT owner_region, state, created_at_us, attempts FROM forward_outbox WHERE order_id = $1 AND state = 'held'",
         )
         .bind(order_id)
-        .fetch_optional(&self.inner.db.pool)
+        .fetch_optional(&self.ctx.db.pool)
         .await?;
         Ok(row.map(|row| {
             let owner: String = row.try_get("owner_region").unwrap_or_default();
@@ -307,12 +317,12 @@ impl Region {
                 "order_id": order_id,
                 "status": "payment_pending",
                 "owner_region": owner,
-                "entry_region": self.inner.id,
-                "held_by": self.inner.id,
+                "entry_region": self.ctx.id,
+                "held_by": self.ctx.id,
                 "held_since": rfc3339(since),
                 "evidence": format!(
                     "region {} holds this intent for delivery to owner region {owner}, which {why} ({attempts} re-sends so far); it will not decide the order itself",
-                    self.inner.id
+                    self.ctx.id
                 ),
             })
         }))
@@ -336,15 +346,15 @@ pub(super) fn relay_response(response: ClientResponse) -> Reply {
 }
 
 /// Re-sends held intents every `forward.retry_interval_ms` until `stop`.
-pub async fn run(region: Region, mut stop: watch::Receiver<bool>) {
-    let interval = Duration::from_millis(region.inner.config.forward.retry_interval_ms);
+pub(super) async fn run(forwarding: Arc<Forwarding>, mut stop: watch::Receiver<bool>) {
+    let interval = Duration::from_millis(forwarding.ctx.config.forward.retry_interval_ms);
     loop {
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
             _ = stop.changed() => return,
         }
-        if let Err(err) = region.forward_once().await {
-            tracing::warn!(error = %err, region = %region.id(), "forward outbox pass failed");
+        if let Err(err) = forwarding.once().await {
+            tracing::warn!(error = %err, region = %forwarding.ctx.id, "forward outbox pass failed");
         }
     }
 }

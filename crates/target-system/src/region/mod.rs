@@ -7,46 +7,67 @@
 //! `/readyz`.
 //!
 //! Ownership: with a peer, an order's owner region is a pure function of its id
-//! ([`owner_of`]); the other region forwards to it and never makes a final transition itself.
+//! ([`evidence::owner_of`]); the other region forwards to it and never makes a final transition itself.
 //! Without a peer (a single-region deployment) this region owns every order.
+//!
+//! # Parts
+//! A [`Region`] is its shared parts and the services built over them, each a type of its own
+//! holding only what it needs:
+//! - `Context` (`context.rs`): who the region is, its parameters, its store, its metrics;
+//! - `Orders` (`book.rs`): in-flight checkouts and the transactions that move an order;
+//! - `Gate` (`admission.rs`): rate limit, pushback, provider slots, decision counts;
+//! - `Payments` (`pay.rs`): the provider client, retry budget, breaker and payment mode;
+//! - the services: `Checkouts` (`checkout.rs`), `Forwarding` (`forward.rs`), `Repair`
+//!   (`repair.rs`), `Relay` (`outbox.rs`).
 
+mod admin;
 pub mod admission;
 pub mod api;
+mod book;
 pub mod breaker;
 mod carts;
 mod checkout;
+mod context;
 mod forward;
+mod inventory;
+mod metrics;
 pub mod orders;
 pub mod outbox;
 mod pay;
 pub mod payment;
 pub mod repair;
+mod replies;
 pub mod retry;
+mod status;
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use prometheus::{Gauge, HistogramVec, IntCounterVec, IntGauge, Registry};
+use prometheus::Registry;
 use rig_http::{
-    DropConnection, HttpClient, Incoming, Method, PeerAddr, Reply, Request, StatusCode, json,
-    problem,
+    DropConnection, HttpClient, Incoming, Method, Reply, Request, StatusCode, json, problem,
 };
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::clock::IdGen;
 use crate::config::TargetConfig;
 use crate::defects::Defect;
-use crate::metrics;
 use crate::metrics::metrics_reply;
-use evidence::order_state::OrderState;
+use admin::is_loopback;
+use admission::Gate;
+use book::Orders;
+use checkout::Checkouts;
+use context::Context;
+use evidence::RegionId;
 use evidence::seed::Draws;
 use evidence::store::{Db, StoreError};
-use evidence::{RegionId, owner_of};
+use forward::Forwarding;
+use metrics::RegionMetrics;
+use outbox::Relay;
+use pay::Payments;
 use payment::PaymentClient;
+use repair::{Repair, RepairReport};
 
 /// How a region reaches the rest of the system (in a run, these are proxy addresses).
 #[derive(Debug, Clone)]
@@ -58,7 +79,7 @@ pub struct RegionWiring {
     pub peer_url: Option<String>,
 }
 
-/// A running region's state; clones share it.
+/// A running region; clones share it.
 #[derive(Clone, Debug)]
 pub struct Region {
     inner: Arc<Inner>,
@@ -66,192 +87,13 @@ pub struct Region {
 
 #[derive(Debug)]
 struct Inner {
-    id: RegionId,
-    db: Db,
-    config: Arc<TargetConfig>,
-    peer_url: Option<String>,
-    http: HttpClient,
-    payment: PaymentClient,
-    /// Checkouts running in this process, by order id: a concurrent duplicate waits for the
-    /// first to finish and replays its outcome instead of racing it.
-    inflight: Mutex<HashMap<String, watch::Receiver<()>>>,
-    event_ids: IdGen,
-    paused: AtomicBool,
-    gate: admission::Gate,
-    admission_stats: admission::Stats,
-    budget: retry::RetryBudget,
-    breaker: breaker::Breaker,
-    /// Backoff jitter, from the seed.
-    draws: Draws,
-    metrics: RegionMetrics,
-}
-
-#[derive(Debug)]
-struct RegionMetrics {
-    registry: Registry,
-    checkouts: IntCounterVec,
-    checkout_duration: HistogramVec,
-    checkouts_in_flight: IntGauge,
-    provider_calls: IntCounterVec,
-    provider_call_duration: HistogramVec,
-    transitions: IntCounterVec,
-    repair_actions: IntCounterVec,
-    outbox_published: IntCounterVec,
-    consumer_deliveries: IntCounterVec,
-    admission_decisions: IntCounterVec,
-    retries: IntCounterVec,
-    retry_budget_available: Gauge,
-    provider_in_flight: IntGauge,
-    breaker_open: IntGauge,
-    forwards: IntCounterVec,
-    orders_open: IntGauge,
-    oldest_open_age: Gauge,
-    outbox_unpublished: IntGauge,
-    outbox_lag: Gauge,
-}
-
-impl RegionMetrics {
-    fn new(region: RegionId) -> Self {
-        let metrics = Self::register(region);
-        // Label values known up front are exported as 0 from the start: a dashboard's rate
-        // of something that has not happened yet is 0, not a gap.
-        let known: [(&IntCounterVec, &[&str]); 5] = [
-            (
-                &metrics.admission_decisions,
-                &[
-                    "admitted",
-                    "rate_limited",
-                    "pushback",
-                    "queue_timeout",
-                    "parked",
-                    "rejected_degraded",
-                ],
-            ),
-            (&metrics.retries, &["allowed", "denied"]),
-            (&metrics.repair_actions, &["wait"]),
-            (&metrics.consumer_deliveries, &["applied", "duplicate"]),
-            (&metrics.forwards, &["forwarded", "held", "delivered"]),
-        ];
-        for (counter, values) in known {
-            for value in values {
-                counter.with_label_values(&[value]);
-            }
-        }
-        metrics
-    }
-
-    fn register(region: RegionId) -> Self {
-        let registry = metrics::registry(&[("region", region.as_str())]);
-        Self {
-            checkouts: metrics::counter_vec(
-                &registry,
-                "rig_region_checkouts_total",
-                "Checkout requests answered, by outcome.",
-                &["outcome"],
-            ),
-            checkout_duration: metrics::histogram_vec(
-                &registry,
-                "rig_region_checkout_duration_seconds",
-                "Time to answer a checkout request, by outcome.",
-                &["outcome"],
-            ),
-            checkouts_in_flight: metrics::int_gauge(
-                &registry,
-                "rig_region_checkouts_in_flight",
-                "Checkouts being processed by this region right now.",
-            ),
-            provider_calls: metrics::counter_vec(
-                &registry,
-                "rig_region_provider_calls_total",
-                "Calls to the payment provider, by operation and outcome.",
-                &["op", "outcome"],
-            ),
-            provider_call_duration: metrics::histogram_vec(
-                &registry,
-                "rig_region_provider_call_duration_seconds",
-                "Duration of calls to the payment provider, by operation.",
-                &["op"],
-            ),
-            transitions: metrics::counter_vec(
-                &registry,
-                "rig_region_order_transitions_total",
-                "Order state transitions made by this region, by target state.",
-                &["to"],
-            ),
-            repair_actions: metrics::counter_vec(
-                &registry,
-                "rig_region_repair_actions_total",
-                "Decisions of the repair worker, by action.",
-                &["action"],
-            ),
-            outbox_published: metrics::counter_vec(
-                &registry,
-                "rig_region_outbox_events_published_total",
-                "Outbox events delivered and marked published, by event type.",
-                &["event_type"],
-            ),
-            consumer_deliveries: metrics::counter_vec(
-                &registry,
-                "rig_region_consumer_deliveries_total",
-                "Deliveries seen by the confirmation consumer: applied or duplicate.",
-                &["result"],
-            ),
-            admission_decisions: metrics::counter_vec(
-                &registry,
-                "rig_region_admission_decisions_total",
-                "Admission decisions for new checkouts: admitted, shed (by reason), parked, rejected.",
-                &["decision"],
-            ),
-            retries: metrics::counter_vec(
-                &registry,
-                "rig_region_payment_retries_total",
-                "Provider charge retries asked of the retry budget: allowed or denied.",
-                &["result"],
-            ),
-            retry_budget_available: metrics::gauge(
-                &registry,
-                "rig_region_retry_budget_available",
-                "Retries the retry budget would allow right now.",
-            ),
-            provider_in_flight: metrics::int_gauge(
-                &registry,
-                "rig_region_provider_calls_in_flight",
-                "Charge calls to the provider in flight from this region.",
-            ),
-            breaker_open: metrics::int_gauge(
-                &registry,
-                "rig_region_breaker_open",
-                "1 while the provider breaker is open or half-open (payment-degraded mode), else 0.",
-            ),
-            forwards: metrics::counter_vec(
-                &registry,
-                "rig_region_forwards_total",
-                "Checkouts for orders owned by the peer region: forwarded, held (owner unreachable), delivered later.",
-                &["result"],
-            ),
-            orders_open: metrics::int_gauge(
-                &registry,
-                "rig_region_orders_pending",
-                "Orders owned by this region not yet in a final state (confirmed or failed safely).",
-            ),
-            oldest_open_age: metrics::gauge(
-                &registry,
-                "rig_region_oldest_pending_age_seconds",
-                "Age of the oldest order not yet in a final state (0 when none).",
-            ),
-            outbox_unpublished: metrics::int_gauge(
-                &registry,
-                "rig_region_outbox_unpublished",
-                "Outbox events written but not yet delivered.",
-            ),
-            outbox_lag: metrics::gauge(
-                &registry,
-                "rig_region_outbox_lag_seconds",
-                "Age of the oldest undelivered outbox event (0 when none).",
-            ),
-            registry,
-        }
-    }
+    ctx: Arc<Context>,
+    gate: Arc<Gate>,
+    payments: Arc<Payments>,
+    checkouts: Arc<Checkouts>,
+    forwarding: Arc<Forwarding>,
+    repair: Arc<Repair>,
+    relay: Arc<Relay>,
 }
 
 impl Region {
@@ -273,7 +115,7 @@ impl Region {
                 )
             })
             .collect();
-        orders::seed_inventory(&db, &lines).await?;
+        inventory::seed_inventory(&db, &lines).await?;
         let defects: Vec<&str> = config.defects.iter().map(|d| d.as_str()).collect();
         evidence::run_params::set_meta(&db, "region", wiring.id.as_str()).await?;
         evidence::run_params::set_meta(&db, "defects", &defects.join(",")).await?;
@@ -282,59 +124,89 @@ impl Region {
             Duration::from_millis(config.payment.per_try_timeout_ms.min(1_000)),
             256,
         );
-        let payment = PaymentClient::new(http.clone(), &wiring.provider_url, wiring.id.as_str());
+        let metrics = RegionMetrics::new(wiring.id);
+        let gate = Arc::new(Gate::new(
+            &config.admission,
+            !config.defects.contains(&Defect::NoAdmissionControl),
+            metrics.admission_decisions.clone(),
+        ));
+        let ctx = Arc::new(Context {
+            id: wiring.id,
+            config: config.clone(),
+            peer_url: wiring.peer_url.map(|u| u.trim_end_matches('/').to_string()),
+            db,
+            metrics,
+        });
+        let client = PaymentClient::new(http.clone(), &wiring.provider_url, wiring.id.as_str());
+        let draws = Draws::new(
+            config.seed
+                ^ match wiring.id {
+                    RegionId::A => 0x0a,
+                    RegionId::B => 0x0b,
+                },
+        );
+        let orders = Arc::new(Orders::new(ctx.clone()));
+        let payments = Arc::new(Payments::new(ctx.clone(), client, gate.clone(), draws));
+        let checkouts = Arc::new(Checkouts::new(
+            ctx.clone(),
+            orders.clone(),
+            payments.clone(),
+            gate.clone(),
+        ));
         Ok(Self {
             inner: Arc::new(Inner {
-                id: wiring.id,
-                db,
-                config: config.clone(),
-                peer_url: wiring.peer_url.map(|u| u.trim_end_matches('/').to_string()),
-                http,
-                payment,
-                inflight: Mutex::new(HashMap::new()),
-                event_ids: IdGen::new(match wiring.id {
-                    RegionId::A => "ev_a",
-                    RegionId::B => "ev_b",
-                }),
-                paused: AtomicBool::new(false),
-                gate: admission::Gate::new(
-                    &config.admission,
-                    !config.defects.contains(&Defect::NoAdmissionControl),
-                ),
-                admission_stats: admission::Stats::default(),
-                budget: retry::RetryBudget::new(&config.retry_budget),
-                breaker: breaker::Breaker::new(&config.breaker),
-                draws: Draws::new(
-                    config.seed
-                        ^ match wiring.id {
-                            RegionId::A => 0x0a,
-                            RegionId::B => 0x0b,
-                        },
-                ),
-                metrics: RegionMetrics::new(wiring.id),
+                forwarding: Arc::new(Forwarding::new(ctx.clone(), http, checkouts.clone())),
+                repair: Arc::new(Repair::new(
+                    ctx.clone(),
+                    orders,
+                    payments.clone(),
+                    gate.clone(),
+                )),
+                relay: Arc::new(Relay::new(ctx.clone())),
+                ctx,
+                gate,
+                payments,
+                checkouts,
             }),
         })
     }
 
     pub fn id(&self) -> RegionId {
-        self.inner.id
+        self.inner.ctx.id
     }
 
     /// The region's store (tests and the verifier read records from it).
     pub fn db(&self) -> &Db {
-        &self.inner.db
+        &self.inner.ctx.db
     }
 
     /// The region that owns `order_id` in this deployment.
     pub fn owner(&self, order_id: &str) -> RegionId {
-        if self.inner.peer_url.is_some() {
-            owner_of(order_id)
-        } else {
-            self.inner.id
-        }
+        self.inner.ctx.owner(order_id)
     }
 
-    /// Serves the region API and runs its workers (outbox relay, repair) until `shutdown`.
+    /// The region's metrics registry (for an exporter that serves several components).
+    pub fn registry(&self) -> &Registry {
+        &self.inner.ctx.metrics.registry
+    }
+
+    /// One outbox relay pass; how many events were published.
+    pub async fn relay_once(&self) -> Result<usize, sqlx::Error> {
+        self.inner.relay.once().await
+    }
+
+    /// One repair scan over pending orders.
+    pub async fn repair_once(&self) -> Result<RepairReport, orders::OrderError> {
+        self.inner.repair.once().await
+    }
+
+    /// One forward-outbox pass; how many held intents the owner took.
+    pub async fn forward_once(&self) -> Result<usize, sqlx::Error> {
+        self.inner.forwarding.once().await
+    }
+
+    /// Serves the region API and runs its workers (outbox relay, repair, forward outbox,
+    /// admission counts and backlog gauges) until `shutdown`.
     pub async fn serve(
         &self,
         listener: TcpListener,
@@ -342,9 +214,9 @@ impl Region {
     ) -> std::io::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
         let workers = [
-            tokio::spawn(outbox::run_relay(self.clone(), stop_rx.clone())),
-            tokio::spawn(repair::run(self.clone(), stop_rx.clone())),
-            tokio::spawn(forward::run(self.clone(), stop_rx.clone())),
+            tokio::spawn(outbox::run_relay(self.inner.relay.clone(), stop_rx.clone())),
+            tokio::spawn(repair::run(self.inner.repair.clone(), stop_rx.clone())),
+            tokio::spawn(forward::run(self.inner.forwarding.clone(), stop_rx.clone())),
             tokio::spawn(flush_admission_stats(self.clone(), stop_rx)),
         ];
         let region = self.clone();
@@ -368,25 +240,28 @@ impl Region {
         let method = req.method().clone();
         let path = req.uri().path().to_string();
         let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let ctx = &self.inner.ctx;
         let reply = match (&method, segments.as_slice()) {
             (&Method::POST, ["v1", "checkout"]) => self.checkout(req).await,
             (&Method::GET, ["v1", "orders", id]) => self.order_status(id, &req).await,
-            (&Method::GET, ["v1", "carts", id]) => self.get_cart(id).await,
-            (&Method::PUT, ["v1", "carts", id]) => self.put_cart(id, req).await,
-            (&Method::GET, ["metrics"]) => metrics_reply(&self.inner.metrics.registry),
+            (&Method::GET, ["v1", "carts", id]) => carts::get_cart(ctx, id).await,
+            (&Method::PUT, ["v1", "carts", id]) => carts::put_cart(ctx, id, req).await,
+            (&Method::GET, ["metrics"]) => metrics_reply(&ctx.metrics.registry),
             (&Method::GET, ["healthz"]) => json(StatusCode::OK, &json!({"status": "ok"})),
-            (&Method::GET, ["readyz"]) => self.ready().await,
-            (_, ["admin", ..]) if !is_loopback(&req) && !self.inner.config.admin.allow_remote => {
-                problem(
-                    StatusCode::FORBIDDEN,
-                    "admin_loopback_only",
-                    "admin endpoints answer loopback clients only; set target.admin.allow_remote = true to open them",
-                    None,
-                )
+            (&Method::GET, ["readyz"]) => admin::ready(ctx).await,
+            (_, ["admin", ..]) if !is_loopback(&req) && !ctx.config.admin.allow_remote => problem(
+                StatusCode::FORBIDDEN,
+                "admin_loopback_only",
+                "admin endpoints answer loopback clients only; set target.admin.allow_remote = true to open them",
+                None,
+            ),
+            (&Method::GET, ["admin", "state"]) => admin::state(ctx, &self.inner.payments).await,
+            (&Method::POST, ["admin", "payments", "pause"]) => {
+                admin::set_paused(&self.inner.payments, true).await
             }
-            (&Method::GET, ["admin", "state"]) => self.admin_state().await,
-            (&Method::POST, ["admin", "payments", "pause"]) => self.set_paused(true).await,
-            (&Method::POST, ["admin", "payments", "resume"]) => self.set_paused(false).await,
+            (&Method::POST, ["admin", "payments", "resume"]) => {
+                admin::set_paused(&self.inner.payments, false).await
+            }
             _ => problem(
                 StatusCode::NOT_FOUND,
                 "not_found",
@@ -397,128 +272,42 @@ impl Region {
         Ok(reply)
     }
 
-    async fn ready(&self) -> Reply {
-        match sqlx::query("SELECT 1").execute(&self.inner.db.pool).await {
-            Ok(_) => json(
-                StatusCode::OK,
-                &json!({"status": "ready", "region": self.inner.id}),
-            ),
-            Err(err) => problem(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "store_unavailable",
-                &err.to_string(),
-                None,
-            ),
-        }
-    }
-
-    /// `paused` (operator) before `degraded` (breaker) before `normal`.
-    fn mode(&self) -> &'static str {
-        if self.inner.paused.load(Ordering::Relaxed) {
-            "paused"
-        } else if self.inner.breaker.is_open() {
-            "degraded"
-        } else {
-            "normal"
-        }
-    }
-
-    /// Records a breaker-driven mode change with its time and cause.
-    async fn mode_changed(&self, reason: &str) {
-        let mode = self.mode();
-        self.inner
-            .metrics
-            .breaker_open
-            .set(i64::from(self.inner.breaker.is_open()));
-        tracing::warn!(region = %self.inner.id, mode, reason, "payment mode changed");
-        if let Err(err) = orders::record_mode(&self.inner.db, mode, reason, "breaker").await {
-            tracing::error!(error = %err, "could not record a mode change");
-        }
-    }
-
-    fn count_admission(&self, decision: admission::Decision) {
-        self.inner
-            .metrics
-            .admission_decisions
-            .with_label_values(&[decision.as_str()])
-            .inc();
-        self.inner.admission_stats.count(decision);
-    }
-
-    async fn admin_state(&self) -> Reply {
-        match orders::inventory(&self.inner.db).await {
-            Ok(inventory) => json(
-                StatusCode::OK,
-                &json!({
-                    "region": self.inner.id,
-                    "mode": self.mode(),
-                    "breaker_open": self.inner.breaker.is_open(),
-                    "defects": &self.inner.config.defects,
-                    "parameters": &*self.inner.config,
-                    "inventory": inventory,
-                }),
-            ),
-            Err(err) => problem(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "store_unavailable",
-                &err.to_string(),
-                None,
-            ),
-        }
-    }
-
-    async fn set_paused(&self, paused: bool) -> Reply {
-        self.inner.paused.store(paused, Ordering::Relaxed);
-        let mode = self.mode();
-        let reason = if paused {
-            "operator paused payments"
-        } else {
-            "operator resumed payments"
+    /// `POST /v1/checkout`: the owner decides; a gateway forwards to the owner.
+    async fn checkout(&self, req: Request<Incoming>) -> Reply {
+        let started = tokio::time::Instant::now();
+        let checkouts = &self.inner.checkouts;
+        let m = &self.inner.ctx.metrics;
+        m.checkouts_in_flight.inc();
+        let (outcome, reply) = match checkouts.read(req, started).await {
+            Err(reply) => ("invalid", reply),
+            Ok(call) if self.owner(&call.request.order_id) != self.id() => {
+                self.inner.forwarding.forward(&call).await
+            }
+            Ok(call) => checkouts.as_owner(&call).await,
         };
-        if let Err(err) = orders::record_mode(&self.inner.db, mode, reason, "operator").await {
-            return problem(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "store_unavailable",
-                &err.to_string(),
-                None,
-            );
+        m.checkouts_in_flight.dec();
+        m.checkouts.with_label_values(&[outcome]).inc();
+        m.checkout_duration
+            .with_label_values(&[outcome])
+            .observe(started.elapsed().as_secs_f64());
+        reply
+    }
+
+    /// `GET /v1/orders/{id}`: the owner answers from its store; a gateway asks the owner.
+    async fn order_status(&self, order_id: &str, req: &Request<Incoming>) -> Reply {
+        if self.owner(order_id) != self.id() {
+            return self.inner.forwarding.status(order_id, req).await;
         }
-        json(
-            StatusCode::OK,
-            &json!({"region": self.inner.id, "mode": mode}),
-        )
+        status::owner_view(&self.inner.ctx, order_id).await
     }
 
-    fn record_call(&self, row: &orders::AttemptRow) {
-        let m = &self.inner.metrics;
-        m.provider_calls
-            .with_label_values(&[row.op, row.outcome])
-            .inc();
-        let seconds = (row.finished_at_us - row.started_at_us).max(0) as f64 / 1e6;
-        m.provider_call_duration
-            .with_label_values(&[row.op])
-            .observe(seconds);
-    }
-
-    fn record_transitions(&self, states: &[OrderState]) {
-        for to in states {
-            self.inner
-                .metrics
-                .transitions
-                .with_label_values(&[to.as_str()])
-                .inc();
-        }
-    }
-}
-
-/// Flushes the per-second admission counts every second until `stop` (and once more then).
-impl Region {
     /// Sets the backlog gauges (open orders, oldest open age, outbox lag) from the store;
     /// the index on (status, updated_at_us) and the partial outbox index keep it cheap.
     async fn sample_backlog(&self) -> Result<(), sqlx::Error> {
         let now = evidence::time::now_us();
-        let m = &self.inner.metrics;
-        let backlog = evidence::queries::backlog(&self.inner.db).await?;
+        let ctx = &self.inner.ctx;
+        let m = &ctx.metrics;
+        let backlog = evidence::queries::backlog(&ctx.db).await?;
         let age = |oldest: Option<i64>| oldest.map_or(0.0, |t| (now - t).max(0) as f64 / 1e6);
         m.orders_open.set(backlog.open_orders);
         m.oldest_open_age.set(age(backlog.oldest_open_at_us));
@@ -526,20 +315,17 @@ impl Region {
         m.outbox_lag.set(age(backlog.oldest_unpublished_at_us));
         Ok(())
     }
-
-    /// The region's metrics registry (for an exporter that serves several components).
-    pub fn registry(&self) -> &Registry {
-        &self.inner.metrics.registry
-    }
 }
 
+/// Flushes the per-second admission counts and samples the backlog every second until
+/// `stop` (and once more then).
 async fn flush_admission_stats(region: Region, mut stop: watch::Receiver<bool>) {
     loop {
         let stopping = tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(1)) => false,
             _ = stop.changed() => true,
         };
-        if let Err(err) = region.inner.admission_stats.flush(&region.inner.db).await {
+        if let Err(err) = region.inner.gate.flush(region.db()).await {
             tracing::warn!(error = %err, region = %region.id(), "admission stats flush failed");
         }
         if let Err(err) = region.sample_backlog().await {
@@ -551,15 +337,10 @@ async fn flush_admission_stats(region: Region, mut stop: watch::Receiver<bool>) 
     }
 }
 
-fn is_loopback(req: &Request<Incoming>) -> bool {
-    req.extensions()
-        .get::<PeerAddr>()
-        .is_none_or(|peer| peer.0.ip().is_loopback())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use evidence::owner_of;
 
     /// Ownership is stable and splits ids between both regions.
     #[test]

@@ -5,12 +5,13 @@
 //! published. A crash between delivery and marking delivers again: the consumer's dedup
 //! table (insert in the same transaction as its effect) makes the effect happen once.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::Row;
 use tokio::sync::watch;
 
-use super::Region;
+use super::context::Context;
 use evidence::store::Db;
 use evidence::time::now_us;
 
@@ -71,12 +72,22 @@ pub async fn deliver(db: &Db, events: &[Event], dedup: bool) -> Result<Vec<Deliv
     Ok(deliveries)
 }
 
-impl Region {
+/// The transactional outbox's relay: delivers unpublished events to the consumer.
+#[derive(Debug)]
+pub(super) struct Relay {
+    ctx: Arc<Context>,
+}
+
+impl Relay {
+    pub(super) fn new(ctx: Arc<Context>) -> Self {
+        Self { ctx }
+    }
+
     /// One relay pass: delivers up to `outbox.batch` unpublished events and marks them
     /// published. Returns how many were published.
-    pub async fn relay_once(&self) -> Result<usize, sqlx::Error> {
-        let db = &self.inner.db;
-        let batch = i64::from(self.inner.config.outbox.batch);
+    pub(super) async fn once(&self) -> Result<usize, sqlx::Error> {
+        let db = &self.ctx.db;
+        let batch = i64::from(self.ctx.config.outbox.batch);
         let rows = sqlx::query(
             "SELECT id, event_id, order_id, event_type FROM outbox WHERE published_at_us IS NULL ORDER BY id LIMIT $1",
         )
@@ -97,11 +108,7 @@ impl Region {
         if events.is_empty() {
             return Ok(0);
         }
-        let dedup = !self
-            .inner
-            .config
-            .defects
-            .contains(&crate::defects::Defect::NoConsumerDedup);
+        let dedup = !self.ctx.has(crate::defects::Defect::NoConsumerDedup);
         let deliveries = deliver(db, &events, dedup).await?;
         // A crash here leaves the batch unpublished: it is delivered again and deduplicated.
         let now = now_us();
@@ -116,7 +123,7 @@ impl Region {
             .await?;
         }
         tx.commit().await?;
-        let m = &self.inner.metrics;
+        let m = &self.ctx.metrics;
         for (event, delivery) in events.iter().zip(&deliveries) {
             let result = match delivery {
                 Delivery::Applied => "applied",
@@ -134,14 +141,14 @@ impl Region {
 
 /// Runs the relay every `outbox.poll_interval_ms` (immediately again while batches are full)
 /// until `stop` turns true.
-pub async fn run_relay(region: Region, mut stop: watch::Receiver<bool>) {
-    let interval = Duration::from_millis(region.inner.config.outbox.poll_interval_ms);
-    let batch = region.inner.config.outbox.batch as usize;
+pub(super) async fn run_relay(relay: Arc<Relay>, mut stop: watch::Receiver<bool>) {
+    let interval = Duration::from_millis(relay.ctx.config.outbox.poll_interval_ms);
+    let batch = relay.ctx.config.outbox.batch as usize;
     loop {
-        let full = match region.relay_once().await {
+        let full = match relay.once().await {
             Ok(n) => n >= batch,
             Err(err) => {
-                tracing::warn!(error = %err, region = %region.id(), "outbox relay pass failed");
+                tracing::warn!(error = %err, region = %relay.ctx.id, "outbox relay pass failed");
                 false
             }
         };

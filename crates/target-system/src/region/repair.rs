@@ -15,15 +15,17 @@
 //! key, `failed_safely`. Every provider call takes a provider slot (admission control covers
 //! repair too) and is an attempt row. The `no-repair` defect stops the worker.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
 
-use super::Region;
-use super::admission::Slot;
+use super::admission::{Gate, Slot};
+use super::book::Orders;
 use super::breaker::Permission;
+use super::context::Context;
 use super::orders::{self, Actor, AttemptRow, Order};
-use super::pay::Charge;
+use super::pay::{Charge, Payments};
 use super::payment::{Lookup, VoidOutcome};
 use crate::defects::Defect;
 use crate::provider::api::KeyAnswer;
@@ -49,18 +51,40 @@ enum Decision {
     Wait,
 }
 
-impl Region {
+/// The repair worker over the order book, the payment service and the provider slots.
+#[derive(Debug)]
+pub(super) struct Repair {
+    ctx: Arc<Context>,
+    orders: Arc<Orders>,
+    payments: Arc<Payments>,
+    gate: Arc<Gate>,
+}
+
+impl Repair {
+    pub(super) fn new(
+        ctx: Arc<Context>,
+        orders: Arc<Orders>,
+        payments: Arc<Payments>,
+        gate: Arc<Gate>,
+    ) -> Self {
+        Self {
+            ctx,
+            orders,
+            payments,
+            gate,
+        }
+    }
+
     /// One repair scan over pending orders (and ones stuck mid-call after a crash).
-    pub async fn repair_once(&self) -> Result<RepairReport, orders::OrderError> {
-        let config = &self.inner.config.repair;
+    pub(super) async fn once(&self) -> Result<RepairReport, orders::OrderError> {
+        let config = &self.ctx.config.repair;
         let now = now_us();
         let stuck_before = now - secs_us(config.stuck_after_seconds);
         let candidates =
-            orders::repair_candidates(&self.inner.db, stuck_before, i64::from(config.batch))
-                .await?;
+            orders::repair_candidates(&self.ctx.db, stuck_before, i64::from(config.batch)).await?;
         let mut report = RepairReport::default();
         for order in candidates {
-            if self.is_inflight(&order.order_id) {
+            if self.orders.is_inflight(&order.order_id) {
                 continue;
             }
             report.scanned += 1;
@@ -68,12 +92,13 @@ impl Region {
             match decision {
                 Decision::Wait => {
                     report.waiting += 1;
-                    self.save_calls(&calls).await?;
+                    self.orders.save_calls(&calls).await?;
                     self.count_action("wait");
                 }
                 Decision::Move { to, reason, charge } => {
                     let charge_ref = charge.as_ref().map(|(id, amount)| (id.as_str(), *amount));
                     let moved = self
+                        .orders
                         .finish(
                             &order.order_id,
                             order.status,
@@ -98,52 +123,32 @@ impl Region {
         Ok(report)
     }
 
-    fn is_inflight(&self, order_id: &str) -> bool {
-        self.inner
-            .inflight
-            .lock()
-            .map(|map| map.contains_key(order_id))
-            .unwrap_or(false)
-    }
-
     fn count_action(&self, action: &str) {
-        self.inner
+        self.ctx
             .metrics
             .repair_actions
             .with_label_values(&[action])
             .inc();
     }
 
-    async fn save_calls(&self, calls: &[AttemptRow]) -> Result<(), sqlx::Error> {
-        if calls.is_empty() {
-            return Ok(());
-        }
-        let mut tx = self.inner.db.pool.begin().await?;
-        for call in calls {
-            orders::insert_attempt(&mut tx, call).await?;
-        }
-        tx.commit().await
-    }
-
     /// A provider slot for a repair call (repair waits; it is never shed).
     async fn repair_slot(&self) -> Option<Slot> {
-        self.inner
-            .gate
-            .slot(self.inner.config.payment.per_try_timeout())
+        self.gate
+            .slot(self.ctx.config.payment.per_try_timeout())
             .await
     }
 
     /// Gathers the provider's evidence for one order and decides. Returns the calls made.
     async fn decide(&self, order: &Order) -> (Decision, Vec<AttemptRow>) {
-        let timeout = self.inner.config.payment.per_try_timeout();
-        let payment = &self.inner.payment;
+        let timeout = self.ctx.config.payment.per_try_timeout();
+        let payment = self.payments.client();
         let mut calls = Vec::new();
         let Some(slot) = self.repair_slot().await else {
             return (Decision::Wait, calls);
         };
         let (lookup, row) = payment.lookup(&order.order_id, timeout).await;
         drop(slot);
-        self.record_call(&row);
+        self.payments.count_call(&row);
         calls.push(row);
         if order.status == OrderState::NeedsReconciliation {
             return (self.compensate(order, lookup, &mut calls).await, calls);
@@ -155,7 +160,7 @@ impl Region {
                 self.pay_parked(order, &mut calls).await
             }
             Lookup::NotFound => {
-                let config = &self.inner.config.repair;
+                let config = &self.ctx.config.repair;
                 let pending_for = now_us() - order.updated_at_us;
                 // A parked order is voided once its time to be paid is over; any other
                 // unknown payment after `void_after` (a request still in transit lands first).
@@ -177,7 +182,7 @@ impl Region {
     /// A parked order may still be paid while there is time left to void it before
     /// `max_pending_age` if paying fails.
     fn may_still_pay(&self, order: &Order) -> bool {
-        let config = &self.inner.config.repair;
+        let config = &self.ctx.config.repair;
         let pay_until = order.created_at_us + secs_us(config.max_pending_age_seconds)
             - secs_us(config.void_after_seconds);
         now_us() < pay_until
@@ -185,14 +190,11 @@ impl Region {
 
     /// Pays a parked order now if the breaker and the operator allow it.
     async fn pay_parked(&self, order: &Order, calls: &mut Vec<AttemptRow>) -> Decision {
-        if self.is_paused() {
-            return Decision::Wait;
-        }
-        let permission = self.inner.breaker.permission(tokio::time::Instant::now());
+        let permission = self.payments.permission();
         if permission == Permission::Refuse {
             return Decision::Wait;
         }
-        let earlier = match orders::count_charge_attempts(&self.inner.db, &order.order_id).await {
+        let earlier = match orders::count_charge_attempts(&self.ctx.db, &order.order_id).await {
             Ok(n) => n,
             Err(_) => return Decision::Wait,
         };
@@ -204,10 +206,10 @@ impl Region {
             amount_cents: order.amount_cents,
             first_attempt: earlier + 1,
             probe: permission == Permission::Probe,
-            deadline: tokio::time::Instant::now() + self.inner.config.payment.deadline(),
+            deadline: tokio::time::Instant::now() + self.ctx.config.payment.deadline(),
         };
-        let paid = self.pay_with_retries(charge, slot).await;
-        let (to, reason, charge) = self.judge_payment(&paid, order.amount_cents);
+        let paid = self.payments.pay(charge, slot).await;
+        let (to, reason, charge) = self.payments.judge(&paid, order.amount_cents);
         calls.extend(paid.attempts);
         if to == OrderState::PaymentPending {
             Decision::Wait
@@ -225,10 +227,10 @@ impl Region {
         let Some(slot) = self.repair_slot().await else {
             return Decision::Wait;
         };
-        let timeout = self.inner.config.payment.per_try_timeout();
-        let (void, row) = self.inner.payment.void(&order.order_id, timeout).await;
+        let timeout = self.ctx.config.payment.per_try_timeout();
+        let (void, row) = self.payments.client().void(&order.order_id, timeout).await;
         drop(slot);
-        self.record_call(&row);
+        self.payments.count_call(&row);
         calls.push(row);
         match void {
             VoidOutcome::Voided(view) => Decision::Move {
@@ -251,8 +253,8 @@ impl Region {
         lookup: Lookup,
         calls: &mut Vec<AttemptRow>,
     ) -> Decision {
-        let timeout = self.inner.config.payment.per_try_timeout();
-        let payment = &self.inner.payment;
+        let timeout = self.ctx.config.payment.per_try_timeout();
+        let payment = self.payments.client();
         let live = match lookup {
             Lookup::Unknown(_) => return Decision::Wait,
             Lookup::NotFound => None,
@@ -268,7 +270,7 @@ impl Region {
                 .refund(&order.order_id, &charge.charge_id, timeout)
                 .await;
             drop(slot);
-            self.record_call(&row);
+            self.payments.count_call(&row);
             calls.push(row);
             match result {
                 Ok(_) => refunded = Some(charge.charge_id),
@@ -355,20 +357,20 @@ fn secs_us(seconds: u64) -> i64 {
 }
 
 /// Runs a repair scan every `repair.scan_interval_ms` until `stop` turns true.
-pub async fn run(region: Region, mut stop: watch::Receiver<bool>) {
-    if region.inner.config.defects.contains(&Defect::NoRepair) {
+pub(super) async fn run(repair: Arc<Repair>, mut stop: watch::Receiver<bool>) {
+    if repair.ctx.has(Defect::NoRepair) {
         // Defect: pending orders are never resolved.
         let _ = stop.changed().await;
         return;
     }
-    let interval = Duration::from_millis(region.inner.config.repair.scan_interval_ms);
+    let interval = Duration::from_millis(repair.ctx.config.repair.scan_interval_ms);
     loop {
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
             _ = stop.changed() => return,
         }
-        if let Err(err) = region.repair_once().await {
-            tracing::warn!(error = %err, region = %region.id(), "repair scan failed");
+        if let Err(err) = repair.once().await {
+            tracing::warn!(error = %err, region = %repair.ctx.id, "repair scan failed");
         }
     }
 }
