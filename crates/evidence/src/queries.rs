@@ -6,8 +6,9 @@ use std::sync::LazyLock;
 
 use sqlx::Row;
 
+use crate::ids::RegionId;
 use crate::order_state::OrderState;
-use crate::store::Db;
+use crate::store::{Access, Db, StoreError, StoreName, StoreUrl};
 
 /// Work a region still has open.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -106,4 +107,38 @@ pub async fn charge_tries(db: &Db) -> Result<(i64, i64), sqlx::Error> {
     .fetch_one(&db.pool)
     .await?;
     Ok((row.try_get("first")?, row.try_get("retries")?))
+}
+
+/// What the stores at `store` already hold, one line per store that holds anything (e.g.
+/// `region_a: 120 orders`); empty when they are new or missing. A store that cannot be
+/// opened is an error naming it.
+pub async fn records_held(store: &StoreUrl) -> Result<Vec<String>, StoreError> {
+    let mut held = Vec::new();
+    let names = std::iter::once(StoreName::Provider)
+        .chain(RegionId::ALL.into_iter().map(StoreName::Region));
+    for name in names {
+        let db = match Db::open_with(store, name, Access::ReadOnly).await {
+            Ok(db) => db,
+            Err(StoreError::Missing { .. }) => continue,
+            Err(err) => return Err(err),
+        };
+        let (table, what) = match name {
+            StoreName::Provider => ("provider_requests", "provider requests"),
+            StoreName::Region(_) => ("orders", "orders"),
+        };
+        let sql = format!("SELECT COUNT(*) FROM {table}");
+        let count: Result<i64, sqlx::Error> = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_one(&db.pool)
+            .await
+            .and_then(|row| row.try_get(0));
+        db.close().await;
+        match count {
+            Ok(0) => {}
+            Ok(n) => held.push(format!("{}: {n} {what}", name.as_str())),
+            // A schema without the table holds no records of ours.
+            Err(sqlx::Error::Database(_)) => {}
+            Err(err) => return Err(err.into()),
+        }
+    }
+    Ok(held)
 }

@@ -1,5 +1,6 @@
 //! The load observers `rig load` and `rig run` share: the progress line on stderr and the
-//! `.hlog` interval log.
+//! `.hlog` interval log; and events (a fault on, a fault healed) printed between progress
+//! lines in the same format.
 
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
@@ -94,4 +95,43 @@ impl Observer for ProgressLine {
         }
         let _ = err.flush();
     }
+}
+
+/// Prints an event between progress lines: on a terminal it first clears the live line
+/// (which the next interval redraws), elsewhere it is a plain line.
+pub fn event_line(elapsed_seconds: f64, what: &str) {
+    let line = format!("{elapsed_seconds:>7.1}s {what}");
+    let mut err = std::io::stderr().lock();
+    if err.is_terminal() {
+        let _ = writeln!(err, "\r\x1b[2K{line}");
+    } else {
+        let _ = writeln!(err, "{line}");
+    }
+    let _ = err.flush();
+}
+
+/// The progress event for a chaos journal record, if it is one a person should see.
+pub fn chaos_event(record: &chaos::Record) -> Option<String> {
+    use chaos::Event;
+    let step = record.step.as_ref();
+    let name = step.map(|s| match &s.name {
+        Some(name) => format!("{} {name:?} (chaos[{}])", s.kind, s.entry),
+        None => format!("{} (chaos[{}])", s.kind, s.entry),
+    });
+    let message = record.message.as_deref().unwrap_or("");
+    Some(
+        match (record.event, step.map(|s| s.action.as_str()), name) {
+            (Event::Applied, Some("start"), Some(name)) => format!("chaos: fault on: {name}"),
+            (Event::Applied | Event::Healed, Some("stop"), Some(name)) => {
+                format!("chaos: fault healed: {name}")
+            }
+            (Event::Failed, _, name) => format!(
+                "chaos: FAILED {}: {message}",
+                name.unwrap_or_else(|| "step".into())
+            ),
+            (Event::Aborted, _, _) => format!("chaos: timeline stopped: {message}"),
+            (Event::Healed, None, _) => "chaos: every fault healed".to_string(),
+            _ => return None,
+        },
+    )
 }

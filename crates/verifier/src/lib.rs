@@ -69,6 +69,10 @@ pub struct Options {
     pub shed_p99_ms: f64,
     /// Share of the best phase's goodput a heavier phase must keep.
     pub goodput_fraction: f64,
+    /// The run was interrupted (Ctrl-C, a signal, a kill) at this wall-clock µs: work still
+    /// open then (pending orders, unpublished events) only reflects the interruption and is
+    /// `unknown`, not a violation; the report is `partial`.
+    pub interrupted_at_us: Option<i64>,
 }
 
 impl Default for Options {
@@ -78,6 +82,7 @@ impl Default for Options {
             max_dossiers: 5,
             shed_p99_ms: 100.0,
             goodput_fraction: 0.8,
+            interrupted_at_us: None,
         }
     }
 }
@@ -91,7 +96,11 @@ pub async fn verify(sources: &Sources, options: &Options) -> Result<Report, Veri
     };
     let ctx = Context {
         params: stores.params.clone(),
-        end_at_us: options.end_at_us.unwrap_or_else(evidence::time::now_us),
+        end_at_us: options
+            .end_at_us
+            .or(options.interrupted_at_us)
+            .unwrap_or_else(evidence::time::now_us),
+        interrupted_at_us: options.interrupted_at_us,
         max_dossiers: options.max_dossiers,
         faults,
         has_history: stores.history.is_some(),
@@ -129,12 +138,14 @@ pub async fn verify(sources: &Sources, options: &Options) -> Result<Report, Veri
     if let Some(path) = &sources.journal {
         sources_seen.push(format!("journal {}", path.display()));
     }
-    Ok(Report::new(
-        sources_seen,
-        ctx.end_at_us,
-        orders_checked,
-        verdicts,
-    ))
+    let mut report = Report::new(sources_seen, ctx.end_at_us, orders_checked, verdicts);
+    if let Some(at) = options.interrupted_at_us {
+        report.mark_partial(format!(
+            "the run was interrupted at {}",
+            evidence::time::rfc3339(at)
+        ));
+    }
+    Ok(report)
 }
 
 /// Merges every store's rows by order id and calls `each` once per order. Returns the

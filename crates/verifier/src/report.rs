@@ -3,13 +3,15 @@
 
 use serde::Serialize;
 
-/// Three-valued, as Jepsen's checkers: unknown when the evidence to decide is missing.
+/// Three-valued, as Jepsen's checkers: unknown when the evidence to decide is missing. A
+/// whole report is `partial` when the run it judges was interrupted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Pass,
     Fail,
     Unknown,
+    Partial,
 }
 
 impl Status {
@@ -18,6 +20,7 @@ impl Status {
             Self::Pass => "pass",
             Self::Fail => "fail",
             Self::Unknown => "unknown",
+            Self::Partial => "partial",
         }
     }
 }
@@ -86,6 +89,14 @@ impl Verdict {
         }
     }
 
+    /// Unknown, with `reason`, unless a violation was already found (a violation stands).
+    pub fn unknown_unless_failed(&mut self, reason: String) {
+        if self.status != Status::Fail {
+            self.status = Status::Unknown;
+            self.reason = Some(reason);
+        }
+    }
+
     /// Counts a violation and keeps its dossier if there is room.
     pub fn violate(&mut self, max_dossiers: usize, dossier: impl FnOnce() -> Dossier) {
         self.violations += 1;
@@ -105,6 +116,9 @@ pub struct Report {
     pub sources: Vec<String>,
     /// Wall-clock microseconds the pending-age clock was stopped at.
     pub end_at_us: i64,
+    /// Why the report is partial (the run was interrupted), when it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partial: Option<String>,
     pub verdicts: Vec<Verdict>,
 }
 
@@ -127,8 +141,15 @@ impl Report {
             orders_checked,
             sources,
             end_at_us,
+            partial: None,
             verdicts,
         }
+    }
+
+    /// The run this report judges was interrupted: the report as a whole is `partial`.
+    pub fn mark_partial(&mut self, why: String) {
+        self.status = Status::Partial;
+        self.partial = Some(why);
     }
 
     pub fn failed(&self) -> Vec<&'static str> {
@@ -160,11 +181,17 @@ impl Report {
                 summary
             ));
         }
-        out.push_str(&format!(
-            "overall: {} ({} orders checked)\n",
-            self.status.as_str().to_uppercase(),
-            self.orders_checked
-        ));
+        match &self.partial {
+            Some(why) => out.push_str(&format!(
+                "overall: PARTIAL: {why} ({} orders checked)\n",
+                self.orders_checked
+            )),
+            None => out.push_str(&format!(
+                "overall: {} ({} orders checked)\n",
+                self.status.as_str().to_uppercase(),
+                self.orders_checked
+            )),
+        }
         for v in self.verdicts.iter().filter(|v| v.status == Status::Fail) {
             for d in v.dossiers.iter().take(3) {
                 out.push_str(&format!(

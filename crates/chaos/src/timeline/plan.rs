@@ -167,6 +167,56 @@ impl Plan {
             .any(|w| matches!(w.fault, Fault::Provider { .. }))
     }
 
+    /// Checks every window against the topology it will act on, before anything starts:
+    /// each proxy it names is one of `proxies`, each provider one of `providers`. The error
+    /// names the entry, the unknown name and the names that exist.
+    pub fn check_targets(&self, proxies: &[&str], providers: &[&str]) -> Result<(), String> {
+        for window in &self.windows {
+            let entry = describe_entry(window);
+            let named: Vec<String> = match &window.fault {
+                Fault::Partition { direction, .. } => {
+                    direction.proxies().iter().map(|p| p.to_string()).collect()
+                }
+                Fault::Link { proxy, .. } => vec![proxy.clone()],
+                Fault::Provider { provider, .. } => {
+                    if let Some(name) = provider
+                        && !providers.contains(&name.as_str())
+                    {
+                        return Err(format!(
+                            "{entry}: provider = {name:?} is not part of the run; the run's provider is {}",
+                            providers.join(", ")
+                        ));
+                    }
+                    Vec::new()
+                }
+            };
+            if let Some(unknown) = named.iter().find(|p| !proxies.contains(&p.as_str())) {
+                return Err(format!(
+                    "{entry}: proxy = {unknown:?} is not part of the run's topology; use one of {}",
+                    proxies.join(", ")
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks that every window ends while the load runs (the timeline stops, healing
+    /// everything, when the load ends: a later window would be cut short or never run).
+    pub fn check_within(&self, load: Duration) -> Result<(), String> {
+        match self.windows.iter().find(|w| w.end > load) {
+            None => Ok(()),
+            Some(window) => Err(format!(
+                "{}: the window {}..{} ends after the load, which lasts {} (the timeline stops \
+                 when the load ends, so it would be cut short or never run); move its `at` or \
+                 shorten its `for`, lengthen the load, or drop the chaos with --set chaos=[]",
+                describe_entry(window),
+                format_duration(window.start),
+                format_duration(window.end),
+                format_duration(load),
+            )),
+        }
+    }
+
     /// When the last window ends.
     pub fn end(&self) -> Duration {
         self.windows.iter().map(|w| w.end).max().unwrap_or_default()
@@ -318,6 +368,14 @@ fn add_toxic(
     Ok(())
 }
 
+/// `chaos[2] ("partition a-b")`: how a message names a window's entry.
+fn describe_entry(window: &Window) -> String {
+    match &window.name {
+        Some(name) => format!("chaos[{}] ({name:?})", window.entry),
+        None => format!("chaos[{}]", window.entry),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -404,5 +462,37 @@ mod tests {
              [[chaos]]\nat=\"5s\"\nfor=\"10s\"\nkind=\"provider\"\nlatency_ms=9\noutage=true\n",
         );
         assert!(handover.expand(0).is_ok());
+    }
+
+    /// A window on a proxy or provider the topology lacks, or ending after the load, is
+    /// refused naming the entry, the name or the times, and the fix.
+    #[test]
+    fn plans_are_checked_against_the_topology_and_the_load() {
+        let t = timeline(
+            "[[chaos]]\nname=\"cut\"\nat=\"1s\"\nfor=\"2s\"\nkind=\"link\"\nproxy=\"a_to_c\"\ntoxic=\"latency\"\nlatency_ms=5\n",
+        );
+        let plan = t.expand(1).unwrap();
+        let proxies = ["a_to_b", "b_to_a", "a_to_provider", "b_to_provider"];
+        let err = plan.check_targets(&proxies, &["provider"]).unwrap_err();
+        assert!(
+            err.contains("chaos[0] (\"cut\")") && err.contains("\"a_to_c\""),
+            "{err}"
+        );
+        assert!(
+            err.contains("a_to_b, b_to_a, a_to_provider, b_to_provider"),
+            "{err}"
+        );
+        let t = timeline(
+            "[[chaos]]\nat=\"10s\"\nfor=\"30s\"\nkind=\"partition\"\nbetween=[\"a\",\"b\"]\n",
+        );
+        let plan = t.expand(1).unwrap();
+        assert_eq!(plan.check_targets(&proxies, &["provider"]), Ok(()));
+        assert_eq!(plan.check_within(Duration::from_secs(40)), Ok(()));
+        let err = plan.check_within(Duration::from_secs(20)).unwrap_err();
+        assert!(
+            err.contains("10s..40s") && err.contains("lasts 20s"),
+            "{err}"
+        );
+        assert!(err.contains("--set chaos=[]"), "{err}");
     }
 }

@@ -123,7 +123,7 @@ pub fn render(a: &Value, b: &Value) -> String {
     for p in ["p50", "p90", "p99", "p99_9", "max"] {
         row(
             &mut out,
-            &format!("  latency {p}"),
+            &format!("  latency {}", p.replace("p99_9", "p99.9")),
             ms(&a["load"]["latency_seconds"][p]),
             ms(&b["load"]["latency_seconds"][p]),
         );

@@ -163,6 +163,14 @@ fn outcome_totals(merged: &MergedLog) -> [u64; 5] {
 
 /// Re-renders `report.html` and prints `summary.txt`; the verdict is the run's.
 fn rerender(dir: &std::path::Path) -> anyhow::Result<Verdict> {
+    if let Some(note) = crate::run::incomplete(dir) {
+        anyhow::bail!(
+            "{} is an incomplete run: {note}its summary and verdict were never written; judge \
+             what it recorded with `rig verify {}`",
+            dir.display(),
+            dir.display()
+        );
+    }
     let read = |name: &str| -> anyhow::Result<serde_json::Value> {
         let path = dir.join(name);
         let text = std::fs::read_to_string(&path).map_err(|err| {

@@ -12,17 +12,25 @@ use std::time::Duration;
 use clap::Args;
 use target_system::Defect;
 
-use crate::exit::Verdict;
+use crate::exit::{Verbosity, Verdict};
 use crate::metrics::parse_linger;
 use crate::run::{External, RunOptions};
 
 /// Run a profile end to end: the reference system, open-loop checkout load and a chaos
 /// timeline on one clock, then a verdict from the durable records.
 ///
-/// Writes runs/<UTC time>-<name>/ (or --out): profile.toml (resolved), summary.json,
-/// summary.txt, verdict.json, report.html, junit.xml, latency.hlog, history.db, chaos.jsonl,
-/// stores/. Exit 0 pass, 1 an invariant or threshold failed, 2 bad input, 3 could not
-/// complete (Ctrl-C heals chaos, verifies what exists, marks the verdict partial).
+/// Writes runs/<UTC time>-<name>/ (or --out, which must be new or empty): profile.toml
+/// (resolved), summary.json, summary.txt, verdict.json, report.html, junit.xml,
+/// latency.hlog, history.db, chaos.jsonl, rig.log (the system's log lines), stores/. An
+/// INCOMPLETE marker stays there until every document is written, so a killed run is
+/// recognisable.
+///
+/// Checked before anything starts (exit 2, nothing written): the profile and overrides, the
+/// chaos timeline against the topology and the load, a used --out, stores holding records.
+///
+/// Exit 0 pass, 1 an invariant or threshold failed, 2 bad input, 3 could not complete.
+/// Ctrl-C, SIGTERM and SIGHUP stop the load, heal every fault, verify what exists, mark the
+/// run partial in every document, and exit 3.
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// The profile (TOML): [run], [target], [workload], [[chaos]], [thresholds], [verify].
@@ -62,6 +70,20 @@ pub struct RunArgs {
     /// With --regions: the provider's base URL (its fault admin API).
     #[arg(long, value_name = "URL", requires = "regions")]
     provider: Option<String>,
+    /// Also print the system's log lines on stderr (they always go to rig.log in the run
+    /// directory).
+    #[arg(short, long)]
+    verbose: bool,
+    /// Let --store already hold records (of earlier runs, or of the external system's life
+    /// before this run): they are then judged together with this run's. Without it such
+    /// stores are refused (exit 2).
+    #[arg(long)]
+    append_to_stores: bool,
+    /// Keep [[chaos]] windows that end after the load. The timeline stops (healing
+    /// everything) when the load ends, so such a window is cut short or never runs; without
+    /// this flag the profile is refused (exit 2).
+    #[arg(long)]
+    allow_chaos_after_load: bool,
     /// Post each chaos window to Grafana as an annotation tagged rig, chaos and the run id.
     #[arg(long, value_name = "URL")]
     grafana_url: Option<String>,
@@ -103,6 +125,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Verdict> {
         metrics_addr: args.metrics_addr,
         metrics_linger: args.metrics_linger,
         external,
+        append_to_stores: args.append_to_stores,
+        verbosity: if args.verbose {
+            Verbosity::Verbose
+        } else {
+            Verbosity::Quiet
+        },
+        allow_chaos_after_load: args.allow_chaos_after_load,
         grafana_url: args.grafana_url,
         grafana_token: args.grafana_token,
     };

@@ -184,7 +184,7 @@ fn print_banner(system: &System, store: &StoreUrl, config: &TargetConfig) {
         "  parameters: seed={} payment.deadline_ms={} payment.per_try_timeout_ms={} payment.max_attempts={} \
          retry_budget.ratio={} retry_budget.min_per_sec={} retry_budget.ttl_seconds={} \
          admission.provider_max_in_flight={} admission.queue_timeout_ms={} admission.checkout_rate_limit_per_sec={rate} \
-         breaker.failure_ratio={} breaker.degraded_mode={:?} repair.max_pending_age_seconds={} \
+         breaker.failure_ratio={} breaker.degraded_mode={} repair.max_pending_age_seconds={} \
          (all of them: GET /admin/state)",
         config.seed,
         p.deadline_ms,
@@ -196,7 +196,7 @@ fn print_banner(system: &System, store: &StoreUrl, config: &TargetConfig) {
         a.provider_max_in_flight,
         a.queue_timeout_ms,
         br.failure_ratio,
-        br.degraded_mode,
+        format!("{:?}", br.degraded_mode).to_lowercase(),
         r.max_pending_age_seconds,
     );
     for defect in &config.defects {

@@ -1,6 +1,7 @@
-//! `rig verify`: the verifier against existing records.
+//! `rig verify`: the verifier against existing records: a run directory, or stores kept
+//! elsewhere.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Args;
@@ -13,14 +14,26 @@ use crate::exit::{BadInput, Verdict};
 /// conservation, client agreement, single final outcome, no oversell, bounded pending age,
 /// effectively-once outbox, admission control.
 ///
-/// Reads only the stores, the client history and the chaos journal, never a live system.
-/// Prints a verdict table; exit 0 when nothing failed (invariants that lack evidence say
-/// `unknown` and why), 1 when an invariant failed, 3 when the evidence could not be read.
+/// Give a run directory (`rig verify runs/...`: its stores, client history and chaos
+/// journal), or the records' places with --store, --history and --journal. Reads only
+/// records, never a live system, and writes nothing into a run directory. A run that was
+/// interrupted or killed is said to be so first; what it left open then (pending orders,
+/// unpublished events) is unknown, not a violation. Exit 0 when nothing failed (invariants
+/// that lack evidence say `unknown` and why), 1 when an invariant failed, 3 when the
+/// evidence could not be read or the run was interrupted (the verdict is partial).
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
+    /// A run directory written by `rig run` (its stores, history.db and chaos.jsonl).
+    #[arg(value_name = "RUN_DIR")]
+    run_dir: Option<PathBuf>,
     /// The stores: sqlite://DIR or postgres://... (as given to `rig serve` / `rig run`).
-    #[arg(long, value_name = "URL", env = "RIG_STORE")]
-    store: String,
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "RIG_STORE",
+        required_unless_present = "run_dir"
+    )]
+    store: Option<String>,
     /// The client history: a SQLite file, or a postgres://... URL (see --history-schema).
     #[arg(long, value_name = "FILE|URL")]
     history: Option<String>,
@@ -41,18 +54,112 @@ pub struct VerifyArgs {
     shed_p99_ms: f64,
 }
 
+/// What a run directory says about its records and how it ended.
+struct RunDir {
+    store: StoreUrl,
+    history: Option<HistorySource>,
+    journal: Option<PathBuf>,
+    /// The run was interrupted or killed: at about this wall-clock µs.
+    interrupted_at_us: Option<i64>,
+}
+
+fn read_run_dir(dir: &Path) -> anyhow::Result<RunDir> {
+    if !dir.join("profile.toml").exists() {
+        return Err(BadInput(format!(
+            "{}: not a run directory (no profile.toml); give a directory `rig run` wrote, or \
+             --store URL",
+            dir.display()
+        ))
+        .into());
+    }
+    let summary: Option<serde_json::Value> = std::fs::read_to_string(dir.join("summary.json"))
+        .ok()
+        .and_then(|text| serde_json::from_str(&text).ok());
+    let store = match summary.as_ref().and_then(|s| s["store"].as_str()) {
+        Some(url) => {
+            StoreUrl::parse(url).map_err(|err| BadInput(format!("summary.json: {err}")))?
+        }
+        None => StoreUrl::Sqlite {
+            dir: dir.join("stores"),
+        },
+    };
+    let history = Some(dir.join("history.db"))
+        .filter(|p| p.exists())
+        .map(HistorySource::Sqlite);
+    let journal = Some(dir.join("chaos.jsonl")).filter(|p| p.exists());
+    let interrupted_at_us = if let Some(note) = crate::run::incomplete(dir) {
+        let at = last_written_us(dir);
+        eprintln!(
+            "rig verify: {} is an incomplete run: {note}its records end at about {}; what was \
+             open then is judged unknown, not a violation",
+            dir.display(),
+            evidence::time::rfc3339(at)
+        );
+        Some(at)
+    } else if summary.as_ref().and_then(|s| s["verdict"].as_str()) == Some("partial") {
+        let verdict: Option<serde_json::Value> = std::fs::read_to_string(dir.join("verdict.json"))
+            .ok()
+            .and_then(|text| serde_json::from_str(&text).ok());
+        let at = verdict
+            .and_then(|v| v["end_at_us"].as_i64())
+            .unwrap_or_else(|| last_written_us(dir));
+        eprintln!(
+            "rig verify: {} is a partial run (it was interrupted at {}); what was open then is \
+             judged unknown, not a violation",
+            dir.display(),
+            evidence::time::rfc3339(at)
+        );
+        Some(at)
+    } else {
+        None
+    };
+    Ok(RunDir {
+        store,
+        history,
+        journal,
+        interrupted_at_us,
+    })
+}
+
+/// When the run last wrote a record: the newest modification time in the run directory
+/// and its stores (a killed run's records end there).
+fn last_written_us(dir: &Path) -> i64 {
+    let files = std::fs::read_dir(dir)
+        .into_iter()
+        .chain(std::fs::read_dir(dir.join("stores")))
+        .flatten()
+        .flatten();
+    files
+        .filter_map(|entry| entry.metadata().ok()?.modified().ok())
+        .map(evidence::time::system_time_us)
+        .max()
+        .unwrap_or_else(evidence::time::now_us)
+}
+
 pub async fn run(args: VerifyArgs) -> anyhow::Result<Verdict> {
-    let store = StoreUrl::parse(&args.store).map_err(|err| BadInput(format!("--store: {err}")))?;
-    let history = args.history.as_deref().map(|h| {
-        if h.starts_with("postgres://") || h.starts_with("postgresql://") {
-            HistorySource::Postgres {
+    let from_dir = match &args.run_dir {
+        Some(dir) => Some(read_run_dir(dir)?),
+        None => None,
+    };
+    let store = match (&args.store, &from_dir) {
+        (Some(url), _) => {
+            StoreUrl::parse(url).map_err(|err| BadInput(format!("--store: {err}")))?
+        }
+        (None, Some(dir)) => dir.store.clone(),
+        (None, None) => return Err(BadInput("give a RUN_DIR or --store URL".into()).into()),
+    };
+    let history = match args.history.as_deref() {
+        Some(h) if h.starts_with("postgres://") || h.starts_with("postgresql://") => {
+            Some(HistorySource::Postgres {
                 url: h.to_string(),
                 schema: args.history_schema.clone(),
-            }
-        } else {
-            HistorySource::Sqlite(PathBuf::from(h.strip_prefix("sqlite://").unwrap_or(h)))
+            })
         }
-    });
+        Some(h) => Some(HistorySource::Sqlite(PathBuf::from(
+            h.strip_prefix("sqlite://").unwrap_or(h),
+        ))),
+        None => from_dir.as_ref().and_then(|d| d.history.clone()),
+    };
     if args.shed_p99_ms.is_nan() || args.shed_p99_ms <= 0.0 {
         return Err(BadInput(format!(
             "--shed-p99-ms {}: use a positive number of milliseconds",
@@ -60,14 +167,19 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<Verdict> {
         ))
         .into());
     }
+    let journal = args
+        .journal
+        .clone()
+        .or_else(|| from_dir.as_ref().and_then(|d| d.journal.clone()));
     let sources = Sources {
         store,
         history,
-        journal: args.journal.clone(),
+        journal,
     };
     let options = Options {
         max_dossiers: args.dossiers,
         shed_p99_ms: args.shed_p99_ms,
+        interrupted_at_us: from_dir.as_ref().and_then(|d| d.interrupted_at_us),
         ..Options::default()
     };
     let report = verifier::verify(&sources, &options)
@@ -78,8 +190,15 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<Verdict> {
         let json = serde_json::to_string_pretty(&report)?;
         std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
     }
-    Ok(match report.status {
-        Status::Fail => Verdict::Fail,
-        Status::Pass | Status::Unknown => Verdict::Pass,
-    })
+    match report.status {
+        Status::Fail => Ok(Verdict::Fail),
+        Status::Pass | Status::Unknown => Ok(Verdict::Pass),
+        Status::Partial => anyhow::bail!(
+            "{}; the verdict above is partial",
+            report
+                .partial
+                .as_deref()
+                .unwrap_or("the run was interrupted")
+        ),
+    }
 }

@@ -192,7 +192,7 @@ pub fn text(o: &Outcome<'_>) -> String {
                 if t.passed { "ok" } else { "FAIL" },
                 t.key,
                 t.expression,
-                t.value.map_or("nothing".to_string(), |v| format!("{v:.4}"))
+                t.measured()
             ));
         }
     }

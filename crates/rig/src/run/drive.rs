@@ -26,8 +26,18 @@ pub async fn drive(prepared: &Prepared, started: &mut Started) -> anyhow::Result
         .take()
         .context("the load was already driven")?;
     let topology = started.topology()?;
-    let journal = chaos::Journal::open(&prepared.journal_path(), chaos::LoadClock::starting_now())
-        .context("opening the chaos journal")?;
+    let mut journal =
+        chaos::Journal::open(&prepared.journal_path(), chaos::LoadClock::starting_now())
+            .context("opening the chaos journal")?;
+    // Faults on and healed, printed between the progress lines as they happen.
+    let mut records = journal.observe();
+    let events = tokio::spawn(async move {
+        while let Some(record) = records.recv().await {
+            if let Some(event) = crate::observe::chaos_event(&record) {
+                crate::observe::event_line(record.elapsed_seconds, &event);
+            }
+        }
+    });
     let checkout = CheckoutRun::new(profile.workload.clone(), topology.region_urls.clone())
         .history(HistorySink::Sqlite {
             path: prepared.history_path(),
@@ -57,7 +67,7 @@ pub async fn drive(prepared: &Prepared, started: &mut Started) -> anyhow::Result
         let mut load_done = load_done.clone();
         async move {
             tokio::select! {
-                _ = interrupt.wait_for(|i| *i) => chaos::AbortReason("interrupted (Ctrl-C)".into()),
+                _ = interrupt.wait_for(|i| *i) => chaos::AbortReason("interrupted (Ctrl-C, SIGTERM or SIGHUP)".into()),
                 _ = load_done.wait_for(|d| *d) => chaos::AbortReason("the load ended before the timeline".into()),
             }
         }
@@ -65,6 +75,7 @@ pub async fn drive(prepared: &Prepared, started: &mut Started) -> anyhow::Result
     let chaos_run = chaos::execute(&prepared.plan, &chaos_targets, &journal, chaos_cancel);
     let (load, chaos_outcome) = tokio::join!(load, chaos_run);
     drop(journal);
+    let _ = events.await;
     let (checkout, hlog) = match load {
         Ok(Ok(done)) => done,
         Ok(Err(err)) => return Err(anyhow::Error::new(err).context("the load could not run")),

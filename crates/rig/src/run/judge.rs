@@ -61,6 +61,8 @@ pub async fn judge(
         max_dossiers: profile.verify.max_dossiers,
         shed_p99_ms: profile.verify.shed_p99_ms,
         goodput_fraction: profile.verify.goodput_fraction,
+        // An interrupted run had no drain: what it left open is unknown, not a violation.
+        interrupted_at_us: (!driven.incomplete.is_empty()).then_some(drained.end_at_us),
     };
     let report = verifier::verify(&sources, &options)
         .await

@@ -35,7 +35,7 @@ pub fn render(o: &Outcome<'_>) -> String {
                     escape(first)
                 ));
             }
-            verifier::Status::Unknown => {
+            verifier::Status::Unknown | verifier::Status::Partial => {
                 skipped += 1;
                 cases.push_str(&format!(
                     "      <skipped message=\"{}\"/>\n",
@@ -56,7 +56,7 @@ pub fn render(o: &Outcome<'_>) -> String {
                 "      <failure message=\"{} {} (measured {})\"/>\n",
                 escape(&t.key),
                 escape(&t.expression),
-                t.value.map_or("nothing".to_string(), |v| format!("{v:.4}"))
+                t.measured()
             ));
         }
         cases.push_str("    </testcase>\n");

@@ -38,11 +38,13 @@ use std::time::Duration;
 use target_system::Defect;
 use tokio::sync::watch;
 
-use crate::exit::Verdict;
+use anyhow::Context as _;
+
+use crate::exit::{Verbosity, Verdict};
 
 pub use drive::{Driven, drive};
 pub use judge::{Drained, Judgement, drain, judge};
-pub use prepare::{Prepared, prepare};
+pub use prepare::{INCOMPLETE, Prepared, prepare};
 pub use start::{Started, start};
 pub use write::write;
 
@@ -68,6 +70,13 @@ pub struct RunOptions {
     pub metrics_linger: Duration,
     /// `--regions URL,URL --provider URL`: drive an already-running system.
     pub external: Option<External>,
+    /// `--append-to-stores`: `--store` may already hold records of other runs.
+    pub append_to_stores: bool,
+    /// `--allow-chaos-after-load`: keep `[[chaos]]` windows that end after the load (they are
+    /// cut short, or never run, when the load ends).
+    pub allow_chaos_after_load: bool,
+    /// `-v`: the components' log lines on stderr too (they always go to `rig.log`).
+    pub verbosity: Verbosity,
     /// `--grafana-url URL` (and its token): post chaos windows as annotations.
     pub grafana_url: Option<String>,
     pub grafana_token: Option<String>,
@@ -84,7 +93,10 @@ pub struct External {
 /// error is bad input (`BadInput`, exit 2) or a run that could not complete (exit 3, also
 /// after Ctrl-C, when the verdict printed is partial).
 pub async fn execute(options: &RunOptions) -> anyhow::Result<Verdict> {
-    let prepared = prepare(options)?;
+    let prepared = prepare(options).await?;
+    let log = prepared.run_dir.join("rig.log");
+    crate::exit::log_to_file(&log, options.verbosity)
+        .with_context(|| format!("opening {}", log.display()))?;
     let mut started = start(&prepared, options).await?;
     let driven = match drive(&prepared, &mut started).await {
         Ok(driven) => driven,
@@ -96,6 +108,12 @@ pub async fn execute(options: &RunOptions) -> anyhow::Result<Verdict> {
     let drained = drain(&prepared, &mut started).await;
     let judgement = judge(&prepared, &driven, &drained).await?;
     write(&prepared, options, started, &driven, drained, judgement).await
+}
+
+/// The note of a run directory's `INCOMPLETE` marker: the run never finished writing it
+/// (it was killed, or is still running). `None` for a finished run.
+pub fn incomplete(run_dir: &std::path::Path) -> Option<String> {
+    std::fs::read_to_string(run_dir.join(INCOMPLETE)).ok()
 }
 
 /// Completes once `rx` turns true.

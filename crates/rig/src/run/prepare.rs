@@ -1,5 +1,11 @@
 //! Phase 1: everything is checked before anything starts, then the run directory is made and
 //! holds the resolved profile.
+//!
+//! A run directory belongs to one run: an `--out` that already holds anything is refused
+//! (exit 2) before anything is opened or written, and so are stores that already hold
+//! records, unless `--append-to-stores` says that is meant. The chaos timeline is checked
+//! against the topology (every proxy and provider it names exists) and against the load
+//! (every window ends while the load runs).
 
 use std::path::{Path, PathBuf};
 
@@ -8,7 +14,7 @@ use evidence::StoreUrl;
 use loadgen::CheckoutRun;
 
 use super::profile::{self, Loaded};
-use super::{RunOptions, artifacts};
+use super::{RunOptions, artifacts, topology};
 use crate::exit::BadInput;
 
 /// A checked run, its directory made.
@@ -41,9 +47,10 @@ impl Prepared {
 }
 
 /// Loads the profile with its overrides, checks the workload, expands the chaos plan and
-/// parses the store URL (bad input is `BadInput`, exit 2, and nothing is created); then
-/// creates the run directory and writes `profile.toml`.
-pub fn prepare(options: &RunOptions) -> anyhow::Result<Prepared> {
+/// checks it against the topology and the load, parses the store URL and refuses a run
+/// directory or stores that hold an earlier run (bad input is `BadInput`, exit 2, and
+/// nothing is created); then creates the run directory and writes `profile.toml`.
+pub async fn prepare(options: &RunOptions) -> anyhow::Result<Prepared> {
     let loaded = profile::load(
         &options.profile,
         &options.sets,
@@ -51,14 +58,24 @@ pub fn prepare(options: &RunOptions) -> anyhow::Result<Prepared> {
         &options.defects,
     )?;
     let profile = &loaded.profile;
+    let where_ = options.profile.display();
     let placeholder = vec!["http://127.0.0.1:1".to_string(); 2];
-    CheckoutRun::new(profile.workload.clone(), placeholder)
+    let (_, schedule) = CheckoutRun::new(profile.workload.clone(), placeholder)
         .check()
-        .map_err(|err| BadInput(format!("{}: [workload] {err}", options.profile.display())))?;
+        .map_err(|err| BadInput(format!("{where_}: [workload] {err}")))?;
     let plan = profile
         .chaos
         .expand(profile.run.seed)
-        .map_err(|err| BadInput(format!("{}: {err}", options.profile.display())))?;
+        .map_err(|err| BadInput(format!("{where_}: {err}")))?;
+    plan.check_targets(&topology::PROXIES, &topology::PROVIDERS)
+        .map_err(|err| BadInput(format!("{where_}: {err}")))?;
+    if !options.allow_chaos_after_load {
+        plan.check_within(schedule.duration()).map_err(|err| {
+            BadInput(format!(
+                "{where_}: {err}; or keep it as it is with --allow-chaos-after-load"
+            ))
+        })?;
+    }
     let parsed_store = options
         .store
         .as_deref()
@@ -71,10 +88,7 @@ pub fn prepare(options: &RunOptions) -> anyhow::Result<Prepared> {
             PathBuf::from("runs").join(format!("{}-{}", artifacts::utc_stamp(), profile.run.name))
         }
     };
-    std::fs::create_dir_all(&run_dir)
-        .with_context(|| format!("creating the run directory {}", run_dir.display()))?;
-    std::fs::write(run_dir.join("profile.toml"), &loaded.resolved)
-        .context("writing profile.toml")?;
+    refuse_used_dir(&run_dir)?;
     let run_id = run_dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -88,6 +102,19 @@ pub fn prepare(options: &RunOptions) -> anyhow::Result<Prepared> {
             dir: run_dir.join("stores"),
         },
     };
+    if options.store.is_some() && !options.append_to_stores {
+        refuse_used_stores(&store).await?;
+    }
+    std::fs::create_dir_all(&run_dir).map_err(|err| {
+        BadInput(format!(
+            "--out {}: cannot create the run directory ({err}); give a new directory in a writable place",
+            run_dir.display()
+        ))
+    })?;
+    std::fs::write(run_dir.join(INCOMPLETE), incomplete_note(&run_id))
+        .context("writing the run's INCOMPLETE marker")?;
+    std::fs::write(run_dir.join("profile.toml"), &loaded.resolved)
+        .context("writing profile.toml")?;
     announce(profile, &run_dir, &store);
     Ok(Prepared {
         loaded,
@@ -96,6 +123,57 @@ pub fn prepare(options: &RunOptions) -> anyhow::Result<Prepared> {
         run_id,
         store,
     })
+}
+
+/// The file that marks a run directory whose run has not finished writing it: written
+/// first, removed last, so a killed run is recognisable.
+pub const INCOMPLETE: &str = "INCOMPLETE";
+
+fn incomplete_note(run_id: &str) -> String {
+    format!(
+        "run {run_id} started at {} (process {}) and has not finished: if no rig process is \
+         running it, the run was killed and its records end where it stopped.\n",
+        evidence::time::rfc3339(evidence::time::now_us()),
+        std::process::id()
+    )
+}
+
+/// A run directory is written once: one that exists and holds anything is an earlier run's.
+fn refuse_used_dir(dir: &Path) -> Result<(), BadInput> {
+    let shown = dir.display();
+    match std::fs::read_dir(dir) {
+        Ok(mut entries) => match entries.next() {
+            None => Ok(()),
+            Some(_) => Err(BadInput(format!(
+                "--out {shown}: the directory already holds files (an earlier run?); a run \
+                 directory is written once: give a new --out, or leave it out for runs/<time>-<name>"
+            ))),
+        },
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(_) if dir.exists() => Err(BadInput(format!(
+            "--out {shown}: not a directory; give the path of a new directory"
+        ))),
+        Err(err) => Err(BadInput(format!(
+            "--out {shown}: cannot be used ({err}); give a new directory in a writable place"
+        ))),
+    }
+}
+
+/// Stores that already hold records belong to an earlier run (or another system's life):
+/// judging them with this run's would mix the two.
+async fn refuse_used_stores(store: &StoreUrl) -> Result<(), BadInput> {
+    let held = evidence::queries::records_held(store)
+        .await
+        .map_err(|err| BadInput(format!("--store {store}: {err}")))?;
+    if held.is_empty() {
+        return Ok(());
+    }
+    Err(BadInput(format!(
+        "--store {store} already holds records ({}): they would be judged with this run's; \
+         give fresh stores (a new directory, database or schema), or --append-to-stores if \
+         that is meant",
+        held.join(", ")
+    )))
 }
 
 /// A PostgreSQL schema prefix from the run id.

@@ -69,13 +69,13 @@ pub async fn start(prepared: &Prepared, options: &RunOptions) -> anyhow::Result<
         None => None,
     };
 
-    // Ctrl-C: stop the load, heal the chaos, verify what exists.
+    // Ctrl-C, SIGTERM (timeout, docker stop, Kubernetes, CI cancellation) and SIGHUP: stop
+    // the load, heal the chaos, verify what exists, mark the run partial.
     let (interrupt_tx, interrupt) = watch::channel(false);
     tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("rig run: interrupted; stopping the load and healing every fault");
-            let _ = interrupt_tx.send(true);
-        }
+        let signal = interrupted().await;
+        eprintln!("rig run: {signal}; stopping the load and healing every fault");
+        let _ = interrupt_tx.send(true);
     });
 
     let toxiproxy = options.toxiproxy.as_deref();
@@ -108,6 +108,24 @@ pub async fn start(prepared: &Prepared, options: &RunOptions) -> anyhow::Result<
         interrupt,
         topology: Some(topology),
     })
+}
+
+/// Waits for Ctrl-C, SIGTERM or SIGHUP; names the one that came. Never returns where no
+/// signal can be listened for.
+async fn interrupted() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return "interrupted (Ctrl-C)";
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => "interrupted (Ctrl-C)",
+        _ = term.recv() => "terminated (SIGTERM)",
+        _ = hup.recv() => "hung up (SIGHUP)",
+    }
 }
 
 /// `rig_run_info` labels: the run, the profile and the settings runs are compared by.

@@ -52,6 +52,20 @@ pub struct Judged {
     /// The measured value (seconds for latencies), `None` when there was nothing to measure.
     pub value: Option<f64>,
     pub passed: bool,
+    /// The value's unit as printed: `s` for latencies, `/s` for goodput and rates of
+    /// arrivals, empty for shares.
+    pub unit: &'static str,
+}
+
+impl Judged {
+    /// The measured value with its unit, e.g. `9.118s`, `0.9166`, `41.2/s`.
+    pub fn measured(&self) -> String {
+        match self.value {
+            None => "nothing".to_string(),
+            Some(v) if self.unit == "s" => format!("{v:.3}s"),
+            Some(v) => format!("{v:.4}{}", self.unit),
+        }
+    }
 }
 
 const RATES: [&str; 7] = [
@@ -146,11 +160,19 @@ impl Threshold {
             Comparison::Above => v > self.limit,
             Comparison::AtLeast => v >= self.limit,
         });
+        let unit = if self.metric.contains('.') {
+            "s"
+        } else if matches!(self.metric.as_str(), "goodput" | "achieved_rate") {
+            "/s"
+        } else {
+            ""
+        };
         Judged {
             key: self.key.clone(),
             expression: self.expression.clone(),
             value,
             passed,
+            unit,
         }
     }
 

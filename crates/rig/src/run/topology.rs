@@ -19,6 +19,12 @@ use target_system::system::{RegionPlan, System};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+/// The proxies every run's topology has, named after the direction connections are
+/// opened in; the `[[chaos]]` entries may name these.
+pub const PROXIES: [&str; 4] = ["a_to_b", "b_to_a", "a_to_provider", "b_to_provider"];
+/// The providers a run knows (the `provider` key of a provider fault).
+pub const PROVIDERS: [&str; 1] = ["provider"];
+
 pub struct Topology {
     /// The system this run started (None when it drives an external one).
     system: Option<System>,
@@ -184,8 +190,8 @@ impl Topology {
     pub fn chaos_targets(&self) -> anyhow::Result<chaos::Targets> {
         let mut providers = BTreeMap::new();
         providers.insert(
-            "provider".to_string(),
-            chaos::ProviderAdmin::new("provider", &self.provider_url)
+            PROVIDERS[0].to_string(),
+            chaos::ProviderAdmin::new(PROVIDERS[0], &self.provider_url)
                 .context("the provider's admin URL")?,
         );
         Ok(chaos::Targets {

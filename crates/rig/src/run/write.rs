@@ -28,6 +28,12 @@ pub async fn write(
         drain_left: drained.left,
     };
     artifacts::write_all(&prepared.run_dir, &outcome).await?;
+    // Every document is written: the run is no longer incomplete (an interrupted run says
+    // `partial` in them instead).
+    let marker = prepared.run_dir.join(super::prepare::INCOMPLETE);
+    if let Err(err) = std::fs::remove_file(&marker) {
+        eprintln!("rig run: could not remove {}: {err}", marker.display());
+    }
     print!("{}", artifacts::text(&outcome));
     eprintln!("rig run: run directory {}", prepared.run_dir.display());
     if let Some(url) = &options.grafana_url {

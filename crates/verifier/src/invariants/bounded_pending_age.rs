@@ -24,6 +24,8 @@ pub struct BoundedPendingAge {
     longest_us: i64,
     still_pending: u64,
     too_long: u64,
+    /// Pending, within the bound, when the run was interrupted: not known how they end.
+    cut_short: u64,
 }
 
 impl Default for BoundedPendingAge {
@@ -33,6 +35,7 @@ impl Default for BoundedPendingAge {
             longest_us: 0,
             still_pending: 0,
             too_long: 0,
+            cut_short: 0,
         }
     }
 }
@@ -65,7 +68,15 @@ impl PerOrder for BoundedPendingAge {
         }
         self.longest_us = self.longest_us.max(worst);
         let region = store_region(row.store).unwrap_or("?");
-        let problem = if let Some(age) = open {
+        let problem = if let Some(age) = open
+            && ctx.interrupted_at_us.is_some()
+            && age <= bound_us
+        {
+            // Pending when the run stopped, and not yet for too long: the interruption, not
+            // the system, left it open.
+            self.cut_short += 1;
+            None
+        } else if let Some(age) = open {
             self.still_pending += 1;
             Some(format!(
                 "still {} in region {region} when the evidence ends, {:.1} s after it became pending",
@@ -98,6 +109,18 @@ impl PerOrder for BoundedPendingAge {
             self.still_pending,
             self.too_long
         );
+        if self.cut_short > 0
+            && let Some(why) = ctx.interruption()
+        {
+            self.verdict.summary.push_str(&format!(
+                "; {} pending when the run stopped",
+                self.cut_short
+            ));
+            self.verdict.unknown_unless_failed(format!(
+                "{why}: {} orders were still pending then, within the bound; how they end is not known",
+                self.cut_short
+            ));
+        }
         self.verdict
     }
 }

@@ -24,6 +24,8 @@ pub struct Context {
     pub params: RunParams,
     /// Wall-clock microseconds the run's evidence ends at (after the drain).
     pub end_at_us: i64,
+    /// When the run was interrupted, if it was: what was still open then is unknown.
+    pub interrupted_at_us: Option<i64>,
     pub max_dossiers: usize,
     /// Fault windows from the chaos journal, if one was given.
     pub faults: Vec<FaultWindow>,
@@ -70,6 +72,14 @@ impl Context {
 pub trait PerOrder {
     fn observe(&mut self, order: &OrderEvidence, ctx: &Context);
     fn finish(self: Box<Self>, ctx: &Context) -> Verdict;
+}
+
+impl Context {
+    /// Why open work is not judged: "the run was interrupted at <time>".
+    pub fn interruption(&self) -> Option<String> {
+        self.interrupted_at_us
+            .map(|t| format!("the run was interrupted at {}", at(t)))
+    }
 }
 
 /// Formats wall-clock microseconds for narratives.
