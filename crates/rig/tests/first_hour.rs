@@ -225,6 +225,7 @@ fn sigterm_heals_and_every_file_says_partial() {
         html.to_lowercase().contains("partial"),
         "the report says partial"
     );
+    assert_lines_inside_their_plots(&html);
     assert!(
         !out.join(rig::run::INCOMPLETE).exists(),
         "every document was written"
@@ -234,6 +235,30 @@ fn sigterm_heals_and_every_file_says_partial() {
     let all = format!("{}{}", text(&verify.stdout), text(&verify.stderr));
     assert_eq!(verify.status.code(), Some(3), "{all}");
     assert!(all.contains("is a partial run"), "{all}");
+}
+
+/// Every point of every chart line lies inside its plot area (the report's charts are
+/// 920 x 230 with the plot from x 60 to 770 and y 28 to 198), even when the schedule is
+/// longer than what ran.
+fn assert_lines_inside_their_plots(html: &str) {
+    let mut lines = 0;
+    for chunk in html.split("<polyline").skip(1) {
+        let points = chunk
+            .split("points=\"")
+            .nth(1)
+            .and_then(|p| p.split('"').next())
+            .expect("a polyline has points");
+        for point in points.split_whitespace() {
+            let (x, y) = point.split_once(',').unwrap();
+            let (x, y): (f64, f64) = (x.parse().unwrap(), y.parse().unwrap());
+            assert!(
+                (60.0..=770.05).contains(&x) && (27.95..=198.05).contains(&y),
+                "point {point} outside the plot"
+            );
+        }
+        lines += 1;
+    }
+    assert!(lines >= 4, "the report has its charts");
 }
 
 /// A SIGKILLed run leaves its INCOMPLETE marker: `rig report` says the run is incomplete
@@ -270,4 +295,89 @@ fn a_killed_run_is_recognisable() {
         matches!(verify.status.code(), Some(1 | 3)),
         "{stdout}{stderr}"
     );
+}
+
+/// More bad input, each exit 2 with the fix and nothing written: a phase key of the wrong
+/// type is named by its own line and path, an `--out` that is a file, a busy
+/// `--metrics-addr`.
+#[test]
+fn bad_input_names_the_key_and_leaves_nothing() {
+    let dir = TempDir::new("first-hour-bad-input");
+    let profile = dir.path().join("typo.toml");
+    std::fs::write(
+        &profile,
+        "[run]\nname = \"typo\"\n\n[workload]\narrival = \"poisson\"\n\n[[workload.phases]]\nkind = \"hold\"\nfor = \"5s\"\nrate = \"80\"\n\n[[workload.phases]]\nkind = \"hold\"\nrate = 5\nfor = \"5 minutes\"\n",
+    )
+    .unwrap();
+    let out = dir.path().join("run");
+    let output = rig_within(
+        &[
+            "run",
+            profile.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        Duration::from_secs(60),
+    );
+    let all = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{all}");
+    assert!(
+        all.contains("line 10: workload.phases[0].rate: expected a number (arrivals per second); got the string \"80\""),
+        "{all}"
+    );
+    std::fs::write(
+        &profile,
+        std::fs::read_to_string(&profile)
+            .unwrap()
+            .replace("rate = \"80\"", "rate = 80"),
+    )
+    .unwrap();
+    let output = rig_within(
+        &[
+            "run",
+            profile.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        Duration::from_secs(60),
+    );
+    let all = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{all}");
+    assert!(
+        all.contains("line 15: workload.phases[1].for: expected a duration")
+            && all.contains("\"5 minutes\""),
+        "{all}"
+    );
+    assert!(!out.exists());
+
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "not a directory").unwrap();
+    let output = rig_within(
+        &["run", &quickstart(), "--out", file.to_str().unwrap()],
+        Duration::from_secs(60),
+    );
+    let all = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{all}");
+    assert!(all.contains("not a directory"), "{all}");
+
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap().to_string();
+    let output = rig_within(
+        &[
+            "run",
+            &quickstart(),
+            "--out",
+            out.to_str().unwrap(),
+            "--metrics-addr",
+            &addr,
+        ],
+        Duration::from_secs(60),
+    );
+    let all = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{all}");
+    assert!(
+        all.contains("--metrics-addr") && all.contains("cannot listen there"),
+        "{all}"
+    );
+    assert!(!out.exists(), "nothing written for a busy address");
 }

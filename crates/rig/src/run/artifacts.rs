@@ -1,6 +1,7 @@
 //! The run directory's documents: `summary.json` (schema: `schema/run-summary.schema.json`),
 //! `summary.txt`, `verdict.json`, `junit.xml`, `report.html`; and the text printed at the end.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -97,19 +98,59 @@ pub async fn store_series(
     Ok(series)
 }
 
+/// When each window was applied and healed, by entry, from the journal's records.
+fn applied_windows(journal: &[chaos::Record]) -> BTreeMap<usize, (f64, Option<f64>)> {
+    let mut applied: BTreeMap<usize, (f64, Option<f64>)> = BTreeMap::new();
+    for record in journal {
+        let Some(step) = &record.step else {
+            if record.event == chaos::Event::Healed {
+                // The final heal closes whatever was still on.
+                for (_, end) in applied.values_mut() {
+                    end.get_or_insert(record.elapsed_seconds);
+                }
+            }
+            continue;
+        };
+        match (record.event, step.action.as_str()) {
+            (chaos::Event::Applied, "start") => {
+                applied.insert(step.entry, (record.elapsed_seconds, None));
+            }
+            (chaos::Event::Applied | chaos::Event::Healed, "stop") => {
+                if let Some((_, end)) = applied.get_mut(&step.entry) {
+                    end.get_or_insert(record.elapsed_seconds);
+                }
+            }
+            _ => {}
+        }
+    }
+    applied
+}
+
 /// `summary.json`.
-pub fn summary_json(o: &Outcome<'_>, series: &StoreSeries) -> Value {
+pub fn summary_json(o: &Outcome<'_>, series: &StoreSeries, journal: &[chaos::Record]) -> Value {
+    let applied = applied_windows(journal);
     let windows: Vec<Value> = o
         .plan
         .windows
         .iter()
         .map(|w| {
+            let (ran, start, end) = match applied.get(&w.entry) {
+                None => ("never", None, None),
+                Some((start, end)) => {
+                    // Healed within half a second of the planned end: as planned.
+                    let whole = end.is_some_and(|e| e + 0.5 >= w.end.as_secs_f64());
+                    (if whole { "whole" } else { "cut" }, Some(*start), *end)
+                }
+            };
             json!({
                 "entry": w.entry,
                 "name": w.name,
                 "kind": w.fault.kind(),
                 "start_seconds": w.start.as_secs_f64(),
                 "end_seconds": w.end.as_secs_f64(),
+                "ran": ran,
+                "applied_start_seconds": start,
+                "applied_end_seconds": end,
             })
         })
         .collect();
@@ -163,7 +204,11 @@ pub async fn write_all(dir: &Path, o: &Outcome<'_>) -> anyhow::Result<()> {
             eprintln!("rig run: the report's store series are missing: {err:#}");
             StoreSeries::default()
         });
-    let summary = summary_json(o, &series);
+    let journal = chaos::read_journal(&dir.join("chaos.jsonl")).unwrap_or_else(|err| {
+        eprintln!("rig run: the report cannot tell which chaos windows ran: {err}");
+        Vec::new()
+    });
+    let summary = summary_json(o, &series, &journal);
     let write = |name: &str, text: &str| {
         std::fs::write(dir.join(name), text)
             .with_context(|| format!("writing {}", dir.join(name).display()))

@@ -28,29 +28,63 @@ struct Line<'a> {
     points: Vec<(f64, f64)>,
 }
 
-/// A fault window, in seconds since load start.
+/// A fault window as it ran, in seconds since load start.
 struct Window {
     label: String,
     start: f64,
     end: f64,
+    /// Cut short (the load ended, or the run was interrupted): shaded apart.
+    cut: bool,
 }
 
-fn nice_max(v: f64) -> f64 {
-    if v <= 0.0 {
+/// The smallest round step (1, 2 or 5 times a power of ten) of at least `v`.
+fn nice_step(v: f64) -> f64 {
+    if v <= 0.0 || !v.is_finite() {
         return 1.0;
     }
     let magnitude = 10f64.powf(v.log10().floor());
-    for step in [1.0, 2.0, 2.5, 5.0, 10.0] {
-        if v <= step * magnitude {
+    for step in [1.0, 2.0, 5.0, 10.0] {
+        if v <= step * magnitude * (1.0 + 1e-9) {
             return step * magnitude;
         }
     }
     10.0 * magnitude
 }
 
+/// Round ticks from 0 covering `max`, about four of them: the step and the axis end.
+fn ticks(max: f64) -> (f64, f64) {
+    let step = nice_step(max / 4.0);
+    let end = (max / step).ceil().max(1.0) * step;
+    (step, end)
+}
+
+/// The part of a line inside `[0, x_max]`, with the crossing point interpolated.
+fn clip(points: &[(f64, f64)], x_max: f64) -> Vec<(f64, f64)> {
+    let mut out = Vec::with_capacity(points.len());
+    for (i, &(s, v)) in points.iter().enumerate() {
+        if (0.0..=x_max).contains(&s) {
+            out.push((s, v));
+        } else if s > x_max
+            && let Some(&(s0, v0)) = i.checked_sub(1).and_then(|j| points.get(j))
+            && s0 < x_max
+        {
+            let t = (x_max - s0) / (s - s0);
+            out.push((x_max, v0 + (v - v0) * t));
+        }
+    }
+    out
+}
+
 fn chart(title: &str, unit: &str, x_max: f64, lines: &[Line<'_>], windows: &[Window]) -> String {
-    let x_max = x_max.max(1.0);
-    let y_max = nice_max(
+    let (x_step, x_max) = ticks(x_max.max(1.0));
+    let lines: Vec<Line<'_>> = lines
+        .iter()
+        .map(|l| Line {
+            name: l.name,
+            points: clip(&l.points, x_max),
+        })
+        .collect();
+    let (y_step, y_max) = ticks(
         lines
             .iter()
             .flat_map(|l| l.points.iter().map(|p| p.1))
@@ -64,19 +98,24 @@ fn chart(title: &str, unit: &str, x_max: f64, lines: &[Line<'_>], windows: &[Win
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{HEIGHT}\" viewBox=\"0 0 {WIDTH} {HEIGHT}\" role=\"img\" aria-label=\"{t}\">\n<text x=\"{LEFT}\" y=\"16\" class=\"title\">{t}</text>\n",
         t = escape(title)
     );
-    for w in windows {
-        let (x0, x1) = (x(w.start.min(x_max)), x(w.end.min(x_max)));
+    for w in windows.iter().filter(|w| w.start < x_max) {
+        let (x0, x1) = (x(w.start.max(0.0)), x(w.end.min(x_max)));
+        let (class, label) = if w.cut {
+            ("faultcut", format!("{} (cut short)", w.label))
+        } else {
+            ("fault", w.label.clone())
+        };
         svg.push_str(&format!(
-            "<rect x=\"{x0:.1}\" y=\"{TOP}\" width=\"{:.1}\" height=\"{plot_h}\" class=\"fault\"><title>{}</title></rect>\n<text x=\"{:.1}\" y=\"{:.1}\" class=\"faultlabel\">{}</text>\n",
+            "<rect x=\"{x0:.1}\" y=\"{TOP}\" width=\"{:.1}\" height=\"{plot_h}\" class=\"{class}\"><title>{}</title></rect>\n<text x=\"{:.1}\" y=\"{:.1}\" class=\"faultlabel\">{}</text>\n",
             (x1 - x0).max(1.0),
-            escape(&w.label),
+            escape(&label),
             x0 + 2.0,
             TOP + 10.0,
-            escape(&w.label)
+            escape(&label)
         ));
     }
-    for i in 0..=4 {
-        let v = y_max * f64::from(i) / 4.0;
+    let mut v = 0.0;
+    while v <= y_max * (1.0 + 1e-9) {
         let yy = y(v);
         svg.push_str(&format!(
             "<line x1=\"{LEFT}\" x2=\"{:.1}\" y1=\"{yy:.1}\" y2=\"{yy:.1}\" class=\"grid\"/><text x=\"{:.1}\" y=\"{:.1}\" class=\"tick\" text-anchor=\"end\">{}</text>\n",
@@ -85,13 +124,17 @@ fn chart(title: &str, unit: &str, x_max: f64, lines: &[Line<'_>], windows: &[Win
             yy + 4.0,
             format_tick(v)
         ));
-        let s = x_max * f64::from(i) / 4.0;
+        v += y_step;
+    }
+    let mut s = 0.0;
+    while s <= x_max * (1.0 + 1e-9) {
         svg.push_str(&format!(
-            "<text x=\"{:.1}\" y=\"{:.1}\" class=\"tick\" text-anchor=\"middle\">{:.0}s</text>\n",
+            "<text x=\"{:.1}\" y=\"{:.1}\" class=\"tick\" text-anchor=\"middle\">{}s</text>\n",
             x(s),
             HEIGHT - 12.0,
-            s
+            format_tick(s)
         ));
+        s += x_step;
     }
     svg.push_str(&format!(
         "<text x=\"12\" y=\"{:.1}\" class=\"tick\" transform=\"rotate(-90 12 {:.1})\">{}</text>\n",
@@ -128,14 +171,10 @@ fn chart(title: &str, unit: &str, x_max: f64, lines: &[Line<'_>], windows: &[Win
     svg
 }
 
+/// A round tick value, without trailing zeros: `0`, `2.5`, `0.02`, `250`.
 fn format_tick(v: f64) -> String {
-    if v >= 100.0 || v == 0.0 {
-        format!("{v:.0}")
-    } else if v >= 1.0 {
-        format!("{v:.1}")
-    } else {
-        format!("{v:.3}")
-    }
+    let text = format!("{v:.3}");
+    text.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
 fn num(v: &Value) -> f64 {
@@ -162,13 +201,21 @@ pub fn render(summary: &Value, verdict: &Value) -> String {
         .as_array()
         .map(|ws| {
             ws.iter()
+                // Only windows that ran are drawn, as they ran (a summary without the
+                // field, from an older rig, is drawn as planned).
+                .filter(|w| w["ran"].as_str() != Some("never"))
                 .map(|w| Window {
                     label: w["name"].as_str().map_or_else(
                         || w["kind"].as_str().unwrap_or("fault").to_string(),
                         str::to_string,
                     ),
-                    start: num(&w["start_seconds"]),
-                    end: num(&w["end_seconds"]),
+                    start: w["applied_start_seconds"]
+                        .as_f64()
+                        .unwrap_or_else(|| num(&w["start_seconds"])),
+                    end: w["applied_end_seconds"]
+                        .as_f64()
+                        .unwrap_or_else(|| num(&w["end_seconds"])),
+                    cut: w["ran"].as_str() == Some("cut"),
                 })
                 .collect()
         })
@@ -383,9 +430,12 @@ fn thresholds_table(summary: &Value) -> String {
             "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td class=\"{}\">{}</td></tr>\n",
             escape(t["key"].as_str().unwrap_or("")),
             escape(t["expression"].as_str().unwrap_or("")),
-            t["value"]
-                .as_f64()
-                .map_or("nothing".to_string(), |v| format!("{v:.4}")),
+            t["value"].as_f64().map_or("nothing".to_string(), |v| {
+                match t["unit"].as_str().unwrap_or("") {
+                    "s" => format!("{v:.3} s"),
+                    unit => format!("{v:.4}{unit}"),
+                }
+            }),
             if passed { "pass" } else { "fail" },
             if passed { "ok" } else { "FAIL" }
         ));
@@ -408,9 +458,9 @@ fn verdict_table(report: &Value) -> String {
             text(&v["summary"])
         };
         out.push_str(&format!(
-            "<tr><td title=\"{}\"><b>{}</b></td><td class=\"{status}\">{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
-            escape(&text(&v["statement"])),
+            "<tr><td><b>{}</b><br><span class=\"statement\">{}</span></td><td class=\"{status}\">{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
             escape(&text(&v["invariant"])),
+            escape(&text(&v["statement"])),
             status.to_uppercase(),
             v["checked"],
             v["violations"],
@@ -466,4 +516,4 @@ table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ccc;padding:
 td.pass{color:#2ca02c;font-weight:bold}td.fail{color:#d62728;font-weight:bold}td.unknown{color:#ff7f0e;font-weight:bold}\
 .meta{color:#666;font-size:13px}.defect{color:#d62728;font-weight:bold}pre{background:#f6f6f6;padding:8px;font-size:12px;overflow:auto}\
 svg{display:block;margin:10px 0}.title{font-size:13px;font-weight:bold}.tick{font-size:11px;fill:#555}.legend{font-size:12px}\
-.grid{stroke:#eee}.frame{fill:none;stroke:#999}.fault{fill:#ffcc80;opacity:0.45}.faultlabel{font-size:10px;fill:#a65c00}";
+.grid{stroke:#eee}.frame{fill:none;stroke:#999}.fault{fill:#ffcc80;opacity:0.45}.faultcut{fill:#ffcc80;opacity:0.25;stroke:#a65c00;stroke-dasharray:4 3}.faultlabel{font-size:10px;fill:#a65c00}.statement{font-size:11px;color:#555}";

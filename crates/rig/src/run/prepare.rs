@@ -105,6 +105,15 @@ pub async fn prepare(options: &RunOptions) -> anyhow::Result<Prepared> {
     if options.store.is_some() && !options.append_to_stores {
         refuse_used_stores(&store).await?;
     }
+    if let Some(addr) = &options.metrics_addr {
+        // Bound again by the exporter when the run starts; checked here so that a busy
+        // address leaves nothing behind.
+        std::net::TcpListener::bind(addr.as_str()).map_err(|err| {
+            BadInput(format!(
+                "--metrics-addr {addr}: cannot listen there ({err}); give a free address, e.g. 127.0.0.1:9464"
+            ))
+        })?;
+    }
     std::fs::create_dir_all(&run_dir).map_err(|err| {
         BadInput(format!(
             "--out {}: cannot create the run directory ({err}); give a new directory in a writable place",

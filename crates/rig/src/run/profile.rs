@@ -122,6 +122,7 @@ pub fn load(
         }
     }
     // The file on its own first: its errors carry line and column.
+    check_phase_types(&text).map_err(|err| BadInput(format!("{where_}: {err}")))?;
     if let Err(err) = toml::from_str::<Profile>(&text) {
         return Err(BadInput(format!("{where_}: {}", err.to_string().trim())));
     }
@@ -161,6 +162,75 @@ pub fn load(
         resolved,
         drain,
     })
+}
+
+/// The types of every `[[workload.phases]]` key, with the key's own line: serde reports a
+/// phase's type errors at its table header and under its field names (`duration` for
+/// `for`), because a phase is a tagged enum.
+fn check_phase_types(text: &str) -> Result<(), String> {
+    use toml::de::{DeTable, DeValue};
+    let Ok(doc) = DeTable::parse(text) else {
+        return Ok(()); // the TOML error itself is reported next, with its position
+    };
+    let phases = doc
+        .get_ref()
+        .get("workload")
+        .and_then(|w| match w.get_ref() {
+            DeValue::Table(t) => t.get("phases"),
+            _ => None,
+        });
+    let Some(phases) = phases else {
+        return Ok(());
+    };
+    let DeValue::Array(phases) = phases.get_ref() else {
+        return Ok(());
+    };
+    let line = |at: usize| text[..at.min(text.len())].matches('\n').count() + 1;
+    for (i, phase) in phases.iter().enumerate() {
+        let DeValue::Table(phase) = phase.get_ref() else {
+            continue;
+        };
+        for (key, value) in phase.iter() {
+            let key: &str = key.get_ref();
+            let expected = match key {
+                "kind" => "a string (hold, ramp, step or spike)",
+                "rate" | "from" | "to" | "peak" => "a number (arrivals per second)",
+                "steps" => "a whole number",
+                "for" | "spike" => "a duration such as \"30s\" or \"5m\"",
+                _ => continue,
+            };
+            let problem = match (key, value.get_ref()) {
+                ("kind", DeValue::String(_)) => None,
+                ("rate" | "from" | "to" | "peak", DeValue::Integer(_) | DeValue::Float(_)) => None,
+                ("steps", DeValue::Integer(_)) => None,
+                ("for" | "spike", DeValue::String(d)) => evidence::duration::parse_positive(d)
+                    .err()
+                    .map(|err| format!("{:?} {}", err.text, err.problem)),
+                (_, other) => Some(format!("got {}", describe(other))),
+            };
+            if let Some(problem) = problem {
+                return Err(format!(
+                    "line {}: workload.phases[{i}].{key}: expected {expected}; {problem}",
+                    line(value.span().start)
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A TOML value as an error message names it: `the string "80"`, `the number 80`.
+fn describe(value: &toml::de::DeValue<'_>) -> String {
+    use toml::de::DeValue;
+    match value {
+        DeValue::String(s) => format!("the string {s:?}"),
+        DeValue::Integer(i) => format!("the number {i}"),
+        DeValue::Float(f) => format!("the number {f}"),
+        DeValue::Boolean(b) => format!("the boolean {b}"),
+        DeValue::Datetime(d) => format!("the date {d}"),
+        DeValue::Array(_) => "an array".into(),
+        DeValue::Table(_) => "a table".into(),
+    }
 }
 
 fn run_table(table: &mut Table) -> Result<&mut Table, BadInput> {
