@@ -124,7 +124,18 @@ fn quickstart_passes_on_sqlite() {
     assert_complete_run_dir(&out);
     let summary = json(&out.join("summary.json"));
     assert_eq!(summary["verdict"], "pass");
-    assert_eq!(summary["chaos"]["windows"].as_array().unwrap().len(), 2);
+    let windows = summary["chaos"]["windows"].as_array().unwrap();
+    assert_eq!(windows.len(), 2);
+    assert!(windows.iter().all(|w| w["ran"] == "whole"), "{windows:?}");
+    // Faults are progress events; the system's log lines are in rig.log, not on stderr.
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("chaos: fault on: provider \"spike\" (chaos[0])")
+            && stderr.contains("chaos: fault healed: partition \"partition\" (chaos[1])"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(" WARN "), "{stderr}");
+    assert!(out.join("rig.log").exists());
     let journal = std::fs::read_to_string(out.join("chaos.jsonl")).unwrap();
     assert!(
         journal.lines().last().unwrap().contains("\"healed\""),

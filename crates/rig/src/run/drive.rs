@@ -2,6 +2,8 @@
 //! of its own; the chaos executor on this runtime, cancelled when the load ends or on Ctrl-C,
 //! and always healing what it applied.
 
+use std::time::Duration;
+
 use anyhow::Context;
 use loadgen::checkout::CheckoutReport;
 use loadgen::{CheckoutRun, HistorySink, on_dedicated_thread};
@@ -26,9 +28,9 @@ pub async fn drive(prepared: &Prepared, started: &mut Started) -> anyhow::Result
         .take()
         .context("the load was already driven")?;
     let topology = started.topology()?;
-    let mut journal =
-        chaos::Journal::open(&prepared.journal_path(), chaos::LoadClock::starting_now())
-            .context("opening the chaos journal")?;
+    let clock = chaos::LoadClock::starting_now();
+    let mut journal = chaos::Journal::open(&prepared.journal_path(), clock)
+        .context("opening the chaos journal")?;
     // Faults on and healed, printed between the progress lines as they happen.
     let mut records = journal.observe();
     let events = tokio::spawn(async move {
@@ -72,8 +74,14 @@ pub async fn drive(prepared: &Prepared, started: &mut Started) -> anyhow::Result
             }
         }
     };
+    let modes = tokio::spawn(watch_modes(
+        topology.region_urls.clone(),
+        clock,
+        load_done.clone(),
+    ));
     let chaos_run = chaos::execute(&prepared.plan, &chaos_targets, &journal, chaos_cancel);
     let (load, chaos_outcome) = tokio::join!(load, chaos_run);
+    let _ = modes.await;
     drop(journal);
     let _ = events.await;
     let (checkout, hlog) = match load {
@@ -104,4 +112,50 @@ pub async fn drive(prepared: &Prepared, started: &mut Started) -> anyhow::Result
         checkout,
         incomplete,
     })
+}
+
+/// Prints each region's payment-mode changes (normal, degraded by the breaker, paused by an
+/// operator) as progress events, from its `GET /admin/state`, until the load ends. A system
+/// without that endpoint is simply not watched.
+async fn watch_modes(
+    regions: Vec<String>,
+    clock: chaos::LoadClock,
+    mut load_done: watch::Receiver<bool>,
+) {
+    let http = rig_http::HttpClient::new(Duration::from_millis(200), 2);
+    let mut modes: Vec<Option<String>> = vec![None; regions.len()];
+    loop {
+        for (i, url) in regions.iter().enumerate() {
+            let answer = http
+                .send(
+                    rig_http::Method::GET,
+                    &format!("{}/admin/state", url.trim_end_matches('/')),
+                    &[],
+                    None,
+                    Duration::from_millis(400),
+                )
+                .await;
+            let Ok(answer) = answer else { continue };
+            let Some(state) = answer.json::<serde_json::Value>() else {
+                continue;
+            };
+            let (Some(mode), region) = (state["mode"].as_str(), state["region"].as_str()) else {
+                continue;
+            };
+            if modes[i].as_deref() != Some(mode) {
+                // The first reading is only news when it is not normal.
+                if modes[i].is_some() || mode != "normal" {
+                    crate::observe::event_line(
+                        clock.elapsed_seconds(),
+                        &format!("region {}: payment mode {mode}", region.unwrap_or("?")),
+                    );
+                }
+                modes[i] = Some(mode.to_string());
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = load_done.wait_for(|d| *d) => return,
+        }
+    }
 }

@@ -290,7 +290,7 @@ impl Payments {
         match &paid.outcome {
             ChargeOutcome::Authorized(charge) if charge.amount_cents == amount_cents => (
                 OrderState::OrderConfirmed,
-                charge.charge_id.clone(),
+                format!("charge {} authorized", charge.charge_id),
                 Some((charge.charge_id.clone(), charge.amount_cents)),
             ),
             ChargeOutcome::Authorized(charge) => (

@@ -309,7 +309,10 @@ fn judge(order: &Order, view: &KeyAnswer) -> Decision {
             {
                 Decision::Move {
                     to: OrderState::OrderConfirmed,
-                    reason: charge.charge_id.clone(),
+                    reason: format!(
+                        "charge {} authorized (found by the repair worker)",
+                        charge.charge_id
+                    ),
                     charge: Some((charge.charge_id.clone(), charge.amount_cents)),
                 }
             } else {
