@@ -9,6 +9,7 @@
 //! - [`history`]: the client history's schema and how to open one for reading.
 //! - [`rows`]: the rows the verifier reads, one struct per table.
 //! - [`queries`]: named queries for readers outside the system (drain, report series).
+//! - [`reads`]: the verifier's statements, by name.
 //! - [`run_params`]: [`RunParams`], the bounds the system says it ran with.
 //! - [`order_state`]: the order state machine, one enum and the pure [`transition`].
 //! - [`ids`]: [`RegionId`] and [`owner_of`].
@@ -23,6 +24,7 @@ pub mod ids;
 pub mod journal;
 pub mod order_state;
 pub mod queries;
+pub mod reads;
 pub mod rows;
 pub mod run_params;
 pub mod seed;

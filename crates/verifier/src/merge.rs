@@ -16,16 +16,7 @@ use crate::VerifyError;
 use crate::model::StoreTag;
 use crate::rows::{FromColumns, copy_chunks};
 
-/// The page queries of [`Sorted::spawn_pages`].
-#[derive(Debug, Clone)]
-pub struct PageSql {
-    /// The page of keys `>= $1`.
-    pub from: String,
-    /// The page of keys `> $1`.
-    pub after: String,
-    /// Every row of key `$1` (no limit): for a key with more rows than a page.
-    pub one_key: String,
-}
+pub use evidence::reads::PageSql;
 
 /// A row with an order id to merge on.
 pub trait Keyed {

@@ -20,15 +20,7 @@ use crate::model::StoreTag;
 /// Rows handed over at a time.
 const CHUNK: usize = 512;
 
-/// The SQLite item of a JSON page: `json_array(o.a, o.b, ...)` over `columns` of a query
-/// aliased `o`, in the order [`FromColumns::from_columns`] reads them.
-pub fn json_row(columns: &str) -> String {
-    let columns: Vec<String> = columns
-        .split(',')
-        .map(|c| format!("o.{}", c.trim()))
-        .collect();
-    format!("json_array({})", columns.join(", "))
-}
+pub use evidence::reads::json_row;
 
 /// Runs `COPY (sql) TO STDOUT` on a connection of its own and hands the decoded rows to
 /// `deliver` in chunks of [`CHUNK`], until the end or until `deliver` returns false (then

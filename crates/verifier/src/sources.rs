@@ -3,13 +3,13 @@
 
 use std::path::PathBuf;
 
-use evidence::store::Dialect;
+use evidence::reads;
 use evidence::{Access, Db, HistorySource, RegionId, RunParams, StoreError, StoreName, StoreUrl};
 
 use crate::VerifyError;
-use crate::merge::{Keyed, PageSql, Sorted};
+use crate::merge::{Keyed, Sorted};
 use crate::model::{ArrivalRow, ChargeRow, EffectRow, EventRow, OrderRow, StoreTag, TransitionRow};
-use crate::rows::{Columns, FromColumns, decode_json_page, json_row};
+use crate::rows::{Columns, FromColumns, decode_json_page};
 
 /// The evidence to verify.
 #[derive(Debug, Clone)]
@@ -76,25 +76,6 @@ impl Stores {
             history,
             params,
         })
-    }
-}
-
-/// `ORDER BY` a text column byte-wise in either dialect.
-pub fn by(db: &Db, columns: &str) -> String {
-    match db.dialect {
-        Dialect::Sqlite => columns.to_string(),
-        Dialect::Postgres => columns
-            .split(',')
-            .map(|c| {
-                let c = c.trim();
-                if c == "order_id" || c == "event_id" || c.ends_with(".order_id") {
-                    format!("{c} COLLATE \"C\"")
-                } else {
-                    c.to_string()
-                }
-            })
-            .collect::<Vec<_>>()
-            .join(", "),
     }
 }
 
@@ -220,42 +201,6 @@ impl FromColumns for ArrivalRow {
 /// (SQLite builds a page in-process, where large strings cost allocator time).
 const PAGE_ROWS: usize = 4_000;
 
-/// The SQLite page queries: a JSON array of row arrays (`columns`) over at most
-/// [`PAGE_ROWS`] rows of `table` from an order id on, sorted by order id then `then`, with
-/// the first and last order id and the row count. Plain keyset paging on the `order_id`
-/// index: no sort, no scan of what was already read.
-fn page(columns: &str, table: &str, then: &str) -> PageSql {
-    let item = json_row(columns);
-    let order = if then.is_empty() {
-        String::new()
-    } else {
-        format!(", {then}")
-    };
-    // Only the columns the item uses: copying whole rows (order bodies, event payloads)
-    // into the subquery costs more than reading them.
-    let mut selected: Vec<&str> = columns
-        .split(',')
-        .map(str::trim)
-        .chain(std::iter::once("order_id"))
-        .chain((!then.is_empty()).then_some(then))
-        .collect();
-    selected.sort_unstable();
-    selected.dedup();
-    let selected = selected.join(", ");
-    let sql = |op: &str, limit: &str| {
-        format!(
-            "SELECT json_group_array({item}), min(o.order_id), max(o.order_id), count(*) FROM \
-             (SELECT {selected} FROM {table} WHERE order_id {op} $1 ORDER BY order_id{order}{limit}) o"
-        )
-    };
-    let limit = format!(" LIMIT {PAGE_ROWS}");
-    PageSql {
-        from: sql(">=", &limit),
-        after: sql(">", &limit),
-        one_key: sql("=", ""),
-    }
-}
-
 /// `table`'s rows in (order id, `then`) order as a sorted stream: streamed with `COPY`
 /// from PostgreSQL (every PostgreSQL store has its [`Db::postgres`] target), paged as JSON
 /// from SQLite.
@@ -268,18 +213,13 @@ fn stream<T: FromColumns + Keyed + Send + 'static>(
 ) -> Sorted<T> {
     match &db.postgres {
         Some(target) => {
-            let order = if then.is_empty() {
-                by(db, "order_id")
-            } else {
-                by(db, &format!("order_id, {then}"))
-            };
-            let sql = format!("SELECT {} FROM {table} ORDER BY {order}", T::COLUMNS);
+            let sql = reads::sorted(db, T::COLUMNS, table, then);
             Sorted::spawn_copy(name, target.clone(), sql, store)
         }
         None => Sorted::spawn_pages(
             name,
             db.pool.clone(),
-            page(T::COLUMNS, table, then),
+            reads::pages(T::COLUMNS, table, then, PAGE_ROWS),
             PAGE_ROWS,
             move |text: &str| {
                 decode_json_page(text, store).map_err(|e| format!("{name} page: {e}"))

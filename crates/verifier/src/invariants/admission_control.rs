@@ -16,6 +16,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 
 use evidence::Db;
+use evidence::reads;
 use futures_util::TryStreamExt;
 use serde_json::json;
 use sqlx::Row;
@@ -24,7 +25,7 @@ use super::{Context, at};
 use crate::VerifyError;
 use crate::model::StoreTag;
 use crate::report::{Dossier, Verdict};
-use crate::rows::{Columns, FromColumns, copy_chunks, decode_json_page, json_row};
+use crate::rows::{Columns, FromColumns, copy_chunks, decode_json_page};
 
 pub const NAME: &str = "admission-control";
 pub const STATEMENT: &str = "provider calls <= limit; retries within budget in every window; sheds answered fast; no congestion collapse";
@@ -114,13 +115,10 @@ impl Concurrency {
         if peak <= limit {
             return Ok(());
         }
-        let overlapping = sqlx::query(
-            "SELECT order_id, op, attempt_no, started_at_us, finished_at_us, outcome FROM payment_attempts \
-             WHERE started_at_us <= $1 AND finished_at_us > $1 ORDER BY started_at_us LIMIT 20",
-        )
-        .bind(peak_at)
-        .fetch_all(&db.pool)
-        .await?;
+        let overlapping = sqlx::query(reads::ATTEMPTS_IN_FLIGHT_AT)
+            .bind(peak_at)
+            .fetch_all(&db.pool)
+            .await?;
         let rows: Vec<_> = overlapping
             .iter()
             .map(|r| {
@@ -279,10 +277,7 @@ const ATTEMPT_PAGE: usize = 1_000;
 async fn each_attempt(db: &Db, mut visit: impl FnMut(&Attempt)) -> Result<(), VerifyError> {
     const WHAT: &str = "payment_attempts";
     if let Some(target) = &db.postgres {
-        let sql = format!(
-            "SELECT {} FROM payment_attempts ORDER BY started_at_us, id",
-            Attempt::COLUMNS
-        );
+        let sql = reads::attempts_sorted(Attempt::COLUMNS);
         return copy_chunks(target, &sql, WHAT, |chunk: Vec<Attempt>| {
             chunk.iter().for_each(&mut visit);
             std::future::ready(true)
@@ -290,12 +285,7 @@ async fn each_attempt(db: &Db, mut visit: impl FnMut(&Attempt)) -> Result<(), Ve
         .await
         .map_err(|reason| VerifyError::Read { what: WHAT, reason });
     }
-    // `started_at_us >= $1` is the index range; the rest skips what the last page took.
-    let sql = format!(
-        "SELECT json_group_array({}) FROM (SELECT * FROM payment_attempts WHERE started_at_us >= $1 \
-         AND (started_at_us > $1 OR id > $2) ORDER BY started_at_us, id LIMIT {ATTEMPT_PAGE}) o",
-        json_row(Attempt::COLUMNS)
-    );
+    let sql = reads::attempt_pages(Attempt::COLUMNS, ATTEMPT_PAGE);
     let (mut after_t, mut after_id) = (i64::MIN, i64::MIN);
     loop {
         let page: Option<String> = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
@@ -325,10 +315,7 @@ async fn shed_latency(
     verdict: &mut Verdict,
     notes: &mut Vec<String>,
 ) -> Result<(), VerifyError> {
-    let mut rows = sqlx::query(
-        "SELECT finished_at_us - sent_at_us AS took FROM history_requests WHERE answer = 'rejected' AND kind <> 'poll'",
-    )
-    .fetch(&history.pool);
+    let mut rows = sqlx::query(reads::SHED_ANSWER_TIMES).fetch(&history.pool);
     // p99 to 0.1 ms in bounded memory: 100 µs buckets up to 10 s, plus an overflow bucket.
     let mut buckets = vec![0u64; 100_001];
     let mut n = 0u64;
@@ -381,12 +368,9 @@ async fn goodput(
     verdict: &mut Verdict,
     notes: &mut Vec<String>,
 ) -> Result<(), VerifyError> {
-    let rows = sqlx::query(
-        "SELECT phase, COUNT(*) AS offered, CAST(SUM(CASE WHEN outcome = 'confirmed' THEN 1 ELSE 0 END) AS BIGINT) AS confirmed, \
-         MIN(intended_at_us) AS first_us, MAX(intended_at_us) AS last_us FROM history_arrivals GROUP BY phase",
-    )
-    .fetch_all(&history.pool)
-    .await?;
+    let rows = sqlx::query(reads::PHASE_GOODPUT)
+        .fetch_all(&history.pool)
+        .await?;
     struct Phase {
         name: String,
         offered_per_sec: f64,

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use evidence::Db;
+use evidence::reads;
 use serde_json::json;
 use sqlx::Row;
 
@@ -12,7 +13,6 @@ use super::Context;
 use crate::VerifyError;
 use crate::model::StoreTag;
 use crate::report::{Dossier, Verdict};
-use crate::sources::by;
 
 pub const NAME: &str = "no-oversell";
 pub const STATEMENT: &str =
@@ -31,7 +31,7 @@ pub async fn check(regions: &[(StoreTag, Db)], ctx: &Context) -> Result<Verdict,
     let mut sold: i128 = 0;
     for (store, db) in regions {
         let mut skus: BTreeMap<String, Sku> = BTreeMap::new();
-        for row in sqlx::query("SELECT sku, stock, reserved FROM inventory")
+        for row in sqlx::query(reads::INVENTORY_LINES)
             .fetch_all(&db.pool)
             .await?
         {
@@ -39,11 +39,9 @@ pub async fn check(regions: &[(StoreTag, Db)], ctx: &Context) -> Result<Verdict,
             sku.stock = row.try_get("stock")?;
             sku.reserved = row.try_get("reserved")?;
         }
-        let totals = sqlx::query(
-            "SELECT sku, status, CAST(SUM(qty) AS BIGINT) AS qty FROM reservations GROUP BY sku, status",
-        )
-        .fetch_all(&db.pool)
-        .await?;
+        let totals = sqlx::query(reads::RESERVATION_TOTALS)
+            .fetch_all(&db.pool)
+            .await?;
         for row in totals {
             let sku = skus.entry(row.try_get("sku")?).or_default();
             let qty: i64 = row.try_get("qty")?;
@@ -76,16 +74,11 @@ pub async fn check(regions: &[(StoreTag, Db)], ctx: &Context) -> Result<Verdict,
             };
             if let Some(narrative) = problem {
                 // The orders that pushed it over: those sold after the stock ran out.
-                let over = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "SELECT order_id, running FROM (SELECT order_id, CAST(SUM(qty) OVER (ORDER BY updated_at_us, {}) \
-                     AS BIGINT) AS running FROM reservations WHERE sku = $1 AND status = 'committed') t \
-                     WHERE running > $2 ORDER BY running LIMIT 5",
-                    by(db, "order_id")
-                )))
-                .bind(name)
-                .bind(sku.stock)
-                .fetch_all(&db.pool)
-                .await?;
+                let over = sqlx::query(sqlx::AssertSqlSafe(reads::sales_past_stock(db)))
+                    .bind(name)
+                    .bind(sku.stock)
+                    .fetch_all(&db.pool)
+                    .await?;
                 let pushed_over = over
                     .iter()
                     .map(|row| row.try_get::<String, _>("order_id"))

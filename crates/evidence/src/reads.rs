@@ -1,0 +1,140 @@
+//! The verifier's reads, by name: every statement it runs over a run's records, next to the
+//! schema they read. The verifier executes these and decodes the rows; it writes no SQL of
+//! its own.
+//!
+//! Text keys sort byte-wise in both dialects (SQLite's default, PostgreSQL `COLLATE "C"`),
+//! so every store streams in the one `order_id` order the verifier merges by.
+
+use crate::store::{Db, Dialect};
+
+/// `ORDER BY` columns with text keys compared byte-wise in either dialect.
+pub fn order_by(db: &Db, columns: &str) -> String {
+    match db.dialect {
+        Dialect::Sqlite => columns.to_string(),
+        Dialect::Postgres => columns
+            .split(',')
+            .map(|c| {
+                let c = c.trim();
+                if c == "order_id" || c == "event_id" || c.ends_with(".order_id") {
+                    format!("{c} COLLATE \"C\"")
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
+}
+
+/// `json_array(o.a, o.b, ...)`: one row of `columns` as a JSON array (SQLite pages).
+pub fn json_row(columns: &str) -> String {
+    let columns: Vec<String> = columns
+        .split(',')
+        .map(|c| format!("o.{}", c.trim()))
+        .collect();
+    format!("json_array({})", columns.join(", "))
+}
+
+/// A table's rows sorted by order id (then `then`), for PostgreSQL's `COPY (...) TO STDOUT`.
+pub fn sorted(db: &Db, columns: &str, table: &str, then: &str) -> String {
+    let order = if then.is_empty() {
+        order_by(db, "order_id")
+    } else {
+        order_by(db, &format!("order_id, {then}"))
+    };
+    format!("SELECT {columns} FROM {table} ORDER BY {order}")
+}
+
+/// The three keyset page queries over one table (SQLite).
+#[derive(Debug, Clone)]
+pub struct PageSql {
+    /// The page of keys `>= $1`.
+    pub from: String,
+    /// The page of keys `> $1`.
+    pub after: String,
+    /// Every row of key `$1` (no limit): for a key with more rows than a page.
+    pub one_key: String,
+}
+
+/// SQLite pages of `table`: a JSON array of row arrays (`columns`) over at most `rows` rows
+/// from an order id on, sorted by order id then `then`, with the first and last order id and
+/// the row count. Plain keyset paging on the `order_id` index: no sort, no scan of what was
+/// already read.
+pub fn pages(columns: &str, table: &str, then: &str, rows: usize) -> PageSql {
+    let item = json_row(columns);
+    let order = if then.is_empty() {
+        String::new()
+    } else {
+        format!(", {then}")
+    };
+    // Only the columns the item uses: copying whole rows (order bodies, event payloads)
+    // into the subquery costs more than reading them.
+    let mut selected: Vec<&str> = columns
+        .split(',')
+        .map(str::trim)
+        .chain(std::iter::once("order_id"))
+        .chain((!then.is_empty()).then_some(then))
+        .collect();
+    selected.sort_unstable();
+    selected.dedup();
+    let selected = selected.join(", ");
+    let sql = |op: &str, limit: &str| {
+        format!(
+            "SELECT json_group_array({item}), min(o.order_id), max(o.order_id), count(*) FROM \
+             (SELECT {selected} FROM {table} WHERE order_id {op} $1 ORDER BY order_id{order}{limit}) o"
+        )
+    };
+    let limit = format!(" LIMIT {rows}");
+    PageSql {
+        from: sql(">=", &limit),
+        after: sql(">", &limit),
+        one_key: sql("=", ""),
+    }
+}
+
+/// Every provider call of a region in (start, id) order, for `COPY` (PostgreSQL).
+pub fn attempts_sorted(columns: &str) -> String {
+    format!("SELECT {columns} FROM payment_attempts ORDER BY started_at_us, id")
+}
+
+/// A page of provider calls after `($1, $2)` = (started_at_us, id), as one JSON array
+/// (SQLite). `started_at_us >= $1` is the index range; the rest skips what the last page
+/// took.
+pub fn attempt_pages(columns: &str, rows: usize) -> String {
+    format!(
+        "SELECT json_group_array({}) FROM (SELECT * FROM payment_attempts WHERE started_at_us >= $1 \
+         AND (started_at_us > $1 OR id > $2) ORDER BY started_at_us, id LIMIT {rows}) o",
+        json_row(columns)
+    )
+}
+
+/// The provider calls of a region in flight at `$1` (at most 20, oldest first).
+pub const ATTEMPTS_IN_FLIGHT_AT: &str = "SELECT order_id, op, attempt_no, started_at_us, finished_at_us, outcome \
+     FROM payment_attempts WHERE started_at_us <= $1 AND finished_at_us > $1 ORDER BY started_at_us LIMIT 20";
+
+/// How long each shed answer (429/503 to a checkout, not a poll) took, in µs (`took`).
+pub const SHED_ANSWER_TIMES: &str = "SELECT finished_at_us - sent_at_us AS took FROM history_requests \
+     WHERE answer = 'rejected' AND kind <> 'poll'";
+
+/// Per schedule phase: arrivals offered, confirmed, and the first and last intended time.
+pub const PHASE_GOODPUT: &str = "SELECT phase, COUNT(*) AS offered, \
+     CAST(SUM(CASE WHEN outcome = 'confirmed' THEN 1 ELSE 0 END) AS BIGINT) AS confirmed, \
+     MIN(intended_at_us) AS first_us, MAX(intended_at_us) AS last_us FROM history_arrivals GROUP BY phase";
+
+/// A region's inventory lines: `sku`, `stock`, `reserved` (the system's own counters).
+pub const INVENTORY_LINES: &str = "SELECT sku, stock, reserved FROM inventory";
+
+/// A region's reservations summed per sku and status (`held`, `committed`, `released`).
+pub const RESERVATION_TOTALS: &str =
+    "SELECT sku, status, CAST(SUM(qty) AS BIGINT) AS qty FROM reservations GROUP BY sku, status";
+
+/// The committed sales of sku `$1` that took the running total past `$2` units (at most 5,
+/// in sale order): the orders that oversold.
+pub fn sales_past_stock(db: &Db) -> String {
+    format!(
+        "SELECT order_id, running FROM (SELECT order_id, CAST(SUM(qty) OVER (ORDER BY updated_at_us, {}) \
+         AS BIGINT) AS running FROM reservations WHERE sku = $1 AND status = 'committed') t \
+         WHERE running > $2 ORDER BY running LIMIT 5",
+        order_by(db, "order_id")
+    )
+}
