@@ -49,6 +49,33 @@ pub enum RunParamsError {
 }
 
 impl RunParams {
+    /// Every parameter by name, as a profile spells it (`[target]` keys), with its value.
+    pub fn fields(&self) -> [(&'static str, String); 6] {
+        [
+            (
+                "repair.max_pending_age_seconds",
+                self.max_pending_age_seconds.to_string(),
+            ),
+            (
+                "repair.scan_interval_ms",
+                self.repair_scan_interval_ms.to_string(),
+            ),
+            (
+                "admission.provider_max_in_flight",
+                self.provider_max_in_flight.to_string(),
+            ),
+            ("retry_budget.ratio", self.retry_budget_ratio.to_string()),
+            (
+                "retry_budget.min_per_sec",
+                self.retry_budget_min_per_sec.to_string(),
+            ),
+            (
+                "retry_budget.ttl_seconds",
+                self.retry_budget_ttl_seconds.to_string(),
+            ),
+        ]
+    }
+
     /// Records the parameters in a region store (replacing an earlier record of the same run).
     pub async fn write(&self, db: &Db) -> Result<(), StoreError> {
         let json = serde_json::to_string(self).map_err(|err| StoreError::Migrate {

@@ -127,6 +127,12 @@ fn quickstart_passes_on_sqlite() {
     let windows = summary["chaos"]["windows"].as_array().unwrap();
     assert_eq!(windows.len(), 2);
     assert!(windows.iter().all(|w| w["ran"] == "whole"), "{windows:?}");
+    // A partition and a provider spike make latency; the generator is not blamed for it.
+    assert_eq!(
+        summary["load"]["self_check"]["generator_bottleneck"], false,
+        "{}",
+        summary["load"]["self_check"]
+    );
     // Faults are progress events; the system's log lines are in rig.log, not on stderr.
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(

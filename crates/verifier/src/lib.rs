@@ -69,6 +69,11 @@ pub struct Options {
     pub shed_p99_ms: f64,
     /// Share of the best phase's goodput a heavier phase must keep.
     pub goodput_fraction: f64,
+    /// The parameters the run asked for (its profile's `[target]`): the bounds every
+    /// invariant judges by, and what the system's own record of them is checked against.
+    /// `None`: the bounds are what the system recorded (and a store without that record
+    /// cannot be judged).
+    pub asked: Option<evidence::RunParams>,
     /// The run was interrupted (Ctrl-C, a signal, a kill) at this wall-clock µs: work still
     /// open then (pending orders, unpublished events) only reflects the interruption and is
     /// `unknown`, not a violation; the report is `partial`.
@@ -82,6 +87,7 @@ impl Default for Options {
             max_dossiers: 5,
             shed_p99_ms: 100.0,
             goodput_fraction: 0.8,
+            asked: None,
             interrupted_at_us: None,
         }
     }
@@ -89,13 +95,15 @@ impl Default for Options {
 
 /// Verifies every invariant over the evidence in `sources`.
 pub async fn verify(sources: &Sources, options: &Options) -> Result<Report, VerifyError> {
-    let stores = Stores::open(sources).await?;
+    let stores = Stores::open(sources, options.asked.as_ref()).await?;
     let faults = match &sources.journal {
         Some(path) => journal::fault_windows(path)?,
         None => Vec::new(),
     };
     let ctx = Context {
         params: stores.params.clone(),
+        claims: stores.claims.clone(),
+        bounds_from_profile: options.asked.is_some(),
         end_at_us: options
             .end_at_us
             .or(options.interrupted_at_us)

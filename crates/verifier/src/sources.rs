@@ -4,7 +4,9 @@
 use std::path::PathBuf;
 
 use evidence::reads;
-use evidence::{Access, Db, HistorySource, RegionId, RunParams, StoreError, StoreName, StoreUrl};
+use evidence::{
+    Access, Db, HistorySource, RegionId, RunParams, RunParamsError, StoreError, StoreName, StoreUrl,
+};
 
 use crate::VerifyError;
 use crate::merge::{Keyed, Sorted};
@@ -26,8 +28,11 @@ pub struct Stores {
     /// The regions that have records (a single-region deployment has one).
     pub regions: Vec<(StoreTag, Db)>,
     pub history: Option<Db>,
-    /// The parameters the regions say they ran with (`run_meta`).
+    /// The bounds to judge by: what the run asked for when given, else what the first
+    /// region recorded.
     pub params: RunParams,
+    /// What each region recorded it ran with (`None`: it recorded nothing).
+    pub claims: Vec<(StoreTag, Option<RunParams>)>,
 }
 
 fn tag(region: RegionId) -> StoreTag {
@@ -40,7 +45,7 @@ fn tag(region: RegionId) -> StoreTag {
 impl Stores {
     /// Opens every store read-only. A missing provider store, or no region store at all,
     /// means there is nothing to verify.
-    pub async fn open(sources: &Sources) -> Result<Self, VerifyError> {
+    pub async fn open(sources: &Sources, asked: Option<&RunParams>) -> Result<Self, VerifyError> {
         let provider = Db::open_with(&sources.store, StoreName::Provider, Access::ReadOnly).await?;
         let mut regions = Vec::new();
         for region in RegionId::ALL {
@@ -55,7 +60,26 @@ impl Stores {
                 store: sources.store.to_string(),
             });
         }
-        let params = RunParams::read(&regions[0].1).await?;
+        let mut claims = Vec::new();
+        for (tag, db) in &regions {
+            match RunParams::read(db).await {
+                Ok(params) => claims.push((*tag, Some(params))),
+                // With the run's own parameters, a system that recorded none is still
+                // judged; without them there are no bounds to judge by.
+                Err(RunParamsError::Missing { .. }) if asked.is_some() => claims.push((*tag, None)),
+                Err(err) => return Err(err.into()),
+            }
+        }
+        let params = match (asked, claims.first()) {
+            (Some(asked), _) => asked.clone(),
+            (None, Some((_, Some(claimed)))) => claimed.clone(),
+            (None, _) => {
+                return Err(VerifyError::Read {
+                    what: "run parameters",
+                    reason: "no region recorded them".into(),
+                });
+            }
+        };
         let history = match &sources.history {
             None => None,
             Some(source) => {
@@ -75,6 +99,7 @@ impl Stores {
             regions,
             history,
             params,
+            claims,
         })
     }
 }

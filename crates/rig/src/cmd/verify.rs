@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::Args;
 use evidence::StoreUrl;
+use serde::Deserialize;
 use verifier::{HistorySource, Options, Sources, Status};
 
 use crate::exit::{BadInput, Verdict};
@@ -14,8 +15,10 @@ use crate::exit::{BadInput, Verdict};
 /// conservation, client agreement, single final outcome, no oversell, bounded pending age,
 /// effectively-once outbox, admission control.
 ///
-/// Give a run directory (`rig verify runs/...`: its stores, client history and chaos
-/// journal), or the records' places with --store, --history and --journal. Reads only
+/// Give a run directory (`rig verify runs/...`: its stores, client history, chaos journal
+/// and profile), or the records' places with --store, --history and --journal. The bounds
+/// come from the run's profile (or --profile); what the system recorded of them is a claim,
+/// and a difference is a violation. Without a profile, the system's record is the bound. Reads only
 /// records, never a live system, and writes nothing into a run directory. A run that was
 /// interrupted or killed is said to be so first; what it left open then (pending orders,
 /// unpublished events) is unknown, not a violation. Exit 0 when nothing failed (invariants
@@ -40,6 +43,11 @@ pub struct VerifyArgs {
     /// The PostgreSQL schema holding the history tables.
     #[arg(long, value_name = "NAME", default_value = "history")]
     history_schema: String,
+    /// A profile whose [target] table gives the bounds to judge by (a run directory's own
+    /// profile.toml is used without this). Without one, the bounds are what the system
+    /// recorded in its stores.
+    #[arg(long, value_name = "FILE")]
+    profile: Option<PathBuf>,
     /// The chaos journal (JSON Lines), to show fault windows beside each counterexample.
     #[arg(long, value_name = "FILE")]
     journal: Option<PathBuf>,
@@ -61,6 +69,24 @@ struct RunDir {
     journal: Option<PathBuf>,
     /// The run was interrupted or killed: at about this wall-clock µs.
     interrupted_at_us: Option<i64>,
+    /// What the run asked of the system it started (its profile's `[target]`); `None` for
+    /// a run that drove an external system.
+    asked: Option<evidence::RunParams>,
+}
+
+/// The bounds a profile's `[target]` table asks for.
+fn asked_by(profile: &Path) -> anyhow::Result<evidence::RunParams> {
+    let text = std::fs::read_to_string(profile)
+        .map_err(|err| BadInput(format!("{}: cannot read it ({err})", profile.display())))?;
+    let table: toml::Table = toml::from_str(&text)
+        .map_err(|err| BadInput(format!("{}: not valid TOML: {err}", profile.display())))?;
+    let target = table
+        .get("target")
+        .cloned()
+        .unwrap_or_else(|| toml::Value::Table(toml::Table::new()));
+    let config = target_system::TargetConfig::deserialize(target)
+        .map_err(|err| BadInput(format!("{}: [target] {err}", profile.display())))?;
+    Ok(config.run_params())
 }
 
 fn read_run_dir(dir: &Path) -> anyhow::Result<RunDir> {
@@ -113,11 +139,18 @@ fn read_run_dir(dir: &Path) -> anyhow::Result<RunDir> {
     } else {
         None
     };
+    let external = summary.as_ref().and_then(|s| s["system"].as_str()) == Some("external");
+    let asked = if external {
+        None
+    } else {
+        Some(asked_by(&dir.join("profile.toml"))?)
+    };
     Ok(RunDir {
         store,
         history,
         journal,
         interrupted_at_us,
+        asked,
     })
 }
 
@@ -180,6 +213,10 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<Verdict> {
         max_dossiers: args.dossiers,
         shed_p99_ms: args.shed_p99_ms,
         interrupted_at_us: from_dir.as_ref().and_then(|d| d.interrupted_at_us),
+        asked: match &args.profile {
+            Some(profile) => Some(asked_by(profile)?),
+            None => from_dir.as_ref().and_then(|d| d.asked.clone()),
+        },
         ..Options::default()
     };
     let report = verifier::verify(&sources, &options)

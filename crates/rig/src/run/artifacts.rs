@@ -169,6 +169,7 @@ pub fn summary_json(o: &Outcome<'_>, series: &StoreSeries, journal: &[chaos::Rec
         "incomplete": o.incomplete,
         "drain_left": o.drain_left,
         "store": o.store.to_string(),
+        "system": if o.external { "external" } else { "reference" },
         "parameters": o.profile.target,
         "defects": o.profile.target.defects,
         "invariants": o.verdict.verdicts.iter().map(|v| json!({

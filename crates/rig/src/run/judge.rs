@@ -61,6 +61,9 @@ pub async fn judge(
         max_dossiers: profile.verify.max_dossiers,
         shed_p99_ms: profile.verify.shed_p99_ms,
         goodput_fraction: profile.verify.goodput_fraction,
+        // The bounds are what this run asked of the system it started; an external system
+        // was configured elsewhere, and its own record is all there is.
+        asked: (!prepared.external).then(|| profile.target.run_params()),
         // An interrupted run had no drain: what it left open is unknown, not a violation.
         interrupted_at_us: (!driven.incomplete.is_empty()).then_some(drained.end_at_us),
     };

@@ -28,6 +28,9 @@ pub struct Prepared {
     pub run_id: String,
     /// Where the system's stores are.
     pub store: StoreUrl,
+    /// The run drives a system it did not start (`--regions`): the profile's `[target]`
+    /// configured nothing, so the bounds are what that system recorded.
+    pub external: bool,
 }
 
 impl Prepared {
@@ -131,6 +134,7 @@ pub async fn prepare(options: &RunOptions) -> anyhow::Result<Prepared> {
         run_dir,
         run_id,
         store,
+        external: options.external.is_some(),
     })
 }
 

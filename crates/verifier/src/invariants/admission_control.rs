@@ -36,7 +36,16 @@ pub async fn check(
     ctx: &Context,
 ) -> Result<Verdict, VerifyError> {
     let mut verdict = Verdict::new(NAME, STATEMENT);
-    let mut notes = Vec::new();
+    ctx.check_claims(
+        &[
+            "admission.provider_max_in_flight",
+            "retry_budget.ratio",
+            "retry_budget.min_per_sec",
+            "retry_budget.ttl_seconds",
+        ],
+        &mut verdict,
+    );
+    let mut notes = vec![ctx.bounds_source().to_string()];
     for (store, db) in regions {
         // Both sweeps walk the calls in start order: one pass feeds both.
         let mut concurrency = Concurrency::default();

@@ -101,11 +101,16 @@ impl PerOrder for BoundedPendingAge {
     }
 
     fn finish(mut self: Box<Self>, ctx: &Context) -> Verdict {
+        ctx.check_claims(
+            &["repair.max_pending_age_seconds", "repair.scan_interval_ms"],
+            &mut self.verdict,
+        );
         self.verdict.summary = format!(
-            "longest pending {:.1} s (bound {} s + one {} ms scan); {} still pending at the end, {} over the bound",
+            "longest pending {:.1} s (bound {} s + one {} ms scan, {}); {} still pending at the end, {} over the bound",
             self.longest_us as f64 / 1e6,
             ctx.params.max_pending_age_seconds,
             ctx.params.repair_scan_interval_ms,
+            ctx.bounds_source(),
             self.still_pending,
             self.too_long
         );

@@ -14,14 +14,20 @@ pub mod single_final_outcome;
 use evidence::RunParams;
 use serde_json::json;
 
-use crate::model::OrderEvidence;
+use crate::model::{OrderEvidence, StoreTag};
 use crate::report::{Dossier, FaultWindow, Verdict};
 
 /// What every invariant may consult.
 #[derive(Debug, Clone)]
 pub struct Context {
-    /// The parameters the system says it ran with.
+    /// The bounds: what the run asked for, or (without its profile) what the system
+    /// recorded.
     pub params: RunParams,
+    /// What each region recorded it ran with: a claim, checked against `params` when the
+    /// bounds come from the profile.
+    pub claims: Vec<(StoreTag, Option<RunParams>)>,
+    /// The bounds come from the run's profile (else from the system's own record).
+    pub bounds_from_profile: bool,
     /// Wall-clock microseconds the run's evidence ends at (after the drain).
     pub end_at_us: i64,
     /// When the run was interrupted, if it was: what was still open then is unknown.
@@ -38,6 +44,39 @@ pub struct Context {
 }
 
 impl Context {
+    /// Counts a violation for every region whose recorded value of one of `fields`
+    /// differs from what the run asked for: "the system ran with X; the run asked for Y".
+    pub fn check_claims(&self, fields: &[&str], verdict: &mut Verdict) {
+        if !self.bounds_from_profile {
+            return;
+        }
+        let asked = self.params.fields();
+        for (store, claim) in &self.claims {
+            let Some(claim) = claim else { continue };
+            for ((name, recorded), (_, wanted)) in claim.fields().iter().zip(&asked) {
+                if fields.contains(name) && recorded != wanted {
+                    verdict.violate(self.max_dossiers, || Dossier {
+                        order_id: None,
+                        narrative: format!(
+                            "{store} ran with {name} = {recorded}; the run asked for {wanted}"
+                        ),
+                        rows: json!({"store": store, "parameter": name, "recorded": recorded, "asked": wanted}),
+                        fault_windows: Vec::new(),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Where the bounds come from, for summaries.
+    pub fn bounds_source(&self) -> &'static str {
+        if self.bounds_from_profile {
+            "bounds from the run's profile"
+        } else {
+            "bounds from the system's own record (no profile given)"
+        }
+    }
+
     /// Fault windows overlapping `[from, to]`.
     pub fn windows(&self, span: Option<(i64, i64)>) -> Vec<FaultWindow> {
         let Some((from, to)) = span else {
