@@ -14,7 +14,8 @@ CREATE TABLE IF NOT EXISTS history_arrivals (
     polls          BIGINT NOT NULL,
     last_status    BIGINT,               -- HTTP status of the last answer, NULL if none
     outcome        TEXT NOT NULL,        -- confirmed | failed | rejected | unknown | dropped
-    detail         TEXT                  -- e.g. the failed_safely reason, or the last error
+    detail         TEXT,                 -- e.g. the failed_safely reason, or the last error
+    cart           TEXT                  -- the items the customer sent: [{"sku","qty"}] (JSON); NULL if it sent nothing
 );
 CREATE INDEX IF NOT EXISTS history_arrivals_by_order ON history_arrivals (order_id);
 CREATE TABLE IF NOT EXISTS history_requests (
@@ -27,5 +28,7 @@ CREATE TABLE IF NOT EXISTS history_requests (
     http_status    BIGINT,               -- NULL = no answer
     answer         TEXT NOT NULL,        -- confirmed | pending | failed | rejected | conflict | invalid | error | timeout | connect_error
     retry_after_ms BIGINT,
+    order_id       TEXT NOT NULL,        -- the arrival's order id, so requests merge by order
     PRIMARY KEY (arrival_id, seq)
 );
+CREATE INDEX IF NOT EXISTS history_requests_by_order ON history_requests (order_id, arrival_id, seq);

@@ -73,7 +73,7 @@ pub fn pages(columns: &str, table: &str, then: &str, rows: usize) -> PageSql {
         .split(',')
         .map(str::trim)
         .chain(std::iter::once("order_id"))
-        .chain((!then.is_empty()).then_some(then))
+        .chain(then.split(',').map(str::trim).filter(|c| !c.is_empty()))
         .collect();
     selected.sort_unstable();
     selected.dedup();
@@ -112,9 +112,18 @@ pub fn attempt_pages(columns: &str, rows: usize) -> String {
 pub const ATTEMPTS_IN_FLIGHT_AT: &str = "SELECT order_id, op, attempt_no, started_at_us, finished_at_us, outcome \
      FROM payment_attempts WHERE started_at_us <= $1 AND finished_at_us > $1 ORDER BY started_at_us LIMIT 20";
 
-/// How long each shed answer (429/503 to a checkout, not a poll) took, in µs (`took`).
+/// Whether a client history keeps each customer's cart (histories written before it did are
+/// refused by name: their arrivals cannot be read).
+pub const ARRIVALS_HAVE_CARTS: &str = "SELECT cart FROM history_arrivals LIMIT 1";
+
+/// Whether a client history's requests carry their order id (histories written before
+/// they did cannot be merged by order: their answer sequences are not judged).
+pub const REQUESTS_HAVE_ORDER_IDS: &str = "SELECT order_id FROM history_requests LIMIT 1";
+
+/// How long each shed answer (429/503 to a checkout, its retry or double click; not to a
+/// poll) took, in µs (`took`).
 pub const SHED_ANSWER_TIMES: &str = "SELECT finished_at_us - sent_at_us AS took FROM history_requests \
-     WHERE answer = 'rejected' AND kind <> 'poll'";
+     WHERE answer = 'rejected' AND kind IN ('checkout', 'retry', 'double_click')";
 
 /// Per schedule phase: arrivals offered, confirmed, and the first and last intended time.
 pub const PHASE_GOODPUT: &str = "SELECT phase, COUNT(*) AS offered, \

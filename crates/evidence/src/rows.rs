@@ -100,4 +100,23 @@ pub struct ArrivalRow {
     pub last_status: Option<i64>,
     /// `confirmed`, `failed`, `rejected`, `unknown` or `dropped`.
     pub outcome: String,
+    /// The items the customer sent, as JSON (`[{"sku","qty"}]`); `None` if it sent nothing.
+    pub cart: Option<String>,
+}
+
+/// A row of the client history's `history_requests`: one request a customer sent and the
+/// answer it got, in sending order within its arrival.
+#[derive(Debug, Clone, Serialize)]
+pub struct RequestRow {
+    pub order_id: String,
+    pub arrival_id: i64,
+    pub seq: i64,
+    /// `checkout`, `retry`, `double_click` or `poll`.
+    pub kind: String,
+    pub sent_at_us: i64,
+    pub finished_at_us: i64,
+    pub http_status: Option<i64>,
+    /// `confirmed`, `pending`, `failed`, `rejected`, `conflict`, `invalid`, `error`,
+    /// `timeout` or `connect_error`.
+    pub answer: String,
 }

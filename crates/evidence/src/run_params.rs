@@ -6,6 +6,8 @@
 //! not the whole configuration. A store without it cannot be judged: reading it is an error
 //! that names what is missing, never a default.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
@@ -31,6 +33,10 @@ pub struct RunParams {
     pub retry_budget_min_per_sec: f64,
     /// The budget's window.
     pub retry_budget_ttl_seconds: u64,
+    /// Units of each sku a region starts with (no-oversell). Empty in records written
+    /// before it was kept.
+    #[serde(default)]
+    pub initial_stock: BTreeMap<String, i64>,
 }
 
 /// Why the run parameters could not be read from a store.
@@ -49,9 +55,10 @@ pub enum RunParamsError {
 }
 
 impl RunParams {
-    /// Every parameter by name, as a profile spells it (`[target]` keys), with its value.
-    pub fn fields(&self) -> [(&'static str, String); 6] {
-        [
+    /// Every parameter by name, as a profile spells it (`[target]` keys; `stock.<sku>` for
+    /// the initial stock), with its value.
+    pub fn fields(&self) -> BTreeMap<String, String> {
+        let mut fields: BTreeMap<String, String> = [
             (
                 "repair.max_pending_age_seconds",
                 self.max_pending_age_seconds.to_string(),
@@ -74,6 +81,13 @@ impl RunParams {
                 self.retry_budget_ttl_seconds.to_string(),
             ),
         ]
+        .into_iter()
+        .map(|(name, value)| (name.to_string(), value))
+        .collect();
+        for (sku, units) in &self.initial_stock {
+            fields.insert(format!("stock.{sku}"), units.to_string());
+        }
+        fields
     }
 
     /// Records the parameters in a region store (replacing an earlier record of the same run).

@@ -186,6 +186,14 @@ fn quickstart_passes_on_postgres() {
             .unwrap()
             .starts_with("postgres://")
     );
+    // `rig verify RUN_DIR` finds the run's own schemas on the server given.
+    let server = std::env::var("TEST_DATABASE_URL").unwrap();
+    let again = rig(&["verify", out.to_str().unwrap(), "--store", &server]);
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again));
+    assert!(text(&again).contains("overall: PASS"), "{}", text(&again));
+    let without = rig(&["verify", out.to_str().unwrap()]);
+    assert_eq!(without.status.code(), Some(2), "{}", text(&without));
+    assert!(text(&without).contains("give the server with --store"));
 }
 
 /// With fresh keys on retries the quickstart's provider spike double-charges: exit 1 naming

@@ -112,6 +112,7 @@ pub async fn verify(sources: &Sources, options: &Options) -> Result<Report, Veri
         max_dossiers: options.max_dossiers,
         faults,
         has_history: stores.history.is_some(),
+        has_requests: stores.requests,
         shed_p99_ms: options.shed_p99_ms,
         goodput_fraction: options.goodput_fraction,
     };
@@ -125,18 +126,26 @@ pub async fn verify(sources: &Sources, options: &Options) -> Result<Report, Veri
     ];
     // The whole-store checks read their own tables on their own connections: they run
     // beside the merge rather than after it.
+    let mut sales = invariants::no_oversell::Sales::default();
+    let single_region = match stores.regions.as_slice() {
+        [(tag, _)] => model::store_region(tag),
+        _ => None,
+    };
     let (orders_checked, no_oversell, admission_control) = tokio::join!(
         merge_orders(&stores, |order| {
             for invariant in per_order.iter_mut() {
                 invariant.observe(order, &ctx);
             }
+            sales.observe(order, single_region);
         }),
         invariants::no_oversell::check(&stores.regions, &ctx),
         invariants::admission_control::check(&stores.regions, stores.history.as_ref(), &ctx),
     );
     let orders_checked = orders_checked?;
     let mut verdicts: Vec<Verdict> = per_order.into_iter().map(|i| i.finish(&ctx)).collect();
-    verdicts.insert(4, no_oversell?);
+    let mut no_oversell = no_oversell?;
+    sales.judge(&ctx, &mut no_oversell);
+    verdicts.insert(4, no_oversell);
     verdicts.push(admission_control?);
     let mut sources_seen: Vec<String> = vec![stores.provider.location.to_string()];
     sources_seen.extend(stores.regions.iter().map(|(_, db)| db.location.to_string()));
@@ -145,6 +154,11 @@ pub async fn verify(sources: &Sources, options: &Options) -> Result<Report, Veri
     }
     if let Some(path) = &sources.journal {
         sources_seen.push(format!("journal {}", path.display()));
+    }
+    for verdict in &mut verdicts {
+        let (witnesses, claims) = invariants::sources(verdict.invariant);
+        verdict.witnesses = witnesses.to_vec();
+        verdict.claims = claims.to_vec();
     }
     let mut report = Report::new(sources_seen, ctx.end_at_us, orders_checked, verdicts);
     if let Some(at) = options.interrupted_at_us {
@@ -172,6 +186,10 @@ pub async fn merge_orders(
         Some(db) => sources::arrivals(db),
         None => merge::Sorted::empty("history_arrivals"),
     };
+    let mut requests = match &stores.history {
+        Some(db) if stores.requests => sources::requests(db),
+        _ => merge::Sorted::empty("history_requests"),
+    };
     let mut count = 0u64;
     loop {
         for r in regions.iter_mut() {
@@ -182,6 +200,7 @@ pub async fn merge_orders(
         }
         charges.ready().await?;
         arrivals.ready().await?;
+        requests.ready().await?;
         let keys = regions
             .iter()
             .flat_map(|r| {
@@ -192,7 +211,11 @@ pub async fn merge_orders(
                     r.effects.front_key(),
                 ]
             })
-            .chain([charges.front_key(), arrivals.front_key()]);
+            .chain([
+                charges.front_key(),
+                arrivals.front_key(),
+                requests.front_key(),
+            ]);
         let Some(key) = merge::min_key(keys) else {
             break;
         };
@@ -208,6 +231,7 @@ pub async fn merge_orders(
         }
         charges.take(&key, &mut order.charges).await?;
         arrivals.take(&key, &mut order.arrivals).await?;
+        requests.take(&key, &mut order.requests).await?;
         each(&order);
         count += 1;
     }

@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 pub use evidence::rows::{
-    ArrivalRow, ChargeRow, EffectRow, EventRow, OrderRow, StoreTag, TransitionRow,
+    ArrivalRow, ChargeRow, EffectRow, EventRow, OrderRow, RequestRow, StoreTag, TransitionRow,
 };
 
 /// Everything every store says about one order id.
@@ -16,6 +16,8 @@ pub struct OrderEvidence {
     pub effects: Vec<EffectRow>,
     pub charges: Vec<ChargeRow>,
     pub arrivals: Vec<ArrivalRow>,
+    /// Every request its customer sent and the answer to it, by arrival then sending order.
+    pub requests: Vec<RequestRow>,
 }
 
 impl OrderEvidence {

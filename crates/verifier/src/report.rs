@@ -60,6 +60,10 @@ pub struct Verdict {
     /// Why the status is unknown, when it is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The evidence it judges from that the system under test cannot write.
+    pub witnesses: Vec<&'static str>,
+    /// The system's own records it cross-checks (a disagreement is a violation).
+    pub claims: Vec<&'static str>,
     pub dossiers: Vec<Dossier>,
 }
 
@@ -73,6 +77,8 @@ impl Verdict {
             violations: 0,
             summary: String::new(),
             reason: None,
+            witnesses: Vec::new(),
+            claims: Vec::new(),
             dossiers: Vec::new(),
         }
     }

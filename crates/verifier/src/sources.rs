@@ -10,7 +10,9 @@ use evidence::{
 
 use crate::VerifyError;
 use crate::merge::{Keyed, Sorted};
-use crate::model::{ArrivalRow, ChargeRow, EffectRow, EventRow, OrderRow, StoreTag, TransitionRow};
+use crate::model::{
+    ArrivalRow, ChargeRow, EffectRow, EventRow, OrderRow, RequestRow, StoreTag, TransitionRow,
+};
 use crate::rows::{Columns, FromColumns, decode_json_page};
 
 /// The evidence to verify.
@@ -28,6 +30,8 @@ pub struct Stores {
     /// The regions that have records (a single-region deployment has one).
     pub regions: Vec<(StoreTag, Db)>,
     pub history: Option<Db>,
+    /// The history's requests carry order ids (so answer sequences can be judged).
+    pub requests: bool,
     /// The bounds to judge by: what the run asked for when given, else what the first
     /// region recorded.
     pub params: RunParams,
@@ -94,13 +98,45 @@ impl Stores {
                 )
             }
         };
+        if let Some(db) = &history
+            && !has_column(db, reads::ARRIVALS_HAVE_CARTS).await?
+        {
+            return Err(VerifyError::Read {
+                what: "client history",
+                reason: format!(
+                    "{}: it was written by an older version of the rig (no customer carts); verify it with that version",
+                    db.location
+                ),
+            });
+        }
+        let requests = match &history {
+            Some(db) => has_column(db, reads::REQUESTS_HAVE_ORDER_IDS).await?,
+            None => false,
+        };
         Ok(Self {
             provider,
             regions,
             history,
+            requests,
             params,
             claims,
         })
+    }
+}
+
+/// Whether the column a probe selects exists: a missing column is `false`, any other error
+/// (a wrong schema, the network) is an error.
+async fn has_column(db: &Db, probe: &'static str) -> Result<bool, VerifyError> {
+    match sqlx::query(probe).fetch_optional(&db.pool).await {
+        Ok(_) => Ok(true),
+        Err(sqlx::Error::Database(err))
+            if err.message().contains("no such column")
+                || (err.message().contains("column")
+                    && err.message().contains("does not exist")) =>
+        {
+            Ok(false)
+        }
+        Err(err) => Err(err.into()),
     }
 }
 
@@ -119,7 +155,8 @@ keyed!(
     EventRow,
     EffectRow,
     ChargeRow,
-    ArrivalRow
+    ArrivalRow,
+    RequestRow
 );
 
 impl FromColumns for OrderRow {
@@ -205,7 +242,7 @@ impl FromColumns for ChargeRow {
 
 impl FromColumns for ArrivalRow {
     const COLUMNS: &'static str = "arrival_id, order_id, entry_region, phase, intended_at_us, sent_at_us, \
-                                   finished_at_us, attempts, last_status, outcome";
+                                   finished_at_us, attempts, last_status, outcome, cart";
     fn from_columns(c: &mut impl Columns, _store: StoreTag) -> Result<Self, String> {
         Ok(Self {
             arrival_id: c.int()?,
@@ -218,6 +255,24 @@ impl FromColumns for ArrivalRow {
             attempts: c.int()?,
             last_status: c.opt_int()?,
             outcome: c.text()?,
+            cart: c.opt_text()?,
+        })
+    }
+}
+
+impl FromColumns for RequestRow {
+    const COLUMNS: &'static str =
+        "order_id, arrival_id, seq, kind, sent_at_us, finished_at_us, http_status, answer";
+    fn from_columns(c: &mut impl Columns, _store: StoreTag) -> Result<Self, String> {
+        Ok(Self {
+            order_id: c.text()?,
+            arrival_id: c.int()?,
+            seq: c.int()?,
+            kind: c.text()?,
+            sent_at_us: c.int()?,
+            finished_at_us: c.int()?,
+            http_status: c.opt_int()?,
+            answer: c.text()?,
         })
     }
 }
@@ -280,6 +335,17 @@ pub fn charges(db: &Db) -> Sorted<ChargeRow> {
         "provider",
         "provider_charges",
         "created_at_us",
+    )
+}
+
+/// The client's requests and answers, by order, arrival and sending order.
+pub fn requests(db: &Db) -> Sorted<RequestRow> {
+    stream(
+        db,
+        "history_requests",
+        "history",
+        "history_requests",
+        "arrival_id, seq",
     )
 }
 

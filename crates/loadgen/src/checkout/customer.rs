@@ -136,6 +136,16 @@ impl CustomerModel {
     }
 
     /// The checkout body of `customer` for `order_id`, as the region contract spells it.
+    /// The customer's cart as JSON, `[{"sku","qty"}]`: what the history keeps of it.
+    pub fn cart(&self, customer: &Customer) -> String {
+        let lines: Vec<serde_json::Value> = customer
+            .items
+            .iter()
+            .map(|(sku, qty)| serde_json::json!({"sku": self.skus[*sku], "qty": qty}))
+            .collect();
+        serde_json::Value::Array(lines).to_string()
+    }
+
     pub fn body(&self, order_id: &str, customer: &Customer) -> Vec<u8> {
         #[derive(Serialize)]
         struct Line<'a> {

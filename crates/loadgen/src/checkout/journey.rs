@@ -33,6 +33,7 @@ pub(super) async fn perform(shared: &Shared, dispatch: Dispatch) -> Completion {
         status_path: format!("/v1/orders/{order_id}"),
         order_id,
         body,
+        cart: shared.model.cart(&customer),
         region: customer.region,
         customer: customer.customer,
         deadline: Instant::now() + shared.plan.give_up_after,
@@ -78,6 +79,8 @@ struct Journey<'a> {
     order_id: String,
     status_path: String,
     body: Bytes,
+    /// The items sent, as the history keeps them.
+    cart: String,
     region: usize,
     customer: u64,
     deadline: Instant,
@@ -440,6 +443,7 @@ impl Journey<'_> {
             last_status,
             outcome,
             detail,
+            cart: sent_at.map(|_| self.cart.clone()),
         };
         (
             Record {

@@ -30,6 +30,8 @@ pub struct VerifyArgs {
     #[arg(value_name = "RUN_DIR")]
     run_dir: Option<PathBuf>,
     /// The stores: sqlite://DIR or postgres://... (as given to `rig serve` / `rig run`).
+    /// With a RUN_DIR whose stores are on PostgreSQL: the server, and the run's namespace
+    /// is applied.
     #[arg(
         long,
         value_name = "URL",
@@ -89,7 +91,7 @@ fn asked_by(profile: &Path) -> anyhow::Result<evidence::RunParams> {
     Ok(config.run_params())
 }
 
-fn read_run_dir(dir: &Path) -> anyhow::Result<RunDir> {
+fn read_run_dir(dir: &Path, server: Option<&str>) -> anyhow::Result<RunDir> {
     if !dir.join("profile.toml").exists() {
         return Err(BadInput(format!(
             "{}: not a run directory (no profile.toml); give a directory `rig run` wrote, or \
@@ -101,12 +103,41 @@ fn read_run_dir(dir: &Path) -> anyhow::Result<RunDir> {
     let summary: Option<serde_json::Value> = std::fs::read_to_string(dir.join("summary.json"))
         .ok()
         .and_then(|text| serde_json::from_str(&text).ok());
-    let store = match summary.as_ref().and_then(|s| s["store"].as_str()) {
-        Some(url) => {
-            StoreUrl::parse(url).map_err(|err| BadInput(format!("summary.json: {err}")))?
+    let kind = summary.as_ref().and_then(|s| s["store_kind"].as_str());
+    let store = match (kind, server) {
+        // The run's PostgreSQL stores: on the server given, in the run's namespace.
+        (Some("postgres"), Some(url)) => {
+            let url = StoreUrl::parse(url).map_err(|err| BadInput(format!("--store: {err}")))?;
+            match summary.as_ref().and_then(|s| s["store_namespace"].as_str()) {
+                Some(namespace) => url.with_namespace(namespace),
+                None => url,
+            }
         }
-        None => StoreUrl::Sqlite {
+        (Some("postgres"), None) => {
+            return Err(BadInput(format!(
+                "{}: its stores are on PostgreSQL ({}); give the server with --store postgres://... (the run's namespace is applied)",
+                dir.display(),
+                summary
+                    .as_ref()
+                    .and_then(|s| s["store"].as_str())
+                    .unwrap_or("?")
+            ))
+            .into());
+        }
+        (_, Some(url)) => {
+            StoreUrl::parse(url).map_err(|err| BadInput(format!("--store: {err}")))?
+        }
+        // SQLite: the run directory's own stores, wherever it was moved to.
+        (_, None) if dir.join("stores").exists() => StoreUrl::Sqlite {
             dir: dir.join("stores"),
+        },
+        (_, None) => match summary.as_ref().and_then(|s| s["store"].as_str()) {
+            Some(url) => {
+                StoreUrl::parse(url).map_err(|err| BadInput(format!("summary.json: {err}")))?
+            }
+            None => StoreUrl::Sqlite {
+                dir: dir.join("stores"),
+            },
         },
     };
     let history = Some(dir.join("history.db"))
@@ -171,14 +202,14 @@ fn last_written_us(dir: &Path) -> i64 {
 
 pub async fn run(args: VerifyArgs) -> anyhow::Result<Verdict> {
     let from_dir = match &args.run_dir {
-        Some(dir) => Some(read_run_dir(dir)?),
+        Some(dir) => Some(read_run_dir(dir, args.store.as_deref())?),
         None => None,
     };
     let store = match (&args.store, &from_dir) {
-        (Some(url), _) => {
+        (_, Some(dir)) => dir.store.clone(),
+        (Some(url), None) => {
             StoreUrl::parse(url).map_err(|err| BadInput(format!("--store: {err}")))?
         }
-        (None, Some(dir)) => dir.store.clone(),
         (None, None) => return Err(BadInput("give a RUN_DIR or --store URL".into()).into()),
     };
     let history = match args.history.as_deref() {
@@ -227,9 +258,12 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<Verdict> {
         let json = serde_json::to_string_pretty(&report)?;
         std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
     }
+    // A violation stands even in an interrupted run.
+    let failed = report.verdicts.iter().any(|v| v.status == Status::Fail);
     match report.status {
         Status::Fail => Ok(Verdict::Fail),
         Status::Pass | Status::Unknown => Ok(Verdict::Pass),
+        Status::Partial if failed => Ok(Verdict::Fail),
         Status::Partial => anyhow::bail!(
             "{}; the verdict above is partial",
             report

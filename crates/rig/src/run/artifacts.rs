@@ -169,6 +169,14 @@ pub fn summary_json(o: &Outcome<'_>, series: &StoreSeries, journal: &[chaos::Rec
         "incomplete": o.incomplete,
         "drain_left": o.drain_left,
         "store": o.store.to_string(),
+        "store_kind": match o.store {
+            StoreUrl::Sqlite { .. } => "sqlite",
+            StoreUrl::Postgres { .. } => "postgres",
+        },
+        "store_namespace": match o.store {
+            StoreUrl::Postgres { namespace, .. } => namespace.clone(),
+            StoreUrl::Sqlite { .. } => None,
+        },
         "system": if o.external { "external" } else { "reference" },
         "parameters": o.profile.target,
         "defects": o.profile.target.defects,

@@ -15,8 +15,19 @@ use crate::observe::{HlogSink, ProgressLine, ProgressMode};
 /// What the load and the chaos did.
 pub struct Driven {
     pub checkout: CheckoutReport,
-    /// Why the run is incomplete (interrupted, a chaos step failed); empty when complete.
+    /// Why the run is incomplete ([`INTERRUPTED`], a chaos step failed); empty when
+    /// complete.
     pub incomplete: Vec<String>,
+}
+
+/// How `incomplete` says the run was interrupted (Ctrl-C, SIGTERM, SIGHUP).
+pub const INTERRUPTED: &str = "interrupted";
+
+impl Driven {
+    /// The run was stopped by a signal (not merely incomplete, as after a failed chaos step).
+    pub fn interrupted(&self) -> bool {
+        self.incomplete.iter().any(|i| i == INTERRUPTED)
+    }
 }
 
 /// Runs the load and the chaos timeline to their end (or Ctrl-C) and finishes
@@ -100,13 +111,13 @@ pub async fn drive(prepared: &Prepared, started: &mut Started) -> anyhow::Result
                 .as_ref()
                 .is_some_and(|r| r.0.starts_with("interrupted")) =>
         {
-            incomplete.push("interrupted".into())
+            incomplete.push(INTERRUPTED.into())
         }
         Ok(_) => {}
         Err(err) => incomplete.push(format!("chaos step failed (healed): {err}")),
     }
     if started.interrupted() && incomplete.is_empty() {
-        incomplete.push("interrupted".into());
+        incomplete.push(INTERRUPTED.into());
     }
     Ok(Driven {
         checkout,

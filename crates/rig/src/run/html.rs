@@ -444,6 +444,28 @@ fn thresholds_table(summary: &Value) -> String {
     out
 }
 
+/// "witnesses: client carts, run profile; claims: reservations" for one verdict.
+fn judged_from(v: &Value) -> String {
+    let list = |key: &str| -> String {
+        let items: Vec<&str> = v[key]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        if items.is_empty() {
+            "none".to_string()
+        } else {
+            items.join(", ")
+        }
+    };
+    format!(
+        "witnesses: {}; claims: {}",
+        list("witnesses"),
+        list("claims")
+    )
+}
+
 fn verdict_table(report: &Value) -> String {
     let mut out = String::from(
         "<h2>Verdict</h2>\n<table><tr><th>invariant</th><th>verdict</th><th>checked</th><th>violations</th><th>summary</th></tr>\n",
@@ -458,9 +480,10 @@ fn verdict_table(report: &Value) -> String {
             text(&v["summary"])
         };
         out.push_str(&format!(
-            "<tr><td><b>{}</b><br><span class=\"statement\">{}</span></td><td class=\"{status}\">{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+            "<tr><td><b>{}</b><br><span class=\"statement\">{}</span><br><span class=\"statement\">{}</span></td><td class=\"{status}\">{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
             escape(&text(&v["invariant"])),
             escape(&text(&v["statement"])),
+            escape(&judged_from(v)),
             status.to_uppercase(),
             v["checked"],
             v["violations"],

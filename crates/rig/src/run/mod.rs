@@ -42,7 +42,7 @@ use anyhow::Context as _;
 
 use crate::exit::{Verbosity, Verdict};
 
-pub use drive::{Driven, drive};
+pub use drive::{Driven, INTERRUPTED, drive};
 pub use judge::{Drained, Judgement, drain, judge};
 pub use prepare::{INCOMPLETE, Prepared, prepare};
 pub use start::{Started, start};
@@ -98,7 +98,7 @@ pub async fn execute(options: &RunOptions) -> anyhow::Result<Verdict> {
     crate::exit::log_to_file(&log, options.verbosity)
         .with_context(|| format!("opening {}", log.display()))?;
     let mut started = start(&prepared, options).await?;
-    let driven = match drive(&prepared, &mut started).await {
+    let mut driven = match drive(&prepared, &mut started).await {
         Ok(driven) => driven,
         Err(err) => {
             started.stop().await;
@@ -106,6 +106,10 @@ pub async fn execute(options: &RunOptions) -> anyhow::Result<Verdict> {
         }
     };
     let drained = drain(&prepared, &mut started).await;
+    // Interrupted during the drain: what is still open then is the interruption's doing.
+    if started.interrupted() && !driven.interrupted() {
+        driven.incomplete.push(INTERRUPTED.into());
+    }
     let judgement = judge(&prepared, &driven, &drained).await?;
     write(&prepared, options, started, &driven, drained, judgement).await
 }

@@ -74,8 +74,15 @@ pub async fn start(prepared: &Prepared, options: &RunOptions) -> anyhow::Result<
     let (interrupt_tx, interrupt) = watch::channel(false);
     tokio::spawn(async move {
         let signal = interrupted().await;
-        eprintln!("rig run: {signal}; stopping the load and healing every fault");
+        eprintln!(
+            "rig run: {signal}; stopping the load and healing every fault (a second signal exits at once)"
+        );
         let _ = interrupt_tx.send(true);
+        let again = interrupted().await;
+        eprintln!(
+            "rig run: {again} again; exiting without healing: faults on an external Toxiproxy or provider may remain"
+        );
+        std::process::exit(i32::from(crate::exit::COULD_NOT_COMPLETE));
     });
 
     let toxiproxy = options.toxiproxy.as_deref();

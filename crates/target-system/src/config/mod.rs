@@ -353,6 +353,11 @@ impl TargetConfig {
             retry_budget_ratio: self.retry_budget.ratio,
             retry_budget_min_per_sec: self.retry_budget.min_per_sec,
             retry_budget_ttl_seconds: self.retry_budget.ttl_seconds,
+            initial_stock: self
+                .catalog
+                .iter()
+                .map(|item| (item.sku.clone(), self.initial_stock(&item.sku)))
+                .collect(),
         }
     }
 

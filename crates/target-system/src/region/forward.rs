@@ -259,16 +259,11 @@ impl Forwarding {
                 None,
             );
         };
-        let result = self
-            .http
-            .send(
-                Method::GET,
-                &format!("{peer}/v1/orders/{order_id}"),
-                &[(FORWARDED_FROM, self.ctx.id.as_str())],
-                None,
-                std::time::Duration::from_millis(self.ctx.config.forward.status_timeout_ms),
-            )
-            .await;
+        let uri = format!("{peer}/v1/orders/{order_id}");
+        let headers = [(FORWARDED_FROM, self.ctx.id.as_str())];
+        let timeout = std::time::Duration::from_millis(self.ctx.config.forward.status_timeout_ms);
+        let ask_owner = || self.http.send(Method::GET, &uri, &headers, None, timeout);
+        let result = ask_owner().await;
         let owner_has_it = match &result {
             Ok(response) => response.status != StatusCode::NOT_FOUND,
             Err(_) => false,
@@ -279,21 +274,30 @@ impl Forwarding {
         match self.held_view(order_id, result.is_err()).await {
             Ok(Some(view)) => json(StatusCode::OK, &view),
             Ok(None) => match result {
+                // Delivered between the owner's answer and the look-up here: the owner has
+                // it now, so ask again rather than say an order the customer saw is gone.
+                Ok(_) if self.delivered(order_id).await.unwrap_or(false) => {
+                    match ask_owner().await {
+                        Ok(response) => relay_response(response),
+                        Err(err) => owner_unreachable(&err),
+                    }
+                }
                 Ok(response) => relay_response(response),
-                Err(err) => with_retry_after(
-                    problem(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "owner_unreachable",
-                        &format!(
-                            "the owner region is unreachable ({err}) and this region holds no record of the order"
-                        ),
-                        None,
-                    ),
-                    Duration::from_secs(1),
-                ),
+                Err(err) => owner_unreachable(&err),
             },
             Err(err) => store_error(&super::orders::OrderError::from(err)),
         }
+    }
+
+    /// Whether this gateway delivered an intent for `order_id` to its owner.
+    async fn delivered(&self, order_id: &str) -> Result<bool, sqlx::Error> {
+        Ok(
+            sqlx::query("SELECT 1 FROM forward_outbox WHERE order_id = $1 AND state = 'delivered'")
+                .bind(order_id)
+                .fetch_optional(&self.ctx.db.pool)
+                .await?
+                .is_some(),
+        )
     }
 
     /// What this gateway knows of an intent it holds for the owner.
@@ -327,6 +331,21 @@ impl Forwarding {
             })
         }))
     }
+}
+
+/// `503 owner_unreachable`: the owner did not answer and this region holds nothing.
+fn owner_unreachable(err: &rig_http::ClientError) -> Reply {
+    with_retry_after(
+        problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "owner_unreachable",
+            &format!(
+                "the owner region is unreachable ({err}) and this region holds no record of the order"
+            ),
+            None,
+        ),
+        Duration::from_secs(1),
+    )
 }
 
 /// The owner has decided something about the request (anything but shedding or failure).

@@ -1,7 +1,9 @@
 //! **bounded-pending-age**: no order spends longer than `repair.max_pending_age_seconds`
 //! (plus one repair scan, the worker's granularity) in the pending states
 //! (`payment_authorizing`, `payment_pending`, `needs_reconciliation`), and none is still
-//! pending when the evidence ends (after the drain).
+//! pending when the evidence ends (after the drain). Also from the client history (a witness
+//! the system cannot write): no customer keeps being told `pending` longer than the bound
+//! after it was first told so, whatever the stores say.
 
 use super::{Context, PerOrder};
 use crate::model::{OrderEvidence, store_region};
@@ -18,6 +20,56 @@ fn is_pending(state: &str) -> bool {
     )
 }
 
+/// How long `[from, to]` overlaps the partition windows: a gateway holds an intent while
+/// the owner is unreachable, and the owner's pending clock starts when it gets it.
+fn partitioned_us(ctx: &Context, from: i64, to: i64) -> i64 {
+    ctx.faults
+        .iter()
+        .filter(|w| w.kind == "partition")
+        .map(|w| {
+            let end = w.end_us.unwrap_or(ctx.end_at_us);
+            (end.min(to) - w.start_us.max(from)).max(0)
+        })
+        .sum()
+}
+
+/// A customer told `pending` again more than the bound after it was first told so (the
+/// later request *sent* past the bound: a lower bound of what it waited; time the regions
+/// were partitioned does not count, see [`partitioned_us`]), or still told `pending` when
+/// the run asked again after the drain.
+fn told_pending_too_long(order: &OrderEvidence, ctx: &Context, bound_us: i64) -> Option<String> {
+    if let Some(r) = order
+        .requests
+        .iter()
+        .find(|r| r.kind == "final_poll" && r.answer == "pending")
+    {
+        return Some(format!(
+            "still pending when the run asked again after the drain, at {}",
+            super::at(r.finished_at_us)
+        ));
+    }
+    let mut first: Option<(i64, i64)> = None; // (arrival, first pending answer)
+    for r in order.requests.iter().filter(|r| r.answer == "pending") {
+        let since = match first {
+            Some((arrival, since)) if arrival == r.arrival_id => since,
+            _ => {
+                first = Some((r.arrival_id, r.finished_at_us));
+                r.finished_at_us
+            }
+        };
+        let waited = r.sent_at_us - since;
+        if waited > bound_us && waited - partitioned_us(ctx, since, r.sent_at_us) > bound_us {
+            return Some(format!(
+                "the customer was still told pending at {}, {:.1} s after it was first told so (bound {:.1} s)",
+                super::at(r.finished_at_us),
+                waited as f64 / 1e6,
+                bound_us as f64 / 1e6
+            ));
+        }
+    }
+    None
+}
+
 #[derive(Debug)]
 pub struct BoundedPendingAge {
     verdict: Verdict,
@@ -26,6 +78,8 @@ pub struct BoundedPendingAge {
     too_long: u64,
     /// Pending, within the bound, when the run was interrupted: not known how they end.
     cut_short: u64,
+    /// Customers told `pending` for longer than the bound.
+    told_too_long: u64,
 }
 
 impl Default for BoundedPendingAge {
@@ -36,20 +90,33 @@ impl Default for BoundedPendingAge {
             still_pending: 0,
             too_long: 0,
             cut_short: 0,
+            told_too_long: 0,
         }
     }
 }
 
 impl PerOrder for BoundedPendingAge {
     fn observe(&mut self, order: &OrderEvidence, ctx: &Context) {
+        let bound_us = i64::try_from(ctx.params.max_pending_age_seconds)
+            .unwrap_or(i64::MAX)
+            .saturating_mul(1_000_000)
+            .saturating_add(
+                i64::try_from(ctx.params.repair_scan_interval_ms)
+                    .unwrap_or(i64::MAX)
+                    .saturating_mul(1_000),
+            );
+        if let Some(narrative) = told_pending_too_long(order, ctx, bound_us) {
+            self.told_too_long += 1;
+            self.verdict
+                .violate(ctx.max_dossiers, || ctx.dossier(order, narrative));
+        }
         let Some(row) = order.owner_row() else {
+            if !order.requests.is_empty() {
+                self.verdict.checked += 1;
+            }
             return;
         };
         self.verdict.checked += 1;
-        let bound_us = i64::try_from(ctx.params.max_pending_age_seconds)
-            .unwrap_or(i64::MAX / 2_000_000)
-            * 1_000_000
-            + i64::try_from(ctx.params.repair_scan_interval_ms).unwrap_or(0) * 1_000;
         let mut entered: Option<i64> = None;
         let mut worst: i64 = 0;
         for t in order.transitions.iter().filter(|t| t.store == row.store) {
@@ -102,17 +169,23 @@ impl PerOrder for BoundedPendingAge {
 
     fn finish(mut self: Box<Self>, ctx: &Context) -> Verdict {
         ctx.check_claims(
-            &["repair.max_pending_age_seconds", "repair.scan_interval_ms"],
+            |name| {
+                matches!(
+                    name,
+                    "repair.max_pending_age_seconds" | "repair.scan_interval_ms"
+                )
+            },
             &mut self.verdict,
         );
         self.verdict.summary = format!(
-            "longest pending {:.1} s (bound {} s + one {} ms scan, {}); {} still pending at the end, {} over the bound",
+            "longest pending {:.1} s (bound {} s + one {} ms scan, {}); {} still pending at the end, {} over the bound; {} customers told pending past the bound",
             self.longest_us as f64 / 1e6,
             ctx.params.max_pending_age_seconds,
             ctx.params.repair_scan_interval_ms,
             ctx.bounds_source(),
             self.still_pending,
-            self.too_long
+            self.too_long,
+            self.told_too_long
         );
         if self.cut_short > 0
             && let Some(why) = ctx.interruption()

@@ -1,6 +1,12 @@
-//! **no-oversell**: per region × sku, stock sold to confirmed orders never exceeds the initial
-//! stock, and the inventory's `reserved` counter equals what reservations hold and sold.
-//! Aggregated in SQL (a few rows per sku), then checked here.
+//! **no-oversell**: per region × sku, the units sold to confirmed orders never exceed the
+//! initial stock.
+//!
+//! The witnesses: each confirmed order's cart as its customer sent it (the client history)
+//! and the initial stock the run's profile asked for ([`Sales`], gathered during the merge:
+//! an order counts when its customer was told confirmed or its owner's row says so; its
+//! owner region is a pure function of its id). The claims: the system's reservations and
+//! its `reserved` counters (aggregated in SQL, a few rows per sku), which must agree with
+//! each other and with the stock, and its recorded initial stock.
 
 use std::collections::BTreeMap;
 
@@ -11,12 +17,11 @@ use sqlx::Row;
 
 use super::Context;
 use crate::VerifyError;
-use crate::model::StoreTag;
+use crate::model::{OrderEvidence, StoreTag};
 use crate::report::{Dossier, Verdict};
 
 pub const NAME: &str = "no-oversell";
-pub const STATEMENT: &str =
-    "per region and sku: stock sold to confirmed orders <= initial stock; reserved = held + sold";
+pub const STATEMENT: &str = "per region and sku: units in confirmed customers' carts <= the profile's initial stock; the system's reservations agree";
 
 #[derive(Debug, Default)]
 struct Sku {
@@ -26,8 +31,95 @@ struct Sku {
     committed: i64,
 }
 
+/// What customers bought, from the client history: units per (owner region, sku) over the
+/// confirmed orders.
+#[derive(Debug, Default)]
+pub struct Sales {
+    units: BTreeMap<(String, String), i128>,
+    /// Confirmed orders counted.
+    confirmed: u64,
+    /// Confirmed orders whose customer sent no cart the history kept.
+    without_cart: u64,
+    unreadable: u64,
+}
+
+impl Sales {
+    /// Counts `order`'s cart if it was confirmed. `single_region` names the one region of a
+    /// single-region deployment (it owns every order).
+    pub fn observe(&mut self, order: &OrderEvidence, single_region: Option<&str>) {
+        let told_confirmed = order.arrivals.iter().any(|a| a.outcome == "confirmed");
+        let recorded_confirmed = order
+            .owner_row()
+            .is_some_and(|o| o.status == "order_confirmed");
+        if !(told_confirmed || recorded_confirmed) {
+            return;
+        }
+        self.confirmed += 1;
+        let Some(cart) = order.arrivals.iter().find_map(|a| a.cart.as_deref()) else {
+            self.without_cart += 1;
+            return;
+        };
+        let Ok(lines) = serde_json::from_str::<Vec<serde_json::Value>>(cart) else {
+            self.unreadable += 1;
+            return;
+        };
+        let region = match single_region {
+            Some(region) => region.to_string(),
+            None => evidence::owner_of(&order.order_id).as_str().to_string(),
+        };
+        for line in lines {
+            if let (Some(sku), Some(qty)) = (line["sku"].as_str(), line["qty"].as_i64()) {
+                *self
+                    .units
+                    .entry((region.clone(), sku.to_string()))
+                    .or_default() += i128::from(qty);
+            }
+        }
+    }
+
+    /// Judges the carts against the initial stock the bounds hold, into `verdict`.
+    pub fn judge(self, ctx: &Context, verdict: &mut Verdict) {
+        if !ctx.has_history {
+            verdict
+                .summary
+                .push_str("; customers' carts not judged (no client history)");
+            return;
+        }
+        let mut sold: i128 = 0;
+        for ((region, sku), units) in &self.units {
+            sold += units;
+            verdict.checked += 1;
+            let Some(stock) = ctx.params.initial_stock.get(sku) else {
+                continue;
+            };
+            if *units > i128::from(*stock) {
+                verdict.violate(ctx.max_dossiers, || Dossier {
+                    order_id: None,
+                    narrative: format!(
+                        "customers of region {region} were sold {units} of sku {sku} (orders confirmed to them or in the records), but the initial stock is {stock}"
+                    ),
+                    rows: json!({"region": region, "sku": sku, "sold_to_customers": units.to_string(), "initial_stock": stock}),
+                    fault_windows: Vec::new(),
+                });
+            }
+        }
+        verdict.summary.push_str(&format!(
+            "; customers' carts: {sold} units in {} confirmed orders ({})",
+            self.confirmed,
+            ctx.bounds_source()
+        ));
+        if self.without_cart + self.unreadable > 0 {
+            verdict.summary.push_str(&format!(
+                "; {} confirmed orders without a readable cart",
+                self.without_cart + self.unreadable
+            ));
+        }
+    }
+}
+
 pub async fn check(regions: &[(StoreTag, Db)], ctx: &Context) -> Result<Verdict, VerifyError> {
     let mut verdict = Verdict::new(NAME, STATEMENT);
+    ctx.check_claims(|name| name.starts_with("stock."), &mut verdict);
     let mut sold: i128 = 0;
     for (store, db) in regions {
         let mut skus: BTreeMap<String, Sku> = BTreeMap::new();

@@ -1,21 +1,26 @@
 //! **single-final-outcome**: each order's transitions follow the state machine (replayed
 //! from the first row), it reaches at most one terminal state and nothing follows it, its
 //! row agrees with its last transition, and only its owner region writes it or decides it.
+//! And, from the client history (a witness the system cannot write): the answers one
+//! customer sees never move backward — a final answer is never followed by pending or by
+//! the other final, and an order once seen never disappears (404).
 
 use evidence::OrderState;
 use evidence::order_state::transition;
 
 use super::{Context, PerOrder};
-use crate::model::{OrderEvidence, TransitionRow, store_region};
+use crate::model::{OrderEvidence, RequestRow, TransitionRow, store_region};
 use crate::report::Verdict;
 
 pub const NAME: &str = "single-final-outcome";
-pub const STATEMENT: &str = "transitions follow the state machine; at most one terminal state; only the owner region writes and decides";
+pub const STATEMENT: &str = "transitions follow the state machine; at most one terminal state; only the owner region writes and decides; a customer's answers never move backward";
 
 #[derive(Debug)]
 pub struct SingleFinalOutcome {
     verdict: Verdict,
     transitions: u64,
+    /// Client answers looked at.
+    answers: u64,
 }
 
 impl Default for SingleFinalOutcome {
@@ -23,8 +28,47 @@ impl Default for SingleFinalOutcome {
         Self {
             verdict: Verdict::new(NAME, STATEMENT),
             transitions: 0,
+            answers: 0,
         }
     }
+}
+
+/// The first answer that moves a customer's order backward, judged causally: a request is
+/// compared with the answers its customer had already received when it was sent (answers
+/// to requests in flight together may cross).
+fn answers_regress(requests: &[RequestRow]) -> Option<String> {
+    let shows_order = |a: &str| matches!(a, "confirmed" | "failed" | "pending");
+    for later in requests {
+        for earlier in requests
+            .iter()
+            .filter(|e| e.arrival_id == later.arrival_id && e.finished_at_us <= later.sent_at_us)
+        {
+            let told = |r: &RequestRow| format!("{} at {}", r.answer, super::at(r.finished_at_us));
+            let regress = match (earlier.answer.as_str(), later.answer.as_str()) {
+                ("confirmed", "pending" | "failed") | ("failed", "pending" | "confirmed") => true,
+                (e, _)
+                    if shows_order(e) && matches!(later.kind.as_str(), "poll" | "final_poll") =>
+                {
+                    later.http_status == Some(404)
+                }
+                _ => false,
+            };
+            if regress {
+                let now = if later.http_status == Some(404) {
+                    format!("not found (404) at {}", super::at(later.finished_at_us))
+                } else {
+                    told(later)
+                };
+                return Some(format!(
+                    "the customer was told {}, then {now} ({} request {})",
+                    told(earlier),
+                    later.kind,
+                    later.seq
+                ));
+            }
+        }
+    }
+    None
 }
 
 /// The first thing wrong with one store's transitions for an order, if any.
@@ -79,12 +123,16 @@ fn replay(rows: &[&TransitionRow]) -> Result<Option<OrderState>, String> {
 
 impl PerOrder for SingleFinalOutcome {
     fn observe(&mut self, order: &OrderEvidence, ctx: &Context) {
-        if order.orders.is_empty() && order.transitions.is_empty() {
+        if order.orders.is_empty() && order.transitions.is_empty() && order.requests.is_empty() {
             return;
         }
         self.verdict.checked += 1;
         self.transitions += order.transitions.len() as u64;
+        self.answers += order.requests.len() as u64;
         let mut problems = Vec::new();
+        if let Some(problem) = answers_regress(&order.requests) {
+            problems.push(problem);
+        }
         let stores: Vec<_> = {
             let mut s: Vec<_> = order
                 .orders
@@ -161,9 +209,14 @@ impl PerOrder for SingleFinalOutcome {
         }
     }
 
-    fn finish(mut self: Box<Self>, _ctx: &Context) -> Verdict {
+    fn finish(mut self: Box<Self>, ctx: &Context) -> Verdict {
+        let answers = if ctx.has_requests {
+            format!("{} client answers in order", self.answers)
+        } else {
+            "client answer sequences not judged (no client history with order ids)".to_string()
+        };
         self.verdict.summary = format!(
-            "{} orders, {} transitions replayed",
+            "{} orders, {} transitions replayed; {answers}",
             self.verdict.checked, self.transitions
         );
         self.verdict

@@ -13,18 +13,9 @@ use target_system::testkit::{TempDir, TestStores};
 use verifier::{HistorySource, Options, Report, Sources};
 
 /// The client history tables, as the checkout workload writes them.
-pub const HISTORY_SCHEMA: &str = "
-CREATE TABLE history_arrivals (
-    arrival_id INTEGER PRIMARY KEY, order_id TEXT NOT NULL, customer_id TEXT NOT NULL,
-    entry_region TEXT NOT NULL, phase TEXT NOT NULL, intended_at_us INTEGER NOT NULL,
-    sent_at_us INTEGER, finished_at_us INTEGER, attempts INTEGER NOT NULL, polls INTEGER NOT NULL,
-    last_status INTEGER, outcome TEXT NOT NULL, detail TEXT);
-CREATE INDEX history_arrivals_by_order ON history_arrivals (order_id);
-CREATE TABLE history_requests (
-    arrival_id INTEGER NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT NULL, region TEXT NOT NULL,
-    sent_at_us INTEGER NOT NULL, finished_at_us INTEGER NOT NULL, http_status INTEGER,
-    answer TEXT NOT NULL, retry_after_ms INTEGER, PRIMARY KEY (arrival_id, seq));
-";
+pub fn history_schema() -> String {
+    evidence::history::ddl(evidence::Dialect::Sqlite)
+}
 
 /// What one customer was told.
 #[derive(Debug, Clone)]
@@ -35,6 +26,8 @@ pub struct Told {
     pub finished_at_us: i64,
     pub status: u16,
     pub outcome: &'static str,
+    /// The items sent, as the history keeps them.
+    pub cart: String,
 }
 
 /// A finished scenario: stores (kept alive), the client history, the journal if any.
@@ -69,6 +62,7 @@ impl Finished {
 /// One checkout as a client: what it was told.
 pub async fn checkout(h: &Harness, entry: RegionId, order_id: &str, items: Value) -> Told {
     let sent_at_us = evidence::time::now_us();
+    let cart = items.to_string();
     let response = h.checkout(entry, order_id, items).await;
     let finished_at_us = evidence::time::now_us();
     let body: Value = response.json().unwrap_or(Value::Null);
@@ -85,6 +79,7 @@ pub async fn checkout(h: &Harness, entry: RegionId, order_id: &str, items: Value
         finished_at_us,
         status: response.status.as_u16(),
         outcome,
+        cart,
     }
 }
 
@@ -121,10 +116,13 @@ pub async fn write_history(path: &std::path::Path, told: &[Told]) {
         .connect(&url)
         .await
         .unwrap();
-    sqlx::raw_sql(HISTORY_SCHEMA).execute(&pool).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(history_schema()))
+        .execute(&pool)
+        .await
+        .unwrap();
     for (i, t) in told.iter().enumerate() {
         sqlx::query(
-            "INSERT INTO history_arrivals VALUES ($1, $2, 'cust-1', $3, 'hold', $4, $4, $5, 1, 0, $6, $7, NULL)",
+            "INSERT INTO history_arrivals VALUES ($1, $2, 'cust-1', $3, 'hold', $4, $4, $5, 1, 0, $6, $7, NULL, $8)",
         )
         .bind(i as i64)
         .bind(&t.order_id)
@@ -133,6 +131,7 @@ pub async fn write_history(path: &std::path::Path, told: &[Told]) {
         .bind(t.finished_at_us)
         .bind(i64::from(t.status))
         .bind(t.outcome)
+        .bind(&t.cart)
         .execute(&pool)
         .await
         .unwrap();
@@ -144,7 +143,7 @@ pub async fn write_history(path: &std::path::Path, told: &[Told]) {
             _ => "error",
         };
         sqlx::query(
-            "INSERT INTO history_requests VALUES ($1, 0, 'checkout', $2, $3, $4, $5, $6, NULL)",
+            "INSERT INTO history_requests VALUES ($1, 0, 'checkout', $2, $3, $4, $5, $6, NULL, $7)",
         )
         .bind(i as i64)
         .bind(t.entry.as_str())
@@ -152,6 +151,7 @@ pub async fn write_history(path: &std::path::Path, told: &[Told]) {
         .bind(t.finished_at_us)
         .bind(i64::from(t.status))
         .bind(answer)
+        .bind(&t.order_id)
         .execute(&pool)
         .await
         .unwrap();

@@ -10,6 +10,7 @@
 //! The schema is the evidence contract's (`evidence::history`): the verifier reads what
 //! this writes.
 
+pub mod final_poll;
 mod sql;
 mod stats;
 pub mod writer;
@@ -168,6 +169,8 @@ pub struct ArrivalRow {
     pub last_status: Option<u16>,
     pub outcome: ClientOutcome,
     pub detail: Option<String>,
+    /// The items the customer sent, as JSON (`[{"sku","qty"}]`); `None` if it sent nothing.
+    pub cart: Option<String>,
 }
 
 /// A customer and its requests: one message to the writer.

@@ -14,11 +14,11 @@ use crate::checkout::spec::REGIONS;
 use crate::{LoadgenError, Shard};
 
 const ARRIVAL_COLUMNS: &str = "arrival_id, order_id, customer_id, entry_region, phase, \
-     intended_at_us, sent_at_us, finished_at_us, attempts, polls, last_status, outcome, detail";
-const ARRIVAL_ARITY: usize = 13;
+     intended_at_us, sent_at_us, finished_at_us, attempts, polls, last_status, outcome, detail, cart";
+const ARRIVAL_ARITY: usize = 14;
 const REQUEST_COLUMNS: &str = "arrival_id, seq, kind, region, sent_at_us, finished_at_us, \
-     http_status, answer, retry_after_ms";
-const REQUEST_ARITY: usize = 9;
+     http_status, answer, retry_after_ms, order_id";
+const REQUEST_ARITY: usize = 10;
 
 /// Rows per insert statement: 2^0 .. 2^MAX_CHUNK_LOG2 (a batch is split into powers of two,
 /// so a handful of statements serve every batch size and stay in the statement cache;
@@ -244,7 +244,8 @@ impl SqlSink {
                     .bind(i64::from(a.polls))
                     .bind(a.last_status.map(i64::from))
                     .bind(a.outcome.as_str())
-                    .bind(a.detail.clone());
+                    .bind(a.detail.clone())
+                    .bind(a.cart.clone());
             }
             query.execute(&mut *tx).await?;
             start += size;
@@ -271,7 +272,8 @@ impl SqlSink {
                     .bind(
                         q.retry_after_ms
                             .map(|ms| i64::try_from(ms).unwrap_or(i64::MAX)),
-                    );
+                    )
+                    .bind(context.order_id(*arrival));
             }
             query.execute(&mut *tx).await?;
             start += size;

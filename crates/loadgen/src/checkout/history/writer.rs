@@ -287,6 +287,8 @@ impl Writer {
                 last_status: None,
                 outcome,
                 detail: Some(detail.to_string()),
+                // Nothing was sent: no cart.
+                cart: None,
             },
             requests: Vec::new(),
         }
