@@ -2,14 +2,16 @@
 //! the same tables in the same run for the ratio. Not a test: it prints the figures.
 //!
 //! cargo bench -p verifier --bench million -- --store sqlite://DIR|postgres://... [--orders N]
-//!     [--namespace NAME] [--existing]
+//!     [--namespace NAME] [--existing] [--no-history]
 //!
 //! `--existing` verifies stores an earlier run generated: a SQLite directory, or on
 //! PostgreSQL the schemas of the `--namespace` that run was given.
 //!
 //! The synthetic run: every order confirmed in its owner region with its four transitions,
 //! one reservation, one published event and its consumer effect, one provider charge and
-//! one provider call.
+//! one provider call; and a client history (one arrival with its cart and one answered
+//! checkout per order), so the witness checks run too (`--no-history` leaves it out, as the
+//! figures before the witnesses were taken).
 
 use std::time::Instant;
 
@@ -21,10 +23,11 @@ use evidence::store::Dialect;
 use evidence::{Db, RegionId, StoreName, StoreUrl};
 use futures_util::TryStreamExt;
 
-fn args() -> (String, i64, bool, String) {
+fn args() -> (String, i64, bool, String, bool) {
     let mut store = String::new();
     let mut orders = 1_000_000;
     let mut existing = false;
+    let mut with_history = true;
     let mut namespace = format!("vbench_{}", std::process::id());
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -32,6 +35,7 @@ fn args() -> (String, i64, bool, String) {
             "--store" => store = it.next().expect("--store URL"),
             "--orders" => orders = it.next().and_then(|v| v.parse().ok()).expect("--orders N"),
             "--existing" => existing = true,
+            "--no-history" => with_history = false,
             // PostgreSQL schemas are named NAME_region_a, ...
             "--namespace" => namespace = it.next().expect("--namespace NAME"),
             "--bench" => {}
@@ -42,12 +46,79 @@ fn args() -> (String, i64, bool, String) {
         !store.is_empty(),
         "give --store sqlite://DIR or postgres://..."
     );
-    (store, orders, existing, namespace)
+    (store, orders, existing, namespace, with_history)
+}
+
+/// Where the synthetic run's client history is: `history.db` beside the SQLite stores, or
+/// the schema `<namespace>_history` on the PostgreSQL server.
+fn history_source(store: &StoreUrl, namespace: &str) -> verifier::HistorySource {
+    match store {
+        StoreUrl::Sqlite { dir } => verifier::HistorySource::Sqlite(dir.join("history.db")),
+        StoreUrl::Postgres { url, .. } => verifier::HistorySource::Postgres {
+            url: url.clone(),
+            schema: format!("{namespace}_history"),
+        },
+    }
+}
+
+/// One arrival and one answered checkout per order, every customer told confirmed.
+async fn generate_history(source: &verifier::HistorySource, orders: i64, t0_us: i64) {
+    sqlx::any::install_default_drivers();
+    let (url, dialect, schema) = match source {
+        verifier::HistorySource::Sqlite(path) => (
+            format!("sqlite://{}?mode=rwc", path.display()),
+            Dialect::Sqlite,
+            None,
+        ),
+        verifier::HistorySource::Postgres { url, schema } => {
+            (url.clone(), Dialect::Postgres, Some(schema.clone()))
+        }
+    };
+    let pool = sqlx::any::AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(&url)
+        .await
+        .expect("history database");
+    if let Some(schema) = &schema {
+        for sql in [
+            format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""),
+            format!("SET search_path TO \"{schema}\""),
+        ] {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+    }
+    sqlx::raw_sql(sqlx::AssertSqlSafe(evidence::history::ddl(dialect)))
+        .execute(&pool)
+        .await
+        .expect("history tables");
+    let (from, id) = series(dialect, orders);
+    let region = "CASE WHEN n % 2 = 0 THEN 'a' ELSE 'b' END";
+    for sql in [
+        format!(
+            "INSERT INTO history_arrivals (arrival_id, order_id, customer_id, entry_region, phase, intended_at_us, sent_at_us, \
+             finished_at_us, attempts, polls, last_status, outcome, detail, cart) \
+             SELECT n, {id}, 'c', {region}, 'hold', {t0_us} + n * 1000, {t0_us} + n * 1000, {t0_us} + n * 1000 + 500, 1, 0, 201, \
+             'confirmed', NULL, '[{{\"sku\":\"sku-1\",\"qty\":1}}]' FROM {from}"
+        ),
+        format!(
+            "INSERT INTO history_requests (arrival_id, seq, kind, region, sent_at_us, finished_at_us, http_status, answer, retry_after_ms, order_id) \
+             SELECT n, 0, 'checkout', {region}, {t0_us} + n * 1000, {t0_us} + n * 1000 + 500, 201, 'confirmed', NULL, {id} FROM {from}"
+        ),
+    ] {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(&pool)
+            .await
+            .expect("history rows");
+    }
+    pool.close().await;
 }
 
 /// `FROM` clause yielding `n` in 0..count, and the order id expression, per dialect.
-fn series(db: &Db, count: i64) -> (String, &'static str) {
-    match db.dialect {
+fn series(dialect: Dialect, count: i64) -> (String, &'static str) {
+    match dialect {
         Dialect::Sqlite => (
             format!(
                 "(WITH RECURSIVE seq(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM seq WHERE n < {}) SELECT n FROM seq) s",
@@ -69,19 +140,20 @@ async fn exec(db: &Db, sql: String) {
         .expect("generate");
 }
 
+const T0_US: i64 = 1_800_000_000_000_000;
+
 async fn generate(store: &StoreUrl, orders: i64) {
-    let t0_us: i64 = 1_800_000_000_000_000;
+    let t0_us = T0_US;
     for (i, region) in RegionId::ALL.into_iter().enumerate() {
         let db = Db::open(store, StoreName::Region(region))
             .await
             .expect("region store");
-        // The bounds the synthetic system says it ran with: the reference defaults.
-        target_system::TargetConfig::default()
-            .run_params()
-            .write(&db)
-            .await
-            .expect("run parameters");
-        let (from, id) = series(&db, orders);
+        // The bounds the synthetic system says it ran with: the reference defaults, with the
+        // stock the synthetic inventory has.
+        let mut params = target_system::TargetConfig::default().run_params();
+        params.initial_stock.insert("sku-1".into(), orders);
+        params.write(&db).await.expect("run parameters");
+        let (from, id) = series(db.dialect, orders);
         let mine = format!("n % 2 = {i}");
         let r = region.as_str();
         exec(&db, format!(
@@ -124,7 +196,7 @@ async fn generate(store: &StoreUrl, orders: i64) {
     let db = Db::open(store, StoreName::Provider)
         .await
         .expect("provider store");
-    let (from, id) = series(&db, orders);
+    let (from, id) = series(db.dialect, orders);
     exec(&db, format!(
         "INSERT INTO provider_charges (charge_id, idempotency_key, order_id, amount_cents, currency, status, refunded_cents, created_at_us, updated_at_us) \
          SELECT 'ch' || {id}, 'pay:' || {id}, {id}, 1200, 'USD', 'authorized', 0, {t0_us} + n * 1000 + 340, {t0_us} + n * 1000 + 340 FROM {from}"
@@ -133,8 +205,18 @@ async fn generate(store: &StoreUrl, orders: i64) {
 }
 
 /// Reads every row of the tables the verifier reads, one table after another.
-async fn plain_scan(store: &StoreUrl) -> u64 {
+async fn plain_scan(store: &StoreUrl, history: Option<&verifier::HistorySource>) -> u64 {
     let mut rows = 0u64;
+    if let Some(source) = history {
+        let db = source.open_read_only().await.expect("history");
+        for table in ["history_arrivals", "history_requests"] {
+            let mut stream =
+                sqlx::query(sqlx::AssertSqlSafe(format!("SELECT * FROM {table}"))).fetch(&db.pool);
+            while stream.try_next().await.unwrap().is_some() {
+                rows += 1;
+            }
+        }
+    }
     for region in RegionId::ALL {
         let db = Db::open_with(store, StoreName::Region(region), evidence::Access::ReadOnly)
             .await
@@ -181,25 +263,29 @@ fn peak_rss_mb() -> f64 {
 
 #[tokio::main]
 async fn main() {
-    let (store, orders, existing, namespace) = args();
+    let (store, orders, existing, namespace, with_history) = args();
     let store = StoreUrl::parse(&store)
         .expect("store URL")
         .with_namespace(&namespace);
+    let history = with_history.then(|| history_source(&store, &namespace));
     if !existing {
         let started = Instant::now();
         generate(&store, orders).await;
+        if let Some(source) = &history {
+            generate_history(source, orders, T0_US).await;
+        }
         eprintln!(
             "generated {orders} orders in {:.1} s",
             started.elapsed().as_secs_f64()
         );
     }
     let scan_started = Instant::now();
-    let rows = plain_scan(&store).await;
+    let rows = plain_scan(&store, history.as_ref()).await;
     let scan = scan_started.elapsed().as_secs_f64();
     let verify_started = Instant::now();
     let sources = verifier::Sources {
         store: store.clone(),
-        history: None,
+        history: history.clone(),
         journal: None,
     };
     let report = verifier::verify(&sources, &verifier::Options::default())
@@ -209,7 +295,8 @@ async fn main() {
     assert_eq!(report.orders_checked as i64, orders);
     assert!(report.failed().is_empty(), "{}", report.table());
     println!(
-        "orders={orders} verify_seconds={verify:.2} plain_scan_seconds={scan:.2} ratio={:.2} rows_scanned={rows} peak_rss_mb={:.0} store={}",
+        "orders={orders} history={} verify_seconds={verify:.2} plain_scan_seconds={scan:.2} ratio={:.2} rows_scanned={rows} peak_rss_mb={:.0} store={}",
+        if with_history { "yes" } else { "no" },
         verify / scan,
         peak_rss_mb(),
         store.to_string().split(' ').next().unwrap_or_default()
