@@ -297,6 +297,14 @@ fn a_killed_run_is_recognisable() {
     );
 }
 
+/// Runs `rig ARGS`, which must refuse them with exit 2; its stderr.
+fn refused(args: &[&str]) -> String {
+    let output = rig_within(args, Duration::from_secs(60));
+    let all = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{all}");
+    all
+}
+
 /// More bad input, each exit 2 with the fix and nothing written: a phase key of the wrong
 /// type is named by its own line and path, an `--out` that is a file, a busy
 /// `--metrics-addr`.
@@ -310,17 +318,13 @@ fn bad_input_names_the_key_and_leaves_nothing() {
     )
     .unwrap();
     let out = dir.path().join("run");
-    let output = rig_within(
-        &[
-            "run",
-            profile.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ],
-        Duration::from_secs(60),
-    );
-    let all = text(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{all}");
+    let run = [
+        "run",
+        profile.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let all = refused(&run);
     assert!(
         all.contains("line 10: workload.phases[0].rate: expected a number (arrivals per second); got the string \"80\""),
         "{all}"
@@ -332,17 +336,7 @@ fn bad_input_names_the_key_and_leaves_nothing() {
             .replace("rate = \"80\"", "rate = 80"),
     )
     .unwrap();
-    let output = rig_within(
-        &[
-            "run",
-            profile.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ],
-        Duration::from_secs(60),
-    );
-    let all = text(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{all}");
+    let all = refused(&run);
     assert!(
         all.contains("line 15: workload.phases[1].for: expected a duration")
             && all.contains("\"5 minutes\""),
@@ -352,29 +346,19 @@ fn bad_input_names_the_key_and_leaves_nothing() {
 
     let file = dir.path().join("a-file");
     std::fs::write(&file, "not a directory").unwrap();
-    let output = rig_within(
-        &["run", &quickstart(), "--out", file.to_str().unwrap()],
-        Duration::from_secs(60),
-    );
-    let all = text(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{all}");
+    let all = refused(&["run", &quickstart(), "--out", file.to_str().unwrap()]);
     assert!(all.contains("not a directory"), "{all}");
 
     let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = busy.local_addr().unwrap().to_string();
-    let output = rig_within(
-        &[
-            "run",
-            &quickstart(),
-            "--out",
-            out.to_str().unwrap(),
-            "--metrics-addr",
-            &addr,
-        ],
-        Duration::from_secs(60),
-    );
-    let all = text(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{all}");
+    let all = refused(&[
+        "run",
+        &quickstart(),
+        "--out",
+        out.to_str().unwrap(),
+        "--metrics-addr",
+        &addr,
+    ]);
     assert!(
         all.contains("--metrics-addr") && all.contains("cannot listen there"),
         "{all}"

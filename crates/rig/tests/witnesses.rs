@@ -42,6 +42,17 @@ fn short_run(out: &Path) {
     );
 }
 
+/// A short passing run in a new directory, verified untouched (exit 0): the directory, the
+/// run directory, and what the verify printed.
+fn passing_run(name: &str) -> (TempDir, PathBuf, String) {
+    let dir = TempDir::new(name);
+    let out = dir.path().join("run");
+    short_run(&out);
+    let (code, all) = verify(&[out.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "the untouched run passes: {all}");
+    (dir, out, all)
+}
+
 fn verify(args: &[&str]) -> (Option<i32>, String) {
     let mut all = vec!["verify"];
     all.extend(args);
@@ -58,12 +69,8 @@ fn verify(args: &[&str]) -> (Option<i32>, String) {
 /// system's record is the bound, and the summary says so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recorded_parameters_are_a_claim_checked_against_the_profile() {
-    let dir = TempDir::new("witness-profile");
-    let out = dir.path().join("run");
-    short_run(&out);
+    let (_dir, out, all) = passing_run("witness-profile");
     let run_dir = out.to_str().unwrap().to_string();
-    let (code, all) = verify(&[&run_dir]);
-    assert_eq!(code, Some(0), "the untouched run passes: {all}");
     assert!(all.contains("bounds from the run's profile"), "{all}");
 
     let stores = StoreUrl::Sqlite {
@@ -119,12 +126,8 @@ async fn history(out: &Path) -> sqlx::SqlitePool {
 /// bounded-pending-age, whatever the stores say; the untouched run passes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_answers_a_customer_saw_are_judged() {
-    let dir = TempDir::new("witness-answers");
-    let out = dir.path().join("run");
-    short_run(&out);
+    let (_dir, out, all) = passing_run("witness-answers");
     let run_dir = out.to_str().unwrap().to_string();
-    let (code, all) = verify(&[&run_dir]);
-    assert_eq!(code, Some(0), "the untouched run passes: {all}");
     assert!(all.contains("client answers in order"), "{all}");
 
     let pool = history(&out).await;
@@ -208,12 +211,8 @@ async fn the_answers_a_customer_saw_are_judged() {
 /// asked for; the untouched run passes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn carts_and_the_profile_judge_no_oversell() {
-    let dir = TempDir::new("witness-carts");
-    let out = dir.path().join("run");
-    short_run(&out);
+    let (_dir, out, all) = passing_run("witness-carts");
     let run_dir = out.to_str().unwrap().to_string();
-    let (code, all) = verify(&[&run_dir]);
-    assert_eq!(code, Some(0), "the untouched run passes: {all}");
     assert!(all.contains("customers' carts:"), "{all}");
 
     let pool = history(&out).await;
