@@ -127,7 +127,7 @@ fn series(dialect: Dialect, count: i64) -> (String, &'static str) {
             "printf('o%08d', n)",
         ),
         Dialect::Postgres => (
-            format!("generate_series(0, {}) AS s(n)", count - 1),
+            format!("generate_series(CAST(0 AS BIGINT), {}) AS s(n)", count - 1),
             "'o' || lpad(n::text, 8, '0')",
         ),
     }
