@@ -20,8 +20,6 @@ use crate::model::StoreTag;
 /// Rows handed over at a time.
 const CHUNK: usize = 512;
 
-pub use evidence::reads::json_row;
-
 /// Runs `COPY (sql) TO STDOUT` on a connection of its own and hands the decoded rows to
 /// `deliver` in chunks of [`CHUNK`], until the end or until `deliver` returns false (then
 /// dropping the connection ends the `COPY`).

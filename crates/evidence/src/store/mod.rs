@@ -25,7 +25,7 @@ pub use url::{StoreUrl, mask_password};
 use crate::ids::RegionId;
 
 /// The migrations of each store kind, per dialect. The highest version among them is the
-/// schema version this build reads and writes ([`Db::schema_version`]).
+/// schema version this build reads and writes; a store with a higher one is refused.
 static SQLITE_PROVIDER: Migrator = sqlx::migrate!("migrations/sqlite/provider");
 static SQLITE_REGION: Migrator = sqlx::migrate!("migrations/sqlite/region");
 static POSTGRES_PROVIDER: Migrator = sqlx::migrate!("migrations/postgres/provider");
@@ -290,14 +290,6 @@ impl Db {
             location,
             postgres,
         })
-    }
-
-    /// The schema version this build writes for a store (the highest migration it knows).
-    pub fn schema_version(name: StoreName) -> i64 {
-        match name {
-            StoreName::Provider => known_version(&SQLITE_PROVIDER),
-            StoreName::Region(_) => known_version(&SQLITE_REGION),
-        }
     }
 
     /// Closes the pool, waiting for connections to be returned.

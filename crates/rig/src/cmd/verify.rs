@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::Args;
 use evidence::StoreUrl;
-use serde::Deserialize;
 use verifier::{HistorySource, Options, Sources, Status};
 
 use crate::exit::{BadInput, Verdict};
@@ -76,19 +75,10 @@ struct RunDir {
     asked: Option<evidence::RunParams>,
 }
 
-/// The bounds a profile's `[target]` table asks for.
+/// The bounds a profile's `[target]` table asks for (read as `rig run` reads a profile).
 fn asked_by(profile: &Path) -> anyhow::Result<evidence::RunParams> {
-    let text = std::fs::read_to_string(profile)
-        .map_err(|err| BadInput(format!("{}: cannot read it ({err})", profile.display())))?;
-    let table: toml::Table = toml::from_str(&text)
-        .map_err(|err| BadInput(format!("{}: not valid TOML: {err}", profile.display())))?;
-    let target = table
-        .get("target")
-        .cloned()
-        .unwrap_or_else(|| toml::Value::Table(toml::Table::new()));
-    let config = target_system::TargetConfig::deserialize(target)
-        .map_err(|err| BadInput(format!("{}: [target] {err}", profile.display())))?;
-    Ok(config.run_params())
+    let loaded = crate::run::profile::load(profile, &[], None, &[])?;
+    Ok(loaded.profile.target.run_params())
 }
 
 fn read_run_dir(dir: &Path, server: Option<&str>) -> anyhow::Result<RunDir> {

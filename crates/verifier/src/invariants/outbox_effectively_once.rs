@@ -98,7 +98,10 @@ impl PerOrder for OutboxEffectivelyOnce {
     }
 
     fn finish(mut self: Box<Self>, ctx: &Context) -> Verdict {
-        self.verdict.summary = format!("{} events, {} consumer effects", self.events, self.effects);
+        self.verdict.summary = format!(
+            "{} events, {} consumer effects (no witness yet: judged from the system's own outbox and consumer tables)",
+            self.events, self.effects
+        );
         if self.cut_short > 0
             && let Some(why) = ctx.interruption()
         {
