@@ -41,6 +41,6 @@ pub use journal::{Call, Event, Journal, LoadClock, Record, read_journal};
 pub use provider::{ProviderAdmin, ProviderFaults};
 pub use proxy::collection::{ProxyConfig, ProxyJson};
 pub use server::{EmbeddedToxiproxy, ServerOptions, ToxiproxyServer, serve};
-pub use timeline::{Entry, Fault, PartitionDirection, PartitionMode, Plan, Timeline};
+pub use timeline::{Entry, Fault, PartitionDirection, PartitionMode, Plan, SINK, Timeline};
 pub use toxics::{Stream, Toxic, ToxicJson, ToxicSpec};
 pub use toxiproxy::{ProxyState, ToxiproxyControl};

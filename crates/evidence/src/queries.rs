@@ -114,7 +114,8 @@ pub async fn charge_tries(db: &Db) -> Result<(i64, i64), sqlx::Error> {
 /// opened is an error naming it.
 pub async fn records_held(store: &StoreUrl) -> Result<Vec<String>, StoreError> {
     let mut held = Vec::new();
-    let names = std::iter::once(StoreName::Provider)
+    let names = [StoreName::Provider, StoreName::Sink]
+        .into_iter()
         .chain(RegionId::ALL.into_iter().map(StoreName::Region));
     for name in names {
         let db = match Db::open_with(store, name, Access::ReadOnly).await {
@@ -125,6 +126,7 @@ pub async fn records_held(store: &StoreUrl) -> Result<Vec<String>, StoreError> {
         let (table, what) = match name {
             StoreName::Provider => ("provider_requests", "provider requests"),
             StoreName::Region(_) => ("orders", "orders"),
+            StoreName::Sink => ("sink_deliveries", "event deliveries"),
         };
         let sql = format!("SELECT COUNT(*) FROM {table}");
         let count: Result<i64, sqlx::Error> = sqlx::query(sqlx::AssertSqlSafe(sql))

@@ -112,6 +112,70 @@ pub fn attempt_pages(columns: &str, rows: usize) -> String {
 pub const ATTEMPTS_IN_FLIGHT_AT: &str = "SELECT order_id, op, attempt_no, started_at_us, finished_at_us, outcome \
      FROM payment_attempts WHERE started_at_us <= $1 AND finished_at_us > $1 ORDER BY started_at_us LIMIT 20";
 
+/// The callers the provider's request log attributes requests to (by listener).
+pub const PROVIDER_CALLERS: &str =
+    "SELECT DISTINCT caller FROM provider_requests WHERE caller IS NOT NULL ORDER BY caller";
+
+/// The provider's requests as calls seen from the caller's side, with the columns of a
+/// `payment_attempts` sweep: a call starts when the provider received it and ends when it
+/// was answered or, if earlier, when the caller went away; a charge is a retry when the
+/// same caller sent its key before.
+const PROVIDER_CALLS: &str = "SELECT r.id, r.received_at_us AS started_at_us, \
+     CASE WHEN r.abandoned_at_us IS NOT NULL AND r.abandoned_at_us < r.finished_at_us \
+          THEN r.abandoned_at_us ELSE r.finished_at_us END AS finished_at_us, \
+     CASE WHEN r.op = 'charge' AND EXISTS (SELECT 1 FROM provider_requests p \
+          WHERE p.idempotency_key = r.idempotency_key AND p.op = 'charge' AND p.caller = r.caller \
+          AND (p.received_at_us < r.received_at_us OR (p.received_at_us = r.received_at_us AND p.id < r.id))) \
+          THEN 1 ELSE 0 END AS is_retry, \
+     COALESCE(r.idempotency_key, '') AS order_id, r.op, r.caller, r.outcome \
+     FROM provider_requests r";
+
+/// A caller's name as an SQL literal (for `COPY`, which takes no parameters).
+fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// Every provider call of `caller`, in (started_at_us, id) order (PostgreSQL `COPY`).
+pub fn provider_calls_sorted(columns: &str, caller: &str) -> String {
+    format!(
+        "SELECT {columns} FROM ({PROVIDER_CALLS} WHERE r.caller = {}) c ORDER BY started_at_us, id",
+        literal(caller)
+    )
+}
+
+/// A page of `caller`'s provider calls after `($1, $2)` = (started_at_us, id), as one JSON
+/// array (SQLite); the range is on the (caller, received_at_us) index.
+pub fn provider_call_pages(columns: &str, caller: &str, rows: usize) -> String {
+    format!(
+        "SELECT json_group_array({}) FROM ({PROVIDER_CALLS} WHERE r.caller = {} \
+         AND r.received_at_us >= $1 AND (r.received_at_us > $1 OR r.id > $2) \
+         ORDER BY r.received_at_us, r.id LIMIT {rows}) o",
+        json_row(columns),
+        literal(caller)
+    )
+}
+
+/// `caller`'s provider calls in flight at `$1` (at most 20, oldest first), in the columns
+/// of [`ATTEMPTS_IN_FLIGHT_AT`].
+pub fn provider_calls_in_flight_at(caller: &str) -> String {
+    format!(
+        "SELECT order_id, op, 0 AS attempt_no, started_at_us, finished_at_us, outcome \
+         FROM ({PROVIDER_CALLS} WHERE r.caller = {}) c \
+         WHERE started_at_us <= $1 AND finished_at_us > $1 ORDER BY started_at_us LIMIT 20",
+        literal(caller)
+    )
+}
+
+/// The sink's deliveries that reached a consumer (accepted or answered as a duplicate), as
+/// a table expression for [`sorted`] and [`pages`]: refused and malformed deliveries are
+/// not deliveries.
+pub const SINK_DELIVERED: &str = "(SELECT * FROM sink_deliveries \
+     WHERE order_id IS NOT NULL AND outcome IN ('accepted', 'duplicate')) d";
+
+/// Whether the sink saw any delivery at all.
+pub const SINK_ANY_DELIVERY: &str =
+    "SELECT 1 FROM sink_deliveries WHERE outcome IN ('accepted', 'duplicate') LIMIT 1";
+
 /// Whether a client history keeps each customer's cart (histories written before it did are
 /// refused by name: their arrivals cannot be read).
 pub const ARRIVALS_HAVE_CARTS: &str = "SELECT cart FROM history_arrivals LIMIT 1";

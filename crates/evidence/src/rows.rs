@@ -120,3 +120,18 @@ pub struct RequestRow {
     /// `timeout` or `connect_error`.
     pub answer: String,
 }
+
+/// A row of the event sink's `sink_deliveries`: one delivery the sink accepted (the first
+/// of its event id) or answered as a duplicate, with the sink's own clock reading and the
+/// region its listener belongs to.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeliveryRow {
+    pub order_id: String,
+    pub event_id: String,
+    pub event_type: String,
+    /// The region whose proxy the delivery came through (`None`: unattributed).
+    pub caller: Option<String>,
+    pub received_at_us: i64,
+    /// `accepted` or `duplicate`.
+    pub outcome: String,
+}

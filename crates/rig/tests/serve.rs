@@ -258,7 +258,15 @@ fn run_drives_an_external_system() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert_eq!(output.status.code(), Some(0), "{all}");
-    assert!(all.contains("overall: PASS"), "{all}");
+    // Its events do not reach the rig's sink: the event invariant has no witness, so it is
+    // unknown with the reason, and every other invariant passes.
+    assert!(
+        all.contains("overall: UNKNOWN")
+            && all.contains("outbox-effectively-once    UNKNOWN")
+            && all.contains("no event sink log")
+            && !all.contains("FAIL"),
+        "{all}"
+    );
     let journal = std::fs::read_to_string(out.join("chaos.jsonl")).unwrap();
     assert!(
         journal.contains("\"applied\"") && journal.contains("\"healed\""),

@@ -338,3 +338,252 @@ async fn the_final_polls_are_witnesses() {
         "{all}"
     );
 }
+
+/// Opens one of a finished run's SQLite files for writing (as a tampering system would).
+async fn sqlite(out: &Path, file: &str) -> sqlx::SqlitePool {
+    sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect(&format!("sqlite://{}", out.join(file).display()))
+        .await
+        .unwrap()
+}
+
+/// The provider's request log, attributed per region by the listener each region's proxy
+/// leads to, judges admission control: more calls from one region in flight at once than
+/// the limit, or more retries than the budget, fail admission-control however the region's
+/// own payment_attempts read; the untouched run passes on both accounts, which agree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_provider_log_judges_admission_per_region() {
+    let (_dir, out, all) = passing_run("witness-provider-log");
+    let run_dir = out.to_str().unwrap().to_string();
+    assert!(
+        all.contains("region a (provider log): peak")
+            && all.contains("region b (provider log): peak")
+            && all.contains("region_a (its own payment_attempts): peak"),
+        "{all}"
+    );
+    let pool = sqlite(&out, "stores/provider.db").await;
+    let mid: i64 = sqlx::query_scalar(
+        "SELECT received_at_us FROM provider_requests WHERE caller = 'a' ORDER BY id LIMIT 1",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let log = |caller: &'static str, key: String, op: &'static str, at: i64, took: i64| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query(
+                "INSERT INTO provider_requests (op, idempotency_key, received_at_us, \
+                 finished_at_us, http_status, outcome, caller) VALUES ($1, $2, $3, $4, 200, 'found', $5)",
+            )
+            .bind(op)
+            .bind(key)
+            .bind(at)
+            .bind(at + took)
+            .bind(caller)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+    };
+    // Region a held 80 calls at once (the limit is 64).
+    for n in 0..80 {
+        log("a", format!("pay:extra-{n}"), "lookup", mid + n, 5_000_000).await;
+    }
+    let (code, all) = verify(&[&run_dir]);
+    assert_eq!(code, Some(1), "{all}");
+    assert!(
+        all.contains("admission-control          FAIL")
+            && all.contains("region a (provider log): ")
+            && all.contains("provider calls in flight at")
+            && all.contains("(limit 64)"),
+        "{all}"
+    );
+    assert!(
+        !all.contains("region_a (its own payment_attempts): 8"),
+        "the claims did not change: {all}"
+    );
+    sqlx::query("DELETE FROM provider_requests WHERE idempotency_key LIKE 'pay:extra-%'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    // Region b retried one key 400 times within a second (budget: 0.2 x first tries + 100
+    // per 10 s).
+    for n in 0..401 {
+        log(
+            "b",
+            "pay:storm".to_string(),
+            "charge",
+            mid + n * 2_000,
+            1_000,
+        )
+        .await;
+    }
+    let (code, all) = verify(&[&run_dir]);
+    assert_eq!(code, Some(1), "{all}");
+    assert!(
+        all.contains("region b (provider log): ") && all.contains("retries on"),
+        "{all}"
+    );
+    assert!(all.contains("budget allows"), "{all}");
+    pool.close().await;
+}
+
+/// The event sink's log is the witness of outbox-effectively-once: a confirmed customer's
+/// event missing at the sink, a second distinct confirmation event, a confirmation that
+/// arrives long after the customer was told, or an event for a failed order each fail it;
+/// a sink that saw nothing at all leaves it unknown, never pass; the untouched run passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sink_log_judges_the_events() {
+    let (_dir, out, all) = passing_run("witness-sink");
+    let run_dir = out.to_str().unwrap().to_string();
+    assert!(
+        all.contains("outbox-effectively-once    PASS") && all.contains("judged at the sink"),
+        "{all}"
+    );
+    let sink = sqlite(&out, "stores/sink.db").await;
+    let history = history(&out).await;
+    let confirmed: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT order_id FROM history_requests WHERE answer = 'confirmed' ORDER BY order_id LIMIT 3",
+    )
+    .fetch_all(&history)
+    .await
+    .unwrap();
+    let failed: String = sqlx::query_scalar(
+        "SELECT order_id FROM history_requests WHERE answer = 'failed' ORDER BY order_id LIMIT 1",
+    )
+    .fetch_one(&history)
+    .await
+    .unwrap();
+    let judged = |expect: &'static str| {
+        let run_dir = run_dir.clone();
+        async move {
+            let (code, all) = verify(&[&run_dir]);
+            assert_eq!(code, Some(1), "{all}");
+            assert!(
+                all.contains("outbox-effectively-once    FAIL") && all.contains(expect),
+                "expected {expect:?}: {all}"
+            );
+        }
+    };
+
+    // A lost confirmation: the sink never received it.
+    sqlx::query("UPDATE sink_deliveries SET order_id = 'moved-away' WHERE order_id = $1")
+        .bind(&confirmed[0])
+        .execute(&sink)
+        .await
+        .unwrap();
+    judged("no confirmation event reached the sink").await;
+    sqlx::query("UPDATE sink_deliveries SET order_id = $1 WHERE order_id = 'moved-away'")
+        .bind(&confirmed[0])
+        .execute(&sink)
+        .await
+        .unwrap();
+
+    // A second, distinct confirmation for one order.
+    let copy = "INSERT INTO sink_deliveries (event_id, order_id, event_type, version, caller, \
+         received_at_us, http_status, outcome) SELECT event_id || '-again', order_id, event_type, \
+         version, caller, received_at_us + 1000, 200, 'accepted' FROM sink_deliveries WHERE order_id = $1";
+    sqlx::query(copy)
+        .bind(&confirmed[1])
+        .execute(&sink)
+        .await
+        .unwrap();
+    judged("2 distinct confirmation events reached the sink for one order").await;
+    sqlx::query("DELETE FROM sink_deliveries WHERE event_id LIKE '%-again'")
+        .execute(&sink)
+        .await
+        .unwrap();
+
+    // A confirmation a minute late (the bound is 12 s at the default outbox settings).
+    sqlx::query(
+        "UPDATE sink_deliveries SET received_at_us = received_at_us + 60000000 WHERE order_id = $1",
+    )
+    .bind(&confirmed[2])
+    .execute(&sink)
+    .await
+    .unwrap();
+    judged("after the customer was told confirmed (bound 12.0 s)").await;
+    sqlx::query(
+        "UPDATE sink_deliveries SET received_at_us = received_at_us - 60000000 WHERE order_id = $1",
+    )
+    .bind(&confirmed[2])
+    .execute(&sink)
+    .await
+    .unwrap();
+
+    // A confirmation for an order its customer was told failed.
+    sqlx::query(
+        "INSERT INTO sink_deliveries (event_id, order_id, event_type, version, caller, \
+         received_at_us, http_status, outcome) VALUES ('ev-forged', $1, 'order_confirmed', 3, 'a', 1, 200, 'accepted')",
+    )
+    .bind(&failed)
+    .execute(&sink)
+    .await
+    .unwrap();
+    judged("for an order that is not confirmed (customer told failed").await;
+
+    // A sink that saw nothing: no witness, so unknown, never pass.
+    sqlx::query("DELETE FROM sink_deliveries")
+        .execute(&sink)
+        .await
+        .unwrap();
+    let (code, all) = verify(&[&run_dir]);
+    assert_eq!(code, Some(0), "unknown is not a failure: {all}");
+    assert!(
+        all.contains("outbox-effectively-once    UNKNOWN")
+            && all.contains("the event sink saw no delivery at all"),
+        "{all}"
+    );
+    sink.close().await;
+    history.close().await;
+}
+
+/// `kind = "sink"` faults the rig's event sink on the load clock: while it answers slowly
+/// the outbox relays back up, and the confirmations that reach it later than
+/// `[verify] event_age_ms` fail outbox-effectively-once, naming the bound; the same records
+/// pass under the default bound; the journal shows the sink window applied and healed.
+#[test]
+fn a_slow_sink_backs_the_relay_up_and_the_event_age_shows_it() {
+    let dir = TempDir::new("witness-sink-chaos");
+    let out = dir.path().join("run");
+    let output = rig_within(
+        &[
+            "run",
+            &quickstart(),
+            "--out",
+            out.to_str().unwrap(),
+            "--set",
+            r#"workload.phases=[{kind = "hold", rate = 30, for = "6s"}]"#,
+            "--set",
+            r#"chaos=[{name = "slow sink", at = "1s", for = "3s", kind = "sink", latency_ms = 400}]"#,
+            "--set",
+            "verify.event_age_ms=1000",
+        ],
+        Duration::from_secs(180),
+    );
+    let all = format!("{}{}", text(&output.stdout), text(&output.stderr));
+    assert_eq!(output.status.code(), Some(1), "{all}");
+    assert!(
+        all.contains("outbox-effectively-once    FAIL")
+            && all.contains("after the customer was told confirmed (bound 1.0 s)"),
+        "{all}"
+    );
+    let journal = std::fs::read_to_string(out.join("chaos.jsonl")).unwrap();
+    for action in ["start", "stop"] {
+        let step = format!("\"action\":\"{action}\",\"kind\":\"sink\"");
+        assert!(
+            journal
+                .lines()
+                .any(|l| l.contains("\"event\":\"applied\"") && l.contains(&step)),
+            "the journal has the sink window's {action} applied: {journal}"
+        );
+    }
+    assert!(
+        journal.lines().last().unwrap().contains("\"healed\""),
+        "the journal ends healed: {journal}"
+    );
+    let (code, all) = verify(&[out.to_str().unwrap(), "--event-age-ms", "12000"]);
+    assert_eq!(code, Some(0), "{all}");
+    assert!(all.contains("oldest confirmation"), "{all}");
+}

@@ -8,6 +8,7 @@
 //! - [`provider`]: the simulated payment provider (idempotent charges, ledger, faults).
 //! - [`region`]: a region service (checkout, orders, carts, inventory, payment, outbox,
 //!   repair worker).
+//! - [`sink`]: the rig's event sink (the consumer the outbox relay delivers to).
 //! - [`system`]: starts a whole system (provider + regions) on bound listeners.
 //! - [`clock`]: identifiers for the records the system creates.
 //! - [`metrics`]: Prometheus registries and helpers.
@@ -20,6 +21,7 @@ pub mod defects;
 pub mod metrics;
 pub mod provider;
 pub mod region;
+pub mod sink;
 pub mod system;
 pub mod testkit;
 

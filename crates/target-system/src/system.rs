@@ -35,6 +35,25 @@ pub struct RegionPlan {
     pub listener: TcpListener,
     pub provider_url: String,
     pub peer_url: Option<String>,
+    /// Where the outbox relay delivers events (None: no sink).
+    pub sink_url: Option<String>,
+}
+
+/// The provider to start: its own listener (unattributed requests, the fault admin API)
+/// and one listener per caller, whose requests the request log attributes to that caller.
+#[derive(Debug)]
+pub struct ProviderPlan {
+    pub listener: TcpListener,
+    pub callers: Vec<(String, TcpListener)>,
+}
+
+impl From<TcpListener> for ProviderPlan {
+    fn from(listener: TcpListener) -> Self {
+        Self {
+            listener,
+            callers: Vec::new(),
+        }
+    }
 }
 
 /// A running system. Dropping it without [`System::shutdown`] leaves tasks running until
@@ -53,21 +72,25 @@ impl System {
     pub async fn start(
         config: Arc<TargetConfig>,
         store: &StoreUrl,
-        provider: Option<TcpListener>,
+        provider: Option<ProviderPlan>,
         regions: Vec<RegionPlan>,
     ) -> Result<Self, SystemError> {
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = Vec::new();
         let provider = match provider {
-            Some(listener) => {
+            Some(plan) => {
                 let db = Db::open(store, StoreName::Provider).await?;
                 let provider = Provider::open(&config, db).await?;
-                let addr = local_addr(&listener)?;
-                let serving = provider.clone();
-                let stop = stopped(stop_rx.clone());
-                tasks.push(tokio::spawn(
-                    async move { serving.serve(listener, stop).await },
-                ));
+                let addr = local_addr(&plan.listener)?;
+                let listeners = std::iter::once((None, plan.listener))
+                    .chain(plan.callers.into_iter().map(|(c, l)| (Some(c), l)));
+                for (caller, listener) in listeners {
+                    let serving = provider.clone();
+                    let stop = stopped(stop_rx.clone());
+                    tasks.push(tokio::spawn(async move {
+                        serving.serve_for(listener, caller, stop).await
+                    }));
+                }
                 Some((provider, addr))
             }
             None => None,
@@ -79,6 +102,7 @@ impl System {
                 id: plan.id,
                 provider_url: plan.provider_url,
                 peer_url: plan.peer_url,
+                sink_url: plan.sink_url,
             };
             let region = Region::open(config.clone(), wiring, db).await?;
             let addr = local_addr(&plan.listener)?;
@@ -115,15 +139,17 @@ impl System {
                 listener: region_a,
                 provider_url: provider_url.clone(),
                 peer_url: Some(url_b),
+                sink_url: None,
             },
             RegionPlan {
                 id: RegionId::B,
                 listener: region_b,
                 provider_url,
                 peer_url: Some(url_a),
+                sink_url: None,
             },
         ];
-        Self::start(config, store, Some(provider), plans).await
+        Self::start(config, store, Some(provider.into()), plans).await
     }
 
     /// The region `id`, if it runs here.

@@ -25,7 +25,7 @@ impl P {
         let system = System::start(
             Arc::new(config),
             &stores.url,
-            Some(listener().await),
+            Some(listener().await.into()),
             vec![],
         )
         .await

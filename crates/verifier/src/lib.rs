@@ -78,6 +78,15 @@ pub struct Options {
     /// open then (pending orders, unpublished events) only reflects the interruption and is
     /// `unknown`, not a violation; the report is `partial`.
     pub interrupted_at_us: Option<i64>,
+    /// A confirmation event must reach the event sink within this many ms of its customer
+    /// being told the order is confirmed.
+    pub event_age_ms: f64,
+}
+
+/// The event-age bound that follows from the outbox relay's settings: fifty polls and one
+/// delivery timeout (12 s at the defaults of 200 ms and 2 s).
+pub fn default_event_age_ms(poll_interval_ms: u64, delivery_timeout_ms: u64) -> f64 {
+    (50 * poll_interval_ms + delivery_timeout_ms) as f64
 }
 
 impl Default for Options {
@@ -89,6 +98,7 @@ impl Default for Options {
             goodput_fraction: 0.8,
             asked: None,
             interrupted_at_us: None,
+            event_age_ms: default_event_age_ms(200, 2_000),
         }
     }
 }
@@ -115,6 +125,8 @@ pub async fn verify(sources: &Sources, options: &Options) -> Result<Report, Veri
         has_requests: stores.requests,
         shed_p99_ms: options.shed_p99_ms,
         goodput_fraction: options.goodput_fraction,
+        sink: stores.sink_evidence().await?,
+        event_age_us: (options.event_age_ms * 1_000.0) as i64,
     };
     let mut per_order: Vec<Box<dyn PerOrder>> = vec![
         Box::new(invariants::no_duplicate_charge::NoDuplicateCharge::default()),
@@ -139,7 +151,12 @@ pub async fn verify(sources: &Sources, options: &Options) -> Result<Report, Veri
             sales.observe(order, single_region);
         }),
         invariants::no_oversell::check(&stores.regions, &ctx),
-        invariants::admission_control::check(&stores.regions, stores.history.as_ref(), &ctx),
+        invariants::admission_control::check(
+            &stores.provider,
+            &stores.regions,
+            stores.history.as_ref(),
+            &ctx,
+        ),
     );
     let orders_checked = orders_checked?;
     let mut verdicts: Vec<Verdict> = per_order.into_iter().map(|i| i.finish(&ctx)).collect();
@@ -151,6 +168,9 @@ pub async fn verify(sources: &Sources, options: &Options) -> Result<Report, Veri
     sources_seen.extend(stores.regions.iter().map(|(_, db)| db.location.to_string()));
     if let Some(history) = &stores.history {
         sources_seen.push(format!("history {}", history.location));
+    }
+    if let Some(sink) = &stores.sink {
+        sources_seen.push(format!("sink {}", sink.location));
     }
     if let Some(path) = &sources.journal {
         sources_seen.push(format!("journal {}", path.display()));
@@ -190,6 +210,10 @@ pub async fn merge_orders(
         Some(db) if stores.requests => sources::requests(db),
         _ => merge::Sorted::empty("history_requests"),
     };
+    let mut deliveries = match &stores.sink {
+        Some(db) => sources::deliveries(db),
+        None => merge::Sorted::empty("sink_deliveries"),
+    };
     let mut count = 0u64;
     loop {
         for r in regions.iter_mut() {
@@ -201,6 +225,7 @@ pub async fn merge_orders(
         charges.ready().await?;
         arrivals.ready().await?;
         requests.ready().await?;
+        deliveries.ready().await?;
         let keys = regions
             .iter()
             .flat_map(|r| {
@@ -215,6 +240,7 @@ pub async fn merge_orders(
                 charges.front_key(),
                 arrivals.front_key(),
                 requests.front_key(),
+                deliveries.front_key(),
             ]);
         let Some(key) = merge::min_key(keys) else {
             break;
@@ -232,6 +258,7 @@ pub async fn merge_orders(
         charges.take(&key, &mut order.charges).await?;
         arrivals.take(&key, &mut order.arrivals).await?;
         requests.take(&key, &mut order.requests).await?;
+        deliveries.take(&key, &mut order.deliveries).await?;
         each(&order);
         count += 1;
     }

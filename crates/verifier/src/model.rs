@@ -3,7 +3,8 @@
 use serde::Serialize;
 
 pub use evidence::rows::{
-    ArrivalRow, ChargeRow, EffectRow, EventRow, OrderRow, RequestRow, StoreTag, TransitionRow,
+    ArrivalRow, ChargeRow, DeliveryRow, EffectRow, EventRow, OrderRow, RequestRow, StoreTag,
+    TransitionRow,
 };
 
 /// Everything every store says about one order id.
@@ -18,6 +19,8 @@ pub struct OrderEvidence {
     pub arrivals: Vec<ArrivalRow>,
     /// Every request its customer sent and the answer to it, by arrival then sending order.
     pub requests: Vec<RequestRow>,
+    /// The event sink's deliveries for it, in arrival order.
+    pub deliveries: Vec<DeliveryRow>,
 }
 
 impl OrderEvidence {
@@ -42,7 +45,8 @@ impl OrderEvidence {
             .map(|t| t.at_us)
             .chain(self.charges.iter().map(|c| c.created_at_us))
             .chain(self.arrivals.iter().map(|a| a.intended_at_us))
-            .chain(self.arrivals.iter().filter_map(|a| a.finished_at_us));
+            .chain(self.arrivals.iter().filter_map(|a| a.finished_at_us))
+            .chain(self.deliveries.iter().map(|d| d.received_at_us));
         times.fold(None, |span, t| match span {
             None => Some((t, t)),
             Some((lo, hi)) => Some((lo.min(t), hi.max(t))),

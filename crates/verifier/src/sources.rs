@@ -11,7 +11,8 @@ use evidence::{
 use crate::VerifyError;
 use crate::merge::{Keyed, Sorted};
 use crate::model::{
-    ArrivalRow, ChargeRow, EffectRow, EventRow, OrderRow, RequestRow, StoreTag, TransitionRow,
+    ArrivalRow, ChargeRow, DeliveryRow, EffectRow, EventRow, OrderRow, RequestRow, StoreTag,
+    TransitionRow,
 };
 use crate::rows::{Columns, FromColumns, decode_json_page};
 
@@ -37,6 +38,9 @@ pub struct Stores {
     pub params: RunParams,
     /// What each region recorded it ran with (`None`: it recorded nothing).
     pub claims: Vec<(StoreTag, Option<RunParams>)>,
+    /// The event sink's delivery log (`None`: the run had no sink, e.g. an external
+    /// system whose events do not reach the rig).
+    pub sink: Option<Db>,
 }
 
 fn tag(region: RegionId) -> StoreTag {
@@ -113,13 +117,36 @@ impl Stores {
             Some(db) => has_column(db, reads::REQUESTS_HAVE_ORDER_IDS).await?,
             None => false,
         };
+        let sink = match Db::open_with(&sources.store, StoreName::Sink, Access::ReadOnly).await {
+            Ok(db) => Some(db),
+            Err(StoreError::Missing { .. }) => None,
+            Err(err) => return Err(err.into()),
+        };
         Ok(Self {
+            sink,
             provider,
             regions,
             history,
             requests,
             params,
             claims,
+        })
+    }
+}
+
+impl Stores {
+    /// What the event sink's log holds.
+    pub async fn sink_evidence(&self) -> Result<crate::invariants::SinkEvidence, VerifyError> {
+        use crate::invariants::SinkEvidence;
+        let Some(db) = &self.sink else {
+            return Ok(SinkEvidence::Absent);
+        };
+        let any = sqlx::query(reads::SINK_ANY_DELIVERY)
+            .fetch_optional(&db.pool)
+            .await?;
+        Ok(match any {
+            Some(_) => SinkEvidence::Delivered,
+            None => SinkEvidence::Silent,
         })
     }
 }
@@ -156,7 +183,8 @@ keyed!(
     EffectRow,
     ChargeRow,
     ArrivalRow,
-    RequestRow
+    RequestRow,
+    DeliveryRow
 );
 
 impl FromColumns for OrderRow {
@@ -277,6 +305,20 @@ impl FromColumns for RequestRow {
     }
 }
 
+impl FromColumns for DeliveryRow {
+    const COLUMNS: &'static str = "order_id, event_id, event_type, caller, received_at_us, outcome";
+    fn from_columns(c: &mut impl Columns, _store: StoreTag) -> Result<Self, String> {
+        Ok(Self {
+            order_id: c.text()?,
+            event_id: c.opt_text()?.unwrap_or_default(),
+            event_type: c.opt_text()?.unwrap_or_default(),
+            caller: c.opt_text()?,
+            received_at_us: c.int()?,
+            outcome: c.text()?,
+        })
+    }
+}
+
 /// Rows per SQLite page: enough to amortise a query, small enough to keep memory flat
 /// (SQLite builds a page in-process, where large strings cost allocator time).
 const PAGE_ROWS: usize = 4_000;
@@ -358,4 +400,9 @@ pub fn arrivals(db: &Db) -> Sorted<ArrivalRow> {
         "history_arrivals",
         "arrival_id",
     )
+}
+
+/// The event sink's deliveries, by order and arrival.
+pub fn deliveries(db: &Db) -> Sorted<DeliveryRow> {
+    stream(db, "sink_deliveries", "sink", reads::SINK_DELIVERED, "id")
 }

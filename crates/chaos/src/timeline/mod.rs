@@ -17,6 +17,12 @@
 //! rate_limit_per_sec = 50    # also: max_concurrency, latency_ms, error_rate,
 //!                            # commit_then_drop_rate, outage; provider = "NAME" to pick one
 //!
+//! [[chaos]]                  # the rig's event sink answers slowly: the outbox relay backs up
+//! at = "3m"
+//! for = "20s"
+//! kind = "sink"
+//! latency_ms = 500           # also: error_rate, outage
+//!
 //! [[chaos]]                  # a slow link to the provider
 //! at = "4m"
 //! for = "30s"
@@ -50,6 +56,10 @@ use parse::parse_entry;
 
 /// The regions a partition can separate.
 pub const REGIONS: [&str; 2] = ["a", "b"];
+
+/// The name the event sink's fault API goes by among the targets' fault APIs (it takes the
+/// provider's fault JSON: latency, errors, outage).
+pub const SINK: &str = "sink";
 
 /// How a partition cuts the link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -100,6 +110,8 @@ pub enum Fault {
         #[serde(serialize_with = "toxic_as_json")]
         toxic: ToxicSpec,
     },
+    /// The rig's event sink: latency, errors or an outage.
+    Sink { faults: ProviderFaults },
 }
 
 fn toxic_as_json<S: serde::Serializer>(toxic: &ToxicSpec, s: S) -> Result<S::Ok, S::Error> {
@@ -112,6 +124,7 @@ impl Fault {
             Self::Partition { .. } => "partition",
             Self::Provider { .. } => "provider",
             Self::Link { .. } => "link",
+            Self::Sink { .. } => "sink",
         }
     }
 }

@@ -61,6 +61,7 @@ const PROVIDER_FIELDS: &[&str] = &[
     "commit_then_drop_rate",
     "outage",
 ];
+const SINK_FIELDS: &[&str] = &["latency_ms", "error_rate", "outage"];
 const LINK_FIELDS: &[&str] = &["proxy", "toxic", "stream", "toxicity"];
 
 impl RawEntry {
@@ -171,11 +172,12 @@ pub(super) fn parse_entry(index: usize, item: &toml::Value) -> Result<Entry, Cha
         "partition" => partition(&at, &raw)?,
         "provider" => provider(&at, &raw)?,
         "link" => link(&at, &raw)?,
+        "sink" => sink(&at, &raw)?,
         other => {
             return Err(at.err(
                 "kind",
                 format!(
-                    "{other:?} is not a fault kind; use \"partition\", \"provider\" or \"link\""
+                    "{other:?} is not a fault kind; use \"partition\", \"provider\", \"link\" or \"sink\""
                 ),
             ));
         }
@@ -298,10 +300,34 @@ fn provider(at: &At, raw: &RawEntry) -> Result<Fault, ChaosError> {
             "must not be empty; leave it out to mean every provider",
         ));
     }
+    if raw.provider.as_deref() == Some(super::SINK) {
+        return Err(at.err(
+            "provider",
+            "\"sink\" is the event sink, not a provider: write kind = \"sink\"",
+        ));
+    }
     Ok(Fault::Provider {
         provider: raw.provider.clone(),
         faults,
     })
+}
+
+fn sink(at: &At, raw: &RawEntry) -> Result<Fault, ChaosError> {
+    at.only(raw, "sink", SINK_FIELDS)?;
+    let faults = ProviderFaults {
+        latency_ms: raw.latency_ms,
+        error_rate: raw.error_rate,
+        outage: raw.outage,
+        ..ProviderFaults::default()
+    };
+    at.fraction("error_rate", faults.error_rate)?;
+    if faults.is_clear() {
+        return Err(at.err(
+            "",
+            "a sink fault needs at least one of latency_ms, error_rate, outage = true",
+        ));
+    }
+    Ok(Fault::Sink { faults })
 }
 
 fn link(at: &At, raw: &RawEntry) -> Result<Fault, ChaosError> {

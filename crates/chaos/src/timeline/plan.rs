@@ -141,7 +141,7 @@ impl Plan {
                 Fault::Link { proxy, .. } => {
                     proxies.insert(proxy.clone());
                 }
-                Fault::Provider { .. } => {}
+                Fault::Provider { .. } | Fault::Sink { .. } => {}
             }
         }
         proxies
@@ -155,6 +155,7 @@ impl Plan {
                 Fault::Provider {
                     provider: Some(p), ..
                 } => Some(p.clone()),
+                Fault::Sink { .. } => Some(super::SINK.to_string()),
                 _ => None,
             })
             .collect()
@@ -164,7 +165,7 @@ impl Plan {
     pub fn uses_providers(&self) -> bool {
         self.windows
             .iter()
-            .any(|w| matches!(w.fault, Fault::Provider { .. }))
+            .any(|w| matches!(w.fault, Fault::Provider { .. } | Fault::Sink { .. }))
     }
 
     /// Checks every window against the topology it will act on, before anything starts:
@@ -184,7 +185,20 @@ impl Plan {
                     {
                         return Err(format!(
                             "{entry}: provider = {name:?} is not part of the run; the run's provider is {}",
-                            providers.join(", ")
+                            providers
+                                .iter()
+                                .filter(|p| **p != super::SINK)
+                                .copied()
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ));
+                    }
+                    Vec::new()
+                }
+                Fault::Sink { .. } => {
+                    if !providers.contains(&super::SINK) {
+                        return Err(format!(
+                            "{entry}: kind = \"sink\" acts on the rig's event sink, which this run does not have (the system does not deliver its events to the rig)"
                         ));
                     }
                     Vec::new()
@@ -291,25 +305,18 @@ impl Plan {
                 Fault::Provider { provider, faults } => {
                     let targets: Vec<String> = match provider {
                         Some(name) => vec![name.clone()],
-                        None => providers.to_vec(),
+                        // Every provider: the sink's fault API is not a provider's.
+                        None => providers
+                            .iter()
+                            .filter(|p| *p != super::SINK)
+                            .cloned()
+                            .collect(),
                     };
-                    for target in targets {
-                        let Some(slot) = desired.providers.get_mut(&target) else {
-                            return Err(format!(
-                                "chaos[{entry}] names provider {target:?}, which the run does not know"
-                            ));
-                        };
-                        if let Some(field) = slot.merge(faults).first() {
-                            let other = field_owner[&(target.clone(), *field)];
-                            return Err(format!(
-                                "chaos[{other}] and chaos[{entry}] both set {field} on provider \
-                                 {target} at the same time: move one of them"
-                            ));
-                        }
-                        for field in faults.fields_set() {
-                            field_owner.insert((target.clone(), field), entry);
-                        }
-                    }
+                    set_faults(&mut desired, &mut field_owner, entry, targets, faults)?;
+                }
+                Fault::Sink { faults } => {
+                    let targets = vec![super::SINK.to_string()];
+                    set_faults(&mut desired, &mut field_owner, entry, targets, faults)?;
                 }
             }
         }
@@ -338,6 +345,35 @@ impl Plan {
         }
         Ok(())
     }
+}
+
+/// Adds one entry's faults to the fault APIs named `targets`; two entries setting the same
+/// field on one target at once is an error naming both.
+fn set_faults(
+    desired: &mut Desired,
+    field_owner: &mut BTreeMap<(String, &'static str), usize>,
+    entry: usize,
+    targets: Vec<String>,
+    faults: &ProviderFaults,
+) -> Result<(), String> {
+    for target in targets {
+        let Some(slot) = desired.providers.get_mut(&target) else {
+            return Err(format!(
+                "chaos[{entry}] names provider {target:?}, which the run does not know"
+            ));
+        };
+        if let Some(field) = slot.merge(faults).first() {
+            let other = field_owner[&(target.clone(), *field)];
+            return Err(format!(
+                "chaos[{other}] and chaos[{entry}] both set {field} on {target} at the same \
+                 time: move one of them"
+            ));
+        }
+        for field in faults.fields_set() {
+            field_owner.insert((target.clone(), field), entry);
+        }
+    }
+    Ok(())
 }
 
 /// Adds a toxic to a proxy's desired set; the same toxic twice is fine, two different ones

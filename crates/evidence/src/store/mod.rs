@@ -1,10 +1,10 @@
 //! Durable stores through sqlx: SQLite (embedded default, WAL) and PostgreSQL, one code path.
 //!
-//! A store URL names where all three stores live (DESIGN §3):
+//! A store URL names where every store lives (DESIGN §3):
 //! - `sqlite://DIR`: one database file per store in `DIR` (`provider.db`, `region_a.db`,
-//!   `region_b.db`), created if missing;
+//!   `region_b.db`, `sink.db`), created if missing;
 //! - `postgres://user@host:port/db`: one schema per store (`provider`, `region_a`,
-//!   `region_b`), optionally prefixed by a namespace (`<ns>_provider`, ...) so several runs or
+//!   `region_b`, `sink`), optionally prefixed by a namespace (`<ns>_provider`, ...) so several runs or
 //!   tests can share one database.
 //!
 //! Queries are runtime strings written once for both dialects (`$N` placeholders, `ON
@@ -30,6 +30,8 @@ static SQLITE_PROVIDER: Migrator = sqlx::migrate!("migrations/sqlite/provider");
 static SQLITE_REGION: Migrator = sqlx::migrate!("migrations/sqlite/region");
 static POSTGRES_PROVIDER: Migrator = sqlx::migrate!("migrations/postgres/provider");
 static POSTGRES_REGION: Migrator = sqlx::migrate!("migrations/postgres/region");
+static SQLITE_SINK: Migrator = sqlx::migrate!("migrations/sqlite/sink");
+static POSTGRES_SINK: Migrator = sqlx::migrate!("migrations/postgres/sink");
 
 /// Why a store could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -63,11 +65,13 @@ pub enum Dialect {
     Postgres,
 }
 
-/// Which of the three stores.
+/// Which store: the provider's ledger, a region's records, or the event sink's log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StoreName {
     Provider,
     Region(RegionId),
+    /// The event sink's delivery log (the rig's, like the provider's ledger).
+    Sink,
 }
 
 impl StoreName {
@@ -77,6 +81,7 @@ impl StoreName {
             Self::Provider => "provider",
             Self::Region(RegionId::A) => "region_a",
             Self::Region(RegionId::B) => "region_b",
+            Self::Sink => "sink",
         }
     }
 }
@@ -261,6 +266,8 @@ impl Db {
             (Dialect::Sqlite, StoreName::Region(_)) => &SQLITE_REGION,
             (Dialect::Postgres, StoreName::Provider) => &POSTGRES_PROVIDER,
             (Dialect::Postgres, StoreName::Region(_)) => &POSTGRES_REGION,
+            (Dialect::Sqlite, StoreName::Sink) => &SQLITE_SINK,
+            (Dialect::Postgres, StoreName::Sink) => &POSTGRES_SINK,
         };
         // A store written by a newer build may hold columns and records this one would
         // misread: refuse it by name before reading or migrating anything.

@@ -49,6 +49,11 @@ pub struct ServeArgs {
     /// Peer region base URL for --role region; without it the region owns every order.
     #[arg(long, value_name = "URL")]
     peer_url: Option<String>,
+    /// Event sink base URL for --role region: the outbox relay delivers each confirmation
+    /// event there (POST /v1/events) before marking it published. Without it events go to
+    /// the region's own consumer only.
+    #[arg(long, value_name = "URL")]
+    sink_url: Option<String>,
     /// All-in-one: provider listen address.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8090")]
     listen_provider: SocketAddr,
@@ -113,7 +118,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<Verdict> {
         }
         Role::Provider => {
             let listener = bind(args.listen.unwrap_or(args.listen_provider), "--listen").await?;
-            System::start(config.clone(), &store, Some(listener), vec![]).await
+            System::start(config.clone(), &store, Some(listener.into()), vec![]).await
         }
         Role::Region => {
             let id = args
@@ -133,6 +138,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<Verdict> {
                 listener,
                 provider_url,
                 peer_url: args.peer_url.clone(),
+                sink_url: args.sink_url.clone(),
             };
             System::start(config.clone(), &store, None, vec![plan]).await
         }

@@ -61,6 +61,11 @@ pub struct VerifyArgs {
     /// Client-side p99 bound for shed (429/503) answers, in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 100.0)]
     shed_p99_ms: f64,
+    /// A confirmation event must reach the event sink within this many milliseconds of its
+    /// customer being told confirmed. Default: the profile's [verify] event_age_ms, else
+    /// what its outbox settings imply (12000 at the defaults).
+    #[arg(long, value_name = "MS")]
+    event_age_ms: Option<f64>,
 }
 
 /// What a run directory says about its records and how it ended.
@@ -73,12 +78,18 @@ struct RunDir {
     /// What the run asked of the system it started (its profile's `[target]`); `None` for
     /// a run that drove an external system.
     asked: Option<evidence::RunParams>,
+    /// The event-age bound its profile implies.
+    event_age_ms: f64,
 }
 
-/// The bounds a profile's `[target]` table asks for (read as `rig run` reads a profile).
-fn asked_by(profile: &Path) -> anyhow::Result<evidence::RunParams> {
+/// A profile as `rig run` reads it: the bounds its `[target]` table asks for, and the
+/// event-age bound.
+fn asked_by(profile: &Path) -> anyhow::Result<(evidence::RunParams, f64)> {
     let loaded = crate::run::profile::load(profile, &[], None, &[])?;
-    Ok(loaded.profile.target.run_params())
+    Ok((
+        loaded.profile.target.run_params(),
+        loaded.profile.event_age_ms(),
+    ))
 }
 
 fn read_run_dir(dir: &Path, server: Option<&str>) -> anyhow::Result<RunDir> {
@@ -161,17 +172,14 @@ fn read_run_dir(dir: &Path, server: Option<&str>) -> anyhow::Result<RunDir> {
         None
     };
     let external = summary.as_ref().and_then(|s| s["system"].as_str()) == Some("external");
-    let asked = if external {
-        None
-    } else {
-        Some(asked_by(&dir.join("profile.toml"))?)
-    };
+    let (asked, event_age_ms) = asked_by(&dir.join("profile.toml"))?;
     Ok(RunDir {
         store,
         history,
         journal,
         interrupted_at_us,
-        asked,
+        asked: (!external).then_some(asked),
+        event_age_ms,
     })
 }
 
@@ -221,6 +229,15 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<Verdict> {
         ))
         .into());
     }
+    if let Some(ms) = args.event_age_ms
+        && !(ms.is_finite() && ms > 0.0)
+    {
+        return Err(BadInput(format!(
+            "--event-age-ms {ms}: use a positive number of milliseconds"
+        ))
+        .into());
+    }
+    let profile = args.profile.as_deref().map(asked_by).transpose()?;
     let journal = args
         .journal
         .clone()
@@ -234,9 +251,15 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<Verdict> {
         max_dossiers: args.dossiers,
         shed_p99_ms: args.shed_p99_ms,
         interrupted_at_us: from_dir.as_ref().and_then(|d| d.interrupted_at_us),
-        asked: match &args.profile {
-            Some(profile) => Some(asked_by(profile)?),
+        asked: match &profile {
+            Some((asked, _)) => Some(asked.clone()),
             None => from_dir.as_ref().and_then(|d| d.asked.clone()),
+        },
+        event_age_ms: match (args.event_age_ms, &profile, &from_dir) {
+            (Some(ms), _, _) => ms,
+            (None, Some((_, ms)), _) => *ms,
+            (None, None, Some(dir)) => dir.event_age_ms,
+            (None, None, None) => Options::default().event_age_ms,
         },
         ..Options::default()
     };

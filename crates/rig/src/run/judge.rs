@@ -161,6 +161,7 @@ pub async fn judge(
         asked: (!prepared.external).then(|| profile.target.run_params()),
         // An interrupted run had no drain: what it left open is unknown, not a violation.
         interrupted_at_us: driven.interrupted().then_some(drained.end_at_us),
+        event_age_ms: profile.event_age_ms(),
     };
     let report = verifier::verify(&sources, &options)
         .await

@@ -70,7 +70,11 @@ pub async fn prepare(options: &RunOptions) -> anyhow::Result<Prepared> {
         .chaos
         .expand(profile.run.seed)
         .map_err(|err| BadInput(format!("{where_}: {err}")))?;
-    plan.check_targets(&topology::PROXIES, &topology::PROVIDERS)
+    let fault_apis: &[&str] = match options.external {
+        Some(_) => &topology::EXTERNAL_PROVIDERS,
+        None => &topology::PROVIDERS,
+    };
+    plan.check_targets(&topology::PROXIES, fault_apis)
         .map_err(|err| BadInput(format!("{where_}: {err}")))?;
     if !options.allow_chaos_after_load {
         plan.check_within(schedule.duration()).map_err(|err| {

@@ -50,6 +50,11 @@ pub struct VerifySection {
     pub goodput_fraction: f64,
     /// Counterexamples kept per invariant.
     pub max_dossiers: usize,
+    /// A confirmation event must reach the event sink within this many milliseconds of its
+    /// customer being told confirmed. Default: fifty outbox polls plus one delivery timeout
+    /// (12 000 at the default outbox settings).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_age_ms: Option<f64>,
 }
 
 impl Default for VerifySection {
@@ -58,7 +63,18 @@ impl Default for VerifySection {
             shed_p99_ms: 100.0,
             goodput_fraction: 0.8,
             max_dossiers: 5,
+            event_age_ms: None,
         }
+    }
+}
+
+impl Profile {
+    /// The event-age bound: `[verify] event_age_ms`, else what the outbox settings imply.
+    pub fn event_age_ms(&self) -> f64 {
+        let outbox = &self.target.outbox;
+        self.verify.event_age_ms.unwrap_or_else(|| {
+            verifier::default_event_age_ms(outbox.poll_interval_ms, outbox.delivery_timeout_ms)
+        })
     }
 }
 
@@ -148,6 +164,33 @@ pub fn load(
         return Err(BadInput(format!(
             "{context}: run.name = {:?}: use letters, digits and - _ . (it names the run directory)",
             profile.run.name
+        )));
+    }
+    let v = &profile.verify;
+    let bad_verify = [
+        (
+            "shed_p99_ms",
+            Some(v.shed_p99_ms),
+            "a positive number of milliseconds",
+        ),
+        (
+            "event_age_ms",
+            v.event_age_ms,
+            "a positive number of milliseconds",
+        ),
+    ]
+    .into_iter()
+    .find(|(_, value, _)| value.is_some_and(|x| !(x.is_finite() && x > 0.0)));
+    if let Some((key, value, fix)) = bad_verify {
+        return Err(BadInput(format!(
+            "{context}: verify.{key} = {}: use {fix}",
+            value.unwrap_or_default()
+        )));
+    }
+    if !(0.0..=1.0).contains(&v.goodput_fraction) {
+        return Err(BadInput(format!(
+            "{context}: verify.goodput_fraction = {}: use a share between 0 and 1",
+            v.goodput_fraction
         )));
     }
     let drain = loadgen::parse_duration("run.drain", &profile.run.drain)

@@ -1,11 +1,17 @@
 //! The system under test for one run: provider and two regions on loopback, every hop
 //! between them through a named proxy (`a_to_b`, `b_to_a`, `a_to_provider`,
-//! `b_to_provider`) of a Toxiproxy-compatible server, so faults hit real sockets.
+//! `b_to_provider`, `a_to_sink`, `b_to_sink`) of a Toxiproxy-compatible server, so faults
+//! hit real sockets; and the rig's event sink, which the regions' outbox relays deliver to.
 //!
 //! ```text
 //! load ──► region a ──(a_to_b)──► region b        load ──► region b ──(b_to_a)──► region a
-//! region a ──(a_to_provider)──► provider          region b ──(b_to_provider)──► provider
+//! region a ──(a_to_provider)──► provider :a       region b ──(b_to_provider)──► provider :b
+//! region a ──(a_to_sink)──► sink :a               region b ──(b_to_sink)──► sink :b
 //! ```
+//!
+//! The provider and the sink each listen once per calling region (`:a`, `:b`), and each
+//! proxy leads to its region's listener: their logs attribute every request to a region by
+//! the socket it came in on, which the region cannot choose.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,15 +21,35 @@ use anyhow::Context;
 use evidence::store::{Access, Db, StoreName};
 use evidence::{RegionId, StoreUrl};
 use target_system::TargetConfig;
-use target_system::system::{RegionPlan, System};
+use target_system::system::{ProviderPlan, RegionPlan, System};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 /// The proxies every run's topology has, named after the direction connections are
 /// opened in; the `[[chaos]]` entries may name these.
-pub const PROXIES: [&str; 4] = ["a_to_b", "b_to_a", "a_to_provider", "b_to_provider"];
-/// The providers a run knows (the `provider` key of a provider fault).
-pub const PROVIDERS: [&str; 1] = ["provider"];
+pub const PROXIES: [&str; 6] = [
+    "a_to_b",
+    "b_to_a",
+    "a_to_provider",
+    "b_to_provider",
+    "a_to_sink",
+    "b_to_sink",
+];
+/// The fault APIs a run that starts its system knows: the provider (the `provider` key of
+/// a provider fault) and the event sink (`kind = "sink"`).
+pub const PROVIDERS: [&str; 2] = ["provider", chaos::SINK];
+/// The fault APIs of a run that drives an external system: its events do not reach the
+/// rig's sink.
+pub const EXTERNAL_PROVIDERS: [&str; 1] = ["provider"];
+
+/// The rig's event sink while a run lasts.
+struct RunningSink {
+    sink: target_system::sink::Sink,
+    /// Its unattributed listener (the fault API).
+    url: String,
+    stop: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
 
 pub struct Topology {
     /// The system this run started (None when it drives an external one).
@@ -37,6 +63,8 @@ pub struct Topology {
     pub region_urls: Vec<String>,
     /// The provider's own address (its fault API).
     pub provider_url: String,
+    /// The event sink (None: an external system's events do not reach the rig).
+    sink: Option<RunningSink>,
 }
 
 async fn bind() -> anyhow::Result<TcpListener> {
@@ -46,8 +74,8 @@ async fn bind() -> anyhow::Result<TcpListener> {
 }
 
 impl Topology {
-    /// Starts the proxy server (unless `toxiproxy` is given), creates the four proxies, then
-    /// the provider and both regions wired through them.
+    /// Starts the proxy server (unless `toxiproxy` is given), creates the six proxies, the
+    /// event sink, then the provider and both regions wired through them.
     pub async fn start(
         config: Arc<TargetConfig>,
         store: &StoreUrl,
@@ -55,6 +83,8 @@ impl Topology {
         seed: u64,
     ) -> anyhow::Result<Self> {
         let (provider, a, b) = (bind().await?, bind().await?, bind().await?);
+        let (provider_a, provider_b) = (bind().await?, bind().await?);
+        let (sink_own, sink_a, sink_b) = (bind().await?, bind().await?, bind().await?);
         let addr = |l: &TcpListener| l.local_addr().map(|a| a.to_string());
         let (provider_addr, a_addr, b_addr) = (addr(&provider)?, addr(&a)?, addr(&b)?);
         let embedded = match toxiproxy {
@@ -77,20 +107,22 @@ impl Topology {
             (None, None) => unreachable!("one of them is set"),
         };
         let control = chaos::ToxiproxyControl::new(&url).context("the Toxiproxy URL")?;
-        let proxy = |name: &str, upstream: &str| chaos::ProxyConfig {
+        let proxy = |name: &str, upstream: String| chaos::ProxyConfig {
             name: name.to_string(),
             listen: "127.0.0.1:0".to_string(),
-            upstream: upstream.to_string(),
+            upstream,
             enabled: Some(true),
         };
         let mut log = Vec::new();
         let created = control
             .populate(
                 &[
-                    proxy("a_to_b", &b_addr),
-                    proxy("b_to_a", &a_addr),
-                    proxy("a_to_provider", &provider_addr),
-                    proxy("b_to_provider", &provider_addr),
+                    proxy("a_to_b", b_addr.clone()),
+                    proxy("b_to_a", a_addr.clone()),
+                    proxy("a_to_provider", addr(&provider_a)?),
+                    proxy("b_to_provider", addr(&provider_b)?),
+                    proxy("a_to_sink", addr(&sink_a)?),
+                    proxy("b_to_sink", addr(&sink_b)?),
                 ],
                 &mut log,
             )
@@ -106,20 +138,34 @@ impl Topology {
                 .cloned()
                 .ok_or_else(|| anyhow::anyhow!("the proxy {name} was not created on {url}"))
         };
+        let sink_url = format!("http://{}", addr(&sink_own)?);
+        let sink = start_sink(
+            store,
+            seed,
+            sink_url,
+            [(None, sink_own), (Some("a"), sink_a), (Some("b"), sink_b)],
+        )
+        .await?;
         let plans = vec![
             RegionPlan {
                 id: RegionId::A,
                 listener: a,
                 provider_url: hop("a_to_provider")?,
                 peer_url: Some(hop("a_to_b")?),
+                sink_url: Some(hop("a_to_sink")?),
             },
             RegionPlan {
                 id: RegionId::B,
                 listener: b,
                 provider_url: hop("b_to_provider")?,
                 peer_url: Some(hop("b_to_a")?),
+                sink_url: Some(hop("b_to_sink")?),
             },
         ];
+        let provider = ProviderPlan {
+            listener: provider,
+            callers: vec![("a".to_string(), provider_a), ("b".to_string(), provider_b)],
+        };
         let system = System::start(config, store, Some(provider), plans).await?;
         let region_dbs = system
             .regions
@@ -133,6 +179,7 @@ impl Topology {
             control: Some(control),
             region_urls: vec![format!("http://{a_addr}"), format!("http://{b_addr}")],
             provider_url: format!("http://{provider_addr}"),
+            sink: Some(sink),
         })
     }
 
@@ -169,6 +216,7 @@ impl Topology {
             control,
             region_urls: regions.to_vec(),
             provider_url: provider.trim_end_matches('/').to_string(),
+            sink: None,
         })
     }
 
@@ -183,6 +231,7 @@ impl Topology {
             .iter()
             .map(|(p, _)| p.registry().clone())
             .chain(system.regions.iter().map(|(r, _)| r.registry().clone()))
+            .chain(self.sink.iter().map(|s| s.sink.registry().clone()))
             .collect()
     }
 
@@ -194,6 +243,13 @@ impl Topology {
             chaos::ProviderAdmin::new(PROVIDERS[0], &self.provider_url)
                 .context("the provider's admin URL")?,
         );
+        if let Some(sink) = &self.sink {
+            providers.insert(
+                chaos::SINK.to_string(),
+                chaos::ProviderAdmin::new(chaos::SINK, &sink.url)
+                    .context("the event sink's admin URL")?,
+            );
+        }
         Ok(chaos::Targets {
             toxiproxy: self.control.clone(),
             providers,
@@ -255,7 +311,8 @@ impl Topology {
         parts.join(", ")
     }
 
-    /// Stops the system (flushing its logs) and the embedded proxy server.
+    /// Stops the system (flushing its logs), then the event sink and the embedded proxy
+    /// server.
     pub async fn shutdown(self) {
         match self.system {
             Some(system) => {
@@ -269,8 +326,55 @@ impl Topology {
                 }
             }
         }
+        if let Some(sink) = self.sink {
+            let _ = sink.stop.send(true);
+            for task in sink.tasks {
+                if let Ok(Err(err)) = task.await {
+                    eprintln!("rig run: the event sink did not stop cleanly: {err}");
+                }
+            }
+            sink.sink.db().close().await;
+        }
         if let Some(server) = self.embedded {
             let _ = server.shutdown().await;
         }
     }
+}
+
+/// Opens the sink's store and serves it on each listener (`None`: unattributed, the fault
+/// API; `Some(region)`: the listener that region's proxy leads to).
+async fn start_sink<const N: usize>(
+    store: &StoreUrl,
+    seed: u64,
+    url: String,
+    listeners: [(Option<&str>, TcpListener); N],
+) -> anyhow::Result<RunningSink> {
+    let db = Db::open(store, StoreName::Sink).await.with_context(|| {
+        format!(
+            "opening the event sink's store at {}",
+            store.describe(StoreName::Sink)
+        )
+    })?;
+    let sink = target_system::sink::Sink::open(db, seed);
+    let (stop, stop_rx) = watch::channel(false);
+    let tasks = listeners
+        .into_iter()
+        .map(|(caller, listener)| {
+            let serving = sink.clone();
+            let caller = caller.map(str::to_string);
+            let mut stop = stop_rx.clone();
+            tokio::spawn(async move {
+                let stopped = async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                };
+                serving.serve_for(listener, caller, stopped).await
+            })
+        })
+        .collect();
+    Ok(RunningSink {
+        sink,
+        url,
+        stop,
+        tasks,
+    })
 }

@@ -185,6 +185,9 @@ pub struct RepairConfig {
 pub struct OutboxConfig {
     pub poll_interval_ms: u64,
     pub batch: u32,
+    /// How long one delivery to the event sink may take before the relay gives up on the
+    /// pass (the event stays unpublished and is delivered again).
+    pub delivery_timeout_ms: u64,
 }
 
 /// The simulated payment provider.
@@ -326,6 +329,7 @@ impl Default for OutboxConfig {
         Self {
             poll_interval_ms: 200,
             batch: 50,
+            delivery_timeout_ms: 2_000,
         }
     }
 }

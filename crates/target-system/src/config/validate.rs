@@ -152,6 +152,10 @@ impl TargetConfig {
         }
         positive("outbox.poll_interval_ms", self.outbox.poll_interval_ms)?;
         positive("outbox.batch", u64::from(self.outbox.batch))?;
+        positive(
+            "outbox.delivery_timeout_ms",
+            self.outbox.delivery_timeout_ms,
+        )?;
         let pr = &self.provider;
         if let Some(rate) = pr.rate_limit_per_sec {
             positive("provider.rate_limit_per_sec", u64::from(rate))?;

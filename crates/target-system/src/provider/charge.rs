@@ -32,6 +32,8 @@ impl Provider {
             finished_at_us: now_us(),
             http_status: Some(i64::from(status)),
             outcome,
+            caller: None,
+            abandoned_at_us: None,
         };
         let invalid = |message: &str, field: &str| {
             problem(
@@ -112,7 +114,7 @@ impl Provider {
         }
         // Processing continues even if the caller goes away, as at a real provider.
         let provider = self.clone();
-        let task = tokio::spawn(async move {
+        let task = tokio::spawn(super::SERVED.scope(super::served(), async move {
             let _permit = permit;
             provider.inner.metrics.in_flight.inc();
             let result = provider
@@ -120,7 +122,7 @@ impl Provider {
                 .await;
             provider.inner.metrics.in_flight.dec();
             result
-        });
+        }));
         task.await.unwrap_or_else(|_| {
             Ok(problem(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -151,6 +153,8 @@ impl Provider {
             finished_at_us: now_us(),
             http_status: Some(i64::from(status)),
             outcome,
+            caller: None,
+            abandoned_at_us: None,
         };
         let claim = match ledger::claim(
             &inner.db,
@@ -237,7 +241,7 @@ impl Provider {
             (false, true) => "declined",
             (false, false) => "authorized",
         };
-        let log = line(200, outcome, Some(charge.charge_id.clone()));
+        let log = super::attributed(line(200, outcome, Some(charge.charge_id.clone())));
         if let Err(err) = ledger::complete(&inner.db, &charge, 200, &body, &log).await {
             let _ = ledger::release_claim(&inner.db, &key).await;
             return Ok(self

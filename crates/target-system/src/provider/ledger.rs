@@ -66,6 +66,10 @@ pub struct RequestLog {
     pub finished_at_us: i64,
     pub http_status: Option<i64>,
     pub outcome: &'static str,
+    /// The caller the request's listener belongs to (filled in when the line is logged).
+    pub caller: Option<std::sync::Arc<str>>,
+    /// When the caller went away before its answer, if it did (filled in when logged).
+    pub abandoned_at_us: Option<i64>,
 }
 
 /// What the look-up by key finds (the API answers with [`super::api::KeyAnswer`]).
@@ -418,8 +422,8 @@ pub async fn set_meta(db: &Db, key: &str, value: &str, now_us: i64) -> Result<()
 
 async fn insert_log(conn: &mut sqlx::AnyConnection, log: &RequestLog) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO provider_requests (op, idempotency_key, charge_id, received_at_us, finished_at_us, http_status, outcome) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO provider_requests (op, idempotency_key, charge_id, received_at_us, finished_at_us, http_status, outcome, caller, abandoned_at_us) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(log.op)
     .bind(log.idempotency_key.as_deref())
@@ -428,6 +432,8 @@ async fn insert_log(conn: &mut sqlx::AnyConnection, log: &RequestLog) -> Result<
     .bind(log.finished_at_us)
     .bind(log.http_status)
     .bind(log.outcome)
+    .bind(log.caller.as_deref())
+    .bind(log.abandoned_at_us)
     .execute(conn)
     .await?;
     Ok(())

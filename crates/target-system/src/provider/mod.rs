@@ -27,6 +27,7 @@ pub mod faults;
 pub mod ledger;
 mod reconcile;
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use prometheus::{HistogramVec, IntCounterVec, IntGauge, Registry};
@@ -44,6 +45,49 @@ use faults::{Active, Faults};
 use ledger::{LogWriter, RequestLog};
 
 const MAX_BODY_BYTES: usize = 16 * 1024;
+
+tokio::task_local! {
+    /// The request being served: who sent it and whether they are still waiting.
+    static SERVED: Served;
+}
+
+/// One request as its connection sees it.
+#[derive(Clone, Debug, Default)]
+struct Served {
+    /// The caller its listener belongs to (None: the provider's own listener). Told by the
+    /// socket, never by the request.
+    caller: Option<Arc<str>>,
+    /// When the caller went away before the answer (µs; 0: it has not).
+    gone_at_us: Arc<AtomicI64>,
+}
+
+/// Marks the request abandoned if its handler is dropped before it completes (the
+/// connection closed: the caller timed out or broke it).
+struct Departure {
+    gone_at_us: Arc<AtomicI64>,
+    answered: bool,
+}
+
+impl Drop for Departure {
+    fn drop(&mut self) {
+        if !self.answered {
+            self.gone_at_us.store(now_us(), Ordering::Relaxed);
+        }
+    }
+}
+
+/// `line` with its request's caller and departure time filled in.
+pub(super) fn attributed(mut line: RequestLog) -> RequestLog {
+    let served = served();
+    line.caller = served.caller;
+    line.abandoned_at_us = Some(served.gone_at_us.load(Ordering::Relaxed)).filter(|t| *t > 0);
+    line
+}
+
+/// The request this task serves (a default one outside a request).
+fn served() -> Served {
+    SERVED.try_with(Clone::clone).unwrap_or_default()
+}
 
 /// A running provider's state; clone it freely (all clones share one provider).
 #[derive(Clone, Debug)]
@@ -135,18 +179,46 @@ impl Provider {
         })
     }
 
-    /// Serves the provider API on `listener` until `shutdown` completes.
+    /// Serves the provider API on `listener` until `shutdown` completes; its requests are
+    /// logged without a caller.
     pub async fn serve(
         &self,
         listener: TcpListener,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> std::io::Result<()> {
+        self.serve_for(listener, None, shutdown).await
+    }
+
+    /// Serves the provider API on a listener that belongs to one caller (reached only
+    /// through that caller's proxy): every request arriving on it is logged as `caller`'s,
+    /// whatever the request says. This is how the request log attributes calls to regions.
+    pub async fn serve_for(
+        &self,
+        listener: TcpListener,
+        caller: Option<String>,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> std::io::Result<()> {
         let provider = self.clone();
+        let caller: Option<Arc<str>> = caller.map(Into::into);
         let result = rig_http::serve(
             listener,
             move |req| {
                 let provider = provider.clone();
-                async move { provider.handle(req).await }
+                let served = Served {
+                    caller: caller.clone(),
+                    gone_at_us: Arc::default(),
+                };
+                let departure = Departure {
+                    gone_at_us: served.gone_at_us.clone(),
+                    answered: false,
+                };
+                SERVED.scope(served, async move {
+                    // Owned by the handler's future: dropped with it if the caller leaves.
+                    let mut departure = departure;
+                    let reply = provider.handle(req).await;
+                    departure.answered = true;
+                    reply
+                })
             },
             shutdown,
         )
@@ -234,6 +306,7 @@ impl Provider {
     }
 
     pub(super) async fn log(&self, line: RequestLog, started: tokio::time::Instant) {
+        let line = attributed(line);
         self.count(line.op, line.outcome, started);
         self.inner.log.write(line).await;
     }
@@ -273,6 +346,8 @@ impl Provider {
             finished_at_us: now_us(),
             http_status: Some(i64::from(reply.status().as_u16())),
             outcome,
+            caller: None,
+            abandoned_at_us: None,
         };
         self.log(line, started).await;
     }

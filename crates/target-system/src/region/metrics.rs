@@ -18,6 +18,7 @@ pub(super) struct RegionMetrics {
     pub(super) repair_actions: IntCounterVec,
     pub(super) outbox_published: IntCounterVec,
     pub(super) consumer_deliveries: IntCounterVec,
+    pub(super) sink_deliveries: IntCounterVec,
     pub(super) admission_decisions: IntCounterVec,
     pub(super) retries: IntCounterVec,
     pub(super) retry_budget_available: Gauge,
@@ -35,7 +36,7 @@ impl RegionMetrics {
         let metrics = Self::register(region);
         // Label values known up front are exported as 0 from the start: a dashboard's rate
         // of something that has not happened yet is 0, not a gap.
-        let known: [(&IntCounterVec, &[&str]); 5] = [
+        let known: [(&IntCounterVec, &[&str]); 6] = [
             (
                 &metrics.admission_decisions,
                 &[
@@ -50,6 +51,10 @@ impl RegionMetrics {
             (&metrics.retries, &["allowed", "denied"]),
             (&metrics.repair_actions, &["wait"]),
             (&metrics.consumer_deliveries, &["applied", "duplicate"]),
+            (
+                &metrics.sink_deliveries,
+                &["delivered", "refused", "unreachable"],
+            ),
             (&metrics.forwards, &["forwarded", "held", "delivered"]),
         ];
         for (counter, values) in known {
@@ -114,6 +119,12 @@ impl RegionMetrics {
                 &registry,
                 "rig_region_consumer_deliveries_total",
                 "Deliveries seen by the confirmation consumer: applied or duplicate.",
+                &["result"],
+            ),
+            sink_deliveries: metrics::counter_vec(
+                &registry,
+                "rig_region_sink_deliveries_total",
+                "Outbox events the relay sent to the event sink: delivered, refused (an error answer) or unreachable (no answer).",
                 &["result"],
             ),
             admission_decisions: metrics::counter_vec(

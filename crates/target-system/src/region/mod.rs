@@ -77,6 +77,9 @@ pub struct RegionWiring {
     pub provider_url: String,
     /// Base URL of the peer region; `None` = single-region deployment owning every order.
     pub peer_url: Option<String>,
+    /// Base URL of the event sink the outbox relay delivers to; `None` = no sink (the
+    /// relay hands events to the region's own consumer only).
+    pub sink_url: Option<String>,
 }
 
 /// A running region; clones share it.
@@ -155,14 +158,23 @@ impl Region {
         ));
         Ok(Self {
             inner: Arc::new(Inner {
-                forwarding: Arc::new(Forwarding::new(ctx.clone(), http, checkouts.clone())),
+                forwarding: Arc::new(Forwarding::new(
+                    ctx.clone(),
+                    http.clone(),
+                    checkouts.clone(),
+                )),
                 repair: Arc::new(Repair::new(
                     ctx.clone(),
                     orders,
                     payments.clone(),
                     gate.clone(),
                 )),
-                relay: Arc::new(Relay::new(ctx.clone())),
+                relay: Arc::new(Relay::new(
+                    ctx.clone(),
+                    wiring
+                        .sink_url
+                        .map(|url| (http.clone(), url.trim_end_matches('/').to_string())),
+                )),
                 ctx,
                 gate,
                 payments,

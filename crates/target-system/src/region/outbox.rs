@@ -1,13 +1,19 @@
 //! The transactional outbox relay and the confirmation consumer.
 //!
 //! Events are written in the same transaction as the state change they report. The relay
-//! polls unpublished rows in id order, delivers each to the consumer, then marks it
-//! published. A crash between delivery and marking delivers again: the consumer's dedup
-//! table (insert in the same transaction as its effect) makes the effect happen once.
+//! polls unpublished rows in id order and delivers them, in order, to the event sink over
+//! HTTP (when the region has one) and to the region's own consumer, then marks them
+//! published. A delivery the sink does not accept (error, timeout, outage) ends the pass:
+//! that event and the ones after it stay unpublished and go again next pass, so a slow or
+//! failing sink backs the relay up. A crash between delivery and marking delivers again:
+//! the sink answers a redelivery as a duplicate, and the consumer's dedup table (insert in
+//! the same transaction as its effect) makes the effect happen once.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+use rig_http::{HttpClient, Method};
 use sqlx::Row;
 use tokio::sync::watch;
 
@@ -32,6 +38,10 @@ pub struct Event {
     pub event_id: String,
     pub order_id: String,
     pub event_type: String,
+    /// The event's JSON payload as the outbox stored it.
+    pub payload: String,
+    /// The order's version when the relay read the event.
+    pub version: Option<i64>,
 }
 
 /// The confirmation consumer: records one fulfilment per event, exactly once. A batch is one
@@ -72,15 +82,63 @@ pub async fn deliver(db: &Db, events: &[Event], dedup: bool) -> Result<Vec<Deliv
     Ok(deliveries)
 }
 
-/// The transactional outbox's relay: delivers unpublished events to the consumer.
+/// The transactional outbox's relay: delivers unpublished events to the sink and the
+/// consumer.
 #[derive(Debug)]
 pub(super) struct Relay {
     ctx: Arc<Context>,
+    /// The event sink: a client and its base URL.
+    sink: Option<(HttpClient, String)>,
 }
 
 impl Relay {
-    pub(super) fn new(ctx: Arc<Context>) -> Self {
-        Self { ctx }
+    pub(super) fn new(ctx: Arc<Context>, sink: Option<(HttpClient, String)>) -> Self {
+        Self { ctx, sink }
+    }
+
+    /// Delivers `events` to the sink in order; returns how many it accepted (a prefix).
+    async fn to_sink(&self, events: &[Event]) -> usize {
+        let Some((http, base)) = &self.sink else {
+            return events.len();
+        };
+        let url = format!("{base}/v1/events");
+        let timeout = Duration::from_millis(self.ctx.config.outbox.delivery_timeout_ms);
+        for (n, event) in events.iter().enumerate() {
+            let mut body: serde_json::Value =
+                serde_json::from_str(&event.payload).unwrap_or_else(|_| serde_json::json!({}));
+            body["event_id"] = event.event_id.clone().into();
+            body["order_id"] = event.order_id.clone().into();
+            body["type"] = event.event_type.clone().into();
+            body["version"] = event.version.into();
+            let sent = http
+                .send(
+                    Method::POST,
+                    &url,
+                    &[("content-type", "application/json")],
+                    Some(Bytes::from(body.to_string())),
+                    timeout,
+                )
+                .await;
+            let result = match &sent {
+                Ok(answer) if answer.status.is_success() => "delivered",
+                Ok(_) => "refused",
+                Err(_) => "unreachable",
+            };
+            self.ctx
+                .metrics
+                .sink_deliveries
+                .with_label_values(&[result])
+                .inc();
+            if result != "delivered" {
+                let why = match sent {
+                    Ok(answer) => format!("answered {}", answer.status),
+                    Err(err) => err.to_string(),
+                };
+                tracing::warn!(region = %self.ctx.id, event_id = %event.event_id, %why, "event sink did not accept an event; the relay tries again next pass");
+                return n;
+            }
+        }
+        events.len()
     }
 
     /// One relay pass: delivers up to `outbox.batch` unpublished events and marks them
@@ -89,7 +147,9 @@ impl Relay {
         let db = &self.ctx.db;
         let batch = i64::from(self.ctx.config.outbox.batch);
         let rows = sqlx::query(
-            "SELECT id, event_id, order_id, event_type FROM outbox WHERE published_at_us IS NULL ORDER BY id LIMIT $1",
+            "SELECT e.id, e.event_id, e.order_id, e.event_type, e.payload, o.version \
+             FROM outbox e LEFT JOIN orders o ON o.order_id = e.order_id \
+             WHERE e.published_at_us IS NULL ORDER BY e.id LIMIT $1",
         )
         .bind(batch)
         .fetch_all(&db.pool)
@@ -102,18 +162,25 @@ impl Relay {
                     event_id: row.try_get("event_id")?,
                     order_id: row.try_get("order_id")?,
                     event_type: row.try_get("event_type")?,
+                    payload: row.try_get("payload")?,
+                    version: row.try_get("version")?,
                 })
             })
             .collect::<Result<Vec<_>, sqlx::Error>>()?;
         if events.is_empty() {
             return Ok(0);
         }
+        let delivered = self.to_sink(&events).await;
+        let events = &events[..delivered];
+        if events.is_empty() {
+            return Ok(0);
+        }
         let dedup = !self.ctx.has(crate::defects::Defect::NoConsumerDedup);
-        let deliveries = deliver(db, &events, dedup).await?;
+        let deliveries = deliver(db, events, dedup).await?;
         // A crash here leaves the batch unpublished: it is delivered again and deduplicated.
         let now = now_us();
         let mut tx = db.pool.begin().await?;
-        for event in &events {
+        for event in events {
             sqlx::query(
                 "UPDATE outbox SET published_at_us = $2, delivery_attempts = delivery_attempts + 1 WHERE id = $1",
             )

@@ -1,12 +1,14 @@
-//! A small harness that reads like the topology: spawn provider; spawn region a and b on
-//! 127.0.0.1:0 (directly wired, or with a forwarder the test controls on every hop); talk to
-//! them over real HTTP.
+//! A small harness that reads like the topology: spawn the event sink and the provider;
+//! spawn region a and b on 127.0.0.1:0 (directly wired, or with a forwarder the test
+//! controls on every hop), each delivering its events to the sink; talk to them over real
+//! HTTP.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::TestStores;
 use crate::provider::ledger::{self, Charge};
+use crate::sink::Sink;
 use crate::system::{RegionPlan, System};
 use crate::{Region, TargetConfig};
 use bytes::Bytes;
@@ -14,6 +16,7 @@ use evidence::RegionId;
 use rig_http::{ClientResponse, HttpClient, Method};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 pub use super::forwarder::{Forwarder, Mode};
 
@@ -46,6 +49,28 @@ pub struct Harness {
     pub system: System,
     pub client: HttpClient,
     pub stores: TestStores,
+    /// The event sink the regions deliver to; it stops when the harness is dropped.
+    pub sink: Sink,
+    _sink_stop: watch::Sender<bool>,
+}
+
+/// Opens the sink's store and serves it on a fresh listener until the sender is dropped.
+async fn start_sink(stores: &TestStores, seed: u64) -> (Sink, String, watch::Sender<bool>) {
+    let db = evidence::Db::open(&stores.url, evidence::StoreName::Sink)
+        .await
+        .expect("the sink's store opens");
+    let sink = Sink::open(db, seed);
+    let listener = listener().await;
+    let url = format!("http://{}", listener.local_addr().expect("bound"));
+    let (stop, mut stopped) = watch::channel(false);
+    let serving = sink.clone();
+    tokio::spawn(async move {
+        let until = async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        };
+        serving.serve_for(listener, None, until).await
+    });
+    (sink, url, stop)
 }
 
 pub async fn listener() -> TcpListener {
@@ -55,27 +80,45 @@ pub async fn listener() -> TcpListener {
 }
 
 impl Harness {
-    /// Provider + regions a and b, wired directly.
+    /// Sink, provider and regions a and b, wired directly.
     pub async fn start(stores: TestStores, config: TargetConfig) -> Self {
-        let system = System::start_all(
-            Arc::new(config),
-            &stores.url,
-            listener().await,
-            listener().await,
-            listener().await,
-        )
-        .await
-        .expect("system starts");
+        let (sink, sink_url, sink_stop) = start_sink(&stores, config.seed).await;
+        let (provider, a, b) = (listener().await, listener().await, listener().await);
+        let url = |l: &TcpListener| format!("http://{}", l.local_addr().unwrap());
+        let provider_url = url(&provider);
+        let (url_a, url_b) = (url(&a), url(&b));
+        let plans = vec![
+            RegionPlan {
+                id: RegionId::A,
+                listener: a,
+                provider_url: provider_url.clone(),
+                peer_url: Some(url_b),
+                sink_url: Some(sink_url.clone()),
+            },
+            RegionPlan {
+                id: RegionId::B,
+                listener: b,
+                provider_url,
+                peer_url: Some(url_a),
+                sink_url: Some(sink_url),
+            },
+        ];
+        let system = System::start(Arc::new(config), &stores.url, Some(provider.into()), plans)
+            .await
+            .expect("system starts");
         Self {
             system,
             client: HttpClient::new(Duration::from_secs(2), 64),
             stores,
+            sink,
+            _sink_stop: sink_stop,
         }
     }
 
     /// Provider and regions with every hop through a forwarder the test controls (as a run
     /// puts a proxy on each hop): `a_to_b`, `b_to_a`, `a_to_provider`, `b_to_provider`.
     pub async fn start_linked(stores: TestStores, config: TargetConfig) -> (Self, Links) {
+        let (sink, sink_url, sink_stop) = start_sink(&stores, config.seed).await;
         let (provider, a, b) = (listener().await, listener().await, listener().await);
         let links = Links {
             a_to_b: Forwarder::start(b.local_addr().unwrap()).await,
@@ -89,21 +132,25 @@ impl Harness {
                 listener: a,
                 provider_url: links.a_to_provider.url(),
                 peer_url: Some(links.a_to_b.url()),
+                sink_url: Some(sink_url.clone()),
             },
             RegionPlan {
                 id: RegionId::B,
                 listener: b,
                 provider_url: links.b_to_provider.url(),
                 peer_url: Some(links.b_to_a.url()),
+                sink_url: Some(sink_url),
             },
         ];
-        let system = System::start(Arc::new(config), &stores.url, Some(provider), plans)
+        let system = System::start(Arc::new(config), &stores.url, Some(provider.into()), plans)
             .await
             .expect("system starts");
         let harness = Self {
             system,
             client: HttpClient::new(Duration::from_secs(2), 64),
             stores,
+            sink,
+            _sink_stop: sink_stop,
         };
         (harness, links)
     }

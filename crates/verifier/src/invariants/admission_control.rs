@@ -1,8 +1,17 @@
 //! **admission-control**: the mechanisms that keep overload from becoming collapse.
 //! 1. concurrent provider calls per region never exceed `admission.provider_max_in_flight`
-//!    (a sweep line over `payment_attempts` intervals, ends before starts at one instant);
+//!    (a sweep line over call intervals, ends before starts at one instant);
 //! 2. in every window of `retry_budget.ttl_seconds` ending at a retry, charge retries <=
 //!    `ratio` x first tries + `min_per_sec` x ttl;
+//!
+//!    Both are judged from the provider's request log per calling region (a witness: each
+//!    request is attributed by the listener its region's proxy leads to; a call lasts from
+//!    its receipt to its answer or its caller's departure; a charge is a retry when its
+//!    caller sent that key before; a window's first tries are counted over one more second,
+//!    the transit grace). The regions' own `payment_attempts` are claims, swept
+//!    the same way: a claim over the limit fails too. A provider log without callers
+//!    (stores from before attribution, or a provider reached directly) leaves the claims
+//!    as the only account, and the summary says so.
 //! 3. shed checkouts are answered fast: p99 of the client-measured time of `429`/`503`
 //!    answers to checkout requests (not status polls) <= the bound (needs the client history);
 //! 4. no congestion collapse: a load phase offered at least the best phase's load keeps at
@@ -31,6 +40,7 @@ pub const NAME: &str = "admission-control";
 pub const STATEMENT: &str = "provider calls <= limit; retries within budget in every window; sheds answered fast; no congestion collapse";
 
 pub async fn check(
+    provider: &Db,
     regions: &[(StoreTag, Db)],
     history: Option<&Db>,
     ctx: &Context,
@@ -41,19 +51,26 @@ pub async fn check(
         &mut verdict,
     );
     let mut notes = vec![ctx.bounds_source().to_string()];
-    for (store, db) in regions {
-        // Both sweeps walk the calls in start order: one pass feeds both.
-        let mut concurrency = Concurrency::default();
-        let mut budget = RetryBudget::new(ctx);
-        each_attempt(db, |call| {
-            concurrency.visit(call);
-            budget.visit(call);
-        })
+    let callers: Vec<String> = sqlx::query_scalar(reads::PROVIDER_CALLERS)
+        .fetch_all(&provider.pool)
         .await?;
-        concurrency
-            .finish(store, db, ctx, &mut verdict, &mut notes)
-            .await?;
-        budget.finish(store, ctx, &mut verdict, &mut notes);
+    if callers.is_empty() {
+        notes.push(
+            "provider log: no attributed callers, so the regions' own payment_attempts are the only account of their calls".to_string(),
+        );
+    }
+    for caller in &callers {
+        sweep(
+            provider,
+            Calls::Witnessed(caller),
+            ctx,
+            &mut verdict,
+            &mut notes,
+        )
+        .await?;
+    }
+    for (store, db) in regions {
+        sweep(db, Calls::Claimed(store), ctx, &mut verdict, &mut notes).await?;
     }
     match history {
         Some(history) => {
@@ -68,6 +85,45 @@ pub async fn check(
     }
     verdict.summary = notes.join("; ");
     Ok(verdict)
+}
+
+/// Whose account of the provider calls a sweep reads.
+#[derive(Clone, Copy)]
+enum Calls<'a> {
+    /// The provider's request log, for one caller (a witness).
+    Witnessed(&'a str),
+    /// A region's own `payment_attempts` (a claim).
+    Claimed(StoreTag),
+}
+
+impl Calls<'_> {
+    fn describe(self) -> String {
+        match self {
+            Self::Witnessed(caller) => format!("region {caller} (provider log)"),
+            Self::Claimed(store) => format!("{store} (its own payment_attempts)"),
+        }
+    }
+}
+
+/// Both sweeps over one account of the calls: they walk the calls in start order, so one
+/// pass feeds both.
+async fn sweep(
+    db: &Db,
+    calls: Calls<'_>,
+    ctx: &Context,
+    verdict: &mut Verdict,
+    notes: &mut Vec<String>,
+) -> Result<(), VerifyError> {
+    let mut concurrency = Concurrency::default();
+    let mut budget = RetryBudget::new(ctx, calls);
+    each_call(db, calls, |call| {
+        concurrency.visit(call);
+        budget.visit(call);
+    })
+    .await?;
+    concurrency.finish(calls, db, ctx, verdict, notes).await?;
+    budget.finish(calls, ctx, verdict, notes);
+    Ok(())
 }
 
 /// The most provider calls in flight at once. Calls come in start order; the ends of the
@@ -103,27 +159,32 @@ impl Concurrency {
 
     async fn finish(
         self,
-        store: StoreTag,
+        calls: Calls<'_>,
         db: &Db,
         ctx: &Context,
         verdict: &mut Verdict,
         notes: &mut Vec<String>,
     ) -> Result<(), VerifyError> {
+        let store = calls.describe();
         let Self {
             peak,
             peak_at,
-            calls,
+            calls: n_calls,
             ..
         } = self;
         let limit = i64::from(ctx.params.provider_max_in_flight);
-        verdict.checked += calls;
+        verdict.checked += n_calls;
         notes.push(format!(
             "{store}: peak {peak} provider calls in flight (limit {limit})"
         ));
         if peak <= limit {
             return Ok(());
         }
-        let overlapping = sqlx::query(reads::ATTEMPTS_IN_FLIGHT_AT)
+        let sql = match calls {
+            Calls::Witnessed(caller) => reads::provider_calls_in_flight_at(caller),
+            Calls::Claimed(_) => reads::ATTEMPTS_IN_FLIGHT_AT.to_string(),
+        };
+        let overlapping = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(peak_at)
             .fetch_all(&db.pool)
             .await?;
@@ -131,7 +192,7 @@ impl Concurrency {
             .iter()
             .map(|r| {
                 json!({
-                    "order_id": r.try_get::<String, _>("order_id").unwrap_or_default(),
+                    "order_id": r.try_get::<String, _>("order_id").map(|k| order_of(&k).to_string()).unwrap_or_default(),
                     "op": r.try_get::<String, _>("op").unwrap_or_default(),
                     "attempt_no": r.try_get::<i64, _>("attempt_no").unwrap_or_default(),
                     "started_at_us": r.try_get::<i64, _>("started_at_us").unwrap_or_default(),
@@ -146,7 +207,7 @@ impl Concurrency {
         verdict.violate(ctx.max_dossiers, || Dossier {
             order_id,
             narrative: format!(
-                "region {store} had {peak} provider calls in flight at {} (limit {limit})",
+                "{store}: {peak} provider calls in flight at {} (limit {limit})",
                 at(peak_at)
             ),
             rows: json!({"region": store, "at_us": peak_at, "in_flight": peak, "calls": rows}),
@@ -156,12 +217,19 @@ impl Concurrency {
     }
 }
 
+/// How much earlier than the provider received it a region may have counted a first try
+/// (its transit through the proxy): the provider's log counts a window's first tries over
+/// this much more, so a deposit just inside the region's window is not lost to transit.
+const TRANSIT_GRACE_US: i64 = 1_000_000;
+
 /// Retries against the retry budget in every window: charge calls in start order, with
 /// the first tries and the retries of the last `ttl` seconds in two queues.
 struct RetryBudget {
     ratio: f64,
     ttl_seconds: u64,
     ttl_us: i64,
+    /// Extra time first tries count for (the provider's log: [`TRANSIT_GRACE_US`]).
+    grace_us: i64,
     reserve: f64,
     first_tries: VecDeque<i64>,
     retries: VecDeque<i64>,
@@ -172,9 +240,13 @@ struct RetryBudget {
 }
 
 impl RetryBudget {
-    fn new(ctx: &Context) -> Self {
+    fn new(ctx: &Context, calls: Calls<'_>) -> Self {
         let p = &ctx.params;
         Self {
+            grace_us: match calls {
+                Calls::Witnessed(_) => TRANSIT_GRACE_US,
+                Calls::Claimed(_) => 0,
+            },
             ratio: p.retry_budget_ratio,
             ttl_seconds: p.retry_budget_ttl_seconds,
             ttl_us: i64::try_from(p.retry_budget_ttl_seconds).unwrap_or(10) * 1_000_000,
@@ -195,7 +267,7 @@ impl RetryBudget {
         while self
             .first_tries
             .front()
-            .is_some_and(|s| *s <= t - self.ttl_us)
+            .is_some_and(|s| *s <= t - self.ttl_us - self.grace_us)
         {
             self.first_tries.pop_front();
         }
@@ -224,11 +296,12 @@ impl RetryBudget {
 
     fn finish(
         self,
-        store: StoreTag,
+        calls: Calls<'_>,
         ctx: &Context,
         verdict: &mut Verdict,
         notes: &mut Vec<String>,
     ) {
+        let store = calls.describe();
         let (ratio, reserve, ttl) = (self.ratio, self.reserve, self.ttl_seconds);
         verdict.checked += self.total_retries;
         notes.push(format!(
@@ -237,9 +310,9 @@ impl RetryBudget {
         ));
         if let Some((excess, t, n_retries, n_first, order_id)) = self.worst {
             verdict.violate(ctx.max_dossiers, || Dossier {
-                order_id: Some(order_id),
+                order_id: Some(order_of(&order_id).to_string()),
                 narrative: format!(
-                    "region {store}: {n_retries} retries on {n_first} first tries in the {ttl} s before {} (budget allows {:.1}; {excess:.1} over)",
+                    "{store}: {n_retries} retries on {n_first} first tries in the {ttl} s before {} (budget allows {:.1}; {excess:.1} over)",
                     at(t),
                     ratio * n_first as f64 + reserve
                 ),
@@ -278,22 +351,42 @@ impl FromColumns for Attempt {
 /// Attempts per SQLite page query.
 const ATTEMPT_PAGE: usize = 1_000;
 
-/// Visits every `payment_attempts` row in (started_at_us, id) order: streamed with
-/// `COPY` from PostgreSQL; from SQLite a JSON array of rows per query (one driver row per
-/// page instead of one per call keeps a million-call store fast). Memory is one chunk or
-/// one page.
-async fn each_attempt(db: &Db, mut visit: impl FnMut(&Attempt)) -> Result<(), VerifyError> {
-    const WHAT: &str = "payment_attempts";
+/// The order a provider key (`pay:<order_id>`) or an attempt's order id names.
+fn order_of(key: &str) -> &str {
+    key.strip_prefix("pay:").unwrap_or(key)
+}
+
+/// Visits every call of one account in (started_at_us, id) order: streamed with `COPY`
+/// from PostgreSQL; from SQLite a JSON array of rows per query (one driver row per page
+/// instead of one per call keeps a million-call store fast). Memory is one chunk or one
+/// page.
+async fn each_call(
+    db: &Db,
+    calls: Calls<'_>,
+    mut visit: impl FnMut(&Attempt),
+) -> Result<(), VerifyError> {
+    let (what, sorted, pages) = match calls {
+        Calls::Witnessed(caller) => (
+            "provider_requests",
+            reads::provider_calls_sorted(Attempt::COLUMNS, caller),
+            reads::provider_call_pages(Attempt::COLUMNS, caller, ATTEMPT_PAGE),
+        ),
+        Calls::Claimed(_) => (
+            "payment_attempts",
+            reads::attempts_sorted(Attempt::COLUMNS),
+            reads::attempt_pages(Attempt::COLUMNS, ATTEMPT_PAGE),
+        ),
+    };
     if let Some(target) = &db.postgres {
-        let sql = reads::attempts_sorted(Attempt::COLUMNS);
-        return copy_chunks(target, &sql, WHAT, |chunk: Vec<Attempt>| {
+        let sql = sorted;
+        return copy_chunks(target, &sql, what, |chunk: Vec<Attempt>| {
             chunk.iter().for_each(&mut visit);
             std::future::ready(true)
         })
         .await
-        .map_err(|reason| VerifyError::Read { what: WHAT, reason });
+        .map_err(|reason| VerifyError::Read { what, reason });
     }
-    let sql = reads::attempt_pages(Attempt::COLUMNS, ATTEMPT_PAGE);
+    let sql = pages;
     let (mut after_t, mut after_id) = (i64::MIN, i64::MIN);
     loop {
         let page: Option<String> = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
@@ -304,8 +397,8 @@ async fn each_attempt(db: &Db, mut visit: impl FnMut(&Attempt)) -> Result<(), Ve
             .try_get(0)?;
         let calls: Vec<Attempt> = match page {
             None => Vec::new(),
-            Some(text) => decode_json_page(&text, WHAT)
-                .map_err(|reason| VerifyError::Read { what: WHAT, reason })?,
+            Some(text) => decode_json_page(&text, what)
+                .map_err(|reason| VerifyError::Read { what, reason })?,
         };
         calls.iter().for_each(&mut visit);
         match calls.last() {

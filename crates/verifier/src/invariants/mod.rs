@@ -17,6 +17,17 @@ use serde_json::json;
 use crate::model::{OrderEvidence, StoreTag};
 use crate::report::{Dossier, FaultWindow, Verdict};
 
+/// What the event sink's log holds for this run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SinkEvidence {
+    /// No sink log: the system's events did not go through the rig's sink.
+    Absent,
+    /// A sink log with no delivery at all.
+    Silent,
+    /// A sink log with deliveries: the event invariant is judged from it.
+    Delivered,
+}
+
 /// What every invariant may consult.
 #[derive(Debug, Clone)]
 pub struct Context {
@@ -43,6 +54,10 @@ pub struct Context {
     /// Goodput in any phase offered at least the best phase's load must stay above this
     /// share of the best phase's goodput.
     pub goodput_fraction: f64,
+    /// What the event sink saw.
+    pub sink: SinkEvidence,
+    /// A confirmation must reach the sink within this many µs of its customer being told.
+    pub event_age_us: i64,
 }
 
 impl Context {
@@ -121,6 +136,7 @@ impl Context {
                 "charges": order.charges,
                 "outbox": order.events,
                 "effects": order.effects,
+                "sink_deliveries": order.deliveries,
                 "client": order.arrivals,
                 "client_requests": order.requests,
             }),
@@ -130,7 +146,8 @@ impl Context {
 }
 
 /// What each invariant judges from: the witnesses (written by the rig: the run's profile,
-/// the client history, the provider's ledger, the chaos journal) and the system's own
+/// the client history, the provider's ledger and request log, the event sink's log, the
+/// chaos journal) and the system's own
 /// records it treats as claims.
 pub fn sources(invariant: &str) -> (&'static [&'static str], &'static [&'static str]) {
     match invariant {
@@ -153,10 +170,13 @@ pub fn sources(invariant: &str) -> (&'static [&'static str], &'static [&'static 
             &["client polls and final polls", "run profile (bound)"],
             &["order transitions", "recorded parameters"],
         ),
-        // The event sink, its witness, is not built yet: judged from claims alone.
-        outbox_effectively_once::NAME => (&[], &["outbox", "consumer effects"]),
+        outbox_effectively_once::NAME => (
+            &["event sink log", "client answer sequences"],
+            &["outbox", "consumer effects", "order rows"],
+        ),
         admission_control::NAME => (
             &[
+                "provider request log per calling region",
                 "client history (shed answers, goodput)",
                 "run profile (limits)",
             ],
