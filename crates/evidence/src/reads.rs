@@ -172,6 +172,14 @@ pub fn provider_calls_in_flight_at(caller: &str) -> String {
 pub const SINK_DELIVERED: &str = "(SELECT * FROM sink_deliveries \
      WHERE order_id IS NOT NULL AND outcome IN ('accepted', 'duplicate')) d";
 
+/// How many distinct orders the sink accepted a confirmation for.
+pub const SINK_CONFIRMED_ORDERS: &str = "SELECT COUNT(DISTINCT order_id) FROM sink_deliveries \
+     WHERE outcome = 'accepted' AND event_type = 'order_confirmed'";
+
+/// How many orders' customers were told they are confirmed (the client history).
+pub const CUSTOMERS_TOLD_CONFIRMED: &str =
+    "SELECT COUNT(DISTINCT order_id) FROM history_requests WHERE answer = 'confirmed'";
+
 /// Whether the sink saw any delivery at all.
 pub const SINK_ANY_DELIVERY: &str =
     "SELECT 1 FROM sink_deliveries WHERE outcome IN ('accepted', 'duplicate') LIMIT 1";

@@ -81,6 +81,13 @@ pub struct Options {
     /// A confirmation event must reach the event sink within this many ms of its customer
     /// being told the order is confirmed.
     pub event_age_ms: f64,
+    /// Unit prices in cents per sku (the run's profile): what a confirmed customer's cart
+    /// must have cost, where the system's own order rows cannot be read.
+    pub prices: std::collections::BTreeMap<String, i64>,
+    /// The provider-call limit and retry budget in the bounds are the system's; false for
+    /// a black-box system the user gave no such limits for (admission-control then judges
+    /// only shed latency and goodput, and is unknown unless those fail).
+    pub admission_bounds: bool,
 }
 
 /// The event-age bound that follows from the outbox relay's settings: fifty polls and one
@@ -99,6 +106,8 @@ impl Default for Options {
             asked: None,
             interrupted_at_us: None,
             event_age_ms: default_event_age_ms(200, 2_000),
+            prices: std::collections::BTreeMap::new(),
+            admission_bounds: true,
         }
     }
 }
@@ -126,6 +135,9 @@ pub async fn verify(sources: &Sources, options: &Options) -> Result<Report, Veri
         shed_p99_ms: options.shed_p99_ms,
         goodput_fraction: options.goodput_fraction,
         sink: stores.sink_evidence().await?,
+        order_rows: !stores.regions.is_empty(),
+        admission_bounds: options.admission_bounds,
+        prices: options.prices.clone(),
         event_age_us: (options.event_age_ms * 1_000.0) as i64,
     };
     let mut per_order: Vec<Box<dyn PerOrder>> = vec![
@@ -148,7 +160,7 @@ pub async fn verify(sources: &Sources, options: &Options) -> Result<Report, Veri
             for invariant in per_order.iter_mut() {
                 invariant.observe(order, &ctx);
             }
-            sales.observe(order, single_region);
+            sales.observe(order, single_region, !ctx.order_rows);
         }),
         invariants::no_oversell::check(&stores.regions, &ctx),
         invariants::admission_control::check(

@@ -62,14 +62,41 @@ pub struct RunArgs {
     #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_linger)]
     metrics_linger: Duration,
     /// Drive an already-running system instead of starting one: the entry regions' base
-    /// URLs, a then b (comma-separated). Needs --provider and --store (the stores those
-    /// services write); proxy faults need --toxiproxy with the proxies a_to_b, b_to_a,
-    /// a_to_provider and b_to_provider.
-    #[arg(long, value_name = "URL,URL", value_delimiter = ',', requires_all = ["provider", "store"])]
+    /// URLs, a then b (comma-separated), speaking the checkout contract.
+    ///
+    /// Alone, this is black-box mode: the rig cannot read the system's stores and judges it
+    /// from its witnesses. It runs its own provider and event sink; configure the service's
+    /// region a to pay at the first --provider-listen address and deliver its events to the
+    /// first --sink-listen address, region b at the second ones (the rig's proxies
+    /// a_to_provider, b_to_provider, a_to_sink, b_to_sink listen there, so the profile's
+    /// provider, sink and link faults reach it).
+    ///
+    /// With --provider and --store: a system with its own provider whose stores the rig
+    /// reads (e.g. the compose stack); proxy faults need --toxiproxy with the proxies
+    /// a_to_b, b_to_a, a_to_provider and b_to_provider.
+    #[arg(long, value_name = "URL,URL", value_delimiter = ',', num_args = 1)]
     regions: Vec<String>,
-    /// With --regions: the provider's base URL (its fault admin API).
-    #[arg(long, value_name = "URL", requires = "regions")]
+    /// With --regions: the system's own provider's base URL (its fault admin API); needs
+    /// --store.
+    #[arg(long, value_name = "URL", requires_all = ["regions", "store"])]
     provider: Option<String>,
+    /// Black-box mode: where the rig's provider listens for region a and for region b.
+    #[arg(
+        long,
+        value_name = "a=ADDR,b=ADDR",
+        default_value = "a=127.0.0.1:18091,b=127.0.0.1:18092",
+        value_parser = parse_pair
+    )]
+    provider_listen: [String; 2],
+    /// Black-box mode: where the rig's event sink listens for region a and for region b
+    /// (POST /v1/events {"event_id","order_id","type","version"}).
+    #[arg(
+        long,
+        value_name = "a=ADDR,b=ADDR",
+        default_value = "a=127.0.0.1:18095,b=127.0.0.1:18096",
+        value_parser = parse_pair
+    )]
+    sink_listen: [String; 2],
     /// Also print the system's log lines on stderr (they always go to rig.log in the run
     /// directory).
     #[arg(short, long)]
@@ -97,6 +124,37 @@ pub struct RunArgs {
     grafana_token: Option<String>,
 }
 
+/// `a=ADDR,b=ADDR`: one loopback address per region.
+fn parse_pair(text: &str) -> Result<[String; 2], String> {
+    let mut a = None;
+    let mut b = None;
+    for part in text.split(',') {
+        match part.trim().split_once('=') {
+            Some(("a", addr)) => a = Some(addr.to_string()),
+            Some(("b", addr)) => b = Some(addr.to_string()),
+            _ => {
+                return Err(format!(
+                    "{part:?}: write one address per region, e.g. a=127.0.0.1:18091,b=127.0.0.1:18092"
+                ));
+            }
+        }
+    }
+    let (Some(a), Some(b)) = (a, b) else {
+        return Err("name both regions, e.g. a=127.0.0.1:18091,b=127.0.0.1:18092".to_string());
+    };
+    for addr in [&a, &b] {
+        let ip = addr
+            .parse::<std::net::SocketAddr>()
+            .map_err(|e| format!("{addr:?}: {e}; write IP:PORT, e.g. 127.0.0.1:18091"))?;
+        if !ip.ip().is_loopback() {
+            return Err(format!(
+                "{addr}: the rig listens on loopback only (use 127.0.0.1 and reach it from containers through the host network)"
+            ));
+        }
+    }
+    Ok([a, b])
+}
+
 fn parse_defect(text: &str) -> Result<Defect, String> {
     Defect::parse(text).ok_or_else(|| {
         format!(
@@ -107,13 +165,12 @@ fn parse_defect(text: &str) -> Result<Defect, String> {
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<Verdict> {
-    let external = match args.provider {
-        Some(provider) => Some(External {
-            regions: args.regions,
-            provider,
-        }),
-        None => None,
-    };
+    let external = (!args.regions.is_empty()).then_some(External {
+        regions: args.regions,
+        provider: args.provider,
+        provider_listen: args.provider_listen,
+        sink_listen: args.sink_listen,
+    });
     let options = RunOptions {
         profile: args.profile,
         sets: args.sets,

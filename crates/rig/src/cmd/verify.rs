@@ -1,6 +1,7 @@
 //! `rig verify`: the verifier against existing records: a run directory, or stores kept
 //! elsewhere.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -80,16 +81,31 @@ struct RunDir {
     asked: Option<evidence::RunParams>,
     /// The event-age bound its profile implies.
     event_age_ms: f64,
+    /// Its catalog's prices.
+    prices: BTreeMap<String, i64>,
+    /// False for a black-box run given no admission limits.
+    admission_bounds: bool,
 }
 
-/// A profile as `rig run` reads it: the bounds its `[target]` table asks for, and the
-/// event-age bound.
-fn asked_by(profile: &Path) -> anyhow::Result<(evidence::RunParams, f64)> {
+/// What a profile (read as `rig run` reads one) sets for judging.
+struct Judging {
+    /// The bounds its `[target]` table asks for.
+    asked: evidence::RunParams,
+    event_age_ms: f64,
+    prices: BTreeMap<String, i64>,
+    /// A black-box system's bounds (with `[verify]`'s admission limits) and whether any
+    /// admission limit was given.
+    black_box: (evidence::RunParams, bool),
+}
+
+fn asked_by(profile: &Path) -> anyhow::Result<Judging> {
     let loaded = crate::run::profile::load(profile, &[], None, &[])?;
-    Ok((
-        loaded.profile.target.run_params(),
-        loaded.profile.event_age_ms(),
-    ))
+    Ok(Judging {
+        asked: loaded.profile.target.run_params(),
+        event_age_ms: loaded.profile.event_age_ms(),
+        prices: loaded.profile.prices(),
+        black_box: loaded.profile.black_box_bounds(),
+    })
 }
 
 fn read_run_dir(dir: &Path, server: Option<&str>) -> anyhow::Result<RunDir> {
@@ -171,15 +187,25 @@ fn read_run_dir(dir: &Path, server: Option<&str>) -> anyhow::Result<RunDir> {
     } else {
         None
     };
-    let external = summary.as_ref().and_then(|s| s["system"].as_str()) == Some("external");
-    let (asked, event_age_ms) = asked_by(&dir.join("profile.toml"))?;
+    let system = summary.as_ref().and_then(|s| s["system"].as_str());
+    let external = matches!(system, Some("external" | "black-box"));
+    let blackbox = system == Some("black-box");
+    let judging = asked_by(&dir.join("profile.toml"))?;
     Ok(RunDir {
         store,
         history,
         journal,
         interrupted_at_us,
-        asked: (!external).then_some(asked),
-        event_age_ms,
+        // A black-box run is judged by its profile (the rig configured what it could); an
+        // external system with readable stores by what it recorded.
+        asked: match (external, blackbox) {
+            (_, true) => Some(judging.black_box.0),
+            (true, false) => None,
+            (false, false) => Some(judging.asked),
+        },
+        admission_bounds: !blackbox || judging.black_box.1,
+        event_age_ms: judging.event_age_ms,
+        prices: judging.prices,
     })
 }
 
@@ -252,14 +278,20 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<Verdict> {
         shed_p99_ms: args.shed_p99_ms,
         interrupted_at_us: from_dir.as_ref().and_then(|d| d.interrupted_at_us),
         asked: match &profile {
-            Some((asked, _)) => Some(asked.clone()),
+            Some(judging) => Some(judging.asked.clone()),
             None => from_dir.as_ref().and_then(|d| d.asked.clone()),
         },
         event_age_ms: match (args.event_age_ms, &profile, &from_dir) {
             (Some(ms), _, _) => ms,
-            (None, Some((_, ms)), _) => *ms,
+            (None, Some(judging), _) => judging.event_age_ms,
             (None, None, Some(dir)) => dir.event_age_ms,
             (None, None, None) => Options::default().event_age_ms,
+        },
+        admission_bounds: from_dir.as_ref().is_none_or(|d| d.admission_bounds),
+        prices: match (&profile, &from_dir) {
+            (Some(judging), _) => judging.prices.clone(),
+            (None, Some(dir)) => dir.prices.clone(),
+            (None, None) => BTreeMap::new(),
         },
         ..Options::default()
     };

@@ -177,7 +177,7 @@ pub fn summary_json(o: &Outcome<'_>, series: &StoreSeries, journal: &[chaos::Rec
             StoreUrl::Postgres { namespace, .. } => namespace.clone(),
             StoreUrl::Sqlite { .. } => None,
         },
-        "system": if o.external { "external" } else { "reference" },
+        "system": o.system.as_str(),
         "parameters": o.profile.target,
         "defects": o.profile.target.defects,
         "invariants": o.verdict.verdicts.iter().map(|v| json!({

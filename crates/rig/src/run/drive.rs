@@ -51,8 +51,18 @@ pub async fn drive(prepared: &Prepared, started: &mut Started) -> anyhow::Result
             }
         }
     });
-    let checkout = CheckoutRun::new(profile.workload.clone(), topology.region_urls.clone())
-        .history(HistorySink::Sqlite {
+    let mut workload = profile.workload.clone();
+    if topology.black_box && workload.skus.is_empty() {
+        // A system the rig cannot read sells what the profile's catalog lists.
+        workload.skus = profile
+            .target
+            .catalog
+            .iter()
+            .map(|i| i.sku.clone())
+            .collect();
+    }
+    let checkout =
+        CheckoutRun::new(workload, topology.region_urls.clone()).history(HistorySink::Sqlite {
             path: prepared.history_path(),
         });
     let hlog = loadgen::HlogWriter::new(std::io::BufWriter::new(

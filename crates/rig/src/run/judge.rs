@@ -27,10 +27,18 @@ pub async fn drain(prepared: &Prepared, started: &mut Started) -> Drained {
     if !started.interrupted()
         && let Some(topology) = &started.topology
     {
-        if let Err(work) = topology
-            .drain(prepared.loaded.drain, started.interrupt.clone())
-            .await
-        {
+        let drained = if topology.black_box {
+            let orders = drain_over_http(prepared, &topology.region_urls, &started.interrupt).await;
+            match orders {
+                Ok(()) => events_delivered(prepared, topology, &started.interrupt).await,
+                Err(left) => Err(left),
+            }
+        } else {
+            topology
+                .drain(prepared.loaded.drain, started.interrupt.clone())
+                .await
+        };
+        if let Err(work) = drained {
             eprintln!("rig run: the drain ended with work left: {work}");
             left = Some(work);
         }
@@ -48,6 +56,78 @@ const MAX_FINAL_POLLS: usize = 20_000;
 /// How long the final polls may take in all.
 const FINAL_POLL_TIME: Duration = Duration::from_secs(30);
 
+/// A black-box system's drain: its stores cannot be read, so it is asked over HTTP. Every
+/// order whose customer does not know how it ended is polled at its entry region until
+/// none answers pending (or the drain's bound, or Ctrl-C).
+async fn drain_over_http(
+    prepared: &Prepared,
+    region_urls: &[String],
+    interrupt: &tokio::sync::watch::Receiver<bool>,
+) -> Result<(), String> {
+    let deadline = tokio::time::Instant::now() + prepared.loaded.drain;
+    let mut last_report = tokio::time::Instant::now();
+    loop {
+        let polls = ask_open(prepared, region_urls, interrupt).await?;
+        let open = polls
+            .iter()
+            .filter(|p| !matches!(p.answer, "confirmed" | "failed" | "invalid"))
+            .count();
+        if open == 0 {
+            return Ok(());
+        }
+        let left = format!("{open} orders not yet final when asked over HTTP");
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            return Err(left);
+        }
+        if *interrupt.borrow() {
+            return Err(format!("interrupted with {left}"));
+        }
+        if now.duration_since(last_report) >= Duration::from_secs(5) {
+            eprintln!("rig run: draining: {left}");
+            last_report = now;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// A black-box system's events: waits (at most the event-age bound, or until Ctrl-C) until
+/// the sink has a confirmation for as many orders as customers were told confirmed; what
+/// is missing then is for the verifier to judge.
+async fn events_delivered(
+    prepared: &Prepared,
+    topology: &super::topology::Topology,
+    interrupt: &tokio::sync::watch::Receiver<bool>,
+) -> Result<(), String> {
+    let told = {
+        let db = evidence::HistorySource::Sqlite(prepared.history_path())
+            .open_read_only()
+            .await?;
+        let told: Result<i64, _> = sqlx::query_scalar(evidence::reads::CUSTOMERS_TOLD_CONFIRMED)
+            .fetch_one(&db.pool)
+            .await;
+        db.close().await;
+        told.map_err(|err| err.to_string())?
+    };
+    let bound = Duration::from_secs_f64(prepared.profile().event_age_ms() / 1_000.0);
+    let deadline = tokio::time::Instant::now() + bound;
+    loop {
+        let seen = topology
+            .sink_confirmed_orders()
+            .await
+            .map_err(|err| err.to_string())?;
+        if seen >= told {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline || *interrupt.borrow() {
+            return Err(format!(
+                "the sink has confirmations for {seen} of the {told} orders customers were told are confirmed"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 /// After the drain: `GET /v1/orders/{id}` at the customer's entry region for every order
 /// whose customer does not know how it ended, recorded in the history as `final_poll`
 /// requests (the witness of what such a customer would see now).
@@ -56,26 +136,53 @@ async fn final_polls(
     region_urls: &[String],
     interrupt: &tokio::sync::watch::Receiver<bool>,
 ) {
-    use loadgen::checkout::answer::{AnswerBody, classify};
     use loadgen::checkout::history::final_poll;
-    let sink = loadgen::HistorySink::Sqlite {
-        path: prepared.history_path(),
-    };
-    let open = match final_poll::open_orders(&sink, MAX_FINAL_POLLS).await {
-        Ok(open) => open,
+    let polls = match ask_open(prepared, region_urls, interrupt).await {
+        Ok(polls) => polls,
         Err(err) => {
             eprintln!("rig run: no final polls: {err}");
             return;
         }
     };
-    if open.is_empty() {
+    if polls.is_empty() {
         return;
     }
+    let mut answers: std::collections::BTreeMap<&'static str, u64> = Default::default();
+    for poll in &polls {
+        *answers.entry(poll.answer).or_default() += 1;
+    }
+    let said: Vec<String> = answers.iter().map(|(a, n)| format!("{n} {a}")).collect();
+    eprintln!(
+        "rig run: asked the system again about {} orders whose customers did not know how they ended: {}",
+        polls.len(),
+        said.join(", ")
+    );
+    let sink = loadgen::HistorySink::Sqlite {
+        path: prepared.history_path(),
+    };
+    if let Err(err) = final_poll::record(&sink, &polls).await {
+        eprintln!("rig run: {err}");
+    }
+}
+
+/// Asks each region, over HTTP, about every order whose customer does not know how it
+/// ended (at most [`MAX_FINAL_POLLS`], within [`FINAL_POLL_TIME`]).
+async fn ask_open(
+    prepared: &Prepared,
+    region_urls: &[String],
+    interrupt: &tokio::sync::watch::Receiver<bool>,
+) -> Result<Vec<loadgen::checkout::history::final_poll::FinalPoll>, String> {
+    use loadgen::checkout::answer::{AnswerBody, classify};
+    use loadgen::checkout::history::final_poll;
+    let sink = loadgen::HistorySink::Sqlite {
+        path: prepared.history_path(),
+    };
+    let open = final_poll::open_orders(&sink, MAX_FINAL_POLLS)
+        .await
+        .map_err(|err| err.to_string())?;
     let http = rig_http::HttpClient::new(Duration::from_millis(500), 4);
     let until = tokio::time::Instant::now() + FINAL_POLL_TIME;
     let mut polls = Vec::with_capacity(open.len());
-    let mut answers: std::collections::BTreeMap<&'static str, u64> = Default::default();
-    let asked = open.len();
     for order in open {
         if tokio::time::Instant::now() >= until || *interrupt.borrow() {
             break;
@@ -112,7 +219,6 @@ async fn final_polls(
             Err(rig_http::ClientError::Connect { .. }) => (None, "connect_error"),
             Err(_) => (None, "error"),
         };
-        *answers.entry(answer).or_default() += 1;
         polls.push(final_poll::FinalPoll {
             order,
             sent_at_us,
@@ -121,15 +227,7 @@ async fn final_polls(
             answer,
         });
     }
-    let said: Vec<String> = answers.iter().map(|(a, n)| format!("{n} {a}")).collect();
-    eprintln!(
-        "rig run: asked the system again about {} of {asked} orders whose customers did not know how they ended: {}",
-        polls.len(),
-        said.join(", ")
-    );
-    if let Err(err) = final_poll::record(&sink, &polls).await {
-        eprintln!("rig run: {err}");
-    }
+    Ok(polls)
 }
 
 /// The verdict and the thresholds.
@@ -158,10 +256,18 @@ pub async fn judge(
         goodput_fraction: profile.verify.goodput_fraction,
         // The bounds are what this run asked of the system it started; an external system
         // was configured elsewhere, and its own record is all there is.
-        asked: (!prepared.external).then(|| profile.target.run_params()),
+        // A black-box system is judged by the profile alone.
+        asked: match prepared.system {
+            super::SystemKind::Reference => Some(profile.target.run_params()),
+            super::SystemKind::External => None,
+            super::SystemKind::BlackBox => Some(profile.black_box_bounds().0),
+        },
+        admission_bounds: prepared.system != super::SystemKind::BlackBox
+            || profile.black_box_bounds().1,
         // An interrupted run had no drain: what it left open is unknown, not a violation.
         interrupted_at_us: driven.interrupted().then_some(drained.end_at_us),
         event_age_ms: profile.event_age_ms(),
+        prices: profile.prices(),
     };
     let report = verifier::verify(&sources, &options)
         .await

@@ -82,11 +82,51 @@ pub struct RunOptions {
     pub grafana_token: Option<String>,
 }
 
-/// An already-running system: its entry regions (a, then b) and its provider.
+/// An already-running system: its entry regions (a, then b), and either its own provider
+/// (stores readable at `--store`) or, in black-box mode, the rig's provider and event sink
+/// reached through the addresses it was configured with.
 #[derive(Debug, Clone)]
 pub struct External {
     pub regions: Vec<String>,
-    pub provider: String,
+    /// `--provider URL`: the system's own provider. `None`: black-box mode.
+    pub provider: Option<String>,
+    /// Black-box: where region a's and region b's payment calls go (the rig listens there,
+    /// through its proxies `a_to_provider` and `b_to_provider`).
+    pub provider_listen: [String; 2],
+    /// Black-box: where region a's and region b's confirmation events go (`a_to_sink`,
+    /// `b_to_sink`).
+    pub sink_listen: [String; 2],
+}
+
+/// What kind of system a run judges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SystemKind {
+    /// The reference system, started by the run.
+    Reference,
+    /// A system the run did not start, whose stores (and provider) it reads.
+    External,
+    /// A system the run did not start and cannot read: judged from the witnesses alone
+    /// (it pays through the rig's provider and delivers events to the rig's sink).
+    BlackBox,
+}
+
+impl SystemKind {
+    /// As `summary.json` spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Reference => "reference",
+            Self::External => "external",
+            Self::BlackBox => "black-box",
+        }
+    }
+
+    fn of(external: Option<&External>) -> Self {
+        match external {
+            None => Self::Reference,
+            Some(e) if e.provider.is_some() => Self::External,
+            Some(_) => Self::BlackBox,
+        }
+    }
 }
 
 /// Runs every phase in order. Exit-code semantics: `Ok(Pass|Fail)` is the verdict; an

@@ -20,8 +20,8 @@ pub struct Outcome<'a> {
     pub incomplete: &'a [String],
     pub store: &'a StoreUrl,
     pub drain_left: Option<String>,
-    /// The run drove a system it did not start.
-    pub external: bool,
+    /// The kind of system the run judged.
+    pub system: super::SystemKind,
 }
 
 impl Outcome<'_> {

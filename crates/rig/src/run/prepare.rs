@@ -28,9 +28,11 @@ pub struct Prepared {
     pub run_id: String,
     /// Where the system's stores are.
     pub store: StoreUrl,
-    /// The run drives a system it did not start (`--regions`): the profile's `[target]`
-    /// configured nothing, so the bounds are what that system recorded.
-    pub external: bool,
+    /// What the run judges: the reference system it starts; an external one (`--regions
+    /// --provider --store`: the profile's `[target]` configured nothing, so the bounds are
+    /// what that system recorded); or a black-box one (`--regions` alone: judged from the
+    /// witnesses by the profile's bounds).
+    pub system: super::SystemKind,
 }
 
 impl Prepared {
@@ -70,11 +72,13 @@ pub async fn prepare(options: &RunOptions) -> anyhow::Result<Prepared> {
         .chaos
         .expand(profile.run.seed)
         .map_err(|err| BadInput(format!("{where_}: {err}")))?;
-    let fault_apis: &[&str] = match options.external {
-        Some(_) => &topology::EXTERNAL_PROVIDERS,
-        None => &topology::PROVIDERS,
+    let system = super::SystemKind::of(options.external.as_ref());
+    let (proxies, fault_apis): (&[&str], &[&str]) = match system {
+        super::SystemKind::Reference => (&topology::PROXIES, &topology::PROVIDERS),
+        super::SystemKind::External => (&topology::PROXIES, &topology::EXTERNAL_PROVIDERS),
+        super::SystemKind::BlackBox => (&topology::BLACK_BOX_PROXIES, &topology::PROVIDERS),
     };
-    plan.check_targets(&topology::PROXIES, fault_apis)
+    plan.check_targets(proxies, fault_apis)
         .map_err(|err| BadInput(format!("{where_}: {err}")))?;
     if !options.allow_chaos_after_load {
         plan.check_within(schedule.duration()).map_err(|err| {
@@ -103,7 +107,7 @@ pub async fn prepare(options: &RunOptions) -> anyhow::Result<Prepared> {
     let store = match parsed_store {
         // An external system's stores are where its services put them; a system this run
         // starts gets a schema of its own per run.
-        Some(url) if options.external.is_some() => url,
+        Some(url) if system == super::SystemKind::External => url,
         Some(url) => url.with_namespace(&namespace(&run_id)),
         None => StoreUrl::Sqlite {
             dir: run_dir.join("stores"),
@@ -111,6 +115,25 @@ pub async fn prepare(options: &RunOptions) -> anyhow::Result<Prepared> {
     };
     if options.store.is_some() && !options.append_to_stores {
         refuse_used_stores(&store).await?;
+    }
+    if let Some(external) = options
+        .external
+        .as_ref()
+        .filter(|_| system == super::SystemKind::BlackBox)
+    {
+        let flags = ["--provider-listen", "--sink-listen"];
+        for (flag, addrs) in flags
+            .iter()
+            .zip([&external.provider_listen, &external.sink_listen])
+        {
+            for addr in addrs {
+                std::net::TcpListener::bind(addr.as_str()).map_err(|err| {
+                    BadInput(format!(
+                        "{flag} {addr}: cannot listen there ({err}); give free loopback addresses, e.g. {flag} a=127.0.0.1:18091,b=127.0.0.1:18092"
+                    ))
+                })?;
+            }
+        }
     }
     if let Some(addr) = &options.metrics_addr {
         // Bound again by the exporter when the run starts; checked here so that a busy
@@ -138,7 +161,7 @@ pub async fn prepare(options: &RunOptions) -> anyhow::Result<Prepared> {
         run_dir,
         run_id,
         store,
-        external: options.external.is_some(),
+        system,
     })
 }
 

@@ -55,6 +55,16 @@ pub struct VerifySection {
     /// (12 000 at the default outbox settings).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub event_age_ms: Option<f64>,
+    /// Black-box mode (a system the rig did not configure): the limits admission-control
+    /// judges its provider calls by. Without them only shed latency and goodput are judged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider_max_in_flight: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_budget_ratio: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_budget_min_per_sec: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_budget_ttl_seconds: Option<u64>,
 }
 
 impl Default for VerifySection {
@@ -64,11 +74,46 @@ impl Default for VerifySection {
             goodput_fraction: 0.8,
             max_dossiers: 5,
             event_age_ms: None,
+            provider_max_in_flight: None,
+            retry_budget_ratio: None,
+            retry_budget_min_per_sec: None,
+            retry_budget_ttl_seconds: None,
         }
     }
 }
 
 impl Profile {
+    /// The bounds a black-box system is judged by: the profile's `[target]` (the service
+    /// levels it states), with `[verify]`'s admission limits; and whether any admission
+    /// limit was given.
+    pub fn black_box_bounds(&self) -> (evidence::RunParams, bool) {
+        let mut params = self.target.run_params();
+        let v = &self.verify;
+        if let Some(n) = v.provider_max_in_flight {
+            params.provider_max_in_flight = n;
+        }
+        if let Some(x) = v.retry_budget_ratio {
+            params.retry_budget_ratio = x;
+        }
+        if let Some(x) = v.retry_budget_min_per_sec {
+            params.retry_budget_min_per_sec = x;
+        }
+        if let Some(n) = v.retry_budget_ttl_seconds {
+            params.retry_budget_ttl_seconds = n;
+        }
+        let given = v.provider_max_in_flight.is_some() || v.retry_budget_ratio.is_some();
+        (params, given)
+    }
+
+    /// Unit prices in cents per sku, from `[target]`'s catalog.
+    pub fn prices(&self) -> std::collections::BTreeMap<String, i64> {
+        self.target
+            .catalog
+            .iter()
+            .map(|item| (item.sku.clone(), item.price_cents))
+            .collect()
+    }
+
     /// The event-age bound: `[verify] event_age_ms`, else what the outbox settings imply.
     pub fn event_age_ms(&self) -> f64 {
         let outbox = &self.target.outbox;

@@ -8,7 +8,7 @@ use tokio::sync::watch;
 
 use super::profile::Profile;
 use super::topology::Topology;
-use super::{Prepared, RunOptions};
+use super::{External, Prepared, RunOptions};
 use crate::exit::BadInput;
 use crate::metrics::{Exporter, Registries};
 
@@ -87,14 +87,24 @@ pub async fn start(prepared: &Prepared, options: &RunOptions) -> anyhow::Result<
 
     let toxiproxy = options.toxiproxy.as_deref();
     let topology = match &options.external {
-        Some(external) => Topology::external(
+        Some(External {
+            regions,
+            provider: Some(provider),
+            ..
+        }) => Topology::external(regions, provider, toxiproxy, &prepared.store)
+            .await
+            .context("the external system could not be reached")?,
+        Some(external) => Topology::black_box(
+            Arc::new(profile.target.clone()),
             &external.regions,
-            &external.provider,
-            toxiproxy,
+            &external.provider_listen,
+            &external.sink_listen,
             &prepared.store,
+            toxiproxy,
+            profile.run.seed,
         )
         .await
-        .context("the external system could not be reached")?,
+        .context("the rig's provider and sink for the black-box system could not start")?,
         None => Topology::start(
             Arc::new(profile.target.clone()),
             &prepared.store,

@@ -41,6 +41,10 @@ pub const PROVIDERS: [&str; 2] = ["provider", chaos::SINK];
 /// The fault APIs of a run that drives an external system: its events do not reach the
 /// rig's sink.
 pub const EXTERNAL_PROVIDERS: [&str; 1] = ["provider"];
+/// The proxies of a black-box run: the rig sits between each region and its provider and
+/// sink, not between the regions.
+pub const BLACK_BOX_PROXIES: [&str; 4] =
+    ["a_to_provider", "b_to_provider", "a_to_sink", "b_to_sink"];
 
 /// The rig's event sink while a run lasts.
 struct RunningSink {
@@ -65,6 +69,8 @@ pub struct Topology {
     pub provider_url: String,
     /// The event sink (None: an external system's events do not reach the rig).
     sink: Option<RunningSink>,
+    /// A system whose stores the rig cannot read: its drain polls over HTTP.
+    pub black_box: bool,
 }
 
 async fn bind() -> anyhow::Result<TcpListener> {
@@ -87,26 +93,8 @@ impl Topology {
         let (sink_own, sink_a, sink_b) = (bind().await?, bind().await?, bind().await?);
         let addr = |l: &TcpListener| l.local_addr().map(|a| a.to_string());
         let (provider_addr, a_addr, b_addr) = (addr(&provider)?, addr(&a)?, addr(&b)?);
-        let embedded = match toxiproxy {
-            Some(_) => None,
-            None => Some(
-                chaos::EmbeddedToxiproxy::start(
-                    "127.0.0.1:0",
-                    chaos::ServerOptions {
-                        seed,
-                        proxies: Vec::new(),
-                    },
-                )
-                .await
-                .context("starting the embedded Toxiproxy-compatible server")?,
-            ),
-        };
-        let url = match (&embedded, toxiproxy) {
-            (Some(server), _) => server.url(),
-            (None, Some(url)) => url.to_string(),
-            (None, None) => unreachable!("one of them is set"),
-        };
-        let control = chaos::ToxiproxyControl::new(&url).context("the Toxiproxy URL")?;
+        let (embedded, control) = proxy_server(toxiproxy, seed).await?;
+        let url = control.url().to_string();
         let proxy = |name: &str, upstream: String| chaos::ProxyConfig {
             name: name.to_string(),
             listen: "127.0.0.1:0".to_string(),
@@ -180,6 +168,70 @@ impl Topology {
             region_urls: vec![format!("http://{a_addr}"), format!("http://{b_addr}")],
             provider_url: format!("http://{provider_addr}"),
             sink: Some(sink),
+            black_box: false,
+        })
+    }
+
+    /// A system the rig did not start and cannot read (black-box): the load enters at
+    /// `regions` (a, then b); the rig runs its provider and event sink, each reached by
+    /// region a at `provider_listen[0]` / `sink_listen[0]` and by region b at the second
+    /// address, which are its proxies `a_to_provider`, `b_to_provider`, `a_to_sink` and
+    /// `b_to_sink` (on the embedded Toxiproxy-compatible server unless `toxiproxy`).
+    pub async fn black_box(
+        config: Arc<TargetConfig>,
+        regions: &[String],
+        provider_listen: &[String; 2],
+        sink_listen: &[String; 2],
+        store: &StoreUrl,
+        toxiproxy: Option<&str>,
+        seed: u64,
+    ) -> anyhow::Result<Self> {
+        let (provider, provider_a, provider_b) = (bind().await?, bind().await?, bind().await?);
+        let (sink_own, sink_a, sink_b) = (bind().await?, bind().await?, bind().await?);
+        let addr = |l: &TcpListener| l.local_addr().map(|a| a.to_string());
+        let provider_addr = addr(&provider)?;
+        let (embedded, control) = proxy_server(toxiproxy, seed).await?;
+        let proxy = |name: &str, listen: &str, upstream: String| chaos::ProxyConfig {
+            name: name.to_string(),
+            listen: listen.to_string(),
+            upstream,
+            enabled: Some(true),
+        };
+        let mut log = Vec::new();
+        control
+            .populate(
+                &[
+                    proxy("a_to_provider", &provider_listen[0], addr(&provider_a)?),
+                    proxy("b_to_provider", &provider_listen[1], addr(&provider_b)?),
+                    proxy("a_to_sink", &sink_listen[0], addr(&sink_a)?),
+                    proxy("b_to_sink", &sink_listen[1], addr(&sink_b)?),
+                ],
+                &mut log,
+            )
+            .await
+            .map_err(|err| anyhow::anyhow!("creating the proxies: {err}"))?;
+        let sink_url = format!("http://{}", addr(&sink_own)?);
+        let sink = start_sink(
+            store,
+            seed,
+            sink_url,
+            [(None, sink_own), (Some("a"), sink_a), (Some("b"), sink_b)],
+        )
+        .await?;
+        let provider = ProviderPlan {
+            listener: provider,
+            callers: vec![("a".to_string(), provider_a), ("b".to_string(), provider_b)],
+        };
+        let system = System::start(config, store, Some(provider), Vec::new()).await?;
+        Ok(Self {
+            system: Some(system),
+            region_dbs: Vec::new(),
+            embedded,
+            control: Some(control),
+            region_urls: regions.to_vec(),
+            provider_url: format!("http://{provider_addr}"),
+            sink: Some(sink),
+            black_box: true,
         })
     }
 
@@ -217,7 +269,19 @@ impl Topology {
             region_urls: regions.to_vec(),
             provider_url: provider.trim_end_matches('/').to_string(),
             sink: None,
+            black_box: false,
         })
+    }
+
+    /// How many distinct orders the event sink has accepted a confirmation for (0 without
+    /// a sink).
+    pub async fn sink_confirmed_orders(&self) -> Result<i64, sqlx::Error> {
+        let Some(sink) = &self.sink else {
+            return Ok(0);
+        };
+        sqlx::query_scalar(evidence::reads::SINK_CONFIRMED_ORDERS)
+            .fetch_one(&sink.sink.db().pool)
+            .await
     }
 
     /// Every metrics registry of the system this run started (none for an external one:
@@ -339,6 +403,35 @@ impl Topology {
             let _ = server.shutdown().await;
         }
     }
+}
+
+/// The embedded Toxiproxy-compatible server (unless `toxiproxy` names one) and a client of
+/// whichever it is.
+async fn proxy_server(
+    toxiproxy: Option<&str>,
+    seed: u64,
+) -> anyhow::Result<(Option<chaos::EmbeddedToxiproxy>, chaos::ToxiproxyControl)> {
+    let embedded = match toxiproxy {
+        Some(_) => None,
+        None => Some(
+            chaos::EmbeddedToxiproxy::start(
+                "127.0.0.1:0",
+                chaos::ServerOptions {
+                    seed,
+                    proxies: Vec::new(),
+                },
+            )
+            .await
+            .context("starting the embedded Toxiproxy-compatible server")?,
+        ),
+    };
+    let url = match (&embedded, toxiproxy) {
+        (Some(server), _) => server.url(),
+        (_, Some(url)) => url.to_string(),
+        (None, None) => unreachable!("the embedded server starts when no URL is given"),
+    };
+    let control = chaos::ToxiproxyControl::new(&url).context("the Toxiproxy URL")?;
+    Ok((embedded, control))
 }
 
 /// Opens the sink's store and serves it on each listener (`None`: unattributed, the fault

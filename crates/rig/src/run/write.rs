@@ -26,7 +26,7 @@ pub async fn write(
         incomplete: &driven.incomplete,
         store: &prepared.store,
         drain_left: drained.left,
-        external: prepared.external,
+        system: prepared.system,
     };
     artifacts::write_all(&prepared.run_dir, &outcome).await?;
     // Every document is written: the run is no longer incomplete (an interrupted run says

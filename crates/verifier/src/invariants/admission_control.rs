@@ -59,15 +59,15 @@ pub async fn check(
             "provider log: no attributed callers, so the regions' own payment_attempts are the only account of their calls".to_string(),
         );
     }
+    // Without limits the rig configured or was given, the sweeps only report the figures.
+    let mut unjudged = Verdict::new(NAME, STATEMENT);
     for caller in &callers {
-        sweep(
-            provider,
-            Calls::Witnessed(caller),
-            ctx,
-            &mut verdict,
-            &mut notes,
-        )
-        .await?;
+        let judged = if ctx.admission_bounds {
+            &mut verdict
+        } else {
+            &mut unjudged
+        };
+        sweep(provider, Calls::Witnessed(caller), ctx, judged, &mut notes).await?;
     }
     for (store, db) in regions {
         sweep(db, Calls::Claimed(store), ctx, &mut verdict, &mut notes).await?;
@@ -82,6 +82,11 @@ pub async fn check(
             }
         }
         None => notes.push("shed latency and goodput: n/a (no client history)".to_string()),
+    }
+    if !ctx.admission_bounds {
+        let reason = "the provider-call limit and the retry budget were not judged: the rig did not configure this system's, so give them in [verify] (provider_max_in_flight, retry_budget_ratio, retry_budget_min_per_sec, retry_budget_ttl_seconds)";
+        notes.push(reason.to_string());
+        verdict.unknown_unless_failed(reason.to_string());
     }
     verdict.summary = notes.join("; ");
     Ok(verdict)

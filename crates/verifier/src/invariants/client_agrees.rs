@@ -40,6 +40,36 @@ impl PerOrder for ClientAgrees {
                 .unwrap_or(arrival.intended_at_us);
             let durable = order.owner_row().map_or("no order", |o| o.status.as_str());
             let net = order.net_cents();
+            if !ctx.order_rows {
+                // Black-box: the customer's word against the provider's ledger alone.
+                let problem = match arrival.outcome.as_str() {
+                    "confirmed" => match ctx.cart_amount(order) {
+                        Some(amount) if net != amount => Some(format!(
+                            "client told confirmed at {}; net charged {} for a cart of {}",
+                            at(told),
+                            money(net),
+                            money(amount)
+                        )),
+                        None if net <= 0 => Some(format!(
+                            "client told confirmed at {}; nothing is charged",
+                            at(told)
+                        )),
+                        _ => None,
+                    },
+                    "failed" | "rejected" | "dropped" if net != 0 => Some(format!(
+                        "client told {} at {}; {} is charged",
+                        arrival.outcome,
+                        at(told),
+                        money(net)
+                    )),
+                    _ => None,
+                };
+                if let Some(narrative) = problem {
+                    self.verdict
+                        .violate(ctx.max_dossiers, || ctx.dossier(order, narrative));
+                }
+                continue;
+            }
             let problem = match arrival.outcome.as_str() {
                 "confirmed" => {
                     let amount = order.owner_row().map_or(0, |o| i128::from(o.amount_cents));

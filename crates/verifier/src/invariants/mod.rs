@@ -56,6 +56,15 @@ pub struct Context {
     pub goodput_fraction: f64,
     /// What the event sink saw.
     pub sink: SinkEvidence,
+    /// The system's own order records were read (false in black-box mode: a system whose
+    /// stores the rig cannot read is judged from the witnesses alone).
+    pub order_rows: bool,
+    /// The provider-call limit and the retry budget in `params` are the system's (the rig
+    /// configured them, the system recorded them, or the user gave them); false in
+    /// black-box mode without them.
+    pub admission_bounds: bool,
+    /// Unit prices in cents per sku, from the run's profile (empty: not known).
+    pub prices: std::collections::BTreeMap<String, i64>,
     /// A confirmation must reach the sink within this many µs of its customer being told.
     pub event_age_us: i64,
 }
@@ -183,6 +192,21 @@ pub fn sources(invariant: &str) -> (&'static [&'static str], &'static [&'static 
             &["provider calls (payment_attempts)", "recorded parameters"],
         ),
         _ => (&[], &[]),
+    }
+}
+
+impl Context {
+    /// What `order`'s cart costs at the profile's prices, if its customer's cart and every
+    /// price are known.
+    pub fn cart_amount(&self, order: &OrderEvidence) -> Option<i128> {
+        let cart = order.arrivals.iter().find_map(|a| a.cart.as_deref())?;
+        let lines: Vec<serde_json::Value> = serde_json::from_str(cart).ok()?;
+        let mut total: i128 = 0;
+        for line in lines {
+            let price = self.prices.get(line["sku"].as_str()?)?;
+            total += i128::from(*price) * i128::from(line["qty"].as_i64()?);
+        }
+        Some(total)
     }
 }
 

@@ -25,6 +25,46 @@ impl Default for MoneyConservation {
     }
 }
 
+impl MoneyConservation {
+    /// Black-box: what the customer was told, at the price of the cart it sent.
+    fn judge_by_the_customer(&mut self, order: &OrderEvidence, net: i128, ctx: &Context) {
+        self.verdict.checked += 1;
+        let told = |outcome: &str| order.arrivals.iter().any(|a| a.outcome == outcome);
+        let amount = ctx.cart_amount(order);
+        let problem = if told("confirmed") {
+            self.confirmed_amounts += amount.unwrap_or(net);
+            match amount {
+                Some(amount) if net != amount => Some(format!(
+                    "customer told confirmed for a cart of {} but net charged is {}",
+                    money(amount),
+                    money(net)
+                )),
+                None if net <= 0 => {
+                    Some("customer told confirmed but nothing is charged".to_string())
+                }
+                _ => None,
+            }
+        } else if told("failed") || told("rejected") {
+            (net != 0)
+                .then(|| format!("customer told failed or shed but {} is charged", money(net)))
+        } else {
+            // Nothing final: nothing or the whole cart.
+            match amount {
+                Some(amount) if net != 0 && net != amount => Some(format!(
+                    "the outcome is unknown to the customer, and net charged is {} for a cart of {}",
+                    money(net),
+                    money(amount)
+                )),
+                _ => None,
+            }
+        };
+        if let Some(narrative) = problem {
+            self.verdict
+                .violate(ctx.max_dossiers, || ctx.dossier(order, narrative));
+        }
+    }
+}
+
 impl PerOrder for MoneyConservation {
     fn observe(&mut self, order: &OrderEvidence, ctx: &Context) {
         let net = order.net_cents();
@@ -32,6 +72,10 @@ impl PerOrder for MoneyConservation {
         let Some(row) = order.owner_row() else {
             if !order.charges.is_empty() {
                 self.verdict.checked += 1;
+            }
+            if !ctx.order_rows && !order.arrivals.is_empty() {
+                self.judge_by_the_customer(order, net, ctx);
+                return;
             }
             if net != 0 {
                 let narrative = format!(
@@ -73,12 +117,17 @@ impl PerOrder for MoneyConservation {
         }
     }
 
-    fn finish(mut self: Box<Self>, _ctx: &Context) -> Verdict {
+    fn finish(mut self: Box<Self>, ctx: &Context) -> Verdict {
         self.verdict.summary = format!(
-            "net charged {} vs confirmed orders {} (difference {})",
+            "net charged {} vs confirmed orders {} (difference {}){}",
             money(self.charged),
             money(self.confirmed_amounts),
-            money(self.charged - self.confirmed_amounts)
+            money(self.charged - self.confirmed_amounts),
+            if ctx.order_rows {
+                ""
+            } else {
+                "; amounts from the customers' carts at the profile's prices (no order rows)"
+            }
         );
         self.verdict
     }

@@ -20,6 +20,11 @@ use crate::VerifyError;
 use crate::model::{OrderEvidence, StoreTag};
 use crate::report::{Dossier, Verdict};
 
+/// The region name of pooled sales (black-box mode).
+const POOLED: &str = "a+b";
+/// How many regions' stock a pooled sale draws on.
+const POOLED_REGIONS: i64 = 2;
+
 pub const NAME: &str = "no-oversell";
 pub const STATEMENT: &str = "per region and sku: units in confirmed customers' carts <= the profile's initial stock; the system's reservations agree";
 
@@ -46,7 +51,7 @@ pub struct Sales {
 impl Sales {
     /// Counts `order`'s cart if it was confirmed. `single_region` names the one region of a
     /// single-region deployment (it owns every order).
-    pub fn observe(&mut self, order: &OrderEvidence, single_region: Option<&str>) {
+    pub fn observe(&mut self, order: &OrderEvidence, single_region: Option<&str>, pooled: bool) {
         let told_confirmed = order.arrivals.iter().any(|a| a.outcome == "confirmed");
         let recorded_confirmed = order
             .owner_row()
@@ -64,6 +69,7 @@ impl Sales {
             return;
         };
         let region = match single_region {
+            _ if pooled => POOLED.to_string(),
             Some(region) => region.to_string(),
             None => evidence::owner_of(&order.order_id).as_str().to_string(),
         };
@@ -92,7 +98,14 @@ impl Sales {
             let Some(stock) = ctx.params.initial_stock.get(sku) else {
                 continue;
             };
-            if *units > i128::from(*stock) {
+            // Pooled (black-box: who owns an order is the system's business): every region's
+            // stock together.
+            let stock = if region == POOLED {
+                stock * POOLED_REGIONS
+            } else {
+                *stock
+            };
+            if *units > i128::from(stock) {
                 verdict.violate(ctx.max_dossiers, || Dossier {
                     order_id: None,
                     narrative: format!(

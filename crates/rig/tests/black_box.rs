@@ -1,0 +1,178 @@
+//! Black-box mode judges a checkout service the rig did not build and cannot read: the
+//! example service (in memory, one order book, its own payment logic) passes with its
+//! correct switch and fails no-duplicate-charge with the fresh-key-per-retry bug, judged
+//! from the rig's provider, sink and client history alone.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{KillOnDrop, rig_within, text};
+use target_system::testkit::TempDir;
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(path)
+}
+
+/// The example binary: built by `cargo test` beside the rig's (a run of this file alone
+/// builds it first).
+fn example() -> PathBuf {
+    static BUILT: std::sync::Once = std::sync::Once::new();
+    let rig = PathBuf::from(env!("CARGO_BIN_EXE_rig"));
+    let path = rig.parent().unwrap().join("examples/checkout_service");
+    BUILT.call_once(|| {
+        if !path.exists() {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let status = Command::new(cargo)
+                .args(["build", "-p", "rig", "--example", "checkout_service"])
+                .status()
+                .expect("cargo builds the example");
+            assert!(status.success(), "the example service builds");
+        }
+    });
+    path
+}
+
+/// A loopback address nobody listens on now.
+fn free_addr() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().to_string()
+}
+
+/// Starts the example service paying at `provider` and delivering to `sink` (a, b); its
+/// two entry URLs.
+fn service(provider: &[String; 2], sink: &[String; 2], buggy: bool) -> (KillOnDrop, String) {
+    let mut command = Command::new(example());
+    command
+        .args([
+            "--profile",
+            repo("profiles/quickstart.toml").to_str().unwrap(),
+        ])
+        .args(["--listen-a", "127.0.0.1:0", "--listen-b", "127.0.0.1:0"])
+        .args(["--provider-a", &format!("http://{}", provider[0])])
+        .args(["--provider-b", &format!("http://{}", provider[1])])
+        .args(["--sink-a", &format!("http://{}", sink[0])])
+        .args(["--sink-b", &format!("http://{}", sink[1])])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    if buggy {
+        command.arg("--fresh-key-per-retry");
+    }
+    let mut child = command
+        .spawn()
+        .unwrap_or_else(|e| panic!("{} starts (built by cargo test): {e}", example().display()));
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let mut urls = Vec::new();
+    while urls.len() < 2 {
+        let line = lines
+            .next()
+            .expect("the service announces its entries")
+            .unwrap();
+        if let Some(rest) = line.split(" on ").nth(1) {
+            urls.push(rest.split_whitespace().next().unwrap().to_string());
+        }
+    }
+    (KillOnDrop(Some(child)), urls.join(","))
+}
+
+/// One short black-box run against the example service; the exit code and the output.
+fn judge(name: &str, buggy: bool) -> (Option<i32>, String) {
+    let dir = TempDir::new(name);
+    let provider = [free_addr(), free_addr()];
+    let sink = [free_addr(), free_addr()];
+    let (_service, regions) = service(&provider, &sink, buggy);
+    let pair = |addrs: &[String; 2]| format!("a={},b={}", addrs[0], addrs[1]);
+    let output = rig_within(
+        &[
+            "run",
+            repo("profiles/quickstart.toml").to_str().unwrap(),
+            "--regions",
+            &regions,
+            "--provider-listen",
+            &pair(&provider),
+            "--sink-listen",
+            &pair(&sink),
+            "--out",
+            dir.path().join("run").to_str().unwrap(),
+            "--set",
+            r#"workload.phases=[{kind = "hold", rate = 30, for = "6s"}]"#,
+            "--set",
+            r#"chaos=[{name = "spike", at = "1s", for = "3s", kind = "provider", latency_ms = 1500}]"#,
+            "--set",
+            "verify.provider_max_in_flight=256",
+            "--set",
+            "verify.retry_budget_ratio=3",
+        ],
+        Duration::from_secs(180),
+    );
+    let all = format!("{}{}", text(&output.stdout), text(&output.stderr));
+    let summary = std::fs::read_to_string(dir.path().join("run/summary.json")).unwrap_or_default();
+    assert!(summary.contains("\"system\": \"black-box\""), "{summary}");
+    (output.status.code(), all)
+}
+
+#[test]
+fn the_example_service_passes_and_its_fresh_key_bug_double_charges() {
+    let (code, all) = judge("black-box-correct", false);
+    assert_eq!(code, Some(0), "{all}");
+    assert!(
+        all.contains("overall: PASS")
+            && all.contains("amounts from the customers' carts at the profile's prices")
+            && all.contains("judged at the sink")
+            && all.contains("region a (provider log): peak"),
+        "{all}"
+    );
+
+    let (code, all) = judge("black-box-buggy", true);
+    assert_eq!(code, Some(1), "{all}");
+    assert!(
+        all.contains("no-duplicate-charge        FAIL")
+            && all.contains("live charges for one order"),
+        "{all}"
+    );
+}
+
+/// Without admission limits for a system it did not configure, the rig does not judge
+/// that system's provider-call limit or retry budget by the reference system's: the
+/// invariant says so and is unknown, not pass.
+#[test]
+fn black_box_admission_limits_must_be_given() {
+    let dir = TempDir::new("black-box-no-limits");
+    let provider = [free_addr(), free_addr()];
+    let sink = [free_addr(), free_addr()];
+    let (_service, regions) = service(&provider, &sink, false);
+    let pair = |addrs: &[String; 2]| format!("a={},b={}", addrs[0], addrs[1]);
+    let output = rig_within(
+        &[
+            "run",
+            repo("profiles/quickstart.toml").to_str().unwrap(),
+            "--regions",
+            &regions,
+            "--provider-listen",
+            &pair(&provider),
+            "--sink-listen",
+            &pair(&sink),
+            "--out",
+            dir.path().join("run").to_str().unwrap(),
+            "--set",
+            r#"workload.phases=[{kind = "hold", rate = 20, for = "3s"}]"#,
+            "--set",
+            "chaos=[]",
+        ],
+        Duration::from_secs(180),
+    );
+    let all = format!("{}{}", text(&output.stdout), text(&output.stderr));
+    assert_eq!(output.status.code(), Some(0), "{all}");
+    assert!(
+        all.contains("admission-control          UNKNOWN")
+            && all.contains("the provider-call limit and the retry budget were not judged"),
+        "{all}"
+    );
+}
