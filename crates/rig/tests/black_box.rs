@@ -82,40 +82,73 @@ fn service(provider: &[String; 2], sink: &[String; 2], buggy: bool) -> (KillOnDr
     (KillOnDrop(Some(child)), urls.join(","))
 }
 
-/// One short black-box run against the example service; the exit code and the output.
-fn judge(name: &str, buggy: bool) -> (Option<i32>, String) {
-    let dir = TempDir::new(name);
+/// A black-box run of the quickstart profile with `sets` against the example service: the
+/// run directory, the exit code and the output.
+fn black_box_run(dir: &TempDir, buggy: bool, sets: &[&str]) -> (PathBuf, Option<i32>, String) {
     let provider = [free_addr(), free_addr()];
     let sink = [free_addr(), free_addr()];
     let (_service, regions) = service(&provider, &sink, buggy);
     let pair = |addrs: &[String; 2]| format!("a={},b={}", addrs[0], addrs[1]);
-    let output = rig_within(
+    let out = dir.path().join("run");
+    let (profile, provider, sink) = (
+        repo("profiles/quickstart.toml"),
+        pair(&provider),
+        pair(&sink),
+    );
+    let mut args = vec![
+        "run",
+        profile.to_str().unwrap(),
+        "--regions",
+        &regions,
+        "--provider-listen",
+        &provider,
+        "--sink-listen",
+        &sink,
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    for set in sets {
+        args.extend(["--set", set]);
+    }
+    let output = rig_within(&args, Duration::from_secs(180));
+    let all = format!("{}{}", text(&output.stdout), text(&output.stderr));
+    (out, output.status.code(), all)
+}
+
+/// One short black-box run with a provider latency spike and the service's stated limits;
+/// its summary follows the schema, and `rig verify RUN_DIR` comes to the same exit code.
+fn judge(name: &str, buggy: bool) -> (Option<i32>, String) {
+    let dir = TempDir::new(name);
+    let (out, code, all) = black_box_run(
+        &dir,
+        buggy,
         &[
-            "run",
-            repo("profiles/quickstart.toml").to_str().unwrap(),
-            "--regions",
-            &regions,
-            "--provider-listen",
-            &pair(&provider),
-            "--sink-listen",
-            &pair(&sink),
-            "--out",
-            dir.path().join("run").to_str().unwrap(),
-            "--set",
             r#"workload.phases=[{kind = "hold", rate = 30, for = "6s"}]"#,
-            "--set",
             r#"chaos=[{name = "spike", at = "1s", for = "3s", kind = "provider", latency_ms = 1500}]"#,
-            "--set",
             "verify.provider_max_in_flight=256",
-            "--set",
             "verify.retry_budget_ratio=3",
         ],
-        Duration::from_secs(180),
     );
-    let all = format!("{}{}", text(&output.stdout), text(&output.stderr));
-    let summary = std::fs::read_to_string(dir.path().join("run/summary.json")).unwrap_or_default();
-    assert!(summary.contains("\"system\": \"black-box\""), "{summary}");
-    (output.status.code(), all)
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["system"], "black-box", "{all}");
+    let schema: serde_json::Value =
+        serde_json::from_str(include_str!("../schema/run-summary.schema.json")).unwrap();
+    let mut schemas = boon::Schemas::new();
+    let mut compiler = boon::Compiler::new();
+    compiler
+        .add_resource("run-summary.schema.json", schema)
+        .unwrap();
+    let index = compiler
+        .compile("run-summary.schema.json", &mut schemas)
+        .unwrap();
+    schemas
+        .validate(&summary, index)
+        .unwrap_or_else(|e| panic!("summary.json: {e}"));
+    let verify = rig_within(&["verify", out.to_str().unwrap()], Duration::from_secs(120));
+    let again = format!("{}{}", text(&verify.stdout), text(&verify.stderr));
+    assert_eq!(verify.status.code(), code, "{again}");
+    (code, all)
 }
 
 #[test]
@@ -145,31 +178,15 @@ fn the_example_service_passes_and_its_fresh_key_bug_double_charges() {
 #[test]
 fn black_box_admission_limits_must_be_given() {
     let dir = TempDir::new("black-box-no-limits");
-    let provider = [free_addr(), free_addr()];
-    let sink = [free_addr(), free_addr()];
-    let (_service, regions) = service(&provider, &sink, false);
-    let pair = |addrs: &[String; 2]| format!("a={},b={}", addrs[0], addrs[1]);
-    let output = rig_within(
+    let (_, code, all) = black_box_run(
+        &dir,
+        false,
         &[
-            "run",
-            repo("profiles/quickstart.toml").to_str().unwrap(),
-            "--regions",
-            &regions,
-            "--provider-listen",
-            &pair(&provider),
-            "--sink-listen",
-            &pair(&sink),
-            "--out",
-            dir.path().join("run").to_str().unwrap(),
-            "--set",
             r#"workload.phases=[{kind = "hold", rate = 20, for = "3s"}]"#,
-            "--set",
             "chaos=[]",
         ],
-        Duration::from_secs(180),
     );
-    let all = format!("{}{}", text(&output.stdout), text(&output.stderr));
-    assert_eq!(output.status.code(), Some(0), "{all}");
+    assert_eq!(code, Some(0), "{all}");
     assert!(
         all.contains("admission-control          UNKNOWN")
             && all.contains("the provider-call limit and the retry budget were not judged"),

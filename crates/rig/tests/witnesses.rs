@@ -113,11 +113,7 @@ async fn recorded_parameters_are_a_claim_checked_against_the_profile() {
 
 /// Opens a finished run's client history for writing (as a tampering system would).
 async fn history(out: &Path) -> sqlx::SqlitePool {
-    sqlx::sqlite::SqlitePoolOptions::new()
-        .max_connections(1)
-        .connect(&format!("sqlite://{}", out.join("history.db").display()))
-        .await
-        .unwrap()
+    sqlite(out, "history.db").await
 }
 
 /// The customer's answer sequence is a witness: an answer that moves backward (pending

@@ -126,14 +126,7 @@ impl Topology {
                 .cloned()
                 .ok_or_else(|| anyhow::anyhow!("the proxy {name} was not created on {url}"))
         };
-        let sink_url = format!("http://{}", addr(&sink_own)?);
-        let sink = start_sink(
-            store,
-            seed,
-            sink_url,
-            [(None, sink_own), (Some("a"), sink_a), (Some("b"), sink_b)],
-        )
-        .await?;
+        let sink = start_sink(store, seed, [sink_own, sink_a, sink_b]).await?;
         let plans = vec![
             RegionPlan {
                 id: RegionId::A,
@@ -150,10 +143,7 @@ impl Topology {
                 sink_url: Some(hop("b_to_sink")?),
             },
         ];
-        let provider = ProviderPlan {
-            listener: provider,
-            callers: vec![("a".to_string(), provider_a), ("b".to_string(), provider_b)],
-        };
+        let provider = per_region(provider, provider_a, provider_b);
         let system = System::start(config, store, Some(provider), plans).await?;
         let region_dbs = system
             .regions
@@ -210,18 +200,8 @@ impl Topology {
             )
             .await
             .map_err(|err| anyhow::anyhow!("creating the proxies: {err}"))?;
-        let sink_url = format!("http://{}", addr(&sink_own)?);
-        let sink = start_sink(
-            store,
-            seed,
-            sink_url,
-            [(None, sink_own), (Some("a"), sink_a), (Some("b"), sink_b)],
-        )
-        .await?;
-        let provider = ProviderPlan {
-            listener: provider,
-            callers: vec![("a".to_string(), provider_a), ("b".to_string(), provider_b)],
-        };
+        let sink = start_sink(store, seed, [sink_own, sink_a, sink_b]).await?;
+        let provider = per_region(provider, provider_a, provider_b);
         let system = System::start(config, store, Some(provider), Vec::new()).await?;
         Ok(Self {
             system: Some(system),
@@ -434,14 +414,27 @@ async fn proxy_server(
     Ok((embedded, control))
 }
 
-/// Opens the sink's store and serves it on each listener (`None`: unattributed, the fault
-/// API; `Some(region)`: the listener that region's proxy leads to).
-async fn start_sink<const N: usize>(
+/// The provider on its own listener and one per region (each region's proxy leads to its
+/// own, so the request log attributes every call to a region).
+fn per_region(own: TcpListener, a: TcpListener, b: TcpListener) -> ProviderPlan {
+    ProviderPlan {
+        listener: own,
+        callers: vec![("a".to_string(), a), ("b".to_string(), b)],
+    }
+}
+
+/// Opens the sink's store and serves it on its own listener (unattributed: the fault API)
+/// and on one per region, a then b (the listener that region's proxy leads to).
+async fn start_sink(
     store: &StoreUrl,
     seed: u64,
-    url: String,
-    listeners: [(Option<&str>, TcpListener); N],
+    [own, a, b]: [TcpListener; 3],
 ) -> anyhow::Result<RunningSink> {
+    let url = format!(
+        "http://{}",
+        own.local_addr().context("the sink's listener")?
+    );
+    let listeners = [(None, own), (Some("a"), a), (Some("b"), b)];
     let db = Db::open(store, StoreName::Sink).await.with_context(|| {
         format!(
             "opening the event sink's store at {}",
