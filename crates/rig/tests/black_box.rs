@@ -132,19 +132,7 @@ fn judge(name: &str, buggy: bool) -> (Option<i32>, String) {
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
     assert_eq!(summary["system"], "black-box", "{all}");
-    let schema: serde_json::Value =
-        serde_json::from_str(include_str!("../schema/run-summary.schema.json")).unwrap();
-    let mut schemas = boon::Schemas::new();
-    let mut compiler = boon::Compiler::new();
-    compiler
-        .add_resource("run-summary.schema.json", schema)
-        .unwrap();
-    let index = compiler
-        .compile("run-summary.schema.json", &mut schemas)
-        .unwrap();
-    schemas
-        .validate(&summary, index)
-        .unwrap_or_else(|e| panic!("summary.json: {e}"));
+    common::assert_summary_schema(&summary);
     let verify = rig_within(&["verify", out.to_str().unwrap()], Duration::from_secs(120));
     let again = format!("{}{}", text(&verify.stdout), text(&verify.stderr));
     assert_eq!(verify.status.code(), code, "{again}");

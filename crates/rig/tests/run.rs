@@ -1,6 +1,8 @@
 //! `rig run` end to end, as CI runs it: shortened profiles against the real system on
 //! loopback, through the embedded proxy, to a verdict and a complete run directory.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
@@ -63,19 +65,7 @@ fn assert_complete_run_dir(dir: &Path) {
         );
     }
     let summary = json(&dir.join("summary.json"));
-    let schema: Value =
-        serde_json::from_str(include_str!("../schema/run-summary.schema.json")).unwrap();
-    let mut schemas = boon::Schemas::new();
-    let mut compiler = boon::Compiler::new();
-    compiler
-        .add_resource("run-summary.schema.json", schema)
-        .unwrap();
-    let index = compiler
-        .compile("run-summary.schema.json", &mut schemas)
-        .unwrap();
-    schemas
-        .validate(&summary, index)
-        .unwrap_or_else(|e| panic!("summary.json: {e}"));
+    common::assert_summary_schema(&summary);
     let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
     assert!(
         html.contains("<svg") && html.contains("Verdict"),

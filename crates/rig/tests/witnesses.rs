@@ -18,28 +18,36 @@ fn quickstart() -> String {
         .to_string()
 }
 
+/// A 6 s quickstart run (SQLite) in `out` with this chaos timeline and more `--set`s: its
+/// exit code and output.
+fn six_seconds(out: &Path, chaos: &str, sets: &[&str]) -> (Option<i32>, String) {
+    let quickstart = quickstart();
+    let chaos = format!("chaos=[{chaos}]");
+    let mut args = vec![
+        "run",
+        &quickstart,
+        "--out",
+        out.to_str().unwrap(),
+        "--set",
+        r#"workload.phases=[{kind = "hold", rate = 30, for = "6s"}]"#,
+        "--set",
+        &chaos,
+    ];
+    for set in sets {
+        args.extend(["--set", set]);
+    }
+    let output = rig_within(&args, Duration::from_secs(180));
+    (
+        output.status.code(),
+        format!("{}{}", text(&output.stdout), text(&output.stderr)),
+    )
+}
+
 /// A short passing run (SQLite) in `out`.
 fn short_run(out: &Path) {
-    let output = rig_within(
-        &[
-            "run",
-            &quickstart(),
-            "--out",
-            out.to_str().unwrap(),
-            "--set",
-            r#"workload.phases=[{kind = "hold", rate = 30, for = "6s"}]"#,
-            "--set",
-            r#"chaos=[{name = "spike", at = "1s", for = "2s", kind = "provider", latency_ms = 1500}]"#,
-        ],
-        Duration::from_secs(180),
-    );
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}{}",
-        text(&output.stdout),
-        text(&output.stderr)
-    );
+    let spike = r#"{name = "spike", at = "1s", for = "2s", kind = "provider", latency_ms = 1500}"#;
+    let (code, all) = six_seconds(out, spike, &[]);
+    assert_eq!(code, Some(0), "{all}");
 }
 
 /// A short passing run in a new directory, verified untouched (exit 0): the directory, the
@@ -543,23 +551,9 @@ async fn the_sink_log_judges_the_events() {
 fn a_slow_sink_backs_the_relay_up_and_the_event_age_shows_it() {
     let dir = TempDir::new("witness-sink-chaos");
     let out = dir.path().join("run");
-    let output = rig_within(
-        &[
-            "run",
-            &quickstart(),
-            "--out",
-            out.to_str().unwrap(),
-            "--set",
-            r#"workload.phases=[{kind = "hold", rate = 30, for = "6s"}]"#,
-            "--set",
-            r#"chaos=[{name = "slow sink", at = "1s", for = "3s", kind = "sink", latency_ms = 400}]"#,
-            "--set",
-            "verify.event_age_ms=1000",
-        ],
-        Duration::from_secs(180),
-    );
-    let all = format!("{}{}", text(&output.stdout), text(&output.stderr));
-    assert_eq!(output.status.code(), Some(1), "{all}");
+    let slow = r#"{name = "slow sink", at = "1s", for = "3s", kind = "sink", latency_ms = 400}"#;
+    let (code, all) = six_seconds(&out, slow, &["verify.event_age_ms=1000"]);
+    assert_eq!(code, Some(1), "{all}");
     assert!(
         all.contains("outbox-effectively-once    FAIL")
             && all.contains("after the customer was told confirmed (bound 1.0 s)"),

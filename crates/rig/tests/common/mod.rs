@@ -69,3 +69,20 @@ pub fn http_get(addr: &str, path: &str) -> String {
     assert!(status.contains(" 200 "), "GET {path}: {status}: {body}");
     body
 }
+
+/// Fails the test unless `summary` (a run's `summary.json`) follows its schema.
+pub fn assert_summary_schema(summary: &serde_json::Value) {
+    let schema: serde_json::Value =
+        serde_json::from_str(include_str!("../../schema/run-summary.schema.json")).unwrap();
+    let mut schemas = boon::Schemas::new();
+    let mut compiler = boon::Compiler::new();
+    compiler
+        .add_resource("run-summary.schema.json", schema)
+        .unwrap();
+    let index = compiler
+        .compile("run-summary.schema.json", &mut schemas)
+        .unwrap();
+    schemas
+        .validate(summary, index)
+        .unwrap_or_else(|e| panic!("summary.json: {e}"));
+}
