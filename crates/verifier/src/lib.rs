@@ -2,8 +2,8 @@
 //! client's history, each answered `pass | fail | unknown` with a count and dossiers of the
 //! rows that prove a failure (DESIGN §6).
 //!
-//! It reads only durable records (the provider's ledger, the region stores, the client
-//! history, the chaos journal), never the live HTTP API. Per-order invariants run over one
+//! It reads only durable records (the provider's ledger and request log, the region stores,
+//! the event sink's log, the client history, the chaos journal), never the live HTTP API. Per-order invariants run over one
 //! merge of every store's rows sorted by `order_id`, so memory stays bounded however large the
 //! run; sums are i128.
 //!

@@ -60,6 +60,7 @@ impl Default for OutboxEffectivelyOnce {
 }
 
 /// What an order's customer was told, as far as it is final.
+#[derive(Clone, Copy)]
 enum Told {
     /// Told `order_confirmed`; first answered at this time (µs).
     Confirmed(i64),
@@ -123,7 +124,8 @@ impl OutboxEffectivelyOnce {
             .min();
         let claimed = order.owner_row().map(|o| o.status.as_str());
         // Expected: Some(time told confirmed, if known) for a confirmation; None for none.
-        let expected: Option<Option<i64>> = match told(order) {
+        let told = told(order);
+        let expected: Option<Option<i64>> = match told {
             Told::Confirmed(at) => Some(Some(at)),
             Told::Failed | Told::Shed => None,
             Told::Unclear => match claimed {
@@ -140,7 +142,7 @@ impl OutboxEffectivelyOnce {
                     self.cut_short += 1;
                     return None;
                 }
-                Some(match told(order) {
+                Some(match told {
                     Told::Confirmed(at) => format!(
                         "the customer was told confirmed at {} but no confirmation event reached the sink",
                         super::at(at)
@@ -173,7 +175,7 @@ impl OutboxEffectivelyOnce {
             (None, 0) => None,
             (None, n) => Some(format!(
                 "{n} confirmation event(s) reached the sink for an order that is not confirmed (customer told {}; order row {})",
-                match told(order) {
+                match told {
                     Told::Failed => "failed",
                     Told::Shed => "only shed answers",
                     _ => "nothing final",
