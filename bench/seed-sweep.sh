@@ -18,7 +18,9 @@ trap 'rm -rf "$work"' EXIT
 
 echo "building rig (release)..." >&2
 cargo build --release -q
-rig=target/release/rig
+# A copy, so a rebuild while a long sweep runs cannot change the binary under it.
+cp target/release/rig "$work/rig"
+rig="$work/rig"
 
 printf '%-18s %5s %-8s %8s  %s\n' profile seed verdict seconds "not passing"
 runs=0; passed=0

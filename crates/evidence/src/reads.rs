@@ -120,12 +120,17 @@ pub const PROVIDER_CALLERS: &str =
 /// `payment_attempts` sweep: a call starts when the provider received it and ends when it
 /// was answered or, if earlier, when the caller went away; a charge is a retry when the
 /// same caller sent its key before.
+///
+/// The retry probe must look the key up (`provider_requests_by_key`): on the caller's index
+/// it would scan every earlier call of the caller, quadratic in the log. `|| ''` and `+ 0`
+/// keep SQLite's planner off the other columns' indexes (both are no-ops in either dialect).
 const PROVIDER_CALLS: &str = "SELECT r.id, r.received_at_us AS started_at_us, \
      CASE WHEN r.abandoned_at_us IS NOT NULL AND r.abandoned_at_us < r.finished_at_us \
           THEN r.abandoned_at_us ELSE r.finished_at_us END AS finished_at_us, \
      CASE WHEN r.op = 'charge' AND EXISTS (SELECT 1 FROM provider_requests p \
-          WHERE p.idempotency_key = r.idempotency_key AND p.op = 'charge' AND p.caller = r.caller \
-          AND (p.received_at_us < r.received_at_us OR (p.received_at_us = r.received_at_us AND p.id < r.id))) \
+          WHERE p.idempotency_key = r.idempotency_key AND p.op = 'charge' AND p.caller || '' = r.caller \
+          AND (p.received_at_us + 0 < r.received_at_us \
+               OR (p.received_at_us + 0 = r.received_at_us AND p.id + 0 < r.id))) \
           THEN 1 ELSE 0 END AS is_retry, \
      COALESCE(r.idempotency_key, '') AS order_id, r.op, r.caller, r.outcome \
      FROM provider_requests r";

@@ -9,9 +9,11 @@
 //!
 //! The synthetic run: every order confirmed in its owner region with its four transitions,
 //! one reservation, one published event and its consumer effect, one provider charge and
-//! one provider call; and a client history (one arrival with its cart and one answered
-//! checkout per order), so the witness checks run too (`--no-history` leaves it out, as the
-//! figures before the witnesses were taken).
+//! one provider call in the provider's request log (attributed to the owner region), one
+//! delivery in the event sink's log; a client history (one arrival with its cart and one
+//! answered checkout per order); and the run's asked bounds and prices, so every witness
+//! check runs (`--no-history` leaves the history out, as the figures before the witnesses
+//! were taken).
 
 use std::time::Instant;
 
@@ -148,11 +150,8 @@ async fn generate(store: &StoreUrl, orders: i64) {
         let db = Db::open(store, StoreName::Region(region))
             .await
             .expect("region store");
-        // The bounds the synthetic system says it ran with: the reference defaults, with the
-        // stock the synthetic inventory has.
-        let mut params = target_system::TargetConfig::default().run_params();
-        params.initial_stock.insert("sku-1".into(), orders);
-        params.write(&db).await.expect("run parameters");
+        // The system's own record of its bounds (a claim), the same as the run asked for.
+        asked(orders).write(&db).await.expect("run parameters");
         let (from, id) = series(db.dialect, orders);
         let mine = format!("n % 2 = {i}");
         let r = region.as_str();
@@ -201,7 +200,29 @@ async fn generate(store: &StoreUrl, orders: i64) {
         "INSERT INTO provider_charges (charge_id, idempotency_key, order_id, amount_cents, currency, status, refunded_cents, created_at_us, updated_at_us) \
          SELECT 'ch' || {id}, 'pay:' || {id}, {id}, 1200, 'USD', 'authorized', 0, {t0_us} + n * 1000 + 340, {t0_us} + n * 1000 + 340 FROM {from}"
     )).await;
+    // The provider's request log, each charge attributed to the calling region by listener.
+    exec(&db, format!(
+        "INSERT INTO provider_requests (id, op, idempotency_key, charge_id, received_at_us, finished_at_us, http_status, outcome, caller, abandoned_at_us) \
+         SELECT n + 1, 'charge', 'pay:' || {id}, 'ch' || {id}, {t0_us} + n * 1000 + 310, {t0_us} + n * 1000 + 340, 200, 'authorized', \
+         CASE WHEN n % 2 = 0 THEN 'a' ELSE 'b' END, NULL FROM {from}"
+    )).await;
     db.close().await;
+    // The event sink's log: each confirmation delivered once, by the owner region.
+    let db = Db::open(store, StoreName::Sink).await.expect("sink store");
+    exec(&db, format!(
+        "INSERT INTO sink_deliveries (id, event_id, order_id, event_type, version, caller, received_at_us, http_status, outcome) \
+         SELECT n + 1, 'ev' || {id}, {id}, 'order_confirmed', 4, CASE WHEN n % 2 = 0 THEN 'a' ELSE 'b' END, \
+         {t0_us} + n * 1000 + 900, 200, 'accepted' FROM {from}"
+    )).await;
+    db.close().await;
+}
+
+/// The bounds the run asked for (its profile): the reference defaults, with the stock the
+/// synthetic inventory has.
+fn asked(orders: i64) -> evidence::RunParams {
+    let mut params = target_system::TargetConfig::default().run_params();
+    params.initial_stock.insert("sku-1".into(), orders);
+    params
 }
 
 /// Reads every row of the tables the verifier reads, one table after another.
@@ -235,12 +256,19 @@ async fn plain_scan(store: &StoreUrl, history: Option<&verifier::HistorySource>)
             }
         }
     }
-    let db = Db::open_with(store, StoreName::Provider, evidence::Access::ReadOnly)
-        .await
-        .unwrap();
-    let mut stream = sqlx::query("SELECT * FROM provider_charges").fetch(&db.pool);
-    while stream.try_next().await.unwrap().is_some() {
-        rows += 1;
+    for (name, table) in [
+        (StoreName::Provider, "provider_charges"),
+        (StoreName::Provider, "provider_requests"),
+        (StoreName::Sink, "sink_deliveries"),
+    ] {
+        let db = Db::open_with(store, name, evidence::Access::ReadOnly)
+            .await
+            .unwrap();
+        let mut stream =
+            sqlx::query(sqlx::AssertSqlSafe(format!("SELECT * FROM {table}"))).fetch(&db.pool);
+        while stream.try_next().await.unwrap().is_some() {
+            rows += 1;
+        }
     }
     rows
 }
@@ -288,12 +316,23 @@ async fn main() {
         history: history.clone(),
         journal: None,
     };
-    let report = verifier::verify(&sources, &verifier::Options::default())
-        .await
-        .expect("verify");
+    let options = verifier::Options {
+        asked: Some(asked(orders)),
+        prices: [("sku-1".to_string(), 1200)].into(),
+        ..verifier::Options::default()
+    };
+    let report = verifier::verify(&sources, &options).await.expect("verify");
     let verify = verify_started.elapsed().as_secs_f64();
     assert_eq!(report.orders_checked as i64, orders);
     assert!(report.failed().is_empty(), "{}", report.table());
+    for verdict in &report.verdicts {
+        eprintln!(
+            "  {:<28} {:<8} judged from: {}",
+            verdict.invariant,
+            format!("{:?}", verdict.status),
+            verdict.witnesses.join(", ")
+        );
+    }
     println!(
         "orders={orders} history={} verify_seconds={verify:.2} plain_scan_seconds={scan:.2} ratio={:.2} rows_scanned={rows} peak_rss_mb={:.0} store={}",
         if with_history { "yes" } else { "no" },

@@ -337,3 +337,36 @@ async fn postgres_run_passes_then_a_forged_charge_is_caught() {
         &["money-conservation", "client-agrees"],
     );
 }
+
+/// The provider-log sweep's retry probe looks each call's key up on the key index: on the
+/// caller's index it scans every earlier call of that caller, and a million-call log took
+/// longer than any run (found by the verifier bench).
+#[tokio::test]
+async fn provider_log_retry_probe_looks_the_key_up() {
+    let stores = sqlite("retry-probe");
+    let db = evidence::Db::open(&stores.url, StoreName::Provider)
+        .await
+        .unwrap();
+    let page = evidence::reads::provider_call_pages("id, started_at_us, is_retry", "a", 1000);
+    // EXPLAIN QUERY PLAN rows: id, parent, notused, detail.
+    let plan: Vec<String> = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {page}")))
+        .bind(0i64)
+        .bind(0i64)
+        .fetch_all(&db.pool)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| sqlx::Row::get::<String, _>(r, 3))
+        .collect();
+    let after_subquery: Vec<&String> = plan
+        .iter()
+        .skip_while(|line| !line.contains("SUBQUERY"))
+        .collect();
+    assert!(
+        after_subquery
+            .iter()
+            .any(|line| line.contains("provider_requests_by_key")),
+        "the retry probe should use the key index: {plan:#?}"
+    );
+    db.close().await;
+}
