@@ -6,6 +6,7 @@
 #   bash bench/seed-sweep.sh                      # profiles except soak, seeds 1..5
 #   SEEDS="1 2 3" PROFILES="quickstart overload" bash bench/seed-sweep.sh
 #   PROFILES=soak SEEDS=1 bash bench/seed-sweep.sh  # the 30-minute soak
+#   KEEP=DIR bash bench/seed-sweep.sh             # keep each run's directory under DIR
 #
 # Runs sequentially (the runs are timing-sensitive; two at once would share the 2 cores).
 set -euo pipefail
@@ -15,6 +16,8 @@ seeds="${SEEDS:-1 2 3 4 5}"
 profiles="${PROFILES:-quickstart payment-brownout region-partition retry-storm overload}"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
+runs_dir="${KEEP:-$work}"
+mkdir -p "$runs_dir"
 
 echo "building rig (release)..." >&2
 cargo build --release -q
@@ -26,7 +29,7 @@ printf '%-18s %5s %-8s %8s  %s\n' profile seed verdict seconds "not passing"
 runs=0; passed=0
 for profile in $profiles; do
   for seed in $seeds; do
-    out="$work/$profile-$seed"
+    out="$runs_dir/$profile-$seed"
     start=$(date +%s)
     set +e
     "$rig" run "profiles/$profile.toml" --seed "$seed" --out "$out" >"$work/log" 2>&1

@@ -24,11 +24,36 @@ impl Default for ProxyDesired {
     }
 }
 
+/// What a process the run started should be doing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProcessState {
+    #[default]
+    Running,
+    /// Killed (SIGKILL) and not started again yet.
+    Down,
+    /// Stopped (SIGSTOP): its sockets stay open and nothing answers.
+    Paused,
+}
+
 /// Desired state of every target a timeline touches.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Desired {
     pub proxies: BTreeMap<String, ProxyDesired>,
     pub providers: BTreeMap<String, ProviderFaults>,
+    /// Every process a window of the plan acts on, by target name.
+    pub processes: BTreeMap<String, ProcessState>,
+    /// The `exec` windows active now, by entry index.
+    pub execs: BTreeMap<usize, ExecSpec>,
+}
+
+/// The commands of an active `exec` window.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExecSpec {
+    pub run: Vec<String>,
+    pub heal: Vec<String>,
+    #[serde(skip)]
+    pub timeout: std::time::Duration,
 }
 
 #[derive(Serialize)]
@@ -51,6 +76,11 @@ impl Desired {
                 (name.clone(), summary)
             })
             .collect();
-        serde_json::json!({ "proxies": proxies, "providers": self.providers })
+        serde_json::json!({
+            "proxies": proxies,
+            "providers": self.providers,
+            "processes": self.processes,
+            "execs": self.execs,
+        })
     }
 }

@@ -8,12 +8,15 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::ChaosError;
-use crate::desired::Desired;
+use crate::desired::{Desired, ProcessState};
+use crate::exec::ExecRunner;
 use crate::journal::{Call, Detail, Event, Journal, StepRef};
-use crate::provider::ProviderAdmin;
+use crate::provider::{ProviderAdmin, ProviderFaults};
 use crate::timeline::{Action, Plan, Step};
 use crate::toxiproxy::ToxiproxyControl;
 
@@ -43,11 +46,59 @@ pub trait Actuator: Sync {
     fn heal(&self, log: &mut Vec<Call>) -> impl Future<Output = Result<(), String>> + Send;
 }
 
-/// The real targets: a Toxiproxy API and the providers' admin APIs by name.
+/// A boxed future, for the object-safe [`ProcessControl`].
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The processes a run started (regions, provider), which `crash` and `pause` act on with
+/// real signals.
+pub trait ProcessControl: Send + Sync + std::fmt::Debug {
+    /// The processes by target name (`a`, `b`, `provider`).
+    fn names(&self) -> Vec<String>;
+
+    /// Brings process `name` to `state`: kills it (SIGKILL), starts it again and waits until
+    /// it answers, stops it (SIGSTOP) or continues it (SIGCONT). Nothing is done when it is
+    /// already there. Every signal and start is logged in `log`.
+    fn set<'a>(
+        &'a self,
+        name: &'a str,
+        state: ProcessState,
+        log: &'a mut Vec<Call>,
+    ) -> BoxFuture<'a, Result<(), String>>;
+}
+
+/// The real targets: a Toxiproxy API, the providers' admin APIs by name, and the processes
+/// the run started.
 #[derive(Debug, Clone, Default)]
 pub struct Targets {
     pub toxiproxy: Option<ToxiproxyControl>,
     pub providers: BTreeMap<String, ProviderAdmin>,
+    pub processes: Option<Arc<dyn ProcessControl>>,
+    /// The `exec` windows' commands (started and healed).
+    pub execs: ExecRunner,
+    /// The providers some step put a fault on and no step has cleared since: the only
+    /// ones a step must reach (an `exec` window may have taken the others down with their
+    /// system) and a heal must clear.
+    pub touched: Touched,
+}
+
+/// Provider names with faults possibly set on them.
+#[derive(Debug, Clone, Default)]
+pub struct Touched(Arc<std::sync::Mutex<BTreeSet<String>>>);
+
+impl Touched {
+    fn contains(&self, name: &str) -> bool {
+        self.0.lock().is_ok_and(|set| set.contains(name))
+    }
+
+    fn set(&self, name: &str, touched: bool) {
+        if let Ok(mut set) = self.0.lock() {
+            if touched {
+                set.insert(name.to_string());
+            } else {
+                set.remove(name);
+            }
+        }
+    }
 }
 
 impl Actuator for Targets {
@@ -78,6 +129,21 @@ impl Actuator for Targets {
                 ));
             }
         }
+        let known = self
+            .processes
+            .as_ref()
+            .map(|p| p.names())
+            .unwrap_or_default();
+        if let Some(unknown) = plan.processes().into_iter().find(|p| !known.contains(p)) {
+            return Err(format!(
+                "the timeline acts on process {unknown:?} but the run controls {}",
+                if known.is_empty() {
+                    "no process".to_string()
+                } else {
+                    known.join(", ")
+                }
+            ));
+        }
         if plan.uses_providers() && self.providers.is_empty() {
             return Err(
                 "the timeline has provider faults but no provider admin URL was given".to_string(),
@@ -99,12 +165,32 @@ impl Actuator for Targets {
     }
 
     async fn apply(&self, desired: &Desired, log: &mut Vec<Call>) -> Result<(), String> {
+        // Processes first: a provider started again comes back without its faults, which
+        // the reconcile below then puts back.
+        if let Some(processes) = &self.processes {
+            for (name, state) in &desired.processes {
+                processes.set(name, *state, log).await?;
+            }
+        }
+        self.execs.reconcile(&desired.execs, log).await?;
         if let Some(toxiproxy) = &self.toxiproxy {
             toxiproxy.reconcile(&desired.proxies, log).await?;
         }
         for (name, faults) in &desired.providers {
-            if let Some(admin) = self.providers.get(name) {
+            // A provider that is down or frozen cannot be told; it is told when it is back.
+            let reachable = desired
+                .processes
+                .get(name)
+                .is_none_or(|state| *state == ProcessState::Running);
+            let needed = *faults != ProviderFaults::default() || self.touched.contains(name);
+            if let Some(admin) = self.providers.get(name)
+                && reachable
+                && needed
+            {
+                // Marked before the call: a half-applied change is healed too.
+                self.touched.set(name, true);
                 admin.reconcile(faults, log).await?;
+                self.touched.set(name, *faults != ProviderFaults::default());
             }
         }
         Ok(())
@@ -112,14 +198,32 @@ impl Actuator for Targets {
 
     async fn heal(&self, log: &mut Vec<Call>) -> Result<(), String> {
         let mut problems = Vec::new();
+        if let Err(err) = self.execs.heal(log).await {
+            problems.push(format!("exec: {err}"));
+        }
+        // Processes first: a provider that is down or frozen cannot clear its faults.
+        if let Some(processes) = &self.processes {
+            for name in processes.names() {
+                if let Err(err) = processes.set(&name, ProcessState::Running, log).await {
+                    problems.push(format!("process {name}: {err}"));
+                }
+            }
+        }
         if let Some(toxiproxy) = &self.toxiproxy
             && let Err(err) = toxiproxy.heal(log).await
         {
             problems.push(format!("toxiproxy: {err}"));
         }
-        for admin in self.providers.values() {
-            if let Err(err) = heal_provider(admin, log).await {
-                problems.push(format!("provider {}: {err}", admin.name()));
+        for (name, admin) in &self.providers {
+            if self.touched.contains(name) {
+                match heal_provider(admin, log).await {
+                    Ok(()) => self.touched.set(name, false),
+                    Err(err) => problems.push(format!("provider {}: {err}", admin.name())),
+                }
+            } else {
+                // No step left a fault on it (one left by an earlier run is cleared too,
+                // when it answers): one try, and a provider that is not there is no fault.
+                let _ = admin.reconcile(&ProviderFaults::default(), log).await;
             }
         }
         if problems.is_empty() {

@@ -24,6 +24,7 @@
 mod api;
 pub mod desired;
 mod error;
+pub mod exec;
 pub mod executor;
 pub mod journal;
 pub mod provider;
@@ -34,13 +35,18 @@ pub mod toxics;
 pub mod toxiproxy;
 
 pub use api::VERSION as TOXIPROXY_API_VERSION;
-pub use desired::{Desired, ProxyDesired};
+pub use desired::{Desired, ExecSpec, ProcessState, ProxyDesired};
 pub use error::ChaosError;
-pub use executor::{AbortReason, Actuator, Outcome, Targets, execute, heal};
+pub use exec::ExecRunner;
+pub use executor::{
+    AbortReason, Actuator, BoxFuture, Outcome, ProcessControl, Targets, execute, heal,
+};
 pub use journal::{Call, Event, Journal, LoadClock, Record, read_journal};
 pub use provider::{ProviderAdmin, ProviderFaults};
 pub use proxy::collection::{ProxyConfig, ProxyJson};
 pub use server::{EmbeddedToxiproxy, ServerOptions, ToxiproxyServer, serve};
-pub use timeline::{Entry, Fault, PartitionDirection, PartitionMode, Plan, SINK, Timeline};
+pub use timeline::{
+    Entry, Fault, PROCESSES, PartitionDirection, PartitionMode, Plan, SINK, Timeline,
+};
 pub use toxics::{Stream, Toxic, ToxicJson, ToxicSpec};
 pub use toxiproxy::{ProxyState, ToxiproxyControl};

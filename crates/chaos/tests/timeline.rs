@@ -234,6 +234,8 @@ async fn interrupt_heals_real_targets() {
             "main".to_string(),
             ProviderAdmin::new("main", &provider.url).unwrap(),
         )]),
+        processes: None,
+        ..Default::default()
     };
     let path = temp_path("interrupt");
     let mut journal = Journal::open(&path, LoadClock::starting_now()).unwrap();
@@ -316,6 +318,8 @@ async fn missing_proxy_fails_preflight() {
     let targets = Targets {
         toxiproxy: Some(ToxiproxyControl::new(&toxi.url()).unwrap()),
         providers: BTreeMap::new(),
+        processes: None,
+        ..Default::default()
     };
     let path = temp_path("preflight");
     let journal = Journal::open(&path, LoadClock::starting_now()).unwrap();

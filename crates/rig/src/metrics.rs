@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use anyhow::Context;
 use chaos::{Actuator, Call, Desired, Plan};
@@ -13,21 +14,137 @@ use rig_http::{Incoming, Method, Request, StatusCode};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-/// The registries an exporter serves; components add theirs as they start.
+/// How long a scrape waits for a child process's `/metrics`: a paused or crashed child is
+/// left out of that scrape rather than holding it up.
+const REMOTE_SCRAPE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The registries an exporter serves (components add theirs as they start), and the
+/// `/metrics` URLs of the run's child processes, scraped on each scrape.
 #[derive(Debug, Clone, Default)]
-pub struct Registries(Arc<Mutex<Vec<Registry>>>);
+pub struct Registries {
+    local: Arc<Mutex<Vec<Registry>>>,
+    remote: Arc<Mutex<Vec<Remote>>>,
+}
+
+/// A child process's metrics: scraped on each scrape while it runs, its last exposition
+/// once the run stopped it (the values the run ended with, for the metrics linger).
+#[derive(Debug, Clone)]
+enum Remote {
+    Live(String),
+    Frozen(String),
+}
 
 impl Registries {
     pub fn add(&self, registry: Registry) {
-        self.0.lock().expect("registry list").push(registry);
+        self.local.lock().expect("registry list").push(registry);
     }
 
-    /// The exposition text of every registry.
-    pub fn render(&self) -> Vec<u8> {
-        let registries = self.0.lock().expect("registry list").clone();
-        let refs: Vec<&Registry> = registries.iter().collect();
-        target_system::metrics::render_all(&refs).1
+    /// A child process's `/metrics` URL, merged into every scrape.
+    pub fn add_remote(&self, url: String) {
+        self.remote
+            .lock()
+            .expect("remote list")
+            .push(Remote::Live(url));
     }
+
+    /// Scrapes every child once more and keeps what it answered from then on: called
+    /// before the children are stopped, so the endpoint keeps serving their final values.
+    pub async fn freeze_remote(&self) {
+        let remote = self.remote.lock().expect("remote list").clone();
+        let texts = scrape(&remote).await;
+        let frozen = texts.into_iter().flatten().map(Remote::Frozen).collect();
+        *self.remote.lock().expect("remote list") = frozen;
+    }
+
+    /// One exposition of every registry and every child that answered: a family's samples
+    /// from all of them under one `# HELP` and `# TYPE`.
+    pub async fn render(&self) -> Vec<u8> {
+        let registries = self.local.lock().expect("registry list").clone();
+        let refs: Vec<&Registry> = registries.iter().collect();
+        let local = target_system::metrics::render_all(&refs).1;
+        let remote = self.remote.lock().expect("remote list").clone();
+        if remote.is_empty() {
+            return local;
+        }
+        let mut texts = vec![String::from_utf8_lossy(&local).into_owned()];
+        texts.extend(scrape(&remote).await.into_iter().flatten());
+        merge_expositions(&texts).into_bytes()
+    }
+}
+
+/// Each child's exposition (None for one that did not answer: down, frozen, stopped).
+async fn scrape(remote: &[Remote]) -> Vec<Option<String>> {
+    let client = rig_http::HttpClient::new(REMOTE_SCRAPE_TIMEOUT, 1);
+    let scrapes = remote.iter().map(|remote| {
+        let client = client.clone();
+        async move {
+            match remote {
+                Remote::Frozen(text) => Some(text.clone()),
+                Remote::Live(url) => client
+                    .send(Method::GET, url, &[], None, REMOTE_SCRAPE_TIMEOUT)
+                    .await
+                    .ok()
+                    .filter(|r| r.status == StatusCode::OK)
+                    .map(|r| String::from_utf8_lossy(&r.body).into_owned()),
+            }
+        }
+    });
+    futures_util::future::join_all(scrapes).await
+}
+
+/// Prometheus text expositions as one: each family (a `# HELP`/`# TYPE` header and the
+/// samples after it) once, in first-seen order, with the samples of every text that has it.
+pub fn merge_expositions(texts: &[String]) -> String {
+    struct Family {
+        header: Vec<String>,
+        samples: Vec<String>,
+    }
+    let mut order: Vec<String> = Vec::new();
+    let mut families: std::collections::HashMap<String, Family> = Default::default();
+    for text in texts {
+        let mut current = String::new();
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let header_of = line
+                .strip_prefix("# HELP ")
+                .or_else(|| line.strip_prefix("# TYPE "))
+                .and_then(|rest| rest.split_whitespace().next());
+            if let Some(name) = header_of {
+                let fresh = !families.contains_key(name);
+                let family = families.entry(name.to_string()).or_insert_with(|| Family {
+                    header: Vec::new(),
+                    samples: Vec::new(),
+                });
+                if fresh {
+                    order.push(name.to_string());
+                }
+                current = name.to_string();
+                let kind = &line[..7];
+                if !family.header.iter().any(|h| h.starts_with(kind)) {
+                    family.header.push(line.to_string());
+                }
+            } else if line.starts_with('#') {
+                continue;
+            } else {
+                let family = families.entry(current.clone()).or_insert_with(|| {
+                    order.push(current.clone());
+                    Family {
+                        header: Vec::new(),
+                        samples: Vec::new(),
+                    }
+                });
+                family.samples.push(line.to_string());
+            }
+        }
+    }
+    let mut out = String::new();
+    for name in order {
+        let family = &families[&name];
+        for line in family.header.iter().chain(&family.samples) {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
 }
 
 /// A running `/metrics` endpoint.
@@ -54,7 +171,7 @@ impl Exporter {
                         (&Method::GET, "/metrics") => rig_http::reply::with_type(
                             StatusCode::OK,
                             "text/plain; version=0.0.4; charset=utf-8",
-                            registries.render().into(),
+                            registries.render().await.into(),
                         ),
                         (&Method::GET, "/healthz") => rig_http::reply::text(StatusCode::OK, "ok\n"),
                         _ => rig_http::reply::text(
@@ -169,6 +286,17 @@ pub fn faults_of(desired: &Desired) -> BTreeSet<(String, String)> {
             out.insert((format!("provider_{field}"), provider.clone()));
         }
     }
+    for (process, state) in &desired.processes {
+        match state {
+            chaos::ProcessState::Running => {}
+            chaos::ProcessState::Down => {
+                out.insert(("crash".to_string(), process.clone()));
+            }
+            chaos::ProcessState::Paused => {
+                out.insert(("pause".to_string(), process.clone()));
+            }
+        }
+    }
     out
 }
 
@@ -202,4 +330,26 @@ pub fn parse_linger(text: &str) -> Result<std::time::Duration, String> {
         return Ok(std::time::Duration::ZERO);
     }
     loadgen::parse_duration("--metrics-linger", text).map_err(|err| err.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Families scraped from several processes become one family each: one `# HELP` and
+    /// one `# TYPE`, every process's samples under it, in first-seen order.
+    #[test]
+    fn expositions_merge_by_family() {
+        let a = "# HELP rig_x Things.\n# TYPE rig_x counter\nrig_x{region=\"a\"} 1\n\
+                 # HELP rig_h Times.\n# TYPE rig_h histogram\nrig_h_bucket{le=\"1\"} 2\nrig_h_sum 3\nrig_h_count 2\n";
+        let b = "# HELP rig_x Things.\n# TYPE rig_x counter\nrig_x{region=\"b\"} 4\n\
+                 # HELP rig_y Other.\n# TYPE rig_y gauge\nrig_y 5\n";
+        let merged = merge_expositions(&[a.to_string(), b.to_string()]);
+        assert_eq!(
+            merged,
+            "# HELP rig_x Things.\n# TYPE rig_x counter\nrig_x{region=\"a\"} 1\nrig_x{region=\"b\"} 4\n\
+             # HELP rig_h Times.\n# TYPE rig_h histogram\nrig_h_bucket{le=\"1\"} 2\nrig_h_sum 3\nrig_h_count 2\n\
+             # HELP rig_y Other.\n# TYPE rig_y gauge\nrig_y 5\n"
+        );
+    }
 }

@@ -12,6 +12,7 @@
 //! | `no-consumer-dedup` | the outbox consumer applies redeliveries again | outbox-effectively-once |
 //! | `oversell` | stock is reserved without checking what is left | no-oversell |
 //! | `no-repair` | the repair worker never runs | bounded-pending-age |
+//! | `event-after-commit` | the confirmation event is written in a transaction of its own after the state change commits (a publisher flushing once a second), so a crash between the two loses it | outbox-effectively-once |
 
 use serde::{Deserialize, Serialize};
 
@@ -27,10 +28,11 @@ pub enum Defect {
     NoConsumerDedup,
     Oversell,
     NoRepair,
+    EventAfterCommit,
 }
 
 impl Defect {
-    pub const ALL: [Defect; 8] = [
+    pub const ALL: [Defect; 9] = [
         Self::FreshKeyPerRetry,
         Self::ConfirmOnTimeout,
         Self::NoRetryBudget,
@@ -39,6 +41,7 @@ impl Defect {
         Self::NoConsumerDedup,
         Self::Oversell,
         Self::NoRepair,
+        Self::EventAfterCommit,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -51,6 +54,7 @@ impl Defect {
             Self::NoConsumerDedup => "no-consumer-dedup",
             Self::Oversell => "oversell",
             Self::NoRepair => "no-repair",
+            Self::EventAfterCommit => "event-after-commit",
         }
     }
 
@@ -65,7 +69,7 @@ impl Defect {
             Self::ConfirmOnTimeout => "money-conservation",
             Self::NoRetryBudget | Self::NoAdmissionControl => "admission-control",
             Self::LocalConfirmInPartition => "single-final-outcome",
-            Self::NoConsumerDedup => "outbox-effectively-once",
+            Self::NoConsumerDedup | Self::EventAfterCommit => "outbox-effectively-once",
             Self::Oversell => "no-oversell",
             Self::NoRepair => "bounded-pending-age",
         }

@@ -33,7 +33,30 @@
 //! stream = "downstream"      # default downstream
 //! latency_ms = 200
 //! jitter_ms = 50
+//!
+//! [[chaos]]                  # region a's process is killed (SIGKILL) and restarted 3 s later
+//! at = "5m"
+//! for = "3s"                 # how long it stays down; leave it out to restart at once
+//! kind = "crash"
+//! target = "a"               # "a", "b" or "provider"
+//!
+//! [[chaos]]                  # region b's process is frozen (SIGSTOP), then continued
+//! at = "6m"
+//! for = "5s"
+//! kind = "pause"
+//! target = "b"
+//!
+//! [[chaos]]                  # a system the rig did not start: commands crash and restore it
+//! at = "7m"
+//! for = "10s"
+//! kind = "exec"
+//! run = ["docker", "kill", "region-a"]    # when the window starts (no shell: an argv)
+//! heal = ["docker", "start", "region-a"]  # when it ends, and in every heal
+//! timeout = "30s"            # each command's limit; default 30s
 //! ```
+//!
+//! Process faults (`crash`, `pause`) act on the processes a run started itself; a system the
+//! rig did not start has none.
 //!
 //! Link attributes use unit-suffixed names (`latency_ms`, `jitter_ms`, `rate_kb_per_sec`,
 //! `delay_ms`, `timeout_ms`, `average_size_bytes`, `size_variation_bytes`, `delay_us`, `bytes`)
@@ -56,6 +79,9 @@ use parse::parse_entry;
 
 /// The regions a partition can separate.
 pub const REGIONS: [&str; 2] = ["a", "b"];
+
+/// The processes a `crash` or `pause` can target in a run that starts its system.
+pub const PROCESSES: [&str; 3] = ["a", "b", "provider"];
 
 /// The name the event sink's fault API goes by among the targets' fault APIs (it takes the
 /// provider's fault JSON: latency, errors, outage).
@@ -112,6 +138,28 @@ pub enum Fault {
     },
     /// The rig's event sink: latency, errors or an outage.
     Sink { faults: ProviderFaults },
+    /// A process killed with SIGKILL when the window starts and started again when it ends.
+    Crash { target: String },
+    /// A process stopped with SIGSTOP for the window and continued with SIGCONT.
+    Pause { target: String },
+    /// Commands run when the window starts (`run`) and when it ends or is healed (`heal`),
+    /// each within `timeout`; their exit status and output are journaled.
+    Exec {
+        run: Vec<String>,
+        heal: Vec<String>,
+        #[serde(with = "duration_secs")]
+        timeout: Duration,
+    },
+}
+
+/// A duration as seconds in the expanded plan's JSON.
+mod duration_secs {
+    pub fn serialize<S: serde::Serializer>(
+        d: &std::time::Duration,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
 }
 
 fn toxic_as_json<S: serde::Serializer>(toxic: &ToxicSpec, s: S) -> Result<S::Ok, S::Error> {
@@ -125,6 +173,9 @@ impl Fault {
             Self::Provider { .. } => "provider",
             Self::Link { .. } => "link",
             Self::Sink { .. } => "sink",
+            Self::Crash { .. } => "crash",
+            Self::Pause { .. } => "pause",
+            Self::Exec { .. } => "exec",
         }
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{Entry, Fault, PartitionDirection, PartitionMode, REGIONS};
+use super::{Entry, Fault, PROCESSES, PartitionDirection, PartitionMode, REGIONS};
 use crate::ChaosError;
 use crate::provider::ProviderFaults;
 use crate::toxics::{
@@ -20,7 +20,7 @@ use evidence::duration::parse_duration;
 struct RawEntry {
     at: String,
     #[serde(rename = "for")]
-    duration: String,
+    duration: Option<String>,
     at_jitter: Option<String>,
     kind: String,
     name: Option<String>,
@@ -49,6 +49,13 @@ struct RawEntry {
     size_variation_bytes: Option<u64>,
     delay_us: Option<u64>,
     bytes: Option<u64>,
+    // crash, pause
+    target: Option<String>,
+    restart_after: Option<String>,
+    // exec
+    run: Option<Vec<String>>,
+    heal: Option<Vec<String>>,
+    timeout: Option<String>,
 }
 
 const PARTITION_FIELDS: &[&str] = &["between", "mode", "direction"];
@@ -63,11 +70,21 @@ const PROVIDER_FIELDS: &[&str] = &[
 ];
 const SINK_FIELDS: &[&str] = &["latency_ms", "error_rate", "outage"];
 const LINK_FIELDS: &[&str] = &["proxy", "toxic", "stream", "toxicity"];
+const CRASH_FIELDS: &[&str] = &["target", "restart_after"];
+const PAUSE_FIELDS: &[&str] = &["target"];
+const EXEC_FIELDS: &[&str] = &["run", "heal", "timeout"];
+/// How long an exec command may take unless `timeout` says otherwise.
+const EXEC_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a crashed process stays down when neither `for` nor `restart_after` is given:
+/// it is started again at once (the smallest step the timeline has, so the kill and the
+/// restart are two steps).
+const RESTART_AT_ONCE: Duration = Duration::from_millis(1);
 
 impl RawEntry {
     /// The kind-specific fields that are present.
     fn present(&self) -> Vec<&'static str> {
-        let fields: [(&'static str, bool); 22] = [
+        let fields: [(&'static str, bool); 27] = [
             ("between", self.between.is_some()),
             ("mode", self.mode.is_some()),
             ("direction", self.direction.is_some()),
@@ -93,6 +110,11 @@ impl RawEntry {
             ("size_variation_bytes", self.size_variation_bytes.is_some()),
             ("delay_us", self.delay_us.is_some()),
             ("bytes", self.bytes.is_some()),
+            ("target", self.target.is_some()),
+            ("restart_after", self.restart_after.is_some()),
+            ("run", self.run.is_some()),
+            ("heal", self.heal.is_some()),
+            ("timeout", self.timeout.is_some()),
         ];
         fields
             .iter()
@@ -160,10 +182,30 @@ pub(super) fn parse_entry(index: usize, item: &toml::Value) -> Result<Entry, Cha
     let duration_of =
         |field: &str, text: &str| parse_duration(text).map_err(|e| at.err(field, e.to_string()));
     let start = duration_of("at", &raw.at)?;
-    let duration = duration_of("for", &raw.duration)?;
-    if duration.is_zero() {
-        return Err(at.err("for", "must be longer than 0s (e.g. \"30s\")"));
-    }
+    let duration = match (raw.kind.as_str(), &raw.duration, &raw.restart_after) {
+        ("crash", Some(_), Some(_)) => {
+            return Err(at.err(
+                "restart_after",
+                "says the same as `for` (how long the process stays down); give one of them",
+            ));
+        }
+        ("crash", None, None) => RESTART_AT_ONCE,
+        ("crash", None, Some(text)) => duration_of("restart_after", text)?.max(RESTART_AT_ONCE),
+        ("crash", Some(text), None) => duration_of("for", text)?.max(RESTART_AT_ONCE),
+        (_, Some(text), _) => {
+            let duration = duration_of("for", text)?;
+            if duration.is_zero() {
+                return Err(at.err("for", "must be longer than 0s (e.g. \"30s\")"));
+            }
+            duration
+        }
+        (_, None, _) => {
+            return Err(at.err(
+                "for",
+                "is required: how long the fault lasts (e.g. for = \"30s\")",
+            ));
+        }
+    };
     let at_jitter = match &raw.at_jitter {
         Some(text) => duration_of("at_jitter", text)?,
         None => Duration::ZERO,
@@ -173,11 +215,18 @@ pub(super) fn parse_entry(index: usize, item: &toml::Value) -> Result<Entry, Cha
         "provider" => provider(&at, &raw)?,
         "link" => link(&at, &raw)?,
         "sink" => sink(&at, &raw)?,
+        "crash" => Fault::Crash {
+            target: process_target(&at, &raw, "crash", CRASH_FIELDS)?,
+        },
+        "pause" => Fault::Pause {
+            target: process_target(&at, &raw, "pause", PAUSE_FIELDS)?,
+        },
+        "exec" => exec(&at, &raw)?,
         other => {
             return Err(at.err(
                 "kind",
                 format!(
-                    "{other:?} is not a fault kind; use \"partition\", \"provider\", \"link\" or \"sink\""
+                    "{other:?} is not a fault kind; use \"partition\", \"provider\", \"link\", \"sink\", \"crash\", \"pause\" or \"exec\""
                 ),
             ));
         }
@@ -203,7 +252,10 @@ fn check_type(key: &str, value: &toml::Value) -> Result<(), String> {
     }
     match key {
         "at" | "for" | "at_jitter" | "kind" | "name" | "mode" | "direction" | "provider"
-        | "proxy" | "toxic" | "stream" => is::<String>(value),
+        | "proxy" | "toxic" | "stream" | "target" | "restart_after" | "timeout" => {
+            is::<String>(value)
+        }
+        "run" | "heal" => is::<Vec<String>>(value),
         "between" => is::<Vec<String>>(value),
         "rate_limit_per_sec" | "error_rate" | "commit_then_drop_rate" | "toxicity" => {
             is::<f64>(value)
@@ -221,6 +273,63 @@ fn check_type(key: &str, value: &toml::Value) -> Result<(), String> {
         | "bytes" => is::<u64>(value),
         _ => Ok(()),
     }
+}
+
+/// Commands for a system the rig did not start (the Chaos Toolkit's process action).
+fn exec(at: &At, raw: &RawEntry) -> Result<Fault, ChaosError> {
+    at.only(raw, "exec", EXEC_FIELDS)?;
+    let run = raw.run.clone().unwrap_or_default();
+    if run.first().is_none_or(|program| program.trim().is_empty()) {
+        return Err(at.err(
+            "run",
+            "is required: the command to run when the window starts, as a list, e.g. run = [\"docker\", \"kill\", \"region-a\"]",
+        ));
+    }
+    let heal = raw.heal.clone().unwrap_or_default();
+    if heal
+        .first()
+        .is_some_and(|program| program.trim().is_empty())
+    {
+        return Err(at.err(
+            "heal",
+            "names no program; give the command that undoes `run`, e.g. heal = [\"docker\", \"start\", \"region-a\"], or leave it out",
+        ));
+    }
+    let timeout = match &raw.timeout {
+        Some(text) => parse_duration(text).map_err(|e| at.err("timeout", e.to_string()))?,
+        None => EXEC_TIMEOUT,
+    };
+    if timeout.is_zero() || timeout > Duration::from_secs(600) {
+        return Err(at.err(
+            "timeout",
+            "must be from 1ms to 10m: how long each command may take",
+        ));
+    }
+    Ok(Fault::Exec { run, heal, timeout })
+}
+
+/// The process a `crash` or `pause` acts on.
+fn process_target(
+    at: &At,
+    raw: &RawEntry,
+    kind: &str,
+    allowed: &[&str],
+) -> Result<String, ChaosError> {
+    at.only(raw, kind, allowed)?;
+    let names = PROCESSES.map(|p| format!("{p:?}")).join(", ");
+    let target = raw.target.as_ref().ok_or_else(|| {
+        at.err(
+            "target",
+            format!("is required: the process to {kind}, one of {names}"),
+        )
+    })?;
+    if !PROCESSES.contains(&target.as_str()) {
+        return Err(at.err(
+            "target",
+            format!("{target:?} is not a process of the run; use one of {names}"),
+        ));
+    }
+    Ok(target.clone())
 }
 
 fn partition(at: &At, raw: &RawEntry) -> Result<Fault, ChaosError> {

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::{Fault, PartitionMode, Timeline};
 use crate::ChaosError;
-use crate::desired::{Desired, ProxyDesired};
+use crate::desired::{Desired, ExecSpec, ProcessState, ProxyDesired};
 use crate::provider::ProviderFaults;
 use crate::toxics::{Stream, Timeout, Toxic, ToxicSpec};
 use evidence::duration::format_duration;
@@ -141,10 +141,25 @@ impl Plan {
                 Fault::Link { proxy, .. } => {
                     proxies.insert(proxy.clone());
                 }
-                Fault::Provider { .. } | Fault::Sink { .. } => {}
+                Fault::Provider { .. }
+                | Fault::Sink { .. }
+                | Fault::Crash { .. }
+                | Fault::Pause { .. }
+                | Fault::Exec { .. } => {}
             }
         }
         proxies
+    }
+
+    /// Processes any window crashes or pauses.
+    pub fn processes(&self) -> BTreeSet<String> {
+        self.windows
+            .iter()
+            .filter_map(|w| match &w.fault {
+                Fault::Crash { target } | Fault::Pause { target } => Some(target.clone()),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Providers named by some window.
@@ -171,10 +186,32 @@ impl Plan {
     /// Checks every window against the topology it will act on, before anything starts:
     /// each proxy it names is one of `proxies`, each provider one of `providers`. The error
     /// names the entry, the unknown name and the names that exist.
-    pub fn check_targets(&self, proxies: &[&str], providers: &[&str]) -> Result<(), String> {
+    pub fn check_targets(
+        &self,
+        proxies: &[&str],
+        providers: &[&str],
+        processes: &[&str],
+    ) -> Result<(), String> {
         for window in &self.windows {
             let entry = describe_entry(window);
             let named: Vec<String> = match &window.fault {
+                Fault::Crash { target } | Fault::Pause { target } => {
+                    if !processes.contains(&target.as_str()) {
+                        return Err(if processes.is_empty() {
+                            format!(
+                                "{entry}: kind = \"{}\" acts on a process the run started, and this run starts none of the system's processes; for a system the rig did not start, use kind = \"exec\" with the commands that crash and restart it",
+                                window.fault.kind()
+                            )
+                        } else {
+                            format!(
+                                "{entry}: target = {target:?} is not a process of the run; use one of {}",
+                                processes.join(", ")
+                            )
+                        });
+                    }
+                    Vec::new()
+                }
+                Fault::Exec { .. } => Vec::new(),
                 Fault::Partition { direction, .. } => {
                     direction.proxies().iter().map(|p| p.to_string()).collect()
                 }
@@ -264,6 +301,9 @@ impl Plan {
         for proxy in self.proxies() {
             desired.proxies.insert(proxy, ProxyDesired::default());
         }
+        for process in self.processes() {
+            desired.processes.insert(process, ProcessState::Running);
+        }
         for provider in providers {
             desired
                 .providers
@@ -317,6 +357,26 @@ impl Plan {
                 Fault::Sink { faults } => {
                     let targets = vec![super::SINK.to_string()];
                     set_faults(&mut desired, &mut field_owner, entry, targets, faults)?;
+                }
+                // A process that is down cannot also be paused: down wins.
+                Fault::Crash { target } => {
+                    desired.processes.insert(target.clone(), ProcessState::Down);
+                }
+                Fault::Pause { target } => {
+                    let state = desired.processes.entry(target.clone()).or_default();
+                    if *state != ProcessState::Down {
+                        *state = ProcessState::Paused;
+                    }
+                }
+                Fault::Exec { run, heal, timeout } => {
+                    desired.execs.insert(
+                        entry,
+                        ExecSpec {
+                            run: run.clone(),
+                            heal: heal.clone(),
+                            timeout: *timeout,
+                        },
+                    );
                 }
             }
         }
@@ -509,7 +569,9 @@ mod tests {
         );
         let plan = t.expand(1).unwrap();
         let proxies = ["a_to_b", "b_to_a", "a_to_provider", "b_to_provider"];
-        let err = plan.check_targets(&proxies, &["provider"]).unwrap_err();
+        let err = plan
+            .check_targets(&proxies, &["provider"], &[])
+            .unwrap_err();
         assert!(
             err.contains("chaos[0] (\"cut\")") && err.contains("\"a_to_c\""),
             "{err}"
@@ -522,7 +584,7 @@ mod tests {
             "[[chaos]]\nat=\"10s\"\nfor=\"30s\"\nkind=\"partition\"\nbetween=[\"a\",\"b\"]\n",
         );
         let plan = t.expand(1).unwrap();
-        assert_eq!(plan.check_targets(&proxies, &["provider"]), Ok(()));
+        assert_eq!(plan.check_targets(&proxies, &["provider"], &[]), Ok(()));
         assert_eq!(plan.check_within(Duration::from_secs(40)), Ok(()));
         let err = plan.check_within(Duration::from_secs(20)).unwrap_err();
         assert!(
@@ -530,5 +592,62 @@ mod tests {
             "{err}"
         );
         assert!(err.contains("--set chaos=[]"), "{err}");
+    }
+
+    /// Process faults: a crash without `for` restarts at once (two distinct steps), a
+    /// frozen process that is also crashed is down, `for` and `restart_after` are one
+    /// thing, and a pause needs its length and a known target.
+    #[test]
+    fn crash_and_pause_windows() {
+        let plan = timeline(
+            "[[chaos]]\nat=\"2s\"\nkind=\"crash\"\ntarget=\"a\"\n\
+             [[chaos]]\nat=\"5s\"\nrestart_after=\"3s\"\nkind=\"crash\"\ntarget=\"provider\"\n\
+             [[chaos]]\nat=\"4s\"\nfor=\"5s\"\nkind=\"pause\"\ntarget=\"provider\"\n",
+        )
+        .expand(0)
+        .unwrap();
+        assert_eq!(
+            plan.windows[0].end - plan.windows[0].start,
+            Duration::from_millis(1)
+        );
+        assert_eq!(
+            plan.windows[1].end - plan.windows[1].start,
+            Duration::from_secs(3)
+        );
+        let a = plan.desired(&BTreeSet::from([0]), &[]).unwrap();
+        assert_eq!(a.processes["a"], ProcessState::Down);
+        assert_eq!(a.processes["provider"], ProcessState::Running);
+        let both = plan.desired(&BTreeSet::from([1, 2]), &[]).unwrap();
+        assert_eq!(both.processes["provider"], ProcessState::Down);
+        let paused = plan.desired(&BTreeSet::from([2]), &[]).unwrap();
+        assert_eq!(paused.processes["provider"], ProcessState::Paused);
+        assert!(
+            plan.check_targets(&[], &[], &["a", "b", "provider"])
+                .is_ok()
+        );
+        let none = plan.check_targets(&[], &[], &[]).unwrap_err();
+        assert!(none.contains("kind = \"exec\""), "{none}");
+        for (entry, named) in [
+            (
+                "at=\"1s\"\nfor=\"1s\"\nrestart_after=\"1s\"\nkind=\"crash\"\ntarget=\"a\"",
+                "chaos[0].restart_after",
+            ),
+            ("at=\"1s\"\nkind=\"pause\"\ntarget=\"a\"", "chaos[0].for"),
+            ("at=\"1s\"\nfor=\"1s\"\nkind=\"pause\"", "chaos[0].target"),
+            (
+                "at=\"1s\"\nfor=\"1s\"\nkind=\"crash\"\ntarget=\"sink\"",
+                "\"a\", \"b\", \"provider\"",
+            ),
+            (
+                "at=\"1s\"\nfor=\"1s\"\nkind=\"pause\"\ntarget=\"a\"\nrestart_after=\"1s\"",
+                "chaos[0].restart_after",
+            ),
+        ] {
+            let err =
+                Timeline::from_profile_str(&format!("[[chaos]]\n{entry}\n"), Path::new("p.toml"))
+                    .unwrap_err()
+                    .to_string();
+            assert!(err.contains(named), "{entry}: {err}");
+        }
     }
 }

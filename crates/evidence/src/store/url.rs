@@ -63,6 +63,24 @@ impl StoreUrl {
         }
     }
 
+    /// The prefix of the schema names (PostgreSQL with a namespace), if any.
+    pub fn namespace(&self) -> Option<&str> {
+        match self {
+            Self::Postgres { namespace, .. } => namespace.as_deref(),
+            Self::Sqlite { .. } => None,
+        }
+    }
+
+    /// The location as [`StoreUrl::parse`] reads it, password included and without the
+    /// namespace: for handing the stores to another process (through its environment, not
+    /// its command line, which any local user can read).
+    pub fn to_url(&self) -> String {
+        match self {
+            Self::Sqlite { dir } => format!("sqlite://{}", dir.display()),
+            Self::Postgres { url, .. } => url.clone(),
+        }
+    }
+
     /// The PostgreSQL schema for a store, `None` for SQLite.
     pub fn schema(&self, name: StoreName) -> Option<String> {
         match self {

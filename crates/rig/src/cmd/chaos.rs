@@ -88,6 +88,8 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<Verdict> {
     let targets = chaos::Targets {
         toxiproxy: Some(chaos::ToxiproxyControl::new(&args.toxiproxy).map_err(chaos_error)?),
         providers,
+        processes: None,
+        ..Default::default()
     };
     let mut journal = chaos::Journal::open(&args.journal, chaos::LoadClock::starting_now())
         .map_err(chaos_error)?;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use evidence::{RegionId, StoreError, StoreUrl};
-use target_system::system::{RegionPlan, System, SystemError};
+use target_system::system::{ProviderPlan, RegionPlan, System, SystemError};
 use target_system::{Defect, TargetConfig};
 use tokio::net::TcpListener;
 
@@ -34,6 +34,10 @@ pub struct ServeArgs {
         env = "RIG_STORE"
     )]
     store: String,
+    /// PostgreSQL only: prefix every store's schema with NAME_ (a run's stores are
+    /// `<run>_region_a`, ...), so several systems share one database.
+    #[arg(long, value_name = "NAME")]
+    namespace: Option<String>,
     /// Which part to run.
     #[arg(long, value_enum, default_value_t = Role::All)]
     role: Role,
@@ -68,9 +72,18 @@ pub struct ServeArgs {
     sets: Vec<String>,
     /// Deliberately break one mechanism, to prove the verifier catches it (repeatable):
     /// fresh-key-per-retry, confirm-on-timeout, no-retry-budget, no-admission-control,
-    /// local-confirm-in-partition, no-consumer-dedup, oversell, no-repair.
+    /// local-confirm-in-partition, no-consumer-dedup, oversell, no-repair, event-after-commit.
     #[arg(long = "defect", value_name = "NAME", value_parser = parse_defect)]
     defects: Vec<Defect>,
+    /// --role provider: one more listener per caller, NAME=ADDR (repeatable, e.g.
+    /// --caller a=127.0.0.1:18091). The request log attributes each request to the caller
+    /// whose listener it came in on, which the caller cannot choose.
+    #[arg(long = "caller", value_name = "NAME=ADDR")]
+    callers: Vec<String>,
+    /// Exit when process PID exits (a `rig run` starting its system as child processes
+    /// passes its own pid, so no child outlives it).
+    #[arg(long, value_name = "PID", hide = true)]
+    parent_pid: Option<u32>,
     /// The run_id label on every metric these services export (dashboards select runs by
     /// it); e.g. the name of the stack or of the experiment.
     #[arg(long, value_name = "NAME", default_value = "serve", env = "RIG_RUN_ID")]
@@ -98,10 +111,17 @@ fn parse_region(text: &str) -> Result<RegionId, String> {
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<Verdict> {
+    if let Some(parent) = args.parent_pid {
+        die_with_parent(parent)?;
+    }
     let mut config = target_config::load(args.config.as_deref(), &args.sets)?;
     config.defects.extend(args.defects.iter().copied());
     let config = Arc::new(config);
-    let store = StoreUrl::parse(&args.store).map_err(|err| BadInput(format!("--store: {err}")))?;
+    let mut store =
+        StoreUrl::parse(&args.store).map_err(|err| BadInput(format!("--store: {err}")))?;
+    if let Some(namespace) = &args.namespace {
+        store = store.with_namespace(namespace);
+    }
     target_system::metrics::set_common_labels(&[("run_id", &args.run_id)]);
     let system = match args.role {
         Role::All => {
@@ -118,7 +138,21 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<Verdict> {
         }
         Role::Provider => {
             let listener = bind(args.listen.unwrap_or(args.listen_provider), "--listen").await?;
-            System::start(config.clone(), &store, Some(listener.into()), vec![]).await
+            let mut callers = Vec::new();
+            for caller in &args.callers {
+                let (name, addr) = caller
+                    .split_once('=')
+                    .and_then(|(name, addr)| Some((name, addr.parse::<SocketAddr>().ok()?)))
+                    .filter(|(name, _)| !name.is_empty())
+                    .ok_or_else(|| {
+                        BadInput(format!(
+                            "--caller {caller:?}: write NAME=ADDR, e.g. --caller a=127.0.0.1:18091"
+                        ))
+                    })?;
+                callers.push((name.to_string(), bind(addr, "--caller").await?));
+            }
+            let plan = ProviderPlan { listener, callers };
+            System::start(config.clone(), &store, Some(plan), vec![]).await
         }
         Role::Region => {
             let id = args
@@ -150,13 +184,35 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<Verdict> {
         other => anyhow::Error::new(other).context("the reference system could not start"),
     })?;
     print_banner(&system, &store, &config);
-    tokio::signal::ctrl_c()
-        .await
-        .context("could not listen for Ctrl-C")?;
-    eprintln!("rig serve: shutting down (finishing open requests)");
+    let signal = stop_signal().await?;
+    eprintln!("rig serve: {signal}; shutting down (finishing open requests)");
     system.shutdown().await.context("shutdown")?;
     eprintln!("rig serve: stopped");
     Ok(Verdict::Pass)
+}
+
+/// Waits for Ctrl-C or SIGTERM (docker stop, Kubernetes, a `rig run` ending its children).
+async fn stop_signal() -> anyhow::Result<&'static str> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("could not listen for SIGTERM")?;
+    Ok(tokio::select! {
+        interrupted = tokio::signal::ctrl_c() => {
+            interrupted.context("could not listen for Ctrl-C")?;
+            "interrupted (Ctrl-C)"
+        }
+        _ = term.recv() => "terminated (SIGTERM)",
+    })
+}
+
+/// Has the kernel kill this process when its parent dies (SIGKILL, so even a stopped
+/// process goes), and exits at once if `parent` is already gone.
+fn die_with_parent(parent: u32) -> anyhow::Result<()> {
+    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+        .context("asking to be killed with the parent process")?;
+    if std::os::unix::process::parent_id() != parent {
+        anyhow::bail!("the process that started this one (pid {parent}) is gone");
+    }
+    Ok(())
 }
 
 async fn bind(addr: SocketAddr, flag: &str) -> Result<TcpListener, BadInput> {

@@ -20,6 +20,7 @@
 //! - [`outcome`], [`artifacts`], `html.rs`, `junit.rs`: what a run produced and its documents.
 
 pub mod artifacts;
+pub mod children;
 mod drive;
 mod html;
 mod judge;

@@ -73,12 +73,14 @@ pub async fn prepare(options: &RunOptions) -> anyhow::Result<Prepared> {
         .expand(profile.run.seed)
         .map_err(|err| BadInput(format!("{where_}: {err}")))?;
     let system = super::SystemKind::of(options.external.as_ref());
-    let (proxies, fault_apis): (&[&str], &[&str]) = match system {
-        super::SystemKind::Reference => (&topology::PROXIES, &topology::PROVIDERS),
-        super::SystemKind::External => (&topology::PROXIES, &topology::EXTERNAL_PROVIDERS),
-        super::SystemKind::BlackBox => (&topology::BLACK_BOX_PROXIES, &topology::PROVIDERS),
+    let (proxies, fault_apis, processes): (&[&str], &[&str], &[&str]) = match system {
+        super::SystemKind::Reference => {
+            (&topology::PROXIES, &topology::PROVIDERS, &chaos::PROCESSES)
+        }
+        super::SystemKind::External => (&topology::PROXIES, &topology::EXTERNAL_PROVIDERS, &[]),
+        super::SystemKind::BlackBox => (&topology::BLACK_BOX_PROXIES, &topology::PROVIDERS, &[]),
     };
-    plan.check_targets(proxies, fault_apis)
+    plan.check_targets(proxies, fault_apis, processes)
         .map_err(|err| BadInput(format!("{where_}: {err}")))?;
     if !options.allow_chaos_after_load {
         plan.check_within(schedule.duration()).map_err(|err| {

@@ -7,7 +7,7 @@ use anyhow::Context;
 use tokio::sync::watch;
 
 use super::profile::Profile;
-use super::topology::Topology;
+use super::topology::{RunFiles, Topology};
 use super::{External, Prepared, RunOptions};
 use crate::exit::BadInput;
 use crate::metrics::{Exporter, Registries};
@@ -38,9 +38,11 @@ impl Started {
             .context("the system under test was already stopped")
     }
 
-    /// Stops the system under test (flushing its logs) and the embedded proxy server.
+    /// Stops the system under test (flushing its logs) and the embedded proxy server; the
+    /// metrics endpoint keeps the system's processes' last values.
     pub async fn stop(&mut self) {
         if let Some(topology) = self.topology.take() {
+            self.registries.freeze_remote().await;
             topology.shutdown().await;
         }
     }
@@ -106,16 +108,23 @@ pub async fn start(prepared: &Prepared, options: &RunOptions) -> anyhow::Result<
         .await
         .context("the rig's provider and sink for the black-box system could not start")?,
         None => Topology::start(
-            Arc::new(profile.target.clone()),
             &prepared.store,
             toxiproxy,
             profile.run.seed,
+            &RunFiles {
+                profile: &prepared.run_dir.join("profile.toml"),
+                run_id,
+                logs: &prepared.run_dir.join("logs"),
+            },
         )
         .await
         .context("the system under test could not start")?,
     };
     for registry in topology.registries() {
         registries.add(registry);
+    }
+    for url in topology.metrics_urls().await {
+        registries.add_remote(url);
     }
     Ok(Started {
         registries,

@@ -14,6 +14,8 @@
 //! the socket it came in on, which the region cannot choose.
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,7 +23,9 @@ use anyhow::Context;
 use evidence::store::{Access, Db, StoreName};
 use evidence::{RegionId, StoreUrl};
 use target_system::TargetConfig;
-use target_system::system::{ProviderPlan, RegionPlan, System};
+use target_system::system::{ProviderPlan, System};
+
+use super::children::{Children, Spec};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -55,9 +59,20 @@ struct RunningSink {
     tasks: Vec<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
+/// The run's files the system's processes need: the resolved profile (their parameters),
+/// the run id (their metrics' `run_id`) and the folder their output goes to.
+pub struct RunFiles<'a> {
+    pub profile: &'a Path,
+    pub run_id: &'a str,
+    pub logs: &'a Path,
+}
+
 pub struct Topology {
-    /// The system this run started (None when it drives an external one).
+    /// The part of the system this run serves in its own process: the provider of a
+    /// black-box run (None otherwise).
     system: Option<System>,
+    /// The processes this run started (the reference system's provider and regions).
+    children: Option<Arc<Children>>,
     /// The region stores, for the drain.
     region_dbs: Vec<(RegionId, Db)>,
     embedded: Option<chaos::EmbeddedToxiproxy>,
@@ -79,20 +94,29 @@ async fn bind() -> anyhow::Result<TcpListener> {
         .context("binding a loopback port")
 }
 
+/// A loopback port free a moment ago, for a child process to listen on (and to listen on
+/// again when it is started after a crash).
+async fn free_port() -> anyhow::Result<String> {
+    Ok(bind().await?.local_addr()?.to_string())
+}
+
 impl Topology {
-    /// Starts the proxy server (unless `toxiproxy` is given), creates the six proxies, the
-    /// event sink, then the provider and both regions wired through them.
+    /// Starts the proxy server (unless `toxiproxy` is given), creates the six proxies and
+    /// the event sink, then the provider and both regions as child processes
+    /// (`rig serve --role ...`) wired through the proxies, each on a loopback port picked
+    /// here. `run` names the run's files: the resolved profile the children read their
+    /// parameters from, and the folder their output goes to.
     pub async fn start(
-        config: Arc<TargetConfig>,
         store: &StoreUrl,
         toxiproxy: Option<&str>,
         seed: u64,
+        run: &RunFiles<'_>,
     ) -> anyhow::Result<Self> {
-        let (provider, a, b) = (bind().await?, bind().await?, bind().await?);
-        let (provider_a, provider_b) = (bind().await?, bind().await?);
+        let (provider, provider_a, provider_b) =
+            (free_port().await?, free_port().await?, free_port().await?);
+        let (a_addr, b_addr) = (free_port().await?, free_port().await?);
         let (sink_own, sink_a, sink_b) = (bind().await?, bind().await?, bind().await?);
         let addr = |l: &TcpListener| l.local_addr().map(|a| a.to_string());
-        let (provider_addr, a_addr, b_addr) = (addr(&provider)?, addr(&a)?, addr(&b)?);
         let (embedded, control) = proxy_server(toxiproxy, seed).await?;
         let url = control.url().to_string();
         let proxy = |name: &str, upstream: String| chaos::ProxyConfig {
@@ -107,8 +131,8 @@ impl Topology {
                 &[
                     proxy("a_to_b", b_addr.clone()),
                     proxy("b_to_a", a_addr.clone()),
-                    proxy("a_to_provider", addr(&provider_a)?),
-                    proxy("b_to_provider", addr(&provider_b)?),
+                    proxy("a_to_provider", provider_a.clone()),
+                    proxy("b_to_provider", provider_b.clone()),
                     proxy("a_to_sink", addr(&sink_a)?),
                     proxy("b_to_sink", addr(&sink_b)?),
                 ],
@@ -127,36 +151,78 @@ impl Topology {
                 .ok_or_else(|| anyhow::anyhow!("the proxy {name} was not created on {url}"))
         };
         let sink = start_sink(store, seed, [sink_own, sink_a, sink_b]).await?;
-        let plans = vec![
-            RegionPlan {
-                id: RegionId::A,
-                listener: a,
-                provider_url: hop("a_to_provider")?,
-                peer_url: Some(hop("a_to_b")?),
-                sink_url: Some(hop("a_to_sink")?),
+        let serve = |role: &[&str]| -> Vec<OsString> {
+            let mut args: Vec<OsString> = ["serve", "--config"].map(OsString::from).to_vec();
+            args.push(run.profile.as_os_str().to_owned());
+            args.extend(["--run-id", run.run_id].map(OsString::from));
+            if let Some(namespace) = store.namespace() {
+                args.extend(["--namespace", namespace].map(OsString::from));
+            }
+            args.extend(role.iter().map(OsString::from));
+            args
+        };
+        let region = |id: &str, listen: &str, to: &str| -> anyhow::Result<Spec> {
+            Ok(Spec {
+                name: id.to_string(),
+                args: serve(&[
+                    "--role",
+                    "region",
+                    "--region",
+                    id,
+                    "--listen",
+                    listen,
+                    "--provider-url",
+                    &hop(&format!("{id}_to_provider"))?,
+                    "--peer-url",
+                    &hop(&format!("{id}_to_{to}"))?,
+                    "--sink-url",
+                    &hop(&format!("{id}_to_sink"))?,
+                ]),
+                url: format!("http://{listen}"),
+            })
+        };
+        let specs = vec![
+            Spec {
+                name: "provider".to_string(),
+                args: serve(&[
+                    "--role",
+                    "provider",
+                    "--listen",
+                    &provider,
+                    "--caller",
+                    &format!("a={provider_a}"),
+                    "--caller",
+                    &format!("b={provider_b}"),
+                ]),
+                url: format!("http://{provider}"),
             },
-            RegionPlan {
-                id: RegionId::B,
-                listener: b,
-                provider_url: hop("b_to_provider")?,
-                peer_url: Some(hop("b_to_a")?),
-                sink_url: Some(hop("b_to_sink")?),
-            },
+            region("a", &a_addr, "b")?,
+            region("b", &b_addr, "a")?,
         ];
-        let provider = per_region(provider, provider_a, provider_b);
-        let system = System::start(config, store, Some(provider), plans).await?;
-        let region_dbs = system
-            .regions
-            .iter()
-            .map(|(region, _)| (region.id(), region.db().clone()))
-            .collect();
+        let children = Children::start(specs, run.logs, store)
+            .await
+            .context("starting the system's processes")?;
+        let mut region_dbs = Vec::new();
+        for id in [RegionId::A, RegionId::B] {
+            let db = Db::open_with(store, StoreName::Region(id), Access::ReadOnly)
+                .await
+                .with_context(|| {
+                    format!(
+                        "opening region {}'s store at {} (read-only)",
+                        id.as_str(),
+                        store.describe(StoreName::Region(id))
+                    )
+                })?;
+            region_dbs.push((id, db));
+        }
         Ok(Self {
-            system: Some(system),
+            system: None,
+            children: Some(Arc::new(children)),
             region_dbs,
             embedded,
             control: Some(control),
             region_urls: vec![format!("http://{a_addr}"), format!("http://{b_addr}")],
-            provider_url: format!("http://{provider_addr}"),
+            provider_url: format!("http://{provider}"),
             sink: Some(sink),
             black_box: false,
         })
@@ -205,6 +271,7 @@ impl Topology {
         let system = System::start(config, store, Some(provider), Vec::new()).await?;
         Ok(Self {
             system: Some(system),
+            children: None,
             region_dbs: Vec::new(),
             embedded,
             control: Some(control),
@@ -243,6 +310,7 @@ impl Topology {
         }
         Ok(Self {
             system: None,
+            children: None,
             region_dbs,
             embedded: None,
             control,
@@ -264,19 +332,22 @@ impl Topology {
             .await
     }
 
-    /// Every metrics registry of the system this run started (none for an external one:
-    /// its services serve their own `/metrics`).
+    /// Every metrics registry this process serves for the system (the provider of a
+    /// black-box run, the event sink; an external system's services serve their own).
     pub fn registries(&self) -> Vec<prometheus::Registry> {
-        let Some(system) = &self.system else {
-            return Vec::new();
-        };
-        system
-            .provider
+        self.system
             .iter()
-            .map(|(p, _)| p.registry().clone())
-            .chain(system.regions.iter().map(|(r, _)| r.registry().clone()))
+            .flat_map(|system| system.provider.iter().map(|(p, _)| p.registry().clone()))
             .chain(self.sink.iter().map(|s| s.sink.registry().clone()))
             .collect()
+    }
+
+    /// The `/metrics` URLs of the processes this run started, merged into its own.
+    pub async fn metrics_urls(&self) -> Vec<String> {
+        match &self.children {
+            Some(children) => children.metrics_urls().await,
+            None => Vec::new(),
+        }
     }
 
     /// What the chaos timeline acts on.
@@ -297,6 +368,11 @@ impl Topology {
         Ok(chaos::Targets {
             toxiproxy: self.control.clone(),
             providers,
+            processes: self
+                .children
+                .clone()
+                .map(|c| c as Arc<dyn chaos::ProcessControl>),
+            ..Default::default()
         })
     }
 
@@ -358,17 +434,16 @@ impl Topology {
     /// Stops the system (flushing its logs), then the event sink and the embedded proxy
     /// server.
     pub async fn shutdown(self) {
-        match self.system {
-            Some(system) => {
-                if let Err(err) = system.shutdown().await {
-                    eprintln!("rig run: the system did not stop cleanly: {err}");
-                }
-            }
-            None => {
-                for (_, db) in &self.region_dbs {
-                    db.close().await;
-                }
-            }
+        if let Some(system) = self.system
+            && let Err(err) = system.shutdown().await
+        {
+            eprintln!("rig run: the system did not stop cleanly: {err}");
+        }
+        if let Some(children) = &self.children {
+            children.shutdown().await;
+        }
+        for (_, db) in &self.region_dbs {
+            db.close().await;
         }
         if let Some(sink) = self.sink {
             let _ = sink.stop.send(true);

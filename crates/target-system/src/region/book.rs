@@ -17,9 +17,24 @@ use crate::defects::Defect;
 use evidence::RegionId;
 use evidence::order_state::OrderState;
 
+/// How often the `event-after-commit` defect's publisher writes the confirmation events it
+/// holds (each in a transaction of its own): what it holds when the process dies is lost.
+pub(super) const LATE_EVENT_FLUSH: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A confirmation event the `event-after-commit` defect has not written yet.
+#[derive(Debug)]
+struct LateEvent {
+    event_id: String,
+    order_id: String,
+    payload: serde_json::Value,
+}
+
 #[derive(Debug)]
 pub(super) struct Orders {
     ctx: Arc<Context>,
+    /// `event-after-commit`: confirmation events waiting for the next flush (at most one
+    /// flush interval's confirmations).
+    late_events: Mutex<Vec<LateEvent>>,
     /// Checkouts running in this process, by order id: a concurrent duplicate waits for the
     /// first to finish and replays its outcome instead of racing it.
     inflight: Mutex<HashMap<String, watch::Receiver<()>>>,
@@ -55,6 +70,7 @@ impl Orders {
         });
         Self {
             ctx,
+            late_events: Mutex::new(Vec::new()),
             inflight: Mutex::new(HashMap::new()),
             event_ids,
         }
@@ -172,8 +188,20 @@ impl Orders {
                     "amount_cents": amount_cents,
                     "region": region,
                 });
-                orders::insert_event(&mut tx, &event_id, order_id, "order_confirmed", &payload)
-                    .await?;
+                if self.ctx.has(Defect::EventAfterCommit) {
+                    // The defect: the event leaves the state change's transaction.
+                    self.late_events
+                        .lock()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner())
+                        .push(LateEvent {
+                            event_id,
+                            order_id: order_id.to_string(),
+                            payload,
+                        });
+                } else {
+                    orders::insert_event(&mut tx, &event_id, order_id, "order_confirmed", &payload)
+                        .await?;
+                }
             }
             OrderState::FailedSafely => inventory::release_reservations(&mut tx, order_id).await?,
             _ => {}
@@ -181,5 +209,52 @@ impl Orders {
         tx.commit().await?;
         self.count_transitions(&[to]);
         Ok(true)
+    }
+
+    /// `event-after-commit`: writes the events held since the last flush, each in a
+    /// transaction of its own (an event that cannot be written is lost, as the defect's
+    /// publisher would lose it).
+    pub(super) async fn flush_late_events(&self) {
+        let held = std::mem::take(
+            &mut *self
+                .late_events
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        );
+        for event in held {
+            let written = async {
+                let mut tx = self.ctx.db.pool.begin().await?;
+                orders::insert_event(
+                    &mut tx,
+                    &event.event_id,
+                    &event.order_id,
+                    "order_confirmed",
+                    &event.payload,
+                )
+                .await?;
+                tx.commit().await
+            };
+            if let Err(err) = written.await {
+                tracing::error!(error = %err, order_id = %event.order_id, "event-after-commit: event lost");
+            }
+        }
+    }
+}
+
+/// The `event-after-commit` defect's publisher: flushes the held events every
+/// [`LATE_EVENT_FLUSH`] and once more when the region stops (a kill loses what it holds).
+pub(super) async fn publish_late_events(orders: Arc<Orders>, mut stop: watch::Receiver<bool>) {
+    if !orders.ctx.has(Defect::EventAfterCommit) {
+        return;
+    }
+    loop {
+        let stopping = tokio::select! {
+            () = tokio::time::sleep(LATE_EVENT_FLUSH) => false,
+            _ = stop.changed() => true,
+        };
+        orders.flush_late_events().await;
+        if stopping {
+            return;
+        }
     }
 }

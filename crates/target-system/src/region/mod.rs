@@ -97,6 +97,7 @@ struct Inner {
     forwarding: Arc<Forwarding>,
     repair: Arc<Repair>,
     relay: Arc<Relay>,
+    orders: Arc<Orders>,
 }
 
 impl Region {
@@ -165,7 +166,7 @@ impl Region {
                 )),
                 repair: Arc::new(Repair::new(
                     ctx.clone(),
-                    orders,
+                    orders.clone(),
                     payments.clone(),
                     gate.clone(),
                 )),
@@ -179,6 +180,7 @@ impl Region {
                 gate,
                 payments,
                 checkouts,
+                orders,
             }),
         })
     }
@@ -229,6 +231,10 @@ impl Region {
             tokio::spawn(outbox::run_relay(self.inner.relay.clone(), stop_rx.clone())),
             tokio::spawn(repair::run(self.inner.repair.clone(), stop_rx.clone())),
             tokio::spawn(forward::run(self.inner.forwarding.clone(), stop_rx.clone())),
+            tokio::spawn(book::publish_late_events(
+                self.inner.orders.clone(),
+                stop_rx.clone(),
+            )),
             tokio::spawn(flush_admission_stats(self.clone(), stop_rx)),
         ];
         let region = self.clone();
