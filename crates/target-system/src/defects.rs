@@ -12,6 +12,7 @@
 //! | `no-consumer-dedup` | the outbox consumer applies redeliveries again | outbox-effectively-once |
 //! | `oversell` | stock is reserved without checking what is left | no-oversell |
 //! | `no-repair` | the repair worker never runs | bounded-pending-age |
+//! | `reply-before-commit` | the owner pays and answers `201`/`200` before it writes the payment's transitions (a write-behind flushed once a second; the order sits in `inventory_reserved` meanwhile, which nothing repairs), so a crash loses the outcome the customer was told | client-agrees |
 //! | `event-after-commit` | the confirmation event is written in a transaction of its own after the state change commits (a publisher flushing once a second), so a crash between the two loses it | outbox-effectively-once |
 
 use serde::{Deserialize, Serialize};
@@ -29,10 +30,11 @@ pub enum Defect {
     Oversell,
     NoRepair,
     EventAfterCommit,
+    ReplyBeforeCommit,
 }
 
 impl Defect {
-    pub const ALL: [Defect; 9] = [
+    pub const ALL: [Defect; 10] = [
         Self::FreshKeyPerRetry,
         Self::ConfirmOnTimeout,
         Self::NoRetryBudget,
@@ -42,6 +44,7 @@ impl Defect {
         Self::Oversell,
         Self::NoRepair,
         Self::EventAfterCommit,
+        Self::ReplyBeforeCommit,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -55,6 +58,7 @@ impl Defect {
             Self::Oversell => "oversell",
             Self::NoRepair => "no-repair",
             Self::EventAfterCommit => "event-after-commit",
+            Self::ReplyBeforeCommit => "reply-before-commit",
         }
     }
 
@@ -69,6 +73,7 @@ impl Defect {
             Self::ConfirmOnTimeout => "money-conservation",
             Self::NoRetryBudget | Self::NoAdmissionControl => "admission-control",
             Self::LocalConfirmInPartition => "single-final-outcome",
+            Self::ReplyBeforeCommit => "client-agrees",
             Self::NoConsumerDedup | Self::EventAfterCommit => "outbox-effectively-once",
             Self::Oversell => "no-oversell",
             Self::NoRepair => "bounded-pending-age",

@@ -72,7 +72,8 @@ pub struct ServeArgs {
     sets: Vec<String>,
     /// Deliberately break one mechanism, to prove the verifier catches it (repeatable):
     /// fresh-key-per-retry, confirm-on-timeout, no-retry-budget, no-admission-control,
-    /// local-confirm-in-partition, no-consumer-dedup, oversell, no-repair, event-after-commit.
+    /// local-confirm-in-partition, no-consumer-dedup, oversell, no-repair, event-after-commit,
+    /// reply-before-commit.
     #[arg(long = "defect", value_name = "NAME", value_parser = parse_defect)]
     defects: Vec<Defect>,
     /// --role provider: one more listener per caller, NAME=ADDR (repeatable, e.g.
@@ -84,6 +85,10 @@ pub struct ServeArgs {
     /// passes its own pid, so no child outlives it).
     #[arg(long, value_name = "PID", hide = true)]
     parent_pid: Option<u32>,
+    /// Listen with SO_REUSEPORT: a `rig run` holds each of its children's ports (bound, not
+    /// listening) for the whole run, so no other process takes one while a child is down.
+    #[arg(long, hide = true)]
+    reuse_port: bool,
     /// The run_id label on every metric these services export (dashboards select runs by
     /// it); e.g. the name of the stack or of the experiment.
     #[arg(long, value_name = "NAME", default_value = "serve", env = "RIG_RUN_ID")]
@@ -131,13 +136,18 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<Verdict> {
                 )
                 .into());
             }
-            let provider = bind(args.listen_provider, "--listen-provider").await?;
-            let a = bind(args.listen_a, "--listen-a").await?;
-            let b = bind(args.listen_b, "--listen-b").await?;
+            let provider = bind(args.listen_provider, "--listen-provider", args.reuse_port).await?;
+            let a = bind(args.listen_a, "--listen-a", args.reuse_port).await?;
+            let b = bind(args.listen_b, "--listen-b", args.reuse_port).await?;
             System::start_all(config.clone(), &store, provider, a, b).await
         }
         Role::Provider => {
-            let listener = bind(args.listen.unwrap_or(args.listen_provider), "--listen").await?;
+            let listener = bind(
+                args.listen.unwrap_or(args.listen_provider),
+                "--listen",
+                args.reuse_port,
+            )
+            .await?;
             let mut callers = Vec::new();
             for caller in &args.callers {
                 let (name, addr) = caller
@@ -149,7 +159,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<Verdict> {
                             "--caller {caller:?}: write NAME=ADDR, e.g. --caller a=127.0.0.1:18091"
                         ))
                     })?;
-                callers.push((name.to_string(), bind(addr, "--caller").await?));
+                callers.push((
+                    name.to_string(),
+                    bind(addr, "--caller", args.reuse_port).await?,
+                ));
             }
             let plan = ProviderPlan { listener, callers };
             System::start(config.clone(), &store, Some(plan), vec![]).await
@@ -166,7 +179,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<Verdict> {
             } else {
                 args.listen_b
             };
-            let listener = bind(args.listen.unwrap_or(default_listen), "--listen").await?;
+            let listener = bind(
+                args.listen.unwrap_or(default_listen),
+                "--listen",
+                args.reuse_port,
+            )
+            .await?;
             let plan = RegionPlan {
                 id,
                 listener,
@@ -215,8 +233,21 @@ fn die_with_parent(parent: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn bind(addr: SocketAddr, flag: &str) -> Result<TcpListener, BadInput> {
-    TcpListener::bind(addr).await.map_err(|err| {
+async fn bind(addr: SocketAddr, flag: &str, reuse_port: bool) -> Result<TcpListener, BadInput> {
+    let listen = || -> std::io::Result<TcpListener> {
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        if reuse_port {
+            socket.set_reuseport(true)?;
+        }
+        socket.bind(addr)?;
+        socket.listen(1024)
+    };
+    listen().map_err(|err| {
         BadInput(format!(
             "{flag} {addr}: cannot listen there ({err}); pick a free address, e.g. {flag} 127.0.0.1:0"
         ))

@@ -73,6 +73,8 @@ pub struct Topology {
     system: Option<System>,
     /// The processes this run started (the reference system's provider and regions).
     children: Option<Arc<Children>>,
+    /// Their ports, held for the whole run (see [`reserve_port`]).
+    _ports: Vec<tokio::net::TcpSocket>,
     /// The region stores, for the drain.
     region_dbs: Vec<(RegionId, Db)>,
     embedded: Option<chaos::EmbeddedToxiproxy>,
@@ -94,10 +96,18 @@ async fn bind() -> anyhow::Result<TcpListener> {
         .context("binding a loopback port")
 }
 
-/// A loopback port free a moment ago, for a child process to listen on (and to listen on
-/// again when it is started after a crash).
-async fn free_port() -> anyhow::Result<String> {
-    Ok(bind().await?.local_addr()?.to_string())
+/// A loopback port held for a child process for the whole run: bound with SO_REUSEPORT and
+/// not listening, so the child (`rig serve --reuse-port`) can listen on it, again after a
+/// crash, while no other process (nor an outgoing connection's source port) can take it.
+/// While the child is down nothing listens: connections are refused, as after a real crash.
+fn reserve_port() -> anyhow::Result<(String, tokio::net::TcpSocket)> {
+    let socket = tokio::net::TcpSocket::new_v4().context("a loopback socket")?;
+    socket.set_reuseport(true).context("SO_REUSEPORT")?;
+    socket
+        .bind("127.0.0.1:0".parse().expect("a loopback address"))
+        .context("reserving a loopback port")?;
+    let addr = socket.local_addr()?.to_string();
+    Ok((addr, socket))
 }
 
 impl Topology {
@@ -112,9 +122,14 @@ impl Topology {
         seed: u64,
         run: &RunFiles<'_>,
     ) -> anyhow::Result<Self> {
-        let (provider, provider_a, provider_b) =
-            (free_port().await?, free_port().await?, free_port().await?);
-        let (a_addr, b_addr) = (free_port().await?, free_port().await?);
+        let mut ports = Vec::new();
+        let mut reserve = || -> anyhow::Result<String> {
+            let (addr, socket) = reserve_port()?;
+            ports.push(socket);
+            Ok(addr)
+        };
+        let (provider, provider_a, provider_b) = (reserve()?, reserve()?, reserve()?);
+        let (a_addr, b_addr) = (reserve()?, reserve()?);
         let (sink_own, sink_a, sink_b) = (bind().await?, bind().await?, bind().await?);
         let addr = |l: &TcpListener| l.local_addr().map(|a| a.to_string());
         let (embedded, control) = proxy_server(toxiproxy, seed).await?;
@@ -154,7 +169,7 @@ impl Topology {
         let serve = |role: &[&str]| -> Vec<OsString> {
             let mut args: Vec<OsString> = ["serve", "--config"].map(OsString::from).to_vec();
             args.push(run.profile.as_os_str().to_owned());
-            args.extend(["--run-id", run.run_id].map(OsString::from));
+            args.extend(["--run-id", run.run_id, "--reuse-port"].map(OsString::from));
             if let Some(namespace) = store.namespace() {
                 args.extend(["--namespace", namespace].map(OsString::from));
             }
@@ -218,6 +233,7 @@ impl Topology {
         Ok(Self {
             system: None,
             children: Some(Arc::new(children)),
+            _ports: ports,
             region_dbs,
             embedded,
             control: Some(control),
@@ -272,6 +288,7 @@ impl Topology {
         Ok(Self {
             system: Some(system),
             children: None,
+            _ports: Vec::new(),
             region_dbs: Vec::new(),
             embedded,
             control: Some(control),
@@ -311,6 +328,7 @@ impl Topology {
         Ok(Self {
             system: None,
             children: None,
+            _ports: Vec::new(),
             region_dbs,
             embedded: None,
             control,

@@ -17,9 +17,19 @@ use crate::defects::Defect;
 use evidence::RegionId;
 use evidence::order_state::OrderState;
 
-/// How often the `event-after-commit` defect's publisher writes the confirmation events it
-/// holds (each in a transaction of its own): what it holds when the process dies is lost.
+/// How often the `event-after-commit` and `reply-before-commit` defects write what they
+/// hold (each in a transaction of its own): what they hold when the process dies is lost.
 pub(super) const LATE_EVENT_FLUSH: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A payment outcome the `reply-before-commit` defect answered and has not written yet.
+#[derive(Debug)]
+pub(super) struct LateFinish {
+    pub order_id: String,
+    pub to: OrderState,
+    pub reason: String,
+    pub charge: Option<(String, i64)>,
+    pub attempts: Vec<AttemptRow>,
+}
 
 /// A confirmation event the `event-after-commit` defect has not written yet.
 #[derive(Debug)]
@@ -35,6 +45,8 @@ pub(super) struct Orders {
     /// `event-after-commit`: confirmation events waiting for the next flush (at most one
     /// flush interval's confirmations).
     late_events: Mutex<Vec<LateEvent>>,
+    /// `reply-before-commit`: answered outcomes waiting for the next flush.
+    late_finishes: Mutex<Vec<LateFinish>>,
     /// Checkouts running in this process, by order id: a concurrent duplicate waits for the
     /// first to finish and replays its outcome instead of racing it.
     inflight: Mutex<HashMap<String, watch::Receiver<()>>>,
@@ -71,6 +83,7 @@ impl Orders {
         Self {
             ctx,
             late_events: Mutex::new(Vec::new()),
+            late_finishes: Mutex::new(Vec::new()),
             inflight: Mutex::new(HashMap::new()),
             event_ids,
         }
@@ -165,10 +178,35 @@ impl Orders {
         attempts: &[AttemptRow],
         actor: Actor,
     ) -> Result<bool, OrderError> {
+        self.finish_via(None, order_id, from, to, reason, charge, attempts, actor)
+            .await
+    }
+
+    /// [`Orders::finish`], passing from `before` to `from` first in the same transaction
+    /// (the `reply-before-commit` defect writes `inventory_reserved -> payment_authorizing`
+    /// only with the outcome).
+    #[allow(clippy::too_many_arguments)]
+    async fn finish_via(
+        &self,
+        before: Option<OrderState>,
+        order_id: &str,
+        from: OrderState,
+        to: OrderState,
+        reason: Option<&str>,
+        charge: Option<(&str, i64)>,
+        attempts: &[AttemptRow],
+        actor: Actor,
+    ) -> Result<bool, OrderError> {
         let region = self.ctx.id.as_str();
         let mut tx = self.ctx.db.pool.begin().await?;
         for attempt in attempts {
             orders::insert_attempt(&mut tx, attempt).await?;
+        }
+        if let Some(before) = before
+            && !orders::apply(&mut tx, order_id, before, from, None, actor, region).await?
+        {
+            tx.commit().await?;
+            return Ok(false);
         }
         let moved = orders::apply(&mut tx, order_id, from, to, reason, actor, region).await?;
         if !moved {
@@ -211,6 +249,66 @@ impl Orders {
         Ok(true)
     }
 
+    /// `reply-before-commit`: an outcome still unknown (pending) is written at once, with
+    /// the payment's transitions.
+    pub(super) async fn finish_pending_now(
+        &self,
+        order_id: &str,
+        to: OrderState,
+        reason: &str,
+        attempts: &[AttemptRow],
+    ) -> Result<bool, OrderError> {
+        self.finish_via(
+            Some(OrderState::InventoryReserved),
+            order_id,
+            OrderState::PaymentAuthorizing,
+            to,
+            Some(reason),
+            None,
+            attempts,
+            Actor::Checkout,
+        )
+        .await
+    }
+
+    /// `reply-before-commit`: holds an answered outcome for the next flush.
+    pub(super) fn hold_finish(&self, finish: LateFinish) {
+        self.late_finishes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(finish);
+    }
+
+    /// `reply-before-commit`: writes the outcomes held since the last flush, each with its
+    /// payment transitions, in a transaction of its own.
+    pub(super) async fn flush_late_finishes(&self) {
+        let held = std::mem::take(
+            &mut *self
+                .late_finishes
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        );
+        for late in held {
+            let written = self
+                .finish_via(
+                    Some(OrderState::InventoryReserved),
+                    &late.order_id,
+                    OrderState::PaymentAuthorizing,
+                    late.to,
+                    Some(&late.reason),
+                    late.charge
+                        .as_ref()
+                        .map(|(id, amount)| (id.as_str(), *amount)),
+                    &late.attempts,
+                    Actor::Checkout,
+                )
+                .await;
+            if let Err(err) = written {
+                tracing::error!(error = %err, order_id = %late.order_id, "reply-before-commit: outcome lost");
+            }
+        }
+    }
+
     /// `event-after-commit`: writes the events held since the last flush, each in a
     /// transaction of its own (an event that cannot be written is lost, as the defect's
     /// publisher would lose it).
@@ -241,10 +339,11 @@ impl Orders {
     }
 }
 
-/// The `event-after-commit` defect's publisher: flushes the held events every
-/// [`LATE_EVENT_FLUSH`] and once more when the region stops (a kill loses what it holds).
-pub(super) async fn publish_late_events(orders: Arc<Orders>, mut stop: watch::Receiver<bool>) {
-    if !orders.ctx.has(Defect::EventAfterCommit) {
+/// The write-behind of the `reply-before-commit` and `event-after-commit` defects: flushes
+/// what they hold every [`LATE_EVENT_FLUSH`] and once more when the region stops (a kill
+/// loses what it holds).
+pub(super) async fn flush_late_writes(orders: Arc<Orders>, mut stop: watch::Receiver<bool>) {
+    if !orders.ctx.has(Defect::EventAfterCommit) && !orders.ctx.has(Defect::ReplyBeforeCommit) {
         return;
     }
     loop {
@@ -252,6 +351,7 @@ pub(super) async fn publish_late_events(orders: Arc<Orders>, mut stop: watch::Re
             () = tokio::time::sleep(LATE_EVENT_FLUSH) => false,
             _ = stop.changed() => true,
         };
+        orders.flush_late_finishes().await;
         orders.flush_late_events().await;
         if stopping {
             return;

@@ -16,7 +16,7 @@ use tokio::time::Instant;
 
 use super::admission::{Admission, Decision, Gate, Slot};
 use super::api::{CheckoutRequest, parse_checkout};
-use super::book::{Claimed, Orders};
+use super::book::{Claimed, LateFinish, Orders};
 use super::breaker::Permission;
 use super::context::Context;
 use super::orders::{self, Actor, Intent, Order, Then};
@@ -26,6 +26,7 @@ use super::replies::{
     pending_reply, store_error,
 };
 use crate::config::DegradedMode;
+use crate::defects::Defect;
 use evidence::RegionId;
 use evidence::order_state::OrderState;
 use rig_http::with_retry_after;
@@ -143,9 +144,12 @@ impl Checkouts {
                 return ("rejected", overloaded(decision, retry_after));
             }
         };
-        let new = self
-            .orders
-            .new_order(request, amount_cents, entry, Then::Authorize);
+        let then = if self.ctx.has(Defect::ReplyBeforeCommit) {
+            Then::ReserveOnly
+        } else {
+            Then::Authorize
+        };
+        let new = self.orders.new_order(request, amount_cents, entry, then);
         match orders::save_intent(&self.ctx.db, new).await {
             Err(err) => ("error", store_error(&err)),
             Ok(Intent::Exists(order)) => replay(&order, request),
@@ -173,7 +177,56 @@ impl Checkouts {
                 };
                 self.pay_and_record(request, charge, slot).await
             }
+            Ok(Intent::Reserved) => {
+                self.orders.count_transitions(&[
+                    OrderState::OrderIntentSaved,
+                    OrderState::InventoryReserved,
+                ]);
+                let charge = Charge {
+                    order_id: &request.order_id,
+                    amount_cents,
+                    first_attempt: 1,
+                    probe: permission == Permission::Probe,
+                    deadline: checkout.deadline,
+                };
+                self.pay_then_answer(request, charge, slot).await
+            }
         }
+    }
+
+    /// The `reply-before-commit` defect: pays, answers a final outcome at once and leaves
+    /// writing it (with the payment's transitions) to the next write-behind flush; an
+    /// outcome still unknown is written now.
+    async fn pay_then_answer(
+        &self,
+        request: &CheckoutRequest,
+        charge: Charge<'_>,
+        slot: Slot,
+    ) -> (&'static str, Reply) {
+        let paid = self.payments.pay(charge, slot).await;
+        let (to, reason, confirmed_charge) = self.payments.judge(&paid, charge.amount_cents);
+        let reply = match to {
+            OrderState::OrderConfirmed => ("confirmed", confirmed_reply(&request.order_id)),
+            OrderState::FailedSafely => ("failed_safely", failed_reply(&request.order_id, &reason)),
+            _ => {
+                let written = self
+                    .orders
+                    .finish_pending_now(&request.order_id, to, &reason, &paid.attempts)
+                    .await;
+                return match written {
+                    Ok(_) => ("pending", pending_reply(&request.order_id)),
+                    Err(err) => ("error", store_error(&err)),
+                };
+            }
+        };
+        self.orders.hold_finish(LateFinish {
+            order_id: request.order_id.clone(),
+            to,
+            reason,
+            charge: confirmed_charge,
+            attempts: paid.attempts,
+        });
+        reply
     }
 
     /// Payment-degraded mode: park (save, reserve, 202) or reject (503, nothing written).

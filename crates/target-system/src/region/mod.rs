@@ -231,7 +231,7 @@ impl Region {
             tokio::spawn(outbox::run_relay(self.inner.relay.clone(), stop_rx.clone())),
             tokio::spawn(repair::run(self.inner.repair.clone(), stop_rx.clone())),
             tokio::spawn(forward::run(self.inner.forwarding.clone(), stop_rx.clone())),
-            tokio::spawn(book::publish_late_events(
+            tokio::spawn(book::flush_late_writes(
                 self.inner.orders.clone(),
                 stop_rx.clone(),
             )),

@@ -80,6 +80,9 @@ pub enum Intent {
     Authorizing,
     /// Saved, stock reserved, parked in `payment_pending` (degraded mode): pay later.
     Parked,
+    /// Saved, stock reserved, left in `inventory_reserved`: the `reply-before-commit`
+    /// defect pays and answers before it writes the payment's transitions.
+    Reserved,
     /// Saved and failed safely at once: this sku lacked stock. Nothing reserved.
     OutOfStock { sku: String },
     /// An order with this id exists already.
@@ -101,6 +104,8 @@ pub enum Then<'a> {
     Authorize,
     /// Degraded mode: `payment_pending` with this reason, no provider call now.
     Park(&'a str),
+    /// The `reply-before-commit` defect: stop at `inventory_reserved`.
+    ReserveOnly,
 }
 
 /// A checkout intent to save.
@@ -221,7 +226,7 @@ pub async fn save_intent(db: &Db, new: NewOrder<'_>) -> Result<Intent, OrderErro
     );
     let (path, intent) = match then {
         Then::Authorize => (
-            [
+            vec![
                 reserved,
                 (
                     OrderState::InventoryReserved,
@@ -232,7 +237,7 @@ pub async fn save_intent(db: &Db, new: NewOrder<'_>) -> Result<Intent, OrderErro
             Intent::Authorizing,
         ),
         Then::Park(reason) => (
-            [
+            vec![
                 reserved,
                 (
                     OrderState::InventoryReserved,
@@ -242,6 +247,7 @@ pub async fn save_intent(db: &Db, new: NewOrder<'_>) -> Result<Intent, OrderErro
             ],
             Intent::Parked,
         ),
+        Then::ReserveOnly => (vec![reserved], Intent::Reserved),
     };
     advance_new_order(&mut tx, &req.order_id, &path, now, acting_region).await?;
     tx.commit().await?;

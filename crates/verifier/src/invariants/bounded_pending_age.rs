@@ -129,6 +129,16 @@ impl PerOrder for BoundedPendingAge {
                 _ => {}
             }
         }
+        // An order left before payment (`order_intent_saved`, `inventory_reserved`: the
+        // reference system passes both inside one transaction, and no repair looks at them)
+        // is stuck there: open since its last transition.
+        let stuck = !matches!(row.status.as_str(), "order_confirmed" | "failed_safely");
+        let entered = entered.or_else(|| {
+            stuck
+                .then(|| order.transitions.iter().filter(|t| t.store == row.store))
+                .and_then(|mut ts| ts.next_back())
+                .map(|t| t.at_us)
+        });
         let open = entered.map(|since| ctx.end_at_us - since);
         if let Some(age) = open {
             worst = worst.max(age);
