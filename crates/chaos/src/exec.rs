@@ -37,11 +37,17 @@ impl ExecRunner {
             .copied()
             .collect();
         let mut problems = Vec::new();
+        // A window leaves the applied set only when its heal succeeded: a failed (or
+        // cancelled) heal is run again by the next heal.
         for entry in ended {
-            if let Some(spec) = applied.remove(&entry)
-                && let Err(err) = heal_one(entry, &spec, log).await
-            {
-                problems.push(err);
+            let Some(spec) = applied.get(&entry).cloned() else {
+                continue;
+            };
+            match heal_one(entry, &spec, log).await {
+                Ok(()) => {
+                    applied.remove(&entry);
+                }
+                Err(err) => problems.push(err),
             }
         }
         for (entry, spec) in active {
@@ -64,9 +70,12 @@ impl ExecRunner {
     pub async fn heal(&self, log: &mut Vec<Call>) -> Result<(), String> {
         let mut applied = self.applied.lock().await;
         let mut problems = Vec::new();
-        for (entry, spec) in std::mem::take(&mut *applied) {
-            if let Err(err) = heal_one(entry, &spec, log).await {
-                problems.push(err);
+        for (entry, spec) in applied.clone() {
+            match heal_one(entry, &spec, log).await {
+                Ok(()) => {
+                    applied.remove(&entry);
+                }
+                Err(err) => problems.push(err),
             }
         }
         if problems.is_empty() {
@@ -120,20 +129,22 @@ async fn run_command(
     let child = match child {
         Ok(child) => child,
         Err(err) => {
-            let message = format!("{what} `{shown}`: could not start {program:?}: {err}");
+            let message = format!(
+                "chaos[{entry}].{what}: could not start {program:?} ({err}); give a program on the PATH or its full path"
+            );
             return call(format!("{what} {shown}"), Some(message));
         }
     };
     match tokio::time::timeout(timeout, child.wait_with_output()).await {
         Err(_) => {
             let message = format!(
-                "{what} `{shown}` did not finish within {} s (killed)",
+                "chaos[{entry}].{what} `{shown}` did not finish within {} s (killed); raise chaos[{entry}].timeout if it needs longer",
                 timeout.as_secs_f64()
             );
             call(format!("{what} {shown}"), Some(message))
         }
         Ok(Err(err)) => {
-            let message = format!("{what} `{shown}`: {err}");
+            let message = format!("chaos[{entry}].{what} `{shown}`: {err}");
             call(format!("{what} {shown}"), Some(message))
         }
         Ok(Ok(output)) => {
@@ -145,7 +156,7 @@ async fn run_command(
             );
             let error = (!output.status.success()).then(|| {
                 format!(
-                    "{what} `{shown}` failed ({}): {}",
+                    "chaos[{entry}].{what} `{shown}` failed ({}): {}",
                     output.status,
                     if stderr.is_empty() { &stdout } else { &stderr }
                 )

@@ -2,9 +2,13 @@
 //! every step, and always ends with a heal: after the last step, after a failure, after an
 //! abort guard fires and after Ctrl-C (both arrive through the `cancel` future).
 //!
-//! Each step reconciles every target towards the desired state of that instant and reads it
-//! back; the heal resets Toxiproxy, clears every provider's faults and confirms nothing is
-//! left.
+//! Each step reconciles the targets towards the desired state of that instant and reads it
+//! back: the processes, the proxies, every provider the first step and afterwards each one
+//! a step has put a fault on (a provider without faults is not required to answer, as when
+//! an `exec` window has taken its system down), then the `exec` commands. The heal runs
+//! the `exec` heal commands, brings every process back, resets Toxiproxy, clears every
+//! provider with faults and confirms nothing is left; a provider no step put a fault on
+//! gets one try (its failure is in the calls, not an error).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -81,17 +85,31 @@ pub struct Targets {
     pub touched: Touched,
 }
 
-/// Provider names with faults possibly set on them.
+/// Provider names with faults possibly set on them. Until the first step every provider
+/// counts (an earlier run killed mid-way may have left faults): the first step clears and
+/// reads back each of them.
 #[derive(Debug, Clone, Default)]
-pub struct Touched(Arc<std::sync::Mutex<BTreeSet<String>>>);
+pub struct Touched(Arc<std::sync::Mutex<Option<BTreeSet<String>>>>);
 
 impl Touched {
     fn contains(&self, name: &str) -> bool {
-        self.0.lock().is_ok_and(|set| set.contains(name))
+        self.0
+            .lock()
+            .is_ok_and(|set| set.as_ref().is_none_or(|set| set.contains(name)))
+    }
+
+    /// Before the first step: every provider counts.
+    fn begin<'a>(&self, names: impl Iterator<Item = &'a String>) {
+        if let Ok(mut set) = self.0.lock()
+            && set.is_none()
+        {
+            *set = Some(names.cloned().collect());
+        }
     }
 
     fn set(&self, name: &str, touched: bool) {
         if let Ok(mut set) = self.0.lock() {
+            let set = set.get_or_insert_with(BTreeSet::new);
             if touched {
                 set.insert(name.to_string());
             } else {
@@ -169,13 +187,16 @@ impl Actuator for Targets {
         // the reconcile below then puts back.
         if let Some(processes) = &self.processes {
             for (name, state) in &desired.processes {
-                processes.set(name, *state, log).await?;
+                processes
+                    .set(name, *state, log)
+                    .await
+                    .map_err(|err| format!("process {name}: {err}"))?;
             }
         }
-        self.execs.reconcile(&desired.execs, log).await?;
         if let Some(toxiproxy) = &self.toxiproxy {
             toxiproxy.reconcile(&desired.proxies, log).await?;
         }
+        self.touched.begin(self.providers.keys());
         for (name, faults) in &desired.providers {
             // A provider that is down or frozen cannot be told; it is told when it is back.
             let reachable = desired
@@ -193,6 +214,8 @@ impl Actuator for Targets {
                 self.touched.set(name, *faults != ProviderFaults::default());
             }
         }
+        // Commands last: a window's `run` may take the system (and its provider) down.
+        self.execs.reconcile(&desired.execs, log).await?;
         Ok(())
     }
 

@@ -69,10 +69,11 @@ impl Children {
     /// Starts every process in order (each answering before the next starts: the provider
     /// before the regions that call it).
     pub async fn start(specs: Vec<Spec>, logs: &Path, store: &StoreUrl) -> anyhow::Result<Self> {
+        // This very executable (a rebuild while the run goes on cannot change what a
+        // restarted child runs), unless RIG_EXE names another.
         let exe = match std::env::var_os(RIG_EXE_ENV) {
             Some(path) => PathBuf::from(path),
-            None => std::env::current_exe()
-                .map_err(|err| anyhow::anyhow!("finding the rig executable: {err}"))?,
+            None => PathBuf::from("/proc/self/exe"),
         };
         std::fs::create_dir_all(logs)
             .map_err(|err| anyhow::anyhow!("creating {}: {err}", logs.display()))?;
@@ -127,7 +128,11 @@ impl Children {
     /// exited within [`STOP_WITHIN`]. Says which exited on their own during the run.
     pub async fn shutdown(&self) {
         let mut procs = self.procs.lock().await;
-        for proc in procs.values_mut().rev() {
+        // In reverse start order: the regions before the provider they call.
+        for name in self.names.iter().rev() {
+            let Some(proc) = procs.get_mut(name) else {
+                continue;
+            };
             let Some(mut child) = proc.child.take() else {
                 continue;
             };
@@ -195,7 +200,13 @@ impl Children {
             .process_group(0)
             .kill_on_drop(true)
             .spawn()
-            .map_err(|err| format!("starting {}: {err}", self.exe.display()))?;
+            .map_err(|err| {
+                format!(
+                    "starting {} from {}: {err} (set {RIG_EXE_ENV} to the rig executable)",
+                    describe(&name),
+                    self.exe.display()
+                )
+            })?;
         let pid = child.id().unwrap_or_default();
         proc.starts += 1;
         let health = format!("{}/healthz", proc.spec.url);
@@ -246,9 +257,12 @@ impl Children {
         log: &mut Vec<Call>,
     ) -> Result<(), String> {
         let mut procs = self.procs.lock().await;
-        let proc = procs
-            .get_mut(name)
-            .ok_or_else(|| format!("the run has no process {name:?}"))?;
+        let proc = procs.get_mut(name).ok_or_else(|| {
+            format!(
+                "the run has no process {name:?}; it has {}",
+                self.names.join(", ")
+            )
+        })?;
         let target = format!("process:{name}");
         let mut call = |op: String, via: &str, error: Option<String>| {
             log.push(Call {

@@ -209,6 +209,7 @@ impl Orders {
             return Ok(false);
         }
         let moved = orders::apply(&mut tx, order_id, from, to, reason, actor, region).await?;
+        let mut late_event = None;
         if !moved {
             tx.commit().await?;
             return Ok(false);
@@ -227,15 +228,13 @@ impl Orders {
                     "region": region,
                 });
                 if self.ctx.has(Defect::EventAfterCommit) {
-                    // The defect: the event leaves the state change's transaction.
-                    self.late_events
-                        .lock()
-                        .unwrap_or_else(|poisoned| poisoned.into_inner())
-                        .push(LateEvent {
-                            event_id,
-                            order_id: order_id.to_string(),
-                            payload,
-                        });
+                    // The defect: the event leaves the state change's transaction (queued
+                    // once that commits, below).
+                    late_event = Some(LateEvent {
+                        event_id,
+                        order_id: order_id.to_string(),
+                        payload,
+                    });
                 } else {
                     orders::insert_event(&mut tx, &event_id, order_id, "order_confirmed", &payload)
                         .await?;
@@ -245,6 +244,12 @@ impl Orders {
             _ => {}
         }
         tx.commit().await?;
+        if let Some(event) = late_event {
+            self.late_events
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .push(event);
+        }
         self.count_transitions(&[to]);
         Ok(true)
     }
@@ -303,8 +308,14 @@ impl Orders {
                     Actor::Checkout,
                 )
                 .await;
-            if let Err(err) = written {
-                tracing::error!(error = %err, order_id = %late.order_id, "reply-before-commit: outcome lost");
+            match written {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::error!(order_id = %late.order_id, "reply-before-commit: outcome lost (the order moved meanwhile)")
+                }
+                Err(err) => {
+                    tracing::error!(error = %err, order_id = %late.order_id, "reply-before-commit: outcome lost")
+                }
             }
         }
     }

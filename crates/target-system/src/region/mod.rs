@@ -251,6 +251,20 @@ impl Region {
         for worker in workers {
             let _ = worker.await;
         }
+        // A graceful stop delivers what the defects' write-behind still held (only a kill
+        // loses it): its last flush ran as the workers stopped; one more relay pass.
+        if self.inner.ctx.has(crate::defects::Defect::EventAfterCommit)
+            || self
+                .inner
+                .ctx
+                .has(crate::defects::Defect::ReplyBeforeCommit)
+        {
+            while let Ok(n) = self.inner.relay.once().await {
+                if n == 0 {
+                    break;
+                }
+            }
+        }
         result
     }
 

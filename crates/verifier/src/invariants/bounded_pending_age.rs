@@ -1,7 +1,9 @@
 //! **bounded-pending-age**: no order spends longer than `repair.max_pending_age_seconds`
 //! (plus one repair scan, the worker's granularity) in the pending states
 //! (`payment_authorizing`, `payment_pending`, `needs_reconciliation`), and none is still
-//! pending when the evidence ends (after the drain). Also from the client history (a witness
+//! pending when the evidence ends (after the drain); an order left before payment
+//! (`order_intent_saved`, `inventory_reserved`, states the reference system passes inside
+//! one transaction) is stuck there and counts as open too. Also from the client history (a witness
 //! the system cannot write): no customer keeps being told `pending` longer than the bound
 //! after it was first told so, whatever the stores say.
 
@@ -156,9 +158,14 @@ impl PerOrder for BoundedPendingAge {
         } else if let Some(age) = open {
             self.still_pending += 1;
             Some(format!(
-                "still {} in region {region} when the evidence ends, {:.1} s after it became pending",
+                "still {} in region {region} when the evidence ends, {:.1} s after it {}",
                 row.status,
-                age as f64 / 1e6
+                age as f64 / 1e6,
+                if is_pending(&row.status) {
+                    "became pending"
+                } else {
+                    "got there (before payment: nothing moves it on)"
+                }
             ))
         } else if worst > bound_us {
             self.too_long += 1;
