@@ -202,16 +202,16 @@ async fn generate(store: &StoreUrl, orders: i64) {
     )).await;
     // The provider's request log, each charge attributed to the calling region by listener.
     exec(&db, format!(
-        "INSERT INTO provider_requests (id, op, idempotency_key, charge_id, received_at_us, finished_at_us, http_status, outcome, caller, abandoned_at_us) \
-         SELECT n + 1, 'charge', 'pay:' || {id}, 'ch' || {id}, {t0_us} + n * 1000 + 310, {t0_us} + n * 1000 + 340, 200, 'authorized', \
+        "INSERT INTO provider_requests (op, idempotency_key, charge_id, received_at_us, finished_at_us, http_status, outcome, caller, abandoned_at_us) \
+         SELECT 'charge', 'pay:' || {id}, 'ch' || {id}, {t0_us} + n * 1000 + 310, {t0_us} + n * 1000 + 340, 200, 'authorized', \
          CASE WHEN n % 2 = 0 THEN 'a' ELSE 'b' END, NULL FROM {from}"
     )).await;
     db.close().await;
     // The event sink's log: each confirmation delivered once, by the owner region.
     let db = Db::open(store, StoreName::Sink).await.expect("sink store");
     exec(&db, format!(
-        "INSERT INTO sink_deliveries (id, event_id, order_id, event_type, version, caller, received_at_us, http_status, outcome) \
-         SELECT n + 1, 'ev' || {id}, {id}, 'order_confirmed', 4, CASE WHEN n % 2 = 0 THEN 'a' ELSE 'b' END, \
+        "INSERT INTO sink_deliveries (event_id, order_id, event_type, version, caller, received_at_us, http_status, outcome) \
+         SELECT 'ev' || {id}, {id}, 'order_confirmed', 4, CASE WHEN n % 2 = 0 THEN 'a' ELSE 'b' END, \
          {t0_us} + n * 1000 + 900, 200, 'accepted' FROM {from}"
     )).await;
     db.close().await;
