@@ -217,19 +217,7 @@ impl Topology {
         let children = Children::start(specs, run.logs, store)
             .await
             .context("starting the system's processes")?;
-        let mut region_dbs = Vec::new();
-        for id in [RegionId::A, RegionId::B] {
-            let db = Db::open_with(store, StoreName::Region(id), Access::ReadOnly)
-                .await
-                .with_context(|| {
-                    format!(
-                        "opening region {}'s store at {} (read-only)",
-                        id.as_str(),
-                        store.describe(StoreName::Region(id))
-                    )
-                })?;
-            region_dbs.push((id, db));
-        }
+        let region_dbs = open_region_stores(store).await?;
         Ok(Self {
             system: None,
             children: Some(Arc::new(children)),
@@ -312,19 +300,7 @@ impl Topology {
         let control = toxiproxy
             .map(|url| chaos::ToxiproxyControl::new(url).context("the Toxiproxy URL"))
             .transpose()?;
-        let mut region_dbs = Vec::new();
-        for id in [RegionId::A, RegionId::B] {
-            let db = Db::open_with(store, StoreName::Region(id), Access::ReadOnly)
-                .await
-                .with_context(|| {
-                    format!(
-                        "opening region {}'s store at {} (read-only)",
-                        id.as_str(),
-                        store.describe(StoreName::Region(id))
-                    )
-                })?;
-            region_dbs.push((id, db));
-        }
+        let region_dbs = open_region_stores(store).await?;
         Ok(Self {
             system: None,
             children: None,
@@ -476,6 +452,24 @@ impl Topology {
             let _ = server.shutdown().await;
         }
     }
+}
+
+/// Both regions' stores, read-only (the drain reads their backlog).
+async fn open_region_stores(store: &StoreUrl) -> anyhow::Result<Vec<(RegionId, Db)>> {
+    let mut region_dbs = Vec::new();
+    for id in [RegionId::A, RegionId::B] {
+        let db = Db::open_with(store, StoreName::Region(id), Access::ReadOnly)
+            .await
+            .with_context(|| {
+                format!(
+                    "opening region {}'s store at {} (read-only)",
+                    id.as_str(),
+                    store.describe(StoreName::Region(id))
+                )
+            })?;
+        region_dbs.push((id, db));
+    }
+    Ok(region_dbs)
 }
 
 /// The embedded Toxiproxy-compatible server (unless `toxiproxy` names one) and a client of

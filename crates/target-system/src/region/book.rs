@@ -287,12 +287,7 @@ impl Orders {
     /// `reply-before-commit`: writes the outcomes held since the last flush, each with its
     /// payment transitions, in a transaction of its own.
     pub(super) async fn flush_late_finishes(&self) {
-        let held = std::mem::take(
-            &mut *self
-                .late_finishes
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner()),
-        );
+        let held = take_all(&self.late_finishes);
         for late in held {
             let written = self
                 .finish_via(
@@ -324,12 +319,7 @@ impl Orders {
     /// transaction of its own (an event that cannot be written is lost, as the defect's
     /// publisher would lose it).
     pub(super) async fn flush_late_events(&self) {
-        let held = std::mem::take(
-            &mut *self
-                .late_events
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner()),
-        );
+        let held = take_all(&self.late_events);
         for event in held {
             let written = async {
                 let mut tx = self.ctx.db.pool.begin().await?;
@@ -348,6 +338,11 @@ impl Orders {
             }
         }
     }
+}
+
+/// Everything a write-behind holds, leaving it empty.
+fn take_all<T>(held: &Mutex<Vec<T>>) -> Vec<T> {
+    std::mem::take(&mut *held.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
 }
 
 /// The write-behind of the `reply-before-commit` and `event-after-commit` defects: flushes

@@ -162,34 +162,27 @@ impl Checkouts {
                 )
             }
             Ok(Intent::Parked) => ("pending", pending_reply(&request.order_id)),
-            Ok(Intent::Authorizing) => {
+            Ok(intent @ (Intent::Authorizing | Intent::Reserved)) => {
+                let charge = Charge {
+                    order_id: &request.order_id,
+                    amount_cents,
+                    first_attempt: 1,
+                    probe: permission == Permission::Probe,
+                    deadline: checkout.deadline,
+                };
+                if matches!(intent, Intent::Reserved) {
+                    self.orders.count_transitions(&[
+                        OrderState::OrderIntentSaved,
+                        OrderState::InventoryReserved,
+                    ]);
+                    return self.pay_then_answer(request, charge, slot).await;
+                }
                 self.orders.count_transitions(&[
                     OrderState::OrderIntentSaved,
                     OrderState::InventoryReserved,
                     OrderState::PaymentAuthorizing,
                 ]);
-                let charge = Charge {
-                    order_id: &request.order_id,
-                    amount_cents,
-                    first_attempt: 1,
-                    probe: permission == Permission::Probe,
-                    deadline: checkout.deadline,
-                };
                 self.pay_and_record(request, charge, slot).await
-            }
-            Ok(Intent::Reserved) => {
-                self.orders.count_transitions(&[
-                    OrderState::OrderIntentSaved,
-                    OrderState::InventoryReserved,
-                ]);
-                let charge = Charge {
-                    order_id: &request.order_id,
-                    amount_cents,
-                    first_attempt: 1,
-                    probe: permission == Permission::Probe,
-                    deadline: checkout.deadline,
-                };
-                self.pay_then_answer(request, charge, slot).await
             }
         }
     }
