@@ -114,16 +114,6 @@ impl Children {
             .collect()
     }
 
-    /// The pid of each running child, by name.
-    pub async fn pids(&self) -> BTreeMap<String, u32> {
-        self.procs
-            .lock()
-            .await
-            .iter()
-            .filter_map(|(name, p)| Some((name.clone(), p.child.as_ref()?.id()?)))
-            .collect()
-    }
-
     /// Stops every child: continues a paused one, asks with SIGTERM, and kills what has not
     /// exited within [`STOP_WITHIN`]. Says which exited on their own during the run.
     pub async fn shutdown(&self) {
