@@ -36,13 +36,33 @@ pub enum ProcessState {
     Paused,
 }
 
+/// What a process should be doing, and how far its wall clock is shifted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ProcessDesired {
+    pub state: ProcessState,
+    /// Milliseconds added to its wall clock (0: the true time).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub clock_offset_ms: i64,
+}
+
+fn is_zero(ms: &i64) -> bool {
+    *ms == 0
+}
+
+impl ProcessDesired {
+    pub const RUNNING: Self = Self {
+        state: ProcessState::Running,
+        clock_offset_ms: 0,
+    };
+}
+
 /// Desired state of every target a timeline touches.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Desired {
     pub proxies: BTreeMap<String, ProxyDesired>,
     pub providers: BTreeMap<String, ProviderFaults>,
     /// Every process a window of the plan acts on, by target name.
-    pub processes: BTreeMap<String, ProcessState>,
+    pub processes: BTreeMap<String, ProcessDesired>,
     /// The `exec` windows active now, by entry index.
     pub execs: BTreeMap<usize, ExecSpec>,
 }

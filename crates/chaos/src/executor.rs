@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::ChaosError;
-use crate::desired::{Desired, ProcessState};
+use crate::desired::{Desired, ProcessDesired, ProcessState};
 use crate::exec::ExecRunner;
 use crate::journal::{Call, Detail, Event, Journal, StepRef};
 use crate::provider::{ProviderAdmin, ProviderFaults};
@@ -59,13 +59,15 @@ pub trait ProcessControl: Send + Sync + std::fmt::Debug {
     /// The processes by target name (`a`, `b`, `provider`).
     fn names(&self) -> Vec<String>;
 
-    /// Brings process `name` to `state`: kills it (SIGKILL), starts it again and waits until
-    /// it answers, stops it (SIGSTOP) or continues it (SIGCONT). Nothing is done when it is
-    /// already there. Every signal and start is logged in `log`.
+    /// Brings process `name` to `desired`: kills it (SIGKILL), starts it again and waits
+    /// until it answers, stops it (SIGSTOP) or continues it (SIGCONT), and shifts its wall
+    /// clock (a process started again starts with the shift; a frozen one is told when it
+    /// is continued). Nothing is done when it is already there. Every signal, start and
+    /// clock change is logged in `log`.
     fn set<'a>(
         &'a self,
         name: &'a str,
-        state: ProcessState,
+        desired: ProcessDesired,
         log: &'a mut Vec<Call>,
     ) -> BoxFuture<'a, Result<(), String>>;
 }
@@ -186,9 +188,9 @@ impl Actuator for Targets {
         // Processes first: a provider started again comes back without its faults, which
         // the reconcile below then puts back.
         if let Some(processes) = &self.processes {
-            for (name, state) in &desired.processes {
+            for (name, process) in &desired.processes {
                 processes
-                    .set(name, *state, log)
+                    .set(name, *process, log)
                     .await
                     .map_err(|err| format!("process {name}: {err}"))?;
             }
@@ -202,7 +204,7 @@ impl Actuator for Targets {
             let reachable = desired
                 .processes
                 .get(name)
-                .is_none_or(|state| *state == ProcessState::Running);
+                .is_none_or(|process| process.state == ProcessState::Running);
             let needed = *faults != ProviderFaults::default() || self.touched.contains(name);
             if let Some(admin) = self.providers.get(name)
                 && reachable
@@ -227,7 +229,7 @@ impl Actuator for Targets {
         // Processes first: a provider that is down or frozen cannot clear its faults.
         if let Some(processes) = &self.processes {
             for name in processes.names() {
-                if let Err(err) = processes.set(&name, ProcessState::Running, log).await {
+                if let Err(err) = processes.set(&name, ProcessDesired::RUNNING, log).await {
                     problems.push(format!("process {name}: {err}"));
                 }
             }

@@ -35,7 +35,7 @@ pub mod toxics;
 pub mod toxiproxy;
 
 pub use api::VERSION as TOXIPROXY_API_VERSION;
-pub use desired::{Desired, ExecSpec, ProcessState, ProxyDesired};
+pub use desired::{Desired, ExecSpec, ProcessDesired, ProcessState, ProxyDesired};
 pub use error::ChaosError;
 pub use exec::ExecRunner;
 pub use executor::{

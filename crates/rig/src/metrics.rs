@@ -286,8 +286,11 @@ pub fn faults_of(desired: &Desired) -> BTreeSet<(String, String)> {
             out.insert((format!("provider_{field}"), provider.clone()));
         }
     }
-    for (process, state) in &desired.processes {
-        match state {
+    for (process, desired) in &desired.processes {
+        if desired.clock_offset_ms != 0 {
+            out.insert(("clock".to_string(), process.clone()));
+        }
+        match desired.state {
             chaos::ProcessState::Running => {}
             chaos::ProcessState::Down => {
                 out.insert(("crash".to_string(), process.clone()));

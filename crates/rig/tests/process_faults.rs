@@ -10,17 +10,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{KillOnDrop, rig_within, text};
+use common::{KillOnDrop, profile, rig_within, text};
 use serde_json::Value;
 use target_system::testkit::TempDir;
-
-fn profile(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../profiles")
-        .join(name)
-        .to_string_lossy()
-        .into_owned()
-}
 
 /// The crash-recovery profile cut to seconds: region a killed for 2 s and again with a
 /// restart at once, the provider killed for 1 s, region b frozen for 2 s.

@@ -13,6 +13,7 @@
 //! | `oversell` | stock is reserved without checking what is left | no-oversell |
 //! | `no-repair` | the repair worker never runs | bounded-pending-age |
 //! | `reply-before-commit` | the owner pays and answers `201`/`200` before it writes the payment's transitions (a write-behind flushed once a second; the order sits in `inventory_reserved` meanwhile, which nothing repairs), so a crash loses the outcome the customer was told | client-agrees |
+//! | `wall-clock-durations` | the repair worker measures how long an order has waited from the wall clock alone, so a clock stepped back holds orders pending past their bound | bounded-pending-age |
 //! | `event-after-commit` | the confirmation event is written in a transaction of its own after the state change commits (a publisher flushing once a second), so a crash between the two loses it | outbox-effectively-once |
 
 use serde::{Deserialize, Serialize};
@@ -31,10 +32,11 @@ pub enum Defect {
     NoRepair,
     EventAfterCommit,
     ReplyBeforeCommit,
+    WallClockDurations,
 }
 
 impl Defect {
-    pub const ALL: [Defect; 10] = [
+    pub const ALL: [Defect; 11] = [
         Self::FreshKeyPerRetry,
         Self::ConfirmOnTimeout,
         Self::NoRetryBudget,
@@ -45,6 +47,7 @@ impl Defect {
         Self::NoRepair,
         Self::EventAfterCommit,
         Self::ReplyBeforeCommit,
+        Self::WallClockDurations,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -59,6 +62,7 @@ impl Defect {
             Self::NoRepair => "no-repair",
             Self::EventAfterCommit => "event-after-commit",
             Self::ReplyBeforeCommit => "reply-before-commit",
+            Self::WallClockDurations => "wall-clock-durations",
         }
     }
 
@@ -76,7 +80,7 @@ impl Defect {
             Self::ReplyBeforeCommit => "client-agrees",
             Self::NoConsumerDedup | Self::EventAfterCommit => "outbox-effectively-once",
             Self::Oversell => "no-oversell",
-            Self::NoRepair => "bounded-pending-age",
+            Self::NoRepair | Self::WallClockDurations => "bounded-pending-age",
         }
     }
 

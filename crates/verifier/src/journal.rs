@@ -16,6 +16,8 @@ pub fn fault_windows(path: &Path) -> Result<Vec<FaultWindow>, VerifyError> {
         reason: format!("{}: {err}", path.display()),
     })?;
     let mut open: Vec<(usize, FaultWindow)> = Vec::new();
+    // Each entry's target process, from the plan the journal opens with.
+    let mut targets = std::collections::BTreeMap::new();
     let mut closed = Vec::new();
     let records = parse_journal(&text).map_err(|err| VerifyError::Read {
         what: "chaos journal",
@@ -23,12 +25,22 @@ pub fn fault_windows(path: &Path) -> Result<Vec<FaultWindow>, VerifyError> {
     })?;
     for record in records {
         let at_us = record.wall_time_us().unwrap_or_default();
+        if let Some(plan) = &record.plan {
+            for window in plan["windows"].as_array().into_iter().flatten() {
+                if let (Some(entry), Some(target)) =
+                    (window["entry"].as_u64(), window["target"].as_str())
+                {
+                    targets.insert(entry as usize, target.to_string());
+                }
+            }
+        }
         match (record.event, record.step) {
             (Event::Applied, Some(step)) if step.action == "start" => open.push((
                 step.entry,
                 FaultWindow {
                     kind: step.kind,
                     name: step.name,
+                    target: targets.get(&step.entry).cloned(),
                     start_us: at_us,
                     end_us: None,
                 },

@@ -30,6 +30,9 @@ impl Status {
 pub struct FaultWindow {
     pub kind: String,
     pub name: Option<String>,
+    /// The process a `crash`, `pause` or `clock` window acts on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
     pub start_us: i64,
     pub end_us: Option<i64>,
 }

@@ -46,6 +46,13 @@
 //! kind = "pause"
 //! target = "b"
 //!
+//! [[chaos]]                  # region b's wall clock runs 30 s ahead (monotonic time is not
+//! at = "6m30s"               # shifted); "-30s" puts it behind
+//! for = "20s"
+//! kind = "clock"
+//! target = "b"               # "a" or "b"
+//! offset = "+30s"
+//!
 //! [[chaos]]                  # a system the rig did not start: commands crash and restore it
 //! at = "7m"
 //! for = "10s"
@@ -55,8 +62,8 @@
 //! timeout = "30s"            # each command's limit; default 30s
 //! ```
 //!
-//! Process faults (`crash`, `pause`) act on the processes a run started itself; a system the
-//! rig did not start has none.
+//! Process faults (`crash`, `pause`, `clock`) act on the processes a run started itself; a
+//! system the rig did not start has none.
 //!
 //! Link attributes use unit-suffixed names (`latency_ms`, `jitter_ms`, `rate_kb_per_sec`,
 //! `delay_ms`, `timeout_ms`, `average_size_bytes`, `size_variation_bytes`, `delay_us`, `bytes`)
@@ -80,7 +87,7 @@ use parse::parse_entry;
 /// The regions a partition can separate.
 pub const REGIONS: [&str; 2] = ["a", "b"];
 
-/// The processes a `crash` or `pause` can target in a run that starts its system.
+/// The processes a `crash` or `pause` (and, for a region, `clock`) can target in a run that starts its system.
 pub const PROCESSES: [&str; 3] = ["a", "b", "provider"];
 
 /// The name the event sink's fault API goes by among the targets' fault APIs (it takes the
@@ -142,6 +149,9 @@ pub enum Fault {
     Crash { target: String },
     /// A process stopped with SIGSTOP for the window and continued with SIGCONT.
     Pause { target: String },
+    /// A region's wall clock shifted by `offset_ms` for the window (its monotonic clock is
+    /// untouched): the records it writes carry the shifted time.
+    Clock { target: String, offset_ms: i64 },
     /// Commands run when the window starts (`run`) and when it ends or is healed (`heal`),
     /// each within `timeout`; their exit status and output are journaled.
     Exec {
@@ -175,6 +185,7 @@ impl Fault {
             Self::Sink { .. } => "sink",
             Self::Crash { .. } => "crash",
             Self::Pause { .. } => "pause",
+            Self::Clock { .. } => "clock",
             Self::Exec { .. } => "exec",
         }
     }

@@ -49,9 +49,11 @@ struct RawEntry {
     size_variation_bytes: Option<u64>,
     delay_us: Option<u64>,
     bytes: Option<u64>,
-    // crash, pause
+    // crash, pause, clock
     target: Option<String>,
     restart_after: Option<String>,
+    // clock
+    offset: Option<String>,
     // exec
     run: Option<Vec<String>>,
     heal: Option<Vec<String>>,
@@ -72,6 +74,9 @@ const SINK_FIELDS: &[&str] = &["latency_ms", "error_rate", "outage"];
 const LINK_FIELDS: &[&str] = &["proxy", "toxic", "stream", "toxicity"];
 const CRASH_FIELDS: &[&str] = &["target", "restart_after"];
 const PAUSE_FIELDS: &[&str] = &["target"];
+const CLOCK_FIELDS: &[&str] = &["target", "offset"];
+/// The largest clock shift a `clock` window may ask for.
+const MAX_CLOCK_OFFSET: Duration = Duration::from_secs(24 * 3600);
 const EXEC_FIELDS: &[&str] = &["run", "heal", "timeout"];
 /// How long an exec command may take unless `timeout` says otherwise.
 const EXEC_TIMEOUT: Duration = Duration::from_secs(30);
@@ -84,7 +89,7 @@ const RESTART_AT_ONCE: Duration = Duration::from_millis(1);
 impl RawEntry {
     /// The kind-specific fields that are present.
     fn present(&self) -> Vec<&'static str> {
-        let fields: [(&'static str, bool); 27] = [
+        let fields: [(&'static str, bool); 28] = [
             ("between", self.between.is_some()),
             ("mode", self.mode.is_some()),
             ("direction", self.direction.is_some()),
@@ -112,6 +117,7 @@ impl RawEntry {
             ("bytes", self.bytes.is_some()),
             ("target", self.target.is_some()),
             ("restart_after", self.restart_after.is_some()),
+            ("offset", self.offset.is_some()),
             ("run", self.run.is_some()),
             ("heal", self.heal.is_some()),
             ("timeout", self.timeout.is_some()),
@@ -221,12 +227,13 @@ pub(super) fn parse_entry(index: usize, item: &toml::Value) -> Result<Entry, Cha
         "pause" => Fault::Pause {
             target: process_target(&at, &raw, "pause", PAUSE_FIELDS)?,
         },
+        "clock" => clock(&at, &raw)?,
         "exec" => exec(&at, &raw)?,
         other => {
             return Err(at.err(
                 "kind",
                 format!(
-                    "{other:?} is not a fault kind; use \"partition\", \"provider\", \"link\", \"sink\", \"crash\", \"pause\" or \"exec\""
+                    "{other:?} is not a fault kind; use \"partition\", \"provider\", \"link\", \"sink\", \"crash\", \"pause\", \"clock\" or \"exec\""
                 ),
             ));
         }
@@ -252,7 +259,7 @@ fn check_type(key: &str, value: &toml::Value) -> Result<(), String> {
     }
     match key {
         "at" | "for" | "at_jitter" | "kind" | "name" | "mode" | "direction" | "provider"
-        | "proxy" | "toxic" | "stream" | "target" | "restart_after" | "timeout" => {
+        | "proxy" | "toxic" | "stream" | "target" | "restart_after" | "timeout" | "offset" => {
             is::<String>(value)
         }
         "run" | "heal" => is::<Vec<String>>(value),
@@ -306,6 +313,54 @@ fn exec(at: &At, raw: &RawEntry) -> Result<Fault, ChaosError> {
         ));
     }
     Ok(Fault::Exec { run, heal, timeout })
+}
+
+/// A region's wall clock shifted by `offset` ("+30s", "-30s"; monotonic time untouched).
+fn clock(at: &At, raw: &RawEntry) -> Result<Fault, ChaosError> {
+    at.only(raw, "clock", CLOCK_FIELDS)?;
+    let names = REGIONS.map(|r| format!("{r:?}")).join(", ");
+    let target = raw.target.as_ref().ok_or_else(|| {
+        at.err(
+            "target",
+            format!("is required: the region whose clock is shifted, one of {names}"),
+        )
+    })?;
+    if !REGIONS.contains(&target.as_str()) {
+        return Err(at.err(
+            "target",
+            format!("{target:?} is not a region; a clock fault shifts a region's wall clock, use one of {names}"),
+        ));
+    }
+    let text = raw.offset.as_deref().ok_or_else(|| {
+        at.err(
+            "offset",
+            "is required: how far the clock is shifted, e.g. offset = \"+30s\" or \"-30s\"",
+        )
+    })?;
+    let offset_ms = parse_offset_ms(text).map_err(|problem| at.err("offset", problem))?;
+    Ok(Fault::Clock {
+        target: target.clone(),
+        offset_ms,
+    })
+}
+
+/// `"+30s"`, `"-1.5m"`, `"250ms"` (no sign: ahead) as signed milliseconds; zero and shifts
+/// beyond a day are refused.
+fn parse_offset_ms(text: &str) -> Result<i64, String> {
+    let trimmed = text.trim();
+    let (sign, magnitude) = match trimmed.strip_prefix('-') {
+        Some(rest) => (-1, rest),
+        None => (1, trimmed.strip_prefix('+').unwrap_or(trimmed)),
+    };
+    let fix = "write a signed duration such as \"+30s\" (ahead) or \"-30s\" (behind)";
+    let duration = parse_duration(magnitude).map_err(|err| format!("{err}; {fix}"))?;
+    if duration.is_zero() {
+        return Err(format!("{text:?} shifts nothing; {fix}"));
+    }
+    if duration > MAX_CLOCK_OFFSET {
+        return Err(format!("{text:?} is more than a day; {fix}"));
+    }
+    Ok(sign * i64::try_from(duration.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// The process a `crash` or `pause` acts on.

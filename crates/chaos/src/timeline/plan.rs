@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::{Fault, PartitionMode, Timeline};
 use crate::ChaosError;
-use crate::desired::{Desired, ExecSpec, ProcessState, ProxyDesired};
+use crate::desired::{Desired, ExecSpec, ProcessDesired, ProcessState, ProxyDesired};
 use crate::provider::ProviderFaults;
 use crate::toxics::{Stream, Timeout, Toxic, ToxicSpec};
 use evidence::duration::format_duration;
@@ -145,18 +145,21 @@ impl Plan {
                 | Fault::Sink { .. }
                 | Fault::Crash { .. }
                 | Fault::Pause { .. }
+                | Fault::Clock { .. }
                 | Fault::Exec { .. } => {}
             }
         }
         proxies
     }
 
-    /// Processes any window crashes or pauses.
+    /// Processes any window crashes, pauses or shifts the clock of.
     pub fn processes(&self) -> BTreeSet<String> {
         self.windows
             .iter()
             .filter_map(|w| match &w.fault {
-                Fault::Crash { target } | Fault::Pause { target } => Some(target.clone()),
+                Fault::Crash { target } | Fault::Pause { target } | Fault::Clock { target, .. } => {
+                    Some(target.clone())
+                }
                 _ => None,
             })
             .collect()
@@ -195,11 +198,11 @@ impl Plan {
         for window in &self.windows {
             let entry = describe_entry(window);
             let named: Vec<String> = match &window.fault {
-                Fault::Crash { target } | Fault::Pause { target } => {
+                Fault::Crash { target } | Fault::Pause { target } | Fault::Clock { target, .. } => {
                     if !processes.contains(&target.as_str()) {
                         return Err(if processes.is_empty() {
                             format!(
-                                "{entry}: kind = \"{}\" acts on a process the run started, and this run starts none of the system's processes; for a system the rig did not start, use kind = \"exec\" with the commands that crash and restart it",
+                                "{entry}: kind = \"{}\" acts on a process the run started, and this run starts none of the system's processes; for a system the rig did not start, use kind = \"exec\" with the commands that do it (e.g. docker kill / docker start)",
                                 window.fault.kind()
                             )
                         } else {
@@ -302,7 +305,7 @@ impl Plan {
             desired.proxies.insert(proxy, ProxyDesired::default());
         }
         for process in self.processes() {
-            desired.processes.insert(process, ProcessState::Running);
+            desired.processes.insert(process, ProcessDesired::RUNNING);
         }
         for provider in providers {
             desired
@@ -360,13 +363,27 @@ impl Plan {
                 }
                 // A process that is down cannot also be paused: down wins.
                 Fault::Crash { target } => {
-                    desired.processes.insert(target.clone(), ProcessState::Down);
+                    desired.processes.entry(target.clone()).or_default().state = ProcessState::Down;
                 }
                 Fault::Pause { target } => {
-                    let state = desired.processes.entry(target.clone()).or_default();
-                    if *state != ProcessState::Down {
-                        *state = ProcessState::Paused;
+                    let process = desired.processes.entry(target.clone()).or_default();
+                    if process.state != ProcessState::Down {
+                        process.state = ProcessState::Paused;
                     }
+                }
+                // One shift per clock at a time; a crashed process starts with the shift.
+                Fault::Clock { target, offset_ms } => {
+                    let key = (format!("process {target}"), "clock");
+                    if let Some(other) = field_owner.insert(key, entry) {
+                        return Err(format!(
+                            "chaos[{other}] and chaos[{entry}] both shift region {target}'s clock at once; end one before the other starts"
+                        ));
+                    }
+                    desired
+                        .processes
+                        .entry(target.clone())
+                        .or_default()
+                        .clock_offset_ms = *offset_ms;
                 }
                 Fault::Exec { run, heal, timeout } => {
                     desired.execs.insert(
@@ -615,12 +632,12 @@ mod tests {
             Duration::from_secs(3)
         );
         let a = plan.desired(&BTreeSet::from([0]), &[]).unwrap();
-        assert_eq!(a.processes["a"], ProcessState::Down);
-        assert_eq!(a.processes["provider"], ProcessState::Running);
+        assert_eq!(a.processes["a"].state, ProcessState::Down);
+        assert_eq!(a.processes["provider"].state, ProcessState::Running);
         let both = plan.desired(&BTreeSet::from([1, 2]), &[]).unwrap();
-        assert_eq!(both.processes["provider"], ProcessState::Down);
+        assert_eq!(both.processes["provider"].state, ProcessState::Down);
         let paused = plan.desired(&BTreeSet::from([2]), &[]).unwrap();
-        assert_eq!(paused.processes["provider"], ProcessState::Paused);
+        assert_eq!(paused.processes["provider"].state, ProcessState::Paused);
         assert!(
             plan.check_targets(&[], &[], &["a", "b", "provider"])
                 .is_ok()
@@ -647,6 +664,61 @@ mod tests {
                 Timeline::from_profile_str(&format!("[[chaos]]\n{entry}\n"), Path::new("p.toml"))
                     .unwrap_err()
                     .to_string();
+            assert!(err.contains(named), "{entry}: {err}");
+        }
+    }
+
+    /// Clock faults: a region's shift holds for its window and rides along a crash of the
+    /// same process; two shifts of one clock at once, a shift of the provider, a missing,
+    /// zero or unsigned-garbage offset are refused naming the field.
+    #[test]
+    fn clock_windows() {
+        let plan = timeline(
+            "[[chaos]]\nat=\"2s\"\nfor=\"10s\"\nkind=\"clock\"\ntarget=\"b\"\noffset=\"+30s\"\n\
+             [[chaos]]\nat=\"12s\"\nfor=\"10s\"\nkind=\"clock\"\ntarget=\"b\"\noffset=\"-1.5s\"\n\
+             [[chaos]]\nat=\"4s\"\nfor=\"1s\"\nkind=\"crash\"\ntarget=\"b\"\n",
+        )
+        .expand(0)
+        .unwrap();
+        let ahead = plan.desired(&BTreeSet::from([0]), &[]).unwrap();
+        assert_eq!(ahead.processes["b"].clock_offset_ms, 30_000);
+        let crashed = plan.desired(&BTreeSet::from([0, 2]), &[]).unwrap();
+        assert_eq!(crashed.processes["b"].state, ProcessState::Down);
+        assert_eq!(crashed.processes["b"].clock_offset_ms, 30_000);
+        let behind = plan.desired(&BTreeSet::from([1]), &[]).unwrap();
+        assert_eq!(behind.processes["b"].clock_offset_ms, -1_500);
+        assert_eq!(
+            plan.desired(&BTreeSet::new(), &[]).unwrap().processes["b"],
+            ProcessDesired::RUNNING
+        );
+        let none = plan.check_targets(&[], &[], &[]).unwrap_err();
+        assert!(none.contains("kind = \"exec\""), "{none}");
+        let clash = Timeline::from_profile_str(
+            "[[chaos]]\nat=\"1s\"\nfor=\"5s\"\nkind=\"clock\"\ntarget=\"a\"\noffset=\"1s\"\n\
+             [[chaos]]\nat=\"2s\"\nfor=\"5s\"\nkind=\"clock\"\ntarget=\"a\"\noffset=\"2s\"\n",
+            Path::new("p.toml"),
+        )
+        .unwrap()
+        .expand(0)
+        .unwrap_err()
+        .to_string();
+        assert!(clash.contains("chaos[0] and chaos[1]"), "{clash}");
+        for (entry, named) in [
+            ("target=\"provider\"\noffset=\"1s\"", "chaos[0].target"),
+            ("target=\"a\"", "chaos[0].offset"),
+            ("target=\"a\"\noffset=\"0s\"", "shifts nothing"),
+            ("target=\"a\"\noffset=\"+-3s\"", "chaos[0].offset"),
+            ("target=\"a\"\noffset=\"2d\"", "chaos[0].offset"),
+            ("target=\"a\"\noffset=\"25h\"", "more than a day"),
+            (
+                "target=\"a\"\noffset=\"1s\"\nrestart_after=\"1s\"",
+                "chaos[0].restart_after",
+            ),
+        ] {
+            let text = format!("[[chaos]]\nat=\"1s\"\nfor=\"1s\"\nkind=\"clock\"\n{entry}\n");
+            let err = Timeline::from_profile_str(&text, Path::new("p.toml"))
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(named), "{entry}: {err}");
         }
     }

@@ -73,7 +73,7 @@ pub struct ServeArgs {
     /// Deliberately break one mechanism, to prove the verifier catches it (repeatable):
     /// fresh-key-per-retry, confirm-on-timeout, no-retry-budget, no-admission-control,
     /// local-confirm-in-partition, no-consumer-dedup, oversell, no-repair, event-after-commit,
-    /// reply-before-commit.
+    /// reply-before-commit, wall-clock-durations.
     #[arg(long = "defect", value_name = "NAME", value_parser = parse_defect)]
     defects: Vec<Defect>,
     /// --role provider: one more listener per caller, NAME=ADDR (repeatable, e.g.
@@ -89,6 +89,12 @@ pub struct ServeArgs {
     /// listening) for the whole run, so no other process takes one while a child is down.
     #[arg(long, hide = true)]
     reuse_port: bool,
+    /// --role region: shift this process's wall clock by MS milliseconds from the start
+    /// (negative: behind). The records it writes carry the shifted time; its timeouts and
+    /// durations use the monotonic clock. `POST /admin/clock {"offset_ms": N}` changes it
+    /// while it runs.
+    #[arg(long, value_name = "MS", allow_hyphen_values = true)]
+    clock_offset_ms: Option<i64>,
     /// The run_id label on every metric these services export (dashboards select runs by
     /// it); e.g. the name of the stack or of the experiment.
     #[arg(long, value_name = "NAME", default_value = "serve", env = "RIG_RUN_ID")]
@@ -118,6 +124,12 @@ fn parse_region(text: &str) -> Result<RegionId, String> {
 pub async fn run(args: ServeArgs) -> anyhow::Result<Verdict> {
     if let Some(parent) = args.parent_pid {
         die_with_parent(parent)?;
+    }
+    if args.clock_offset_ms.is_some() && args.role != Role::Region {
+        return Err(BadInput(
+            "--clock-offset-ms shifts one region's clock; use it with --role region".into(),
+        )
+        .into());
     }
     let mut config = target_config::load(args.config.as_deref(), &args.sets)?;
     config.defects.extend(args.defects.iter().copied());
@@ -168,6 +180,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<Verdict> {
             System::start(config.clone(), &store, Some(plan), vec![]).await
         }
         Role::Region => {
+            // One region per process: its clock is its own to shift.
+            target_system::clock::own_process();
+            if let Some(offset_ms) = args.clock_offset_ms {
+                target_system::clock::set_offset_ms(offset_ms).map_err(|m| BadInput(m.into()))?;
+            }
             let id = args
                 .region
                 .ok_or_else(|| BadInput("--role region needs --region a|b".into()))?;

@@ -1,7 +1,8 @@
 //! The system's processes in a run: the provider and each region run as child processes
 //! (`rig serve --role ...`) on loopback ports the run picked, so a `crash` is a real
-//! SIGKILL (in-flight requests cut, nothing flushed, memory lost) and a `pause` a real
-//! SIGSTOP (sockets open, nothing answers).
+//! SIGKILL (in-flight requests cut, nothing flushed, memory lost), a `pause` a real
+//! SIGSTOP (sockets open, nothing answers), and a `clock` fault shifts one region process's
+//! wall clock (started with `--clock-offset-ms`, changed with `POST /admin/clock`).
 //!
 //! No child outlives the run: each is killed by the kernel when the rig dies
 //! (`PR_SET_PDEATHSIG`, set by the child on `--parent-pid`, which kills even a stopped
@@ -16,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use chaos::{BoxFuture, Call, ProcessControl, ProcessState};
+use chaos::{BoxFuture, Call, ProcessControl, ProcessDesired, ProcessState};
 use evidence::StoreUrl;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -50,6 +51,9 @@ struct Proc {
     paused: bool,
     /// How many times it was started.
     starts: u32,
+    /// The wall-clock shift it should have, and the one it was last given (ms).
+    clock_wanted_ms: i64,
+    clock_ms: i64,
 }
 
 /// The running children, by target name.
@@ -93,6 +97,8 @@ impl Children {
                     child: None,
                     paused: false,
                     starts: 0,
+                    clock_wanted_ms: 0,
+                    clock_ms: 0,
                 };
                 children
                     .launch(&mut proc)
@@ -179,8 +185,13 @@ impl Children {
             .try_clone()
             .map_err(|err| format!("opening {}: {err}", log_path.display()))?;
         let started = Instant::now();
-        let mut child = Command::new(&self.exe)
-            .args(&proc.spec.args)
+        let mut command = Command::new(&self.exe);
+        command.args(&proc.spec.args);
+        if proc.clock_wanted_ms != 0 {
+            // Started inside a clock window: with the shift from its first record on.
+            command.arg(format!("--clock-offset-ms={}", proc.clock_wanted_ms));
+        }
+        let mut child = command
             .env("RIG_STORE", &self.store)
             .arg("--parent-pid")
             .arg(std::process::id().to_string())
@@ -231,9 +242,14 @@ impl Children {
         }
         proc.child = Some(child);
         proc.paused = false;
+        proc.clock_ms = proc.clock_wanted_ms;
         Ok((
             format!(
-                "start pid {pid} (answering after {} ms)",
+                "start pid {pid}{} (answering after {} ms)",
+                match proc.clock_ms {
+                    0 => String::new(),
+                    ms => format!(" with its clock shifted {ms:+} ms"),
+                },
                 started.elapsed().as_millis()
             ),
             pid,
@@ -243,9 +259,10 @@ impl Children {
     async fn set_state(
         &self,
         name: &str,
-        state: ProcessState,
+        desired: ProcessDesired,
         log: &mut Vec<Call>,
     ) -> Result<(), String> {
+        let state = desired.state;
         let mut procs = self.procs.lock().await;
         let proc = procs.get_mut(name).ok_or_else(|| {
             format!(
@@ -253,6 +270,7 @@ impl Children {
                 self.names.join(", ")
             )
         })?;
+        proc.clock_wanted_ms = desired.clock_offset_ms;
         let target = format!("process:{name}");
         let mut call = |op: String, via: &str, error: Option<String>| {
             log.push(Call {
@@ -310,6 +328,42 @@ impl Children {
             proc.paused = true;
             call(format!("SIGSTOP pid {pid}"), "signal", None);
         }
+        // A running process is told its new clock now; a frozen one when it is continued,
+        // a down one when it starts.
+        if proc.child.is_some() && !proc.paused && proc.clock_ms != proc.clock_wanted_ms {
+            let ms = proc.clock_wanted_ms;
+            let url = format!("{}/admin/clock", proc.spec.url);
+            let body = serde_json::json!({ "offset_ms": ms }).to_string();
+            let answer = self
+                .client
+                .send(
+                    Method::POST,
+                    &url,
+                    &[("content-type", "application/json")],
+                    Some(body.into()),
+                    Duration::from_secs(5),
+                )
+                .await
+                .map_err(|err| format!("POST {url}: {err}"))?;
+            let told: Option<i64> = serde_json::from_slice::<serde_json::Value>(&answer.body)
+                .ok()
+                .and_then(|v| v.get("offset_ms").and_then(serde_json::Value::as_i64));
+            if answer.status != StatusCode::OK || told != Some(ms) {
+                return Err(format!(
+                    "POST {url} {{\"offset_ms\":{ms}}} answered {}: {}",
+                    answer.status,
+                    String::from_utf8_lossy(&answer.body)
+                ));
+            }
+            proc.clock_ms = ms;
+            log.push(Call {
+                target,
+                op: format!("clock offset {ms:+} ms (read back)"),
+                via: "http".to_string(),
+                status: Some(answer.status.as_u16()),
+                error: None,
+            });
+        }
         Ok(())
     }
 }
@@ -322,10 +376,10 @@ impl ProcessControl for Children {
     fn set<'a>(
         &'a self,
         name: &'a str,
-        state: ProcessState,
+        desired: ProcessDesired,
         log: &'a mut Vec<Call>,
     ) -> BoxFuture<'a, Result<(), String>> {
-        Box::pin(self.set_state(name, state, log))
+        Box::pin(self.set_state(name, desired, log))
     }
 }
 

@@ -10,6 +10,15 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+/// The path of a shipped profile, e.g. `profile("quickstart.toml")`.
+pub fn profile(name: &str) -> String {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../profiles")
+        .join(name)
+        .to_string_lossy()
+        .into_owned()
+}
+
 /// Runs `rig ARGS`, failing the test if it has not exited within `limit` (nothing hangs).
 pub fn rig_within(args: &[&str], limit: Duration) -> Output {
     let child = Command::new(env!("CARGO_BIN_EXE_rig"))

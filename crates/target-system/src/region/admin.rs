@@ -1,5 +1,6 @@
 //! The region's operator surface: `GET /admin/state`, `POST /admin/payments/pause|resume`,
-//! readiness, and the loopback rule for admin routes.
+//! `GET|POST /admin/clock` (the chaos layer's clock fault), readiness, and the loopback rule
+//! for admin routes.
 
 use rig_http::{Incoming, PeerAddr, Reply, Request, StatusCode, json, problem};
 use serde_json::json;
@@ -36,6 +37,60 @@ pub(super) async fn state(ctx: &Context, payments: &Payments) -> Reply {
         Err(err) => store_unavailable(&err),
     }
 }
+
+/// The largest body `POST /admin/clock` reads.
+const CLOCK_BODY_BYTES: usize = 1024;
+
+/// `GET /admin/clock`: the offset this process adds to its wall clock and the time it reads.
+pub(super) fn clock(ctx: &Context) -> Reply {
+    let now = crate::clock::now_us();
+    json(
+        StatusCode::OK,
+        &json!({
+            "region": ctx.id,
+            "offset_ms": crate::clock::offset_ms(),
+            "now": evidence::time::rfc3339(now),
+            "now_us": now,
+        }),
+    )
+}
+
+/// `POST /admin/clock {"offset_ms": N}`: shifts this process's wall clock by N ms (0: the
+/// true time); the records it writes from now on carry the shifted time. Monotonic time,
+/// which its timeouts and durations use, is untouched.
+pub(super) async fn set_clock(ctx: &Context, req: Request<Incoming>) -> Reply {
+    let bad = |message: String| {
+        problem(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            &message,
+            Some("offset_ms"),
+        )
+    };
+    let body = match rig_http::read_body(req.into_body(), CLOCK_BODY_BYTES).await {
+        Ok(body) => body,
+        Err(err) => return bad(err.to_string()),
+    };
+    let offset = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v.get("offset_ms").and_then(serde_json::Value::as_i64));
+    let Some(offset_ms) = offset.filter(|ms| ms.unsigned_abs() <= MAX_OFFSET_MS) else {
+        return bad(format!(
+            "send {{\"offset_ms\": N}} with N a whole number of milliseconds within ±{MAX_OFFSET_MS} (0: the true time); got {}",
+            String::from_utf8_lossy(&body[..body.len().min(200)])
+        ));
+    };
+    match crate::clock::set_offset_ms(offset_ms) {
+        Ok(()) => {
+            tracing::warn!(region = %ctx.id, offset_ms, "wall clock shifted");
+            clock(ctx)
+        }
+        Err(message) => problem(StatusCode::CONFLICT, "clock_shared", message, None),
+    }
+}
+
+/// A day: the largest shift the clock endpoint takes.
+const MAX_OFFSET_MS: u64 = 24 * 3600 * 1000;
 
 /// `POST /admin/payments/pause|resume`.
 pub(super) async fn set_paused(payments: &Payments, paused: bool) -> Reply {

@@ -22,9 +22,9 @@ use tokio::time::Instant;
 
 use prometheus::IntCounterVec;
 
+use crate::clock::now_us;
 use crate::config::AdmissionConfig;
 use evidence::store::Db;
-use evidence::time::now_us;
 
 /// Why a checkout was or was not admitted (the `decision` column and metric label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -107,6 +107,11 @@ impl Orders {
         })
     }
 
+    /// How many checkouts are running in this process.
+    pub(super) fn inflight_count(&self) -> usize {
+        self.inflight.lock().map(|map| map.len()).unwrap_or(0)
+    }
+
     /// A checkout of `order_id` is running in this process (the repair worker leaves it be).
     pub(super) fn is_inflight(&self, order_id: &str) -> bool {
         self.inflight

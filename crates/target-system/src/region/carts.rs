@@ -7,7 +7,7 @@ use sqlx::Row;
 
 use super::api::parse_items;
 use super::context::Context;
-use evidence::time::now_us;
+use crate::clock::now_us;
 use evidence::time::rfc3339;
 
 pub(super) async fn get_cart(ctx: &Context, cart_id: &str) -> Reply {

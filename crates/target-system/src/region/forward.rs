@@ -22,8 +22,8 @@ use rig_http::HttpClient;
 use super::checkout::{CheckoutCall, Checkouts, DEADLINE_HEADER, FORWARDED_FROM};
 use super::context::Context;
 use super::replies::{key_reused, pending_reply, store_error};
+use crate::clock::now_us;
 use crate::defects::Defect;
-use evidence::time::now_us;
 use evidence::time::rfc3339;
 use rig_http::with_retry_after;
 

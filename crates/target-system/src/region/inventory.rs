@@ -5,8 +5,8 @@
 use serde::Serialize;
 use sqlx::{AnyConnection, Row};
 
+use crate::clock::now_us;
 use evidence::store::Db;
-use evidence::time::now_us;
 
 /// Marks the order's held reservations committed (the stock is sold).
 pub async fn commit_reservations(

@@ -3,7 +3,7 @@
 //! repair worker (DESIGN §4, HTTP contract).
 //!
 //! Routes: `POST /v1/checkout`, `GET /v1/orders/{id}`, `GET|PUT /v1/carts/{id}`,
-//! `GET /admin/state`, `POST /admin/payments/pause|resume`, `GET /metrics`, `/healthz`,
+//! `GET /admin/state`, `POST /admin/payments/pause|resume`, `GET|POST /admin/clock`, `GET /metrics`, `/healthz`,
 //! `/readyz`.
 //!
 //! Ownership: with a peer, an order's owner region is a pure function of its id
@@ -294,6 +294,8 @@ impl Region {
             (&Method::POST, ["admin", "payments", "resume"]) => {
                 admin::set_paused(&self.inner.payments, false).await
             }
+            (&Method::GET, ["admin", "clock"]) => admin::clock(ctx),
+            (&Method::POST, ["admin", "clock"]) => admin::set_clock(ctx, req).await,
             _ => problem(
                 StatusCode::NOT_FOUND,
                 "not_found",
@@ -336,7 +338,7 @@ impl Region {
     /// Sets the backlog gauges (open orders, oldest open age, outbox lag) from the store;
     /// the index on (status, updated_at_us) and the partial outbox index keep it cheap.
     async fn sample_backlog(&self) -> Result<(), sqlx::Error> {
-        let now = evidence::time::now_us();
+        let now = crate::clock::now_us();
         let ctx = &self.inner.ctx;
         let m = &ctx.metrics;
         let backlog = evidence::queries::backlog(&ctx.db).await?;

@@ -9,9 +9,9 @@ use serde::Serialize;
 use sqlx::{AnyConnection, Row};
 
 use super::api::{CheckoutRequest, LineItem};
+use crate::clock::now_us;
 use evidence::order_state::{OrderState, transition};
 use evidence::store::Db;
-use evidence::time::now_us;
 
 /// One order as stored.
 #[derive(Debug, Clone, Serialize)]

@@ -18,8 +18,8 @@ use sqlx::Row;
 use tokio::sync::watch;
 
 use super::context::Context;
+use crate::clock::now_us;
 use evidence::store::Db;
-use evidence::time::now_us;
 
 /// The consumer's name in `consumer_dedup` and `fulfilments`.
 pub const CONSUMER: &str = "fulfilment";

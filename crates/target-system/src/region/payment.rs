@@ -9,8 +9,8 @@ use rig_http::{ClientError, ClientResponse, HttpClient, Method, StatusCode};
 use serde_json::json;
 
 use super::orders::AttemptRow;
+use crate::clock::now_us;
 use crate::provider::api::{ChargeAnswer, KeyAnswer};
-use evidence::time::now_us;
 
 /// The provider idempotency key of an order's payment.
 pub fn payment_key(order_id: &str) -> String {

@@ -14,9 +14,19 @@
 //! `needs_reconciliation` is compensated on a later scan: refund the live charge, void the
 //! key, `failed_safely`. Every provider call takes a provider slot (admission control covers
 //! repair too) and is an attempt row. The `no-repair` defect stops the worker.
+//!
+//! **Ages.** How long an order has waited is never less than the monotonic time this process
+//! has watched it wait: the wall-clock age from its record (what a restarted process has to
+//! go on) is taken only when it is longer. A wall clock stepped back (a clock fault, an NTP
+//! step) therefore cannot hold an order pending past its bound; one stepped forward only
+//! makes the worker act early, which is safe (a void tombstones the key first). The
+//! `wall-clock-durations` defect judges ages from the wall clock alone.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use tokio::sync::watch;
 
@@ -27,10 +37,10 @@ use super::context::Context;
 use super::orders::{self, Actor, AttemptRow, Order};
 use super::pay::{Charge, Payments};
 use super::payment::{Lookup, VoidOutcome};
+use crate::clock::now_us;
 use crate::defects::Defect;
 use crate::provider::api::KeyAnswer;
 use evidence::order_state::OrderState;
-use evidence::time::now_us;
 
 /// What one scan did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -58,6 +68,8 @@ pub(super) struct Repair {
     orders: Arc<Orders>,
     payments: Arc<Payments>,
     gate: Arc<Gate>,
+    /// When this process first saw each order it may act on (monotonic).
+    seen: Mutex<HashMap<String, Instant>>,
 }
 
 impl Repair {
@@ -72,19 +84,89 @@ impl Repair {
             orders,
             payments,
             gate,
+            seen: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// How long `order` has waited since `since_us` (one of its record's times): the longer
+    /// of the wall-clock age and the monotonic time since this process first saw it; the
+    /// wall clock alone with the `wall-clock-durations` defect.
+    fn age_us(&self, order: &Order, since_us: i64) -> i64 {
+        let wall = now_us() - since_us;
+        if self.ctx.has(Defect::WallClockDurations) {
+            return wall;
+        }
+        let watched = self
+            .seen
+            .lock()
+            .ok()
+            .and_then(|seen| seen.get(&order.order_id).map(Instant::elapsed))
+            .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
+        wall.max(watched)
+    }
+
+    /// Notes when this process first saw each of `orders`; forgets orders no scan returns
+    /// once the map is far larger than a batch (its memory stays bounded).
+    fn watch(&self, orders: &[Order]) {
+        let Ok(mut seen) = self.seen.lock() else {
+            return;
+        };
+        let now = Instant::now();
+        for order in orders {
+            seen.entry(order.order_id.clone()).or_insert(now);
+        }
+        let cap = 100 * self.ctx.config.repair.batch.max(1) as usize;
+        if seen.len() > cap {
+            let current: std::collections::HashSet<&str> =
+                orders.iter().map(|o| o.order_id.as_str()).collect();
+            seen.retain(|id, _| current.contains(id.as_str()));
+        }
+    }
+
+    fn forget(&self, order_id: &str) {
+        if let Ok(mut seen) = self.seen.lock() {
+            seen.remove(order_id);
         }
     }
 
     /// One repair scan over pending orders (and ones stuck mid-call after a crash).
     pub(super) async fn once(&self) -> Result<RepairReport, orders::OrderError> {
         let config = &self.ctx.config.repair;
-        let now = now_us();
-        let stuck_before = now - secs_us(config.stuck_after_seconds);
-        let candidates =
-            orders::repair_candidates(&self.ctx.db, stuck_before, i64::from(config.batch)).await?;
+        let wall_clock = self.ctx.has(Defect::WallClockDurations);
+        // Every order in `payment_authorizing` is read (the running checkouts' too, so the
+        // limit makes room for them) and its age judged below, unless the defect lets the
+        // wall clock pick the stuck ones.
+        let (stuck_before, limit) = if wall_clock {
+            (
+                now_us() - secs_us(config.stuck_after_seconds),
+                config.batch as usize,
+            )
+        } else {
+            (
+                i64::MAX,
+                config.batch as usize + self.orders.inflight_count(),
+            )
+        };
+        let candidates = orders::repair_candidates(
+            &self.ctx.db,
+            stuck_before,
+            i64::try_from(limit).unwrap_or(i64::MAX),
+        )
+        .await?;
+        let candidates: Vec<Order> = candidates
+            .into_iter()
+            .filter(|order| !self.orders.is_inflight(&order.order_id))
+            .collect();
+        self.watch(&candidates);
         let mut report = RepairReport::default();
         for order in candidates {
-            if self.orders.is_inflight(&order.order_id) {
+            if report.scanned >= config.batch as usize {
+                break;
+            }
+            if order.status == OrderState::PaymentAuthorizing
+                && self.age_us(&order, order.updated_at_us) < secs_us(config.stuck_after_seconds)
+            {
+                // Its checkout may still be writing; stuck only once it has waited this long.
                 continue;
             }
             report.scanned += 1;
@@ -110,6 +192,7 @@ impl Repair {
                         )
                         .await?;
                     if moved {
+                        self.forget(&order.order_id);
                         match to {
                             OrderState::OrderConfirmed => report.confirmed += 1,
                             OrderState::FailedSafely => report.failed_safely += 1,
@@ -161,7 +244,7 @@ impl Repair {
             }
             Lookup::NotFound => {
                 let config = &self.ctx.config.repair;
-                let pending_for = now_us() - order.updated_at_us;
+                let pending_for = self.age_us(order, order.updated_at_us);
                 // A parked order is voided once its time to be paid is over; any other
                 // unknown payment after `void_after` (a request still in transit lands first).
                 let wait_for = if is_parked(order) {
@@ -183,9 +266,8 @@ impl Repair {
     /// `max_pending_age` if paying fails.
     fn may_still_pay(&self, order: &Order) -> bool {
         let config = &self.ctx.config.repair;
-        let pay_until = order.created_at_us + secs_us(config.max_pending_age_seconds)
-            - secs_us(config.void_after_seconds);
-        now_us() < pay_until
+        self.age_us(order, order.created_at_us)
+            < secs_us(config.max_pending_age_seconds) - secs_us(config.void_after_seconds)
     }
 
     /// Pays a parked order now if the breaker and the operator allow it.

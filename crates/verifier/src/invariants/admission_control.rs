@@ -9,7 +9,9 @@
 //!    its receipt to its answer or its caller's departure; a charge is a retry when its
 //!    caller sent that key before; a window's first tries are counted over one more second and its retries over one less,
 //!    the transit grace). The regions' own `payment_attempts` are claims, swept
-//!    the same way: a claim over the limit fails too. A provider log without callers
+//!    the same way: a claim over the limit fails too, except a region whose wall clock a
+//!    `clock` fault shifted (its call times from either side of a shift do not compare;
+//!    the provider log, on the provider's own clock, still judges it). A provider log without callers
 //!    (stores from before attribution, or a provider reached directly) leaves the claims
 //!    as the only account, and the summary says so.
 //! 3. shed checkouts are answered fast: p99 of the client-measured time of `429`/`503`
@@ -70,7 +72,14 @@ pub async fn check(
         sweep(provider, Calls::Witnessed(caller), ctx, judged, &mut notes).await?;
     }
     for (store, db) in regions {
-        sweep(db, Calls::Claimed(store), ctx, &mut verdict, &mut notes).await?;
+        let shifted = crate::model::store_region(store).and_then(|r| ctx.clock_shifted(r));
+        match shifted {
+            Some(why) => notes.push(format!(
+                "{}: not swept, {why}",
+                Calls::Claimed(store).describe()
+            )),
+            None => sweep(db, Calls::Claimed(store), ctx, &mut verdict, &mut notes).await?,
+        }
     }
     match history {
         Some(history) => {

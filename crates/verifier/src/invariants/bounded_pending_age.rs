@@ -6,6 +6,13 @@
 //! one transaction) is stuck there and counts as open too. Also from the client history (a witness
 //! the system cannot write): no customer keeps being told `pending` longer than the bound
 //! after it was first told so, whatever the stores say.
+//!
+//! Clocks: the customers' waits are measured on the rig's clock (send and answer times of
+//! one client); an order's time in pending from its owner region's transitions, within that
+//! one region's clock. When a `clock` fault shifted that region's wall clock, two of its
+//! times from either side of a shift do not compare, so its orders' durations are not judged
+//! from its records (the customers' polls still judge them), and the summary says so. Times
+//! from two regions' clocks are never subtracted.
 
 use super::{Context, PerOrder};
 use crate::model::{OrderEvidence, store_region};
@@ -39,7 +46,13 @@ fn partitioned_us(ctx: &Context, from: i64, to: i64) -> i64 {
 /// later request *sent* past the bound: a lower bound of what it waited; time the regions
 /// were partitioned does not count, see [`partitioned_us`]), or still told `pending` when
 /// the run asked again after the drain.
-fn told_pending_too_long(order: &OrderEvidence, ctx: &Context, bound_us: i64) -> Option<String> {
+/// `longest_us` grows to the longest such wait seen.
+fn told_pending_too_long(
+    order: &OrderEvidence,
+    ctx: &Context,
+    bound_us: i64,
+    longest_us: &mut i64,
+) -> Option<String> {
     if let Some(r) = order
         .requests
         .iter()
@@ -60,6 +73,7 @@ fn told_pending_too_long(order: &OrderEvidence, ctx: &Context, bound_us: i64) ->
             }
         };
         let waited = r.sent_at_us - since;
+        *longest_us = (*longest_us).max(waited);
         if waited > bound_us && waited - partitioned_us(ctx, since, r.sent_at_us) > bound_us {
             return Some(format!(
                 "the customer was still told pending at {}, {:.1} s after it was first told so (bound {:.1} s)",
@@ -82,6 +96,10 @@ pub struct BoundedPendingAge {
     cut_short: u64,
     /// Customers told `pending` for longer than the bound.
     told_too_long: u64,
+    /// Orders whose owner's clock was shifted: durations from its records not judged.
+    unmeasured: u64,
+    /// The longest a customer kept being told `pending` (rig clock).
+    longest_told_us: i64,
 }
 
 impl Default for BoundedPendingAge {
@@ -93,6 +111,8 @@ impl Default for BoundedPendingAge {
             too_long: 0,
             cut_short: 0,
             told_too_long: 0,
+            unmeasured: 0,
+            longest_told_us: 0,
         }
     }
 }
@@ -107,7 +127,9 @@ impl PerOrder for BoundedPendingAge {
                     .unwrap_or(i64::MAX)
                     .saturating_mul(1_000),
             );
-        if let Some(narrative) = told_pending_too_long(order, ctx, bound_us) {
+        if let Some(narrative) =
+            told_pending_too_long(order, ctx, bound_us, &mut self.longest_told_us)
+        {
             self.told_too_long += 1;
             self.verdict
                 .violate(ctx.max_dossiers, || ctx.dossier(order, narrative));
@@ -141,12 +163,35 @@ impl PerOrder for BoundedPendingAge {
                 .and_then(|mut ts| ts.next_back())
                 .map(|t| t.at_us)
         });
+        let region = store_region(row.store).unwrap_or("?");
+        if ctx.clock_shifted(region).is_some() {
+            // Its record times straddle clock shifts: only whether it ended is judged.
+            self.unmeasured += 1;
+            let problem = match entered {
+                Some(_) if ctx.interrupted_at_us.is_some() => {
+                    self.cut_short += 1;
+                    None
+                }
+                Some(_) => {
+                    self.still_pending += 1;
+                    Some(format!(
+                        "still {} in region {region} when the evidence ends (how long is not measured: the region's wall clock was shifted during the run)",
+                        row.status
+                    ))
+                }
+                None => None,
+            };
+            if let Some(narrative) = problem {
+                self.verdict
+                    .violate(ctx.max_dossiers, || ctx.dossier(order, narrative));
+            }
+            return;
+        }
         let open = entered.map(|since| ctx.end_at_us - since);
         if let Some(age) = open {
             worst = worst.max(age);
         }
         self.longest_us = self.longest_us.max(worst);
-        let region = store_region(row.store).unwrap_or("?");
         let problem = if let Some(age) = open
             && ctx.interrupted_at_us.is_some()
             && age <= bound_us
@@ -195,8 +240,9 @@ impl PerOrder for BoundedPendingAge {
             &mut self.verdict,
         );
         self.verdict.summary = format!(
-            "longest pending {:.1} s (bound {} s + one {} ms scan, {}); {} still pending at the end, {} over the bound; {} customers told pending past the bound",
+            "longest pending {:.1} s in the stores, {:.1} s told to a customer (bound {} s + one {} ms scan, {}); {} still pending at the end, {} over the bound; {} customers told pending past the bound",
             self.longest_us as f64 / 1e6,
+            self.longest_told_us as f64 / 1e6,
             ctx.params.max_pending_age_seconds,
             ctx.params.repair_scan_interval_ms,
             ctx.bounds_source(),
@@ -204,6 +250,17 @@ impl PerOrder for BoundedPendingAge {
             self.too_long,
             self.told_too_long
         );
+        if self.unmeasured > 0 {
+            let shifted: Vec<String> = ["a", "b"]
+                .iter()
+                .filter_map(|region| ctx.clock_shifted(region))
+                .collect();
+            self.verdict.summary.push_str(&format!(
+                "; {} ({} orders; their customers' polls, on the rig's clock, judge how long they waited)",
+                shifted.join("; "),
+                self.unmeasured
+            ));
+        }
         if self.cut_short > 0
             && let Some(why) = ctx.interruption()
         {

@@ -217,6 +217,23 @@ pub trait PerOrder {
 }
 
 impl Context {
+    /// Why region `region`'s record times do not measure durations, if they do not: a
+    /// `clock` fault shifted its wall clock during the run, so two of its times from either
+    /// side of a shift do not compare.
+    pub fn clock_shifted(&self, region: &str) -> Option<String> {
+        let shifts = self
+            .faults
+            .iter()
+            .filter(|w| w.kind == "clock" && w.target.as_deref() == Some(region))
+            .count();
+        (shifts > 0).then(|| {
+            format!(
+                "region {region}'s wall clock was shifted ({shifts} clock fault window{}), so durations between its own record times are not judged",
+                if shifts == 1 { "" } else { "s" }
+            )
+        })
+    }
+
     /// Why open work is not judged: "the run was interrupted at <time>".
     pub fn interruption(&self) -> Option<String> {
         self.interrupted_at_us
