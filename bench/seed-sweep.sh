@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 seeds="${SEEDS:-1 2 3 4 5}"
-profiles="${PROFILES:-quickstart payment-brownout region-partition retry-storm overload}"
+profiles="${PROFILES:-quickstart payment-brownout region-partition retry-storm overload crash-recovery clock-skew}"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 runs_dir="${KEEP:-$work}"
