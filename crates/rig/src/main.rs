@@ -42,6 +42,8 @@ enum Command {
     Chaos(cmd::chaos::ChaosArgs),
     /// Verify business invariants against existing durable records.
     Verify(cmd::verify::VerifyArgs),
+    /// One order's story on one timeline: client, regions, provider, sink, faults.
+    Explain(cmd::explain::ExplainArgs),
     /// Re-render a run's report, or merge .hlog files.
     Report(cmd::report::ReportArgs),
     /// Side-by-side comparison of two runs.
@@ -69,6 +71,7 @@ fn main() -> ExitCode {
             Command::Toxiproxy(args) => cmd::toxiproxy::run(args).await,
             Command::Chaos(args) => cmd::chaos::run(args).await,
             Command::Verify(args) => cmd::verify::run(args).await,
+            Command::Explain(args) => cmd::explain::run(args).await,
             Command::Report(args) => cmd::report::run(args).await,
             Command::Compare(args) => cmd::compare::run(args).await,
         }

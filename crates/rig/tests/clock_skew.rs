@@ -59,21 +59,9 @@ fn verdict_of<'a>(verdict: &'a Value, invariant: &str) -> &'a Value {
 fn cross_clock_event_ages(out: &Path, region: &str, bound_us: i64) -> (i64, i64) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        // One connection: the attached database belongs to it.
-        let pool = sqlx::sqlite::SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect(&format!(
-                "sqlite://{}?mode=ro",
-                out.join("stores/sink.db").display()
-            ))
-            .await
-            .unwrap();
         let region_db = out.join(format!("stores/region_{region}.db"));
-        sqlx::query("ATTACH DATABASE $1 AS r")
-            .bind(format!("file:{}?mode=ro", region_db.display()))
-            .execute(&pool)
-            .await
-            .unwrap();
+        let pool =
+            common::sqlite_read_only(&out.join("stores/sink.db"), &[("r", &region_db)]).await;
         let (n, wrong): (i64, i64) = sqlx::query_as(
             "SELECT COUNT(*), COALESCE(SUM(age > $1 OR age < 0), 0) FROM \
              (SELECT s.received_at_us - o.created_at_us AS age FROM sink_deliveries s \

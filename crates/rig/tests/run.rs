@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
+use common::SHORT_QUICKSTART;
 use serde_json::Value;
 use target_system::testkit::TempDir;
 
@@ -15,14 +16,6 @@ fn profile(name: &str) -> PathBuf {
         .join("../../profiles")
         .join(name)
 }
-
-/// A quickstart cut to seconds: the same faults, shorter.
-const SHORT_QUICKSTART: [&str; 4] = [
-    "--set",
-    r#"workload.phases=[{kind = "hold", rate = 40, for = "9s"}]"#,
-    "--set",
-    r#"chaos=[{name = "spike", at = "2s", for = "3s", kind = "provider", latency_ms = 1500}, {name = "partition", at = "6s", for = "2s", kind = "partition", between = ["a", "b"], mode = "blackhole"}]"#,
-];
 
 fn rig(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_rig"))

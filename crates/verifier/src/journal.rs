@@ -66,6 +66,17 @@ pub fn fault_windows(path: &Path) -> Result<Vec<FaultWindow>, VerifyError> {
     Ok(closed)
 }
 
+/// When the load started (the journal's clock starts with it), from its first record:
+/// wall time minus elapsed time. `None` for an unreadable or empty journal.
+pub fn load_start_us(path: &Path) -> Option<i64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let first = parse_journal(text.lines().next()?)
+        .ok()?
+        .into_iter()
+        .next()?;
+    Some(first.wall_time_us()? - (first.elapsed_seconds * 1e6) as i64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

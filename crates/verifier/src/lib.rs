@@ -15,9 +15,11 @@
 //! - [`model`]: the rows, and [`OrderEvidence`] (one order across every store).
 //! - [`invariants`]: one file per invariant.
 //! - [`journal`]: fault windows from the chaos journal.
+//! - [`explain`]: one order's records on one timeline, with a summary.
 //! - [`report`]: [`Verdict`], [`Dossier`], [`Report`] (`verdict.json`, schema in
 //!   `schema/verdict.schema.json`).
 
+pub mod explain;
 pub mod invariants;
 pub mod journal;
 pub mod merge;

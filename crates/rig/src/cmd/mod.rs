@@ -2,6 +2,7 @@
 
 pub mod chaos;
 pub mod compare;
+pub mod explain;
 pub mod load;
 pub mod report;
 pub mod run;

@@ -39,12 +39,8 @@ pub struct VerifyArgs {
         required_unless_present = "run_dir"
     )]
     store: Option<String>,
-    /// The client history: a SQLite file, or a postgres://... URL (see --history-schema).
-    #[arg(long, value_name = "FILE|URL")]
-    history: Option<String>,
-    /// The PostgreSQL schema holding the history tables.
-    #[arg(long, value_name = "NAME", default_value = "history")]
-    history_schema: String,
+    #[command(flatten)]
+    history: HistoryArgs,
     /// A profile whose [target] table gives the bounds to judge by (a run directory's own
     /// profile.toml is used without this). Without one, the bounds are what the system
     /// recorded in its stores.
@@ -70,15 +66,15 @@ pub struct VerifyArgs {
 }
 
 /// What a run directory says about its records and how it ended.
-struct RunDir {
-    store: StoreUrl,
-    history: Option<HistorySource>,
-    journal: Option<PathBuf>,
+pub(crate) struct RunDir {
+    pub(crate) store: StoreUrl,
+    pub(crate) history: Option<HistorySource>,
+    pub(crate) journal: Option<PathBuf>,
     /// The run was interrupted or killed: at about this wall-clock µs.
     interrupted_at_us: Option<i64>,
     /// What the run asked of the system it started (its profile's `[target]`); `None` for
     /// a run that drove an external system.
-    asked: Option<evidence::RunParams>,
+    pub(crate) asked: Option<evidence::RunParams>,
     /// The event-age bound its profile implies.
     event_age_ms: f64,
     /// Its catalog's prices.
@@ -108,7 +104,7 @@ fn asked_by(profile: &Path) -> anyhow::Result<Judging> {
     })
 }
 
-fn read_run_dir(dir: &Path, server: Option<&str>) -> anyhow::Result<RunDir> {
+pub(crate) fn read_run_dir(dir: &Path, server: Option<&str>) -> anyhow::Result<RunDir> {
     if !dir.join("profile.toml").exists() {
         return Err(BadInput(format!(
             "{}: not a run directory (no profile.toml); give a directory `rig run` wrote, or \
@@ -224,30 +220,77 @@ fn last_written_us(dir: &Path) -> i64 {
         .unwrap_or_else(evidence::time::now_us)
 }
 
+/// Where the client history is, for records kept outside a run directory.
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// The client history: a SQLite file, or a postgres://... URL (see --history-schema).
+    #[arg(long, value_name = "FILE|URL")]
+    history: Option<String>,
+    /// The PostgreSQL schema holding the history tables.
+    #[arg(long, value_name = "NAME", default_value = "history")]
+    history_schema: String,
+}
+
+impl HistoryArgs {
+    /// The history given: a SQLite file (`sqlite://` optional) or a PostgreSQL URL with the
+    /// schema holding the history tables.
+    pub(crate) fn source(&self) -> Option<HistorySource> {
+        match self.history.as_deref() {
+            Some(h) if h.starts_with("postgres://") || h.starts_with("postgresql://") => {
+                Some(HistorySource::Postgres {
+                    url: h.to_string(),
+                    schema: self.history_schema.clone(),
+                })
+            }
+            Some(h) => Some(HistorySource::Sqlite(PathBuf::from(
+                h.strip_prefix("sqlite://").unwrap_or(h),
+            ))),
+            None => None,
+        }
+    }
+}
+
+/// The records to read: a run directory's, with what the flags give instead or besides.
+pub(crate) fn sources_of(
+    run_dir: Option<&RunDir>,
+    store: Option<&str>,
+    history: &HistoryArgs,
+    journal: Option<&PathBuf>,
+) -> anyhow::Result<Sources> {
+    let store = match (store, run_dir) {
+        (_, Some(dir)) => dir.store.clone(),
+        (Some(url), None) => {
+            StoreUrl::parse(url).map_err(|err| BadInput(format!("--store: {err}")))?
+        }
+        (None, None) => {
+            return Err(BadInput(
+                "give a RUN_DIR or --store URL (and --history FILE for the customers' side)".into(),
+            )
+            .into());
+        }
+    };
+    Ok(Sources {
+        store,
+        history: history
+            .source()
+            .or_else(|| run_dir.and_then(|d| d.history.clone())),
+        journal: journal
+            .cloned()
+            .or_else(|| run_dir.and_then(|d| d.journal.clone())),
+    })
+}
+
 pub async fn run(args: VerifyArgs) -> anyhow::Result<Verdict> {
     let from_dir = match &args.run_dir {
         Some(dir) => Some(read_run_dir(dir, args.store.as_deref())?),
         None => None,
     };
-    let store = match (&args.store, &from_dir) {
-        (_, Some(dir)) => dir.store.clone(),
-        (Some(url), None) => {
-            StoreUrl::parse(url).map_err(|err| BadInput(format!("--store: {err}")))?
-        }
-        (None, None) => return Err(BadInput("give a RUN_DIR or --store URL".into()).into()),
-    };
-    let history = match args.history.as_deref() {
-        Some(h) if h.starts_with("postgres://") || h.starts_with("postgresql://") => {
-            Some(HistorySource::Postgres {
-                url: h.to_string(),
-                schema: args.history_schema.clone(),
-            })
-        }
-        Some(h) => Some(HistorySource::Sqlite(PathBuf::from(
-            h.strip_prefix("sqlite://").unwrap_or(h),
-        ))),
-        None => from_dir.as_ref().and_then(|d| d.history.clone()),
-    };
+    let sources = sources_of(
+        from_dir.as_ref(),
+        args.store.as_deref(),
+        &args.history,
+        args.journal.as_ref(),
+    )?;
     if args.shed_p99_ms.is_nan() || args.shed_p99_ms <= 0.0 {
         return Err(BadInput(format!(
             "--shed-p99-ms {}: use a positive number of milliseconds",
@@ -264,15 +307,6 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<Verdict> {
         .into());
     }
     let profile = args.profile.as_deref().map(asked_by).transpose()?;
-    let journal = args
-        .journal
-        .clone()
-        .or_else(|| from_dir.as_ref().and_then(|d| d.journal.clone()));
-    let sources = Sources {
-        store,
-        history,
-        journal,
-    };
     let options = Options {
         max_dossiers: args.dossiers,
         shed_p99_ms: args.shed_p99_ms,

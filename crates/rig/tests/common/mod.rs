@@ -10,6 +10,37 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+/// A quickstart cut to seconds: the same faults, shorter.
+pub const SHORT_QUICKSTART: [&str; 4] = [
+    "--set",
+    r#"workload.phases=[{kind = "hold", rate = 40, for = "9s"}]"#,
+    "--set",
+    r#"chaos=[{name = "spike", at = "2s", for = "3s", kind = "provider", latency_ms = 1500}, {name = "partition", at = "6s", for = "2s", kind = "partition", between = ["a", "b"], mode = "blackhole"}]"#,
+];
+
+/// A read-only SQLite database on one connection (so what is attached to it stays), with
+/// each of `attached` (name, file) attached read-only.
+pub async fn sqlite_read_only(
+    path: &std::path::Path,
+    attached: &[(&str, &std::path::Path)],
+) -> sqlx::SqlitePool {
+    let pool = sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect(&format!("sqlite://{}?mode=ro", path.display()))
+        .await
+        .unwrap();
+    for (name, file) in attached {
+        // The schema name cannot be bound; it is one of the test's own literals.
+        let sql = format!("ATTACH DATABASE $1 AS {name}");
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(format!("file:{}?mode=ro", file.display()))
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    pool
+}
+
 /// The path of a shipped profile, e.g. `profile("quickstart.toml")`.
 pub fn profile(name: &str) -> String {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -1,0 +1,145 @@
+//! `rig explain` on a finished run: one order's story on one timeline, selected by order id
+//! or by arrival, as text or JSON, and a clear error for an order no record names.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::{SHORT_QUICKSTART, profile, rig_within, text};
+use serde_json::Value;
+use target_system::testkit::TempDir;
+
+/// Orders the customer was told `pending` and then `confirmed`, which the owner's repair
+/// worker confirmed (so their payment went unknown and was looked up), oldest first.
+fn repaired_orders(out: &Path) -> Vec<String> {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let mut repaired = Vec::new();
+        for region in ["a", "b"] {
+            let store = out.join(format!("stores/region_{region}.db"));
+            let pool = common::sqlite_read_only(&out.join("history.db"), &[("r", &store)]).await;
+            let ids: Vec<(String,)> = sqlx::query_as(
+                "SELECT t.order_id FROM r.order_transitions t \
+                 WHERE t.actor = 'repair' AND t.to_state = 'order_confirmed' \
+                 AND EXISTS (SELECT 1 FROM history_requests q WHERE q.order_id = t.order_id AND q.answer = 'pending') \
+                 ORDER BY t.at_us",
+            )
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+            repaired.extend(ids.into_iter().map(|(id,)| id));
+            pool.close().await;
+        }
+        repaired
+    })
+}
+
+/// For an order from the quickstart that went pending during the provider latency spike,
+/// `rig explain` prints a timeline naming the spike, the charge that got no answer in
+/// time, the repair worker's lookup and the final confirmation, on one clock, with a
+/// summary; `--arrival` selects the same order, `--json` gives the same lines, and an
+/// order no record names is exit 2 with examples of the ids there are.
+#[test]
+fn explain_tells_a_repaired_order_story() {
+    let dir = TempDir::new("explain");
+    let out = dir.path().join("run");
+    let mut args = vec![
+        "run",
+        profile("quickstart.toml").leak() as &str,
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend(SHORT_QUICKSTART);
+    let output = rig_within(&args, Duration::from_secs(240));
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}{}",
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+    let repaired = repaired_orders(&out);
+    let order = repaired
+        .first()
+        .unwrap_or_else(|| panic!("the spike left some order to the repair worker"));
+    let explained = rig_within(
+        &["explain", order, out.to_str().unwrap()],
+        Duration::from_secs(30),
+    );
+    let story = text(&explained.stdout);
+    assert_eq!(
+        explained.status.code(),
+        Some(0),
+        "{story}{}",
+        text(&explained.stderr)
+    );
+    for (named, what) in [
+        ("fault on: spike (provider)", "the spike"),
+        ("no answer from", "the charge that timed out"),
+        ("-> 202 pending", "the customer told pending"),
+        ("provider lookup -> found", "the repair worker's lookup"),
+        (
+            "repair worker  payment_pending -> order_confirmed",
+            "the confirmation",
+        ),
+        ("the repair worker looked the payment up", "the summary"),
+        ("provider call(s) timed out", "the summary's timeout"),
+    ] {
+        assert!(story.contains(named), "{what} ({named:?}) in:\n{story}");
+    }
+    // Every line carries the seconds since the load started, in order.
+    let seconds: Vec<f64> = story
+        .lines()
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .map(|l| {
+            l.split_whitespace()
+                .next()
+                .unwrap()
+                .trim_end_matches('s')
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    assert!(seconds.len() >= 8, "{story}");
+    assert!(seconds.windows(2).all(|w| w[0] <= w[1]), "{story}");
+    // The same order by its arrival index, as JSON.
+    let arrival: u64 = order.rsplit('-').next().unwrap().parse().unwrap();
+    let json = rig_within(
+        &[
+            "explain",
+            "--arrival",
+            &arrival.to_string(),
+            out.to_str().unwrap(),
+            "--json",
+        ],
+        Duration::from_secs(30),
+    );
+    assert_eq!(json.status.code(), Some(0), "{}", text(&json.stderr));
+    let value: Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(value["order_id"], order.as_str());
+    assert_eq!(
+        value["lines"].as_array().unwrap().len(),
+        seconds.len(),
+        "{value}"
+    );
+    assert!(
+        value["summary"]
+            .as_str()
+            .unwrap()
+            .contains("confirmed by region")
+    );
+    // An order no record names: exit 2, with ids that do exist.
+    let missing = rig_within(
+        &["explain", "no-such-order", out.to_str().unwrap()],
+        Duration::from_secs(30),
+    );
+    let err = text(&missing.stderr);
+    assert_eq!(missing.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("no record of order \"no-such-order\""),
+        "{err}"
+    );
+    assert!(err.contains("order ids here look like"), "{err}");
+}
