@@ -44,6 +44,8 @@ enum Command {
     Verify(cmd::verify::VerifyArgs),
     /// One order's story on one timeline: client, regions, provider, sink, faults.
     Explain(cmd::explain::ExplainArgs),
+    /// Resolve one pending order by hand, checked against the provider and audited.
+    Repair(cmd::repair::RepairArgs),
     /// Re-render a run's report, or merge .hlog files.
     Report(cmd::report::ReportArgs),
     /// Side-by-side comparison of two runs.
@@ -72,6 +74,7 @@ fn main() -> ExitCode {
             Command::Chaos(args) => cmd::chaos::run(args).await,
             Command::Verify(args) => cmd::verify::run(args).await,
             Command::Explain(args) => cmd::explain::run(args).await,
+            Command::Repair(args) => cmd::repair::run(args).await,
             Command::Report(args) => cmd::report::run(args).await,
             Command::Compare(args) => cmd::compare::run(args).await,
         }

@@ -82,6 +82,8 @@ fn help_lists_commands() {
         "toxiproxy",
         "chaos",
         "verify",
+        "explain",
+        "repair",
         "report",
         "compare",
     ] {
@@ -175,6 +177,35 @@ async fn serve_takes_a_checkout_and_stops_on_ctrl_c() {
         response.json::<Value>().unwrap()["status"],
         "order_confirmed"
     );
+    // `rig repair` on the owner: a final order is refused (exit 1, with the evidence), an
+    // order the owner never saw is bad input (exit 2).
+    let owner = evidence::owner_of("order-1");
+    let owner_url = banner
+        .iter()
+        .find(|(l, _)| l.contains(&format!("region {owner}")))
+        .unwrap()
+        .1
+        .clone();
+    let repair = |order: String| {
+        let url = owner_url.clone();
+        tokio::task::spawn_blocking(move || {
+            rig()
+                .args(["repair", &order, "--region", &url, "--decision", "fail"])
+                .args(["--operator", "test", "--note", "the customer asked"])
+                .output()
+                .unwrap()
+        })
+    };
+    let refused = repair("order-1".into()).await.unwrap();
+    assert_eq!(refused.status.code(), Some(1), "{refused:?}");
+    let said = String::from_utf8_lossy(&refused.stdout);
+    assert!(
+        said.contains("evidence_contradicts") && said.contains("order_confirmed"),
+        "{said}"
+    );
+    let unknown = target_system::testkit::harness::order_owned_by(owner, "never-placed");
+    let missing = repair(unknown).await.unwrap();
+    assert_eq!(missing.status.code(), Some(2), "{missing:?}");
 
     let status = Command::new("kill")
         .args(["-INT", &pid.to_string()])

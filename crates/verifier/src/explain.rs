@@ -1,6 +1,6 @@
 //! One order's story after the fact, on one timeline: what its customer sent and was told
 //! (the client history), what each region did (transitions, forward-outbox entries, payment
-//! attempts, outbox events), what the provider saw (requests and charges), what the event
+//! attempts, outbox events, operators' manual repairs), what the provider saw (requests and charges), what the event
 //! sink received, and the fault windows it lived through; then a paragraph in plain words.
 //!
 //! Every row is found by the order id through an index (the provider's by the order's keys,
@@ -400,6 +400,38 @@ pub async fn explain(
                     "forward_outbox",
                 ));
             }
+        }
+        // Manual repairs (stores from before the audit trail have no such table).
+        let decisions = sqlx::query(
+            "SELECT operator, decision, note, outcome, provider_ref, detail, at_us \
+             FROM operator_decisions WHERE order_id = $1 ORDER BY id",
+        )
+        .bind(order_id)
+        .fetch_all(&db.pool)
+        .await
+        .unwrap_or_default();
+        for row in &decisions {
+            let extra = [opt_text(row, "provider_ref")?, opt_text(row, "detail")?]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join("; ");
+            lines.push(clock.line(
+                int(row, "at_us")?,
+                format!("operator {}", text(row, "operator")?),
+                format!(
+                    "{} {} at region {region}: {}{}{clock_note}",
+                    text(row, "decision")?,
+                    text(row, "outcome")?,
+                    text(row, "note")?,
+                    if extra.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" [{extra}]")
+                    }
+                ),
+                "operator_decisions",
+            ));
         }
         let events = sqlx::query(
             "SELECT event_id, event_type, created_at_us, published_at_us FROM outbox WHERE order_id = $1 ORDER BY id",

@@ -4,6 +4,7 @@ pub mod chaos;
 pub mod compare;
 pub mod explain;
 pub mod load;
+pub mod repair;
 pub mod report;
 pub mod run;
 pub mod serve;

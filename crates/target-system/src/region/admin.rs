@@ -1,6 +1,6 @@
 //! The region's operator surface: `GET /admin/state`, `POST /admin/payments/pause|resume`,
-//! `GET|POST /admin/clock` (the chaos layer's clock fault), readiness, and the loopback rule
-//! for admin routes.
+//! `GET|POST /admin/clock` (the chaos layer's clock fault), `POST /admin/orders/{id}/resolve`
+//! (audited manual repair), readiness, and the loopback rule for admin routes.
 
 use rig_http::{Incoming, PeerAddr, Reply, Request, StatusCode, json, problem};
 use serde_json::json;
@@ -8,6 +8,7 @@ use serde_json::json;
 use super::context::Context;
 use super::inventory;
 use super::pay::Payments;
+use super::repair::{OperatorDecision, Repair, Resolved};
 
 /// `GET /readyz`: the store answers.
 pub(super) async fn ready(ctx: &Context) -> Reply {
@@ -91,6 +92,121 @@ pub(super) async fn set_clock(ctx: &Context, req: Request<Incoming>) -> Reply {
 
 /// A day: the largest shift the clock endpoint takes.
 const MAX_OFFSET_MS: u64 = 24 * 3600 * 1000;
+
+/// The largest body `POST /admin/orders/{id}/resolve` reads.
+const RESOLVE_BODY_BYTES: usize = 8 * 1024;
+
+/// `POST /admin/orders/{id}/resolve {"decision":"confirm"|"fail","operator","note"}` on the
+/// owner region: 200 with what was done, 409 with the evidence when the provider's record
+/// contradicts the decision (or the order is not waiting on its payment), 503 when the
+/// provider could not be asked, 404 for an unknown order. Every decision is audited.
+pub(super) async fn resolve(
+    ctx: &Context,
+    repair: &Repair,
+    order_id: &str,
+    req: Request<Incoming>,
+) -> Reply {
+    let bad = |message: &str, field: &str| {
+        problem(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            message,
+            Some(field),
+        )
+    };
+    let body = match rig_http::read_body(req.into_body(), RESOLVE_BODY_BYTES).await {
+        Ok(body) => body,
+        Err(err) => return bad(&err.to_string(), "body"),
+    };
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(&body) else {
+        return bad(
+            "malformed JSON; send {\"decision\":\"confirm\"|\"fail\",\"operator\":\"NAME\",\"note\":\"WHY\"}",
+            "body",
+        );
+    };
+    let decision = match value.get("decision").and_then(serde_json::Value::as_str) {
+        Some("confirm") => OperatorDecision::Confirm,
+        Some("fail") => OperatorDecision::Fail,
+        other => {
+            return bad(
+                &format!("{other:?}: use \"confirm\" or \"fail\""),
+                "decision",
+            );
+        }
+    };
+    let text = |field: &str| {
+        value
+            .get(field)
+            .and_then(serde_json::Value::as_str)
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(str::to_string)
+    };
+    let Some(operator) = text("operator") else {
+        return bad(
+            "required: who decides (it goes in the audit trail)",
+            "operator",
+        );
+    };
+    let Some(note) = text("note") else {
+        return bad(
+            "required: why (the evidence you looked at; it goes in the audit trail)",
+            "note",
+        );
+    };
+    match repair.resolve(order_id, decision, &operator, &note).await {
+        Ok(Resolved::Applied {
+            status,
+            provider,
+            did,
+        }) => json(
+            StatusCode::OK,
+            &json!({
+                "order_id": order_id,
+                "region": ctx.id,
+                "decision": decision.as_str(),
+                "status": status.as_str(),
+                "provider": provider,
+                "did": did,
+                "operator": operator,
+            }),
+        ),
+        Ok(Resolved::Refused {
+            why,
+            provider,
+            conflict,
+        }) => json(
+            if conflict {
+                StatusCode::CONFLICT
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            },
+            &json!({
+                "error": if conflict { "evidence_contradicts" } else { "evidence_unavailable" },
+                "message": why,
+                "order_id": order_id,
+                "region": ctx.id,
+                "decision": decision.as_str(),
+                "provider": provider,
+            }),
+        ),
+        Ok(Resolved::NotFound) => problem(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            &format!(
+                "region {} has no order {order_id:?}; resolve it on its owner region",
+                ctx.id
+            ),
+            None,
+        ),
+        Err(err) => problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            &err.to_string(),
+            None,
+        ),
+    }
+}
 
 /// `POST /admin/payments/pause|resume`.
 pub(super) async fn set_paused(payments: &Payments, paused: bool) -> Reply {

@@ -183,8 +183,37 @@ impl Orders {
         attempts: &[AttemptRow],
         actor: Actor,
     ) -> Result<bool, OrderError> {
-        self.finish_via(None, order_id, from, to, reason, charge, attempts, actor)
-            .await
+        self.finish_via(
+            None, order_id, from, to, reason, charge, attempts, actor, None,
+        )
+        .await
+    }
+
+    /// [`Orders::finish`] by an operator: the audit row is written in the same transaction,
+    /// `applied` when the order moved, `refused` when another actor moved it first.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn finish_by_operator(
+        &self,
+        order_id: &str,
+        from: OrderState,
+        to: OrderState,
+        reason: &str,
+        charge: Option<(&str, i64)>,
+        attempts: &[AttemptRow],
+        audit: &orders::Audit,
+    ) -> Result<bool, OrderError> {
+        self.finish_via(
+            None,
+            order_id,
+            from,
+            to,
+            Some(reason),
+            charge,
+            attempts,
+            Actor::Operator,
+            Some(audit),
+        )
+        .await
     }
 
     /// [`Orders::finish`], passing from `before` to `from` first in the same transaction
@@ -201,6 +230,7 @@ impl Orders {
         charge: Option<(&str, i64)>,
         attempts: &[AttemptRow],
         actor: Actor,
+        audit: Option<&orders::Audit>,
     ) -> Result<bool, OrderError> {
         let region = self.ctx.id.as_str();
         let mut tx = self.ctx.db.pool.begin().await?;
@@ -214,6 +244,10 @@ impl Orders {
             return Ok(false);
         }
         let moved = orders::apply(&mut tx, order_id, from, to, reason, actor, region).await?;
+        if let Some(audit) = audit {
+            let outcome = if moved { "applied" } else { "refused" };
+            orders::insert_audit(&mut tx, audit, outcome).await?;
+        }
         let mut late_event = None;
         if !moved {
             tx.commit().await?;
@@ -277,6 +311,7 @@ impl Orders {
             None,
             attempts,
             Actor::Checkout,
+            None,
         )
         .await
     }
@@ -306,6 +341,7 @@ impl Orders {
                         .map(|(id, amount)| (id.as_str(), *amount)),
                     &late.attempts,
                     Actor::Checkout,
+                    None,
                 )
                 .await;
             match written {

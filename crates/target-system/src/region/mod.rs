@@ -3,7 +3,7 @@
 //! repair worker (DESIGN §4, HTTP contract).
 //!
 //! Routes: `POST /v1/checkout`, `GET /v1/orders/{id}`, `GET|PUT /v1/carts/{id}`,
-//! `GET /admin/state`, `POST /admin/payments/pause|resume`, `GET|POST /admin/clock`, `GET /metrics`, `/healthz`,
+//! `GET /admin/state`, `POST /admin/payments/pause|resume`, `GET|POST /admin/clock`, `POST /admin/orders/{id}/resolve`, `GET /metrics`, `/healthz`,
 //! `/readyz`.
 //!
 //! Ownership: with a peer, an order's owner region is a pure function of its id
@@ -293,6 +293,22 @@ impl Region {
             }
             (&Method::POST, ["admin", "payments", "resume"]) => {
                 admin::set_paused(&self.inner.payments, false).await
+            }
+            (&Method::POST, ["admin", "orders", id, "resolve"]) => {
+                if self.owner(id) != self.id() {
+                    problem(
+                        StatusCode::CONFLICT,
+                        "not_owner",
+                        &format!(
+                            "region {} is not the owner of {id}; resolve it on region {}",
+                            self.id(),
+                            self.owner(id)
+                        ),
+                        None,
+                    )
+                } else {
+                    admin::resolve(ctx, &self.inner.repair, id, req).await
+                }
             }
             (&Method::GET, ["admin", "clock"]) => admin::clock(ctx),
             (&Method::POST, ["admin", "clock"]) => admin::set_clock(ctx, req).await,

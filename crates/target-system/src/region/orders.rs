@@ -35,6 +35,8 @@ pub struct Order {
 pub enum Actor {
     Checkout,
     Repair,
+    /// A person, through `POST /admin/orders/{id}/resolve`.
+    Operator,
 }
 
 impl Actor {
@@ -42,6 +44,7 @@ impl Actor {
         match self {
             Self::Checkout => "checkout",
             Self::Repair => "repair",
+            Self::Operator => "operator",
         }
     }
 }
@@ -305,6 +308,44 @@ async fn advance_new_order(
             .bind(*reason);
     }
     insert.execute(conn).await?;
+    Ok(())
+}
+
+/// One operator decision for the audit trail (`operator_decisions`).
+#[derive(Debug, Clone)]
+pub struct Audit {
+    pub order_id: String,
+    pub operator: String,
+    pub decision: String,
+    pub note: String,
+    pub from_state: Option<String>,
+    /// The provider's record the decision relied on.
+    pub provider_ref: Option<String>,
+    /// What was done first (a refund, a void) or why it was refused.
+    pub detail: Option<String>,
+}
+
+/// Writes `audit` with its outcome (`applied` or `refused`).
+pub async fn insert_audit(
+    conn: &mut AnyConnection,
+    audit: &Audit,
+    outcome: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO operator_decisions (order_id, operator, decision, note, outcome, from_state, \
+         provider_ref, detail, at_us) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(&audit.order_id)
+    .bind(&audit.operator)
+    .bind(&audit.decision)
+    .bind(&audit.note)
+    .bind(outcome)
+    .bind(&audit.from_state)
+    .bind(&audit.provider_ref)
+    .bind(&audit.detail)
+    .bind(now_us())
+    .execute(conn)
+    .await?;
     Ok(())
 }
 

@@ -36,7 +36,7 @@ use super::breaker::Permission;
 use super::context::Context;
 use super::orders::{self, Actor, AttemptRow, Order};
 use super::pay::{Charge, Payments};
-use super::payment::{Lookup, VoidOutcome};
+use super::payment::{Lookup, PaymentClient, VoidOutcome};
 use crate::clock::now_us;
 use crate::defects::Defect;
 use crate::provider::api::KeyAnswer;
@@ -221,18 +221,35 @@ impl Repair {
             .await
     }
 
-    /// Gathers the provider's evidence for one order and decides. Returns the calls made.
-    async fn decide(&self, order: &Order) -> (Decision, Vec<AttemptRow>) {
+    /// One provider call holding a provider slot, counted and kept in `calls`; `None` when
+    /// no slot was free within the per-try timeout.
+    async fn provider_call<'a, T, Fut>(
+        &'a self,
+        calls: &mut Vec<AttemptRow>,
+        call: impl FnOnce(&'a PaymentClient, Duration) -> Fut,
+    ) -> Option<T>
+    where
+        Fut: std::future::Future<Output = (T, AttemptRow)>,
+    {
+        let slot = self.repair_slot().await?;
         let timeout = self.ctx.config.payment.per_try_timeout();
-        let payment = self.payments.client();
-        let mut calls = Vec::new();
-        let Some(slot) = self.repair_slot().await else {
-            return (Decision::Wait, calls);
-        };
-        let (lookup, row) = payment.lookup(&order.order_id, timeout).await;
+        let (answer, row) = call(self.payments.client(), timeout).await;
         drop(slot);
         self.payments.count_call(&row);
         calls.push(row);
+        Some(answer)
+    }
+
+    /// Gathers the provider's evidence for one order and decides. Returns the calls made.
+    async fn decide(&self, order: &Order) -> (Decision, Vec<AttemptRow>) {
+        let mut calls = Vec::new();
+        let id = order.order_id.as_str();
+        let Some(lookup) = self
+            .provider_call(&mut calls, |p, timeout| p.lookup(id, timeout))
+            .await
+        else {
+            return (Decision::Wait, calls);
+        };
         if order.status == OrderState::NeedsReconciliation {
             return (self.compensate(order, lookup, &mut calls).await, calls);
         }
@@ -306,14 +323,13 @@ impl Repair {
 
     /// Voids the order's key (tombstone) and fails the order safely.
     async fn void_and_fail(&self, order: &Order, calls: &mut Vec<AttemptRow>) -> Decision {
-        let Some(slot) = self.repair_slot().await else {
+        let id = order.order_id.as_str();
+        let Some(void) = self
+            .provider_call(calls, |p, timeout| p.void(id, timeout))
+            .await
+        else {
             return Decision::Wait;
         };
-        let timeout = self.ctx.config.payment.per_try_timeout();
-        let (void, row) = self.payments.client().void(&order.order_id, timeout).await;
-        drop(slot);
-        self.payments.count_call(&row);
-        calls.push(row);
         match void {
             VoidOutcome::Voided(view) => Decision::Move {
                 to: OrderState::FailedSafely,
@@ -335,8 +351,6 @@ impl Repair {
         lookup: Lookup,
         calls: &mut Vec<AttemptRow>,
     ) -> Decision {
-        let timeout = self.ctx.config.payment.per_try_timeout();
-        let payment = self.payments.client();
         let live = match lookup {
             Lookup::Unknown(_) => return Decision::Wait,
             Lookup::NotFound => None,
@@ -345,18 +359,13 @@ impl Repair {
         };
         let mut refunded = None;
         if let Some(charge) = live {
-            let Some(slot) = self.repair_slot().await else {
-                return Decision::Wait;
-            };
-            let (result, row) = payment
-                .refund(&order.order_id, &charge.charge_id, timeout)
+            let (id, charge_id) = (order.order_id.as_str(), charge.charge_id.as_str());
+            let refund = self
+                .provider_call(calls, |p, timeout| p.refund(id, charge_id, timeout))
                 .await;
-            drop(slot);
-            self.payments.count_call(&row);
-            calls.push(row);
-            match result {
-                Ok(_) => refunded = Some(charge.charge_id),
-                Err(_) => return Decision::Wait,
+            match refund {
+                Some(Ok(_)) => refunded = Some(charge.charge_id),
+                _ => return Decision::Wait,
             }
         }
         match self.void_and_fail(order, calls).await {
@@ -370,6 +379,287 @@ impl Repair {
             },
             Decision::Wait => Decision::Wait,
         }
+    }
+}
+
+/// What an operator decided about one order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum OperatorDecision {
+    Confirm,
+    Fail,
+}
+
+impl OperatorDecision {
+    pub(super) fn as_str(self) -> &'static str {
+        match self {
+            Self::Confirm => "confirm",
+            Self::Fail => "fail",
+        }
+    }
+}
+
+/// What became of an operator's decision.
+#[derive(Debug)]
+pub(super) enum Resolved {
+    /// The order moved; `did` lists what was done first (a refund, a void).
+    Applied {
+        status: OrderState,
+        provider: String,
+        did: Vec<String>,
+    },
+    /// Refused: the evidence contradicts it (`conflict`), or could not be gathered.
+    Refused {
+        why: String,
+        provider: Option<String>,
+        conflict: bool,
+    },
+    NotFound,
+}
+
+/// The provider's record of a key, in words.
+fn describe_key(lookup: &Lookup) -> String {
+    match lookup {
+        Lookup::NotFound => "the provider has never seen the key".to_string(),
+        Lookup::Unknown(err) => format!("the provider could not be asked: {err}"),
+        Lookup::Found(view) => match &view.charge {
+            Some(c) => format!(
+                "key {} {}: charge {} {} {} {}{}",
+                view.idempotency_key,
+                view.state,
+                c.charge_id,
+                c.status,
+                c.amount_cents,
+                c.currency,
+                if c.refunded_cents > 0 {
+                    format!(" (refunded {})", c.refunded_cents)
+                } else {
+                    String::new()
+                }
+            ),
+            None => format!("key {} {}, no charge", view.idempotency_key, view.state),
+        },
+    }
+}
+
+impl Repair {
+    /// An operator's decision on one order (`POST /admin/orders/{id}/resolve`): the
+    /// provider's record is looked up first, and a decision it contradicts is refused
+    /// (confirming without an authorized charge of the order's amount); failing refunds a
+    /// live charge and voids the key first, and says so. An applied decision is a transition
+    /// with actor `operator`; every decision, applied or refused, is an audit row.
+    pub(super) async fn resolve(
+        &self,
+        order_id: &str,
+        decision: OperatorDecision,
+        operator: &str,
+        note: &str,
+    ) -> Result<Resolved, orders::OrderError> {
+        let Some(order) = orders::load(&self.ctx.db, order_id).await? else {
+            return Ok(Resolved::NotFound);
+        };
+        let mut audit = orders::Audit {
+            order_id: order_id.to_string(),
+            operator: operator.to_string(),
+            decision: decision.as_str().to_string(),
+            note: note.to_string(),
+            from_state: Some(order.status.as_str().to_string()),
+            provider_ref: None,
+            detail: None,
+        };
+        let mut calls = Vec::new();
+        let refused = self
+            .resolve_checked(&order, decision, &mut audit, &mut calls)
+            .await;
+        let why = match refused {
+            Ok(resolved) => return Ok(resolved),
+            Err(why) => why,
+        };
+        audit.detail = Some(why.0.clone());
+        let mut tx = self.ctx.db.pool.begin().await?;
+        for call in &calls {
+            orders::insert_attempt(&mut tx, call).await?;
+        }
+        orders::insert_audit(&mut tx, &audit, "refused").await?;
+        tx.commit().await?;
+        Ok(Resolved::Refused {
+            why: why.0,
+            provider: audit.provider_ref,
+            conflict: why.1,
+        })
+    }
+
+    /// The decision applied, or why not (and whether the evidence contradicts it).
+    async fn resolve_checked(
+        &self,
+        order: &Order,
+        decision: OperatorDecision,
+        audit: &mut orders::Audit,
+        calls: &mut Vec<AttemptRow>,
+    ) -> Result<Resolved, (String, bool)> {
+        let conflict = |why: String| (why, true);
+        if !matches!(
+            order.status,
+            OrderState::PaymentAuthorizing
+                | OrderState::PaymentPending
+                | OrderState::NeedsReconciliation
+        ) {
+            return Err(conflict(format!(
+                "the order is {}: only an order waiting on its payment (payment_authorizing, payment_pending, needs_reconciliation) is resolved by hand",
+                order.status.as_str()
+            )));
+        }
+        if self.orders.is_inflight(&order.order_id) {
+            return Err(conflict(
+                "a checkout of this order is running in this region now; ask again when it has answered".into(),
+            ));
+        }
+        let unavailable = |why: String| (why, false);
+        let id = order.order_id.as_str();
+        let Some(lookup) = self
+            .provider_call(calls, |p, timeout| p.lookup(id, timeout))
+            .await
+        else {
+            return Err(unavailable(
+                "no provider slot was free within the per-try timeout; nothing was decided".into(),
+            ));
+        };
+        audit.provider_ref = Some(describe_key(&lookup));
+        let view = match &lookup {
+            Lookup::Unknown(err) => {
+                return Err(unavailable(format!(
+                    "the provider could not be asked ({err}); nothing was decided"
+                )));
+            }
+            Lookup::Found(view) if view.state == "processing" => {
+                return Err(conflict(
+                    "a charge under this order's key is in flight at the provider; ask again when it has landed".into(),
+                ));
+            }
+            Lookup::Found(view) => Some(view),
+            Lookup::NotFound => None,
+        };
+        let live = view
+            .and_then(|v| v.charge.as_ref())
+            .filter(|c| c.status == "authorized" && c.net_cents() > 0);
+        let reason_of = |did: &[String]| {
+            format!(
+                "{} by operator {}: {}{}",
+                if decision == OperatorDecision::Confirm {
+                    "confirmed"
+                } else {
+                    "failed"
+                },
+                audit.operator,
+                audit.note,
+                if did.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", did.join("; "))
+                }
+            )
+        };
+        let (to, charge, did) = match decision {
+            OperatorDecision::Confirm => {
+                let paid = live.filter(|c| {
+                    c.amount_cents == order.amount_cents
+                        && c.currency == order.currency
+                        && c.refunded_cents == 0
+                });
+                let Some(charge) = paid else {
+                    return Err(conflict(format!(
+                        "the provider holds no authorized charge of {} {} for this order ({}); confirming would confirm an unpaid order",
+                        order.amount_cents,
+                        order.currency,
+                        describe_key(&lookup)
+                    )));
+                };
+                (
+                    OrderState::OrderConfirmed,
+                    Some((charge.charge_id.clone(), charge.amount_cents)),
+                    Vec::new(),
+                )
+            }
+            OperatorDecision::Fail => {
+                let mut did = Vec::new();
+                if let Some(charge) = live {
+                    let charge_id = charge.charge_id.as_str();
+                    let refund = self
+                        .provider_call(calls, |p, timeout| p.refund(id, charge_id, timeout))
+                        .await;
+                    match refund {
+                        None => {
+                            return Err(unavailable(
+                                "no provider slot was free to refund the live charge; nothing was decided".into(),
+                            ));
+                        }
+                        Some(Ok(_)) => did.push(format!("refunded {} first", charge.charge_id)),
+                        Some(Err(err)) => {
+                            return Err(unavailable(format!(
+                                "charge {} is live and its refund failed ({err}); the order was not failed",
+                                charge.charge_id
+                            )));
+                        }
+                    }
+                }
+                let Some(void) = self
+                    .provider_call(calls, |p, timeout| p.void(id, timeout))
+                    .await
+                else {
+                    return Err(unavailable(format!(
+                        "{}no provider slot was free to void the key; the order was not failed",
+                        did.iter().map(|d| format!("{d}; ")).collect::<String>()
+                    )));
+                };
+                match void {
+                    VoidOutcome::Voided(_) => {
+                        did.push("key voided (no later charge can land)".into())
+                    }
+                    VoidOutcome::InFlight => {
+                        return Err(conflict(
+                            "a charge under this order's key arrived at the provider meanwhile; ask again".into(),
+                        ));
+                    }
+                    VoidOutcome::Unknown(err) => {
+                        return Err(unavailable(format!(
+                            "{}the key could not be voided ({err}); the order was not failed",
+                            did.iter().map(|d| format!("{d}; ")).collect::<String>()
+                        )));
+                    }
+                }
+                (OrderState::FailedSafely, None, did)
+            }
+        };
+        audit.detail = (!did.is_empty()).then(|| did.join("; "));
+        let reason = reason_of(&did);
+        let charge_ref = charge.as_ref().map(|(id, amount)| (id.as_str(), *amount));
+        let moved = self
+            .orders
+            .finish_by_operator(
+                &order.order_id,
+                order.status,
+                to,
+                &reason,
+                charge_ref,
+                calls,
+                audit,
+            )
+            .await
+            .map_err(|err| unavailable(format!("the store refused the transition: {err}")))?;
+        if !moved {
+            // The audit row (refused) went with the transaction.
+            return Ok(Resolved::Refused {
+                why: "another actor moved the order first; look at it again".into(),
+                provider: audit.provider_ref.clone(),
+                conflict: true,
+            });
+        }
+        self.forget(&order.order_id);
+        self.count_action(&format!("operator_{}", decision.as_str()));
+        Ok(Resolved::Applied {
+            status: to,
+            provider: audit.provider_ref.clone().unwrap_or_default(),
+            did,
+        })
     }
 }
 

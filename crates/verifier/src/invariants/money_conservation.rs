@@ -1,5 +1,10 @@
 //! **money-conservation**: confirmed ⇒ net charged = the order's amount; failed_safely ⇒ net
 //! 0; still pending ⇒ 0 or the amount; no money taken without an order. Sums are i128.
+//!
+//! Every operator decision (a transition with actor `operator`, from a manual repair) is
+//! checked against the provider's ledger by itself: confirming needs an authorized charge of
+//! the order's amount, failing needs nothing left charged. A contradicted decision is the
+//! order's violation, naming the operator's transition.
 
 use super::{Context, PerOrder, money};
 use crate::model::OrderEvidence;
@@ -13,6 +18,8 @@ pub struct MoneyConservation {
     verdict: Verdict,
     charged: i128,
     confirmed_amounts: i128,
+    /// Operator decisions checked against the provider's ledger.
+    operator_decisions: u64,
 }
 
 impl Default for MoneyConservation {
@@ -21,6 +28,7 @@ impl Default for MoneyConservation {
             verdict: Verdict::new(NAME, STATEMENT),
             charged: 0,
             confirmed_amounts: 0,
+            operator_decisions: 0,
         }
     }
 }
@@ -65,6 +73,37 @@ impl MoneyConservation {
     }
 }
 
+impl MoneyConservation {
+    /// The first operator decision on `order` that the provider's ledger contradicts.
+    fn operator_contradicted(
+        &mut self,
+        order: &OrderEvidence,
+        amount: i128,
+        net: i128,
+    ) -> Option<String> {
+        let mut problem = None;
+        for t in order.transitions.iter().filter(|t| t.actor == "operator") {
+            self.operator_decisions += 1;
+            let wrong = match t.to_state.as_str() {
+                "order_confirmed" => net != amount,
+                "failed_safely" => net != 0,
+                _ => false,
+            };
+            if wrong && problem.is_none() {
+                problem = Some(format!(
+                    "an operator's decision contradicts the provider's ledger: {} moved it to {} ({}) while the provider holds {} net for an order of {}",
+                    t.store,
+                    t.to_state,
+                    t.reason.as_deref().unwrap_or("no reason given"),
+                    money(net),
+                    money(amount)
+                ));
+            }
+        }
+        problem
+    }
+}
+
 impl PerOrder for MoneyConservation {
     fn observe(&mut self, order: &OrderEvidence, ctx: &Context) {
         let net = order.net_cents();
@@ -90,6 +129,7 @@ impl PerOrder for MoneyConservation {
         };
         self.verdict.checked += 1;
         let amount = i128::from(row.amount_cents);
+        let operator = self.operator_contradicted(order, amount, net);
         let problem = match row.status.as_str() {
             "order_confirmed" => {
                 self.confirmed_amounts += amount;
@@ -111,6 +151,7 @@ impl PerOrder for MoneyConservation {
                 )
             }),
         };
+        let problem = operator.or(problem);
         if let Some(narrative) = problem {
             self.verdict
                 .violate(ctx.max_dossiers, || ctx.dossier(order, narrative));
@@ -129,6 +170,12 @@ impl PerOrder for MoneyConservation {
                 "; amounts from the customers' carts at the profile's prices (no order rows)"
             }
         );
+        if self.operator_decisions > 0 {
+            self.verdict.summary.push_str(&format!(
+                "; {} operator decisions checked against the provider's ledger",
+                self.operator_decisions
+            ));
+        }
         self.verdict
     }
 }
