@@ -65,6 +65,8 @@ pub struct Desired {
     pub processes: BTreeMap<String, ProcessDesired>,
     /// The `exec` windows active now, by entry index.
     pub execs: BTreeMap<usize, ExecSpec>,
+    /// The `operator` windows active now, by entry index.
+    pub operators: BTreeMap<usize, crate::operator::OperatorSpec>,
 }
 
 /// The commands of an active `exec` window.
@@ -101,6 +103,7 @@ impl Desired {
             "providers": self.providers,
             "processes": self.processes,
             "execs": self.execs,
+            "operators": self.operators,
         })
     }
 }

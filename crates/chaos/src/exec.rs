@@ -13,6 +13,7 @@ use tokio::sync::Mutex;
 
 use crate::desired::ExecSpec;
 use crate::journal::Call;
+use crate::windows;
 
 /// How much of a command's output the journal keeps (per stream).
 const OUTPUT_KEPT: usize = 1_000;
@@ -30,59 +31,29 @@ impl ExecRunner {
         active: &BTreeMap<usize, ExecSpec>,
         log: &mut Vec<Call>,
     ) -> Result<(), String> {
-        let mut applied = self.applied.lock().await;
-        let ended: Vec<usize> = applied
-            .keys()
-            .filter(|entry| !active.contains_key(entry))
-            .copied()
-            .collect();
-        let mut problems = Vec::new();
-        // A window leaves the applied set only when its heal succeeded: a failed (or
-        // cancelled) heal is run again by the next heal.
-        for entry in ended {
-            let Some(spec) = applied.get(&entry).cloned() else {
-                continue;
-            };
-            match heal_one(entry, &spec, log).await {
-                Ok(()) => {
-                    applied.remove(&entry);
-                }
-                Err(err) => problems.push(err),
-            }
-        }
-        for (entry, spec) in active {
-            if applied.contains_key(entry) {
-                continue;
-            }
-            applied.insert(*entry, spec.clone());
-            if let Err(err) = run_command(*entry, "run", &spec.run, spec.timeout, log).await {
-                problems.push(err);
-            }
-        }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(problems.join("; "))
-        }
+        windows::reconcile(self, &self.applied, active, log).await
     }
 
     /// Runs the `heal` command of every window still applied.
     pub async fn heal(&self, log: &mut Vec<Call>) -> Result<(), String> {
-        let mut applied = self.applied.lock().await;
-        let mut problems = Vec::new();
-        for (entry, spec) in applied.clone() {
-            match heal_one(entry, &spec, log).await {
-                Ok(()) => {
-                    applied.remove(&entry);
-                }
-                Err(err) => problems.push(err),
-            }
-        }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(problems.join("; "))
-        }
+        windows::heal(self, &self.applied, log).await
+    }
+}
+
+impl windows::Undoable for ExecRunner {
+    type Spec = ExecSpec;
+
+    async fn start(
+        &self,
+        entry: usize,
+        spec: &ExecSpec,
+        log: &mut Vec<Call>,
+    ) -> Result<(), String> {
+        run_command(entry, "run", &spec.run, spec.timeout, log).await
+    }
+
+    async fn end(&self, entry: usize, spec: &ExecSpec, log: &mut Vec<Call>) -> Result<(), String> {
+        heal_one(entry, spec, log).await
     }
 }
 

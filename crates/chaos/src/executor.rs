@@ -81,6 +81,8 @@ pub struct Targets {
     pub processes: Option<Arc<dyn ProcessControl>>,
     /// The `exec` windows' commands (started and healed).
     pub execs: ExecRunner,
+    /// The regions' admin APIs for `operator` steps.
+    pub operators: crate::operator::OperatorRunner,
     /// The providers some step put a fault on and no step has cleared since: the only
     /// ones a step must reach (an `exec` window may have taken the others down with their
     /// system) and a heal must clear.
@@ -164,6 +166,21 @@ impl Actuator for Targets {
                 }
             ));
         }
+        let regions = self.operators.regions();
+        if let Some(region) = plan
+            .operator_regions()
+            .into_iter()
+            .find(|r| !regions.contains(r))
+        {
+            return Err(format!(
+                "the timeline has an operator step on region {region:?} but the run knows the admin API of {}",
+                if regions.is_empty() {
+                    "no region".to_string()
+                } else {
+                    regions.join(", ")
+                }
+            ));
+        }
         if plan.uses_providers() && self.providers.is_empty() {
             return Err(
                 "the timeline has provider faults but no provider admin URL was given".to_string(),
@@ -218,6 +235,7 @@ impl Actuator for Targets {
         }
         // Commands last: a window's `run` may take the system (and its provider) down.
         self.execs.reconcile(&desired.execs, log).await?;
+        self.operators.reconcile(&desired.operators, log).await?;
         Ok(())
     }
 
@@ -225,6 +243,9 @@ impl Actuator for Targets {
         let mut problems = Vec::new();
         if let Err(err) = self.execs.heal(log).await {
             problems.push(format!("exec: {err}"));
+        }
+        if let Err(err) = self.operators.heal(log).await {
+            problems.push(format!("operator: {err}"));
         }
         // Processes first: a provider that is down or frozen cannot clear its faults.
         if let Some(processes) = &self.processes {

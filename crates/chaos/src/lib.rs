@@ -27,12 +27,14 @@ mod error;
 pub mod exec;
 pub mod executor;
 pub mod journal;
+mod operator;
 pub mod provider;
 mod proxy;
 pub mod server;
 pub mod timeline;
 pub mod toxics;
 pub mod toxiproxy;
+mod windows;
 
 pub use api::VERSION as TOXIPROXY_API_VERSION;
 pub use desired::{Desired, ExecSpec, ProcessDesired, ProcessState, ProxyDesired};
@@ -42,6 +44,7 @@ pub use executor::{
     AbortReason, Actuator, BoxFuture, Outcome, ProcessControl, Targets, execute, heal,
 };
 pub use journal::{Call, Event, Journal, LoadClock, Record, read_journal};
+pub use operator::{OperatorAction, OperatorRunner, OperatorSpec};
 pub use provider::{ProviderAdmin, ProviderFaults};
 pub use proxy::collection::{ProxyConfig, ProxyJson};
 pub use server::{EmbeddedToxiproxy, ServerOptions, ToxiproxyServer, serve};

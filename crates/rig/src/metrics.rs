@@ -286,6 +286,11 @@ pub fn faults_of(desired: &Desired) -> BTreeSet<(String, String)> {
             out.insert((format!("provider_{field}"), provider.clone()));
         }
     }
+    for spec in desired.operators.values() {
+        if spec.action == chaos::OperatorAction::PausePayments {
+            out.insert(("operator_pause".to_string(), spec.target.clone()));
+        }
+    }
     for (process, desired) in &desired.processes {
         if desired.clock_offset_ms != 0 {
             out.insert(("clock".to_string(), process.clone()));

@@ -143,3 +143,74 @@ fn explain_tells_a_repaired_order_story() {
     );
     assert!(err.contains("order ids here look like"), "{err}");
 }
+
+/// Operator steps on the timeline: region a's payments are paused for a second (its new
+/// orders are parked), then an operator resolves the oldest pending orders on both regions
+/// (the repair worker first scans at 15 s, so the operator finds them), each on the provider's
+/// record. The journal shows each call, the regions hold the audited decisions as
+/// transitions with actor `operator`, the run passes, and `rig explain` shows the operator.
+#[test]
+fn operator_steps_resolve_pending_orders_on_the_timeline() {
+    let dir = TempDir::new("operator-steps");
+    let out = dir.path().join("run");
+    let output = rig_within(
+        &[
+            "run",
+            &profile("quickstart.toml"),
+            "--out",
+            out.to_str().unwrap(),
+            "--set",
+            r#"workload.phases=[{kind = "hold", rate = 40, for = "9s"}]"#,
+            "--set",
+            "target.repair.scan_interval_ms=15000",
+            // The parked orders are failed by the operator: fewer confirmations than usual.
+            "--set",
+            r#"thresholds.confirmed_rate="> 0.5""#,
+            "--set",
+            r#"chaos=[{name = "spike", at = "2s", for = "2s", kind = "provider", latency_ms = 1500}, {name = "pause a", at = "1s", for = "1s", kind = "operator", action = "pause_payments", target = "a"}, {name = "resolve a", at = "7s", kind = "operator", action = "resolve_pending", target = "a", count = 1000, note = "after the spike"}, {name = "resolve b", at = "7s", kind = "operator", action = "resolve_pending", target = "b", count = 1000, note = "after the spike"}]"#,
+        ],
+        Duration::from_secs(240),
+    );
+    let all = format!("{}{}", text(&output.stdout), text(&output.stderr));
+    assert_eq!(output.status.code(), Some(0), "{all}");
+    let journal = std::fs::read_to_string(out.join("chaos.jsonl")).unwrap();
+    for call in [
+        "POST /admin/payments/pause",
+        "POST /admin/payments/resume",
+        "POST /admin/orders/resolve-pending",
+    ] {
+        assert!(journal.contains(call), "{call} journaled: {journal}");
+    }
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let decided: Vec<(String, String)> = runtime.block_on(async {
+        let mut decided = Vec::new();
+        for region in ["a", "b"] {
+            let pool = common::sqlite_read_only(
+                &out.join(format!("stores/region_{region}.db")),
+                &[],
+            )
+            .await;
+            let rows: Vec<(String, String)> = sqlx::query_as(
+                "SELECT order_id, to_state FROM order_transitions WHERE actor = 'operator' ORDER BY at_us",
+            )
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+            decided.extend(rows);
+            pool.close().await;
+        }
+        decided
+    });
+    assert!(
+        decided.iter().any(|(_, to)| to == "failed_safely"),
+        "a parked order (never charged) failed by the operator: {decided:?}"
+    );
+    let (order, _) = &decided[0];
+    let explained = rig_within(
+        &["explain", order, out.to_str().unwrap()],
+        Duration::from_secs(30),
+    );
+    let story = text(&explained.stdout);
+    assert!(story.contains("operator playbook"), "{story}");
+    assert!(story.contains("after the spike"), "{story}");
+}

@@ -115,7 +115,13 @@ async fn scenario(stores: target_system::testkit::TestStores) {
         );
     }
     // Bad input names the field; the wrong region names the owner.
-    let (status, body) = resolve(&h, RegionId::A, &paid, json!({"decision": "maybe"})).await;
+    let (status, body) = resolve(
+        &h,
+        RegionId::A,
+        &paid,
+        json!({"decision": "maybe", "operator": "a", "note": "n"}),
+    )
+    .await;
     assert_eq!(
         (status, body["field"].as_str()),
         (400, Some("decision")),

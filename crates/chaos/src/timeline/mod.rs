@@ -53,6 +53,22 @@
 //! target = "b"               # "a" or "b"
 //! offset = "+30s"
 //!
+//! [[chaos]]                  # an operator pauses region a's payments for 20 s (resumed at
+//! at = "6m40s"               # the end and in every heal)
+//! for = "20s"
+//! kind = "operator"
+//! action = "pause_payments"
+//! target = "a"
+//!
+//! [[chaos]]                  # an operator resolves region b's 20 oldest pending orders, each
+//! at = "6m50s"               # on the provider's record, audited
+//! kind = "operator"
+//! action = "resolve_pending"
+//! target = "b"
+//! count = 20                 # default 10
+//! operator = "playbook"      # default "playbook"
+//! note = "after the brownout" # goes in the audit trail
+//!
 //! [[chaos]]                  # a system the rig did not start: commands crash and restore it
 //! at = "7m"
 //! for = "10s"
@@ -152,6 +168,12 @@ pub enum Fault {
     /// A region's wall clock shifted by `offset_ms` for the window (its monotonic clock is
     /// untouched): the records it writes carry the shifted time.
     Clock { target: String, offset_ms: i64 },
+    /// An operator's playbook step on a region's admin API.
+    Operator {
+        target: String,
+        #[serde(flatten)]
+        action: crate::operator::OperatorAction,
+    },
     /// Commands run when the window starts (`run`) and when it ends or is healed (`heal`),
     /// each within `timeout`; their exit status and output are journaled.
     Exec {
@@ -187,6 +209,7 @@ impl Fault {
             Self::Pause { .. } => "pause",
             Self::Clock { .. } => "clock",
             Self::Exec { .. } => "exec",
+            Self::Operator { .. } => "operator",
         }
     }
 }

@@ -7,6 +7,7 @@ use serde::Deserialize;
 
 use super::{Entry, Fault, PROCESSES, PartitionDirection, PartitionMode, REGIONS};
 use crate::ChaosError;
+use crate::operator::OperatorAction;
 use crate::provider::ProviderFaults;
 use crate::toxics::{
     Bandwidth, Latency, LimitData, ResetPeer, Slicer, SlowClose, Stream, Timeout, Toxic, ToxicSpec,
@@ -54,6 +55,11 @@ struct RawEntry {
     restart_after: Option<String>,
     // clock
     offset: Option<String>,
+    // operator
+    action: Option<String>,
+    count: Option<u64>,
+    operator: Option<String>,
+    note: Option<String>,
     // exec
     run: Option<Vec<String>>,
     heal: Option<Vec<String>>,
@@ -75,6 +81,9 @@ const LINK_FIELDS: &[&str] = &["proxy", "toxic", "stream", "toxicity"];
 const CRASH_FIELDS: &[&str] = &["target", "restart_after"];
 const PAUSE_FIELDS: &[&str] = &["target"];
 const CLOCK_FIELDS: &[&str] = &["target", "offset"];
+const OPERATOR_FIELDS: &[&str] = &["target", "action", "count", "operator", "note"];
+/// How many pending orders a `resolve_pending` step resolves unless `count` says otherwise.
+const RESOLVE_COUNT: u64 = 10;
 /// The largest clock shift a `clock` window may ask for.
 const MAX_CLOCK_OFFSET: Duration = Duration::from_secs(24 * 3600);
 const EXEC_FIELDS: &[&str] = &["run", "heal", "timeout"];
@@ -89,7 +98,7 @@ const RESTART_AT_ONCE: Duration = Duration::from_millis(1);
 impl RawEntry {
     /// The kind-specific fields that are present.
     fn present(&self) -> Vec<&'static str> {
-        let fields: [(&'static str, bool); 28] = [
+        let fields: [(&'static str, bool); 32] = [
             ("between", self.between.is_some()),
             ("mode", self.mode.is_some()),
             ("direction", self.direction.is_some()),
@@ -118,6 +127,10 @@ impl RawEntry {
             ("target", self.target.is_some()),
             ("restart_after", self.restart_after.is_some()),
             ("offset", self.offset.is_some()),
+            ("action", self.action.is_some()),
+            ("count", self.count.is_some()),
+            ("operator", self.operator.is_some()),
+            ("note", self.note.is_some()),
             ("run", self.run.is_some()),
             ("heal", self.heal.is_some()),
             ("timeout", self.timeout.is_some()),
@@ -198,6 +211,8 @@ pub(super) fn parse_entry(index: usize, item: &toml::Value) -> Result<Entry, Cha
         ("crash", None, None) => RESTART_AT_ONCE,
         ("crash", None, Some(text)) => duration_of("restart_after", text)?.max(RESTART_AT_ONCE),
         ("crash", Some(text), None) => duration_of("for", text)?.max(RESTART_AT_ONCE),
+        // A one-off operator action: a window of one step.
+        ("operator", None, _) if raw.action.as_deref() != Some("pause_payments") => RESTART_AT_ONCE,
         (_, Some(text), _) => {
             let duration = duration_of("for", text)?;
             if duration.is_zero() {
@@ -228,12 +243,13 @@ pub(super) fn parse_entry(index: usize, item: &toml::Value) -> Result<Entry, Cha
             target: process_target(&at, &raw, "pause", PAUSE_FIELDS)?,
         },
         "clock" => clock(&at, &raw)?,
+        "operator" => operator(&at, &raw)?,
         "exec" => exec(&at, &raw)?,
         other => {
             return Err(at.err(
                 "kind",
                 format!(
-                    "{other:?} is not a fault kind; use \"partition\", \"provider\", \"link\", \"sink\", \"crash\", \"pause\", \"clock\" or \"exec\""
+                    "{other:?} is not a fault kind; use \"partition\", \"provider\", \"link\", \"sink\", \"crash\", \"pause\", \"clock\", \"operator\" or \"exec\""
                 ),
             ));
         }
@@ -259,9 +275,8 @@ fn check_type(key: &str, value: &toml::Value) -> Result<(), String> {
     }
     match key {
         "at" | "for" | "at_jitter" | "kind" | "name" | "mode" | "direction" | "provider"
-        | "proxy" | "toxic" | "stream" | "target" | "restart_after" | "timeout" | "offset" => {
-            is::<String>(value)
-        }
+        | "proxy" | "toxic" | "stream" | "target" | "restart_after" | "timeout" | "offset"
+        | "action" | "operator" | "note" => is::<String>(value),
         "run" | "heal" => is::<Vec<String>>(value),
         "between" => is::<Vec<String>>(value),
         "rate_limit_per_sec" | "error_rate" | "commit_then_drop_rate" | "toxicity" => {
@@ -277,6 +292,7 @@ fn check_type(key: &str, value: &toml::Value) -> Result<(), String> {
         | "average_size_bytes"
         | "size_variation_bytes"
         | "delay_us"
+        | "count"
         | "bytes" => is::<u64>(value),
         _ => Ok(()),
     }
@@ -313,6 +329,66 @@ fn exec(at: &At, raw: &RawEntry) -> Result<Fault, ChaosError> {
         ));
     }
     Ok(Fault::Exec { run, heal, timeout })
+}
+
+/// An operator's playbook step on a region's admin API.
+fn operator(at: &At, raw: &RawEntry) -> Result<Fault, ChaosError> {
+    at.only(raw, "operator", OPERATOR_FIELDS)?;
+    let names = REGIONS.map(|r| format!("{r:?}")).join(", ");
+    let target = raw.target.as_ref().ok_or_else(|| {
+        at.err(
+            "target",
+            format!("is required: the region whose admin API the operator uses, one of {names}"),
+        )
+    })?;
+    if !REGIONS.contains(&target.as_str()) {
+        return Err(at.err(
+            "target",
+            format!("{target:?} is not a region; use one of {names}"),
+        ));
+    }
+    let action = match raw.action.as_deref() {
+        Some("pause_payments") => {
+            for field in ["count", "operator", "note"] {
+                if raw.present().contains(&field) {
+                    return Err(at.err(
+                        field,
+                        "is for action = \"resolve_pending\"; pause_payments takes target and for",
+                    ));
+                }
+            }
+            OperatorAction::PausePayments
+        }
+        Some("resolve_pending") => {
+            let count = raw.count.unwrap_or(RESOLVE_COUNT);
+            if count == 0 || count > 10_000 {
+                return Err(at.err(
+                    "count",
+                    format!("{count}: resolve from 1 to 10000 of the oldest pending orders"),
+                ));
+            }
+            OperatorAction::ResolvePending {
+                count,
+                operator: raw.operator.clone().unwrap_or_else(|| "playbook".into()),
+                note: raw
+                    .note
+                    .clone()
+                    .unwrap_or_else(|| "the timeline's operator step".into()),
+            }
+        }
+        other => {
+            return Err(at.err(
+                "action",
+                format!(
+                    "{other:?} is not an operator action; use \"pause_payments\" (with for) or \"resolve_pending\" (with count)"
+                ),
+            ));
+        }
+    };
+    Ok(Fault::Operator {
+        target: target.clone(),
+        action,
+    })
 }
 
 /// A region's wall clock shifted by `offset` ("+30s", "-30s"; monotonic time untouched).

@@ -146,6 +146,7 @@ impl Plan {
                 | Fault::Crash { .. }
                 | Fault::Pause { .. }
                 | Fault::Clock { .. }
+                | Fault::Operator { .. }
                 | Fault::Exec { .. } => {}
             }
         }
@@ -160,6 +161,17 @@ impl Plan {
                 Fault::Crash { target } | Fault::Pause { target } | Fault::Clock { target, .. } => {
                     Some(target.clone())
                 }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Regions an operator step acts on.
+    pub fn operator_regions(&self) -> BTreeSet<String> {
+        self.windows
+            .iter()
+            .filter_map(|w| match &w.fault {
+                Fault::Operator { target, .. } => Some(target.clone()),
                 _ => None,
             })
             .collect()
@@ -214,7 +226,7 @@ impl Plan {
                     }
                     Vec::new()
                 }
-                Fault::Exec { .. } => Vec::new(),
+                Fault::Exec { .. } | Fault::Operator { .. } => Vec::new(),
                 Fault::Partition { direction, .. } => {
                     direction.proxies().iter().map(|p| p.to_string()).collect()
                 }
@@ -384,6 +396,23 @@ impl Plan {
                         .entry(target.clone())
                         .or_default()
                         .clock_offset_ms = *offset_ms;
+                }
+                Fault::Operator { target, action } => {
+                    if matches!(action, crate::operator::OperatorAction::PausePayments) {
+                        let key = (format!("region {target}"), "payments");
+                        if let Some(other) = field_owner.insert(key, entry) {
+                            return Err(format!(
+                                "chaos[{other}] and chaos[{entry}] both pause region {target}'s payments at once; end one before the other starts"
+                            ));
+                        }
+                    }
+                    desired.operators.insert(
+                        entry,
+                        crate::operator::OperatorSpec {
+                            target: target.clone(),
+                            action: action.clone(),
+                        },
+                    );
                 }
                 Fault::Exec { run, heal, timeout } => {
                     desired.execs.insert(
@@ -668,6 +697,25 @@ mod tests {
         }
     }
 
+    /// Two entries `body`, starting 1 s apart and 5 s long each, clash, naming both.
+    fn assert_clash(body: &str) {
+        let one = |at: &str| format!("[[chaos]]\nat=\"{at}\"\nfor=\"5s\"\n{body}\n");
+        let err = Timeline::from_profile_str(&(one("1s") + &one("2s")), Path::new("p.toml"))
+            .unwrap()
+            .expand(0)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("chaos[0] and chaos[1]"), "{err}");
+    }
+
+    /// One `[[chaos]]` entry is refused with a message containing `named`.
+    fn assert_refused(entry: &str, named: &str) {
+        let err = Timeline::from_profile_str(&format!("[[chaos]]\n{entry}\n"), Path::new("p.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(named), "{entry}: {err}");
+    }
+
     /// Clock faults: a region's shift holds for its window and rides along a crash of the
     /// same process; two shifts of one clock at once, a shift of the provider, a missing,
     /// zero or unsigned-garbage offset are refused naming the field.
@@ -693,16 +741,7 @@ mod tests {
         );
         let none = plan.check_targets(&[], &[], &[]).unwrap_err();
         assert!(none.contains("kind = \"exec\""), "{none}");
-        let clash = Timeline::from_profile_str(
-            "[[chaos]]\nat=\"1s\"\nfor=\"5s\"\nkind=\"clock\"\ntarget=\"a\"\noffset=\"1s\"\n\
-             [[chaos]]\nat=\"2s\"\nfor=\"5s\"\nkind=\"clock\"\ntarget=\"a\"\noffset=\"2s\"\n",
-            Path::new("p.toml"),
-        )
-        .unwrap()
-        .expand(0)
-        .unwrap_err()
-        .to_string();
-        assert!(clash.contains("chaos[0] and chaos[1]"), "{clash}");
+        assert_clash("kind=\"clock\"\ntarget=\"a\"\noffset=\"1s\"");
         for (entry, named) in [
             ("target=\"provider\"\noffset=\"1s\"", "chaos[0].target"),
             ("target=\"a\"", "chaos[0].offset"),
@@ -715,11 +754,71 @@ mod tests {
                 "chaos[0].restart_after",
             ),
         ] {
-            let text = format!("[[chaos]]\nat=\"1s\"\nfor=\"1s\"\nkind=\"clock\"\n{entry}\n");
-            let err = Timeline::from_profile_str(&text, Path::new("p.toml"))
-                .unwrap_err()
-                .to_string();
-            assert!(err.contains(named), "{entry}: {err}");
+            assert_refused(
+                &format!("at=\"1s\"\nfor=\"1s\"\nkind=\"clock\"\n{entry}"),
+                named,
+            );
+        }
+    }
+
+    /// Operator steps: a pause holds for its window, a resolve is one step (no `for`), two
+    /// pauses of one region at once clash, and each field error names the field.
+    #[test]
+    fn operator_steps() {
+        let plan = timeline(
+            "[[chaos]]\nat=\"2s\"\nfor=\"5s\"\nkind=\"operator\"\naction=\"pause_payments\"\ntarget=\"a\"\n\
+             [[chaos]]\nat=\"8s\"\nkind=\"operator\"\naction=\"resolve_pending\"\ntarget=\"b\"\ncount=7\n",
+        )
+        .expand(0)
+        .unwrap();
+        assert_eq!(
+            plan.windows[0].end - plan.windows[0].start,
+            Duration::from_secs(5)
+        );
+        assert_eq!(
+            plan.windows[1].end - plan.windows[1].start,
+            Duration::from_millis(1)
+        );
+        let paused = plan.desired(&BTreeSet::from([0]), &[]).unwrap();
+        assert_eq!(
+            paused.operators[&0].action,
+            crate::OperatorAction::PausePayments
+        );
+        let resolve = plan.desired(&BTreeSet::from([1]), &[]).unwrap();
+        assert_eq!(
+            resolve.operators[&1].action,
+            crate::OperatorAction::ResolvePending {
+                count: 7,
+                operator: "playbook".into(),
+                note: "the timeline's operator step".into()
+            }
+        );
+        assert_eq!(
+            plan.operator_regions(),
+            BTreeSet::from(["a".to_string(), "b".to_string()])
+        );
+        assert_clash("kind=\"operator\"\naction=\"pause_payments\"\ntarget=\"a\"");
+        for (entry, named) in [
+            ("action=\"pause_payments\"\ntarget=\"a\"", "chaos[0].for"),
+            (
+                "action=\"resolve_pending\"\ntarget=\"c\"",
+                "chaos[0].target",
+            ),
+            ("action=\"reboot\"\ntarget=\"a\"", "chaos[0].action"),
+            (
+                "action=\"resolve_pending\"\ntarget=\"a\"\ncount=0",
+                "chaos[0].count",
+            ),
+            (
+                "for=\"1s\"\naction=\"pause_payments\"\ntarget=\"a\"\ncount=3",
+                "chaos[0].count",
+            ),
+            (
+                "action=\"resolve_pending\"\ntarget=\"a\"\noffset=\"1s\"",
+                "chaos[0].offset",
+            ),
+        ] {
+            assert_refused(&format!("at=\"1s\"\nkind=\"operator\"\n{entry}"), named);
         }
     }
 }

@@ -366,6 +366,14 @@ impl Topology {
                 .children
                 .clone()
                 .map(|c| c as Arc<dyn chaos::ProcessControl>),
+            // Operator steps go to each region's admin API (where the load enters).
+            operators: chaos::OperatorRunner::new(
+                ["a", "b"]
+                    .into_iter()
+                    .map(str::to_string)
+                    .zip(self.region_urls.iter().cloned())
+                    .collect(),
+            ),
             ..Default::default()
         })
     }

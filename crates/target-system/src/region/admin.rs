@@ -93,8 +93,64 @@ pub(super) async fn set_clock(ctx: &Context, req: Request<Incoming>) -> Reply {
 /// A day: the largest shift the clock endpoint takes.
 const MAX_OFFSET_MS: u64 = 24 * 3600 * 1000;
 
-/// The largest body `POST /admin/orders/{id}/resolve` reads.
+/// The largest body `POST /admin/orders/...` reads.
 const RESOLVE_BODY_BYTES: usize = 8 * 1024;
+
+fn invalid(message: &str, field: &str) -> Reply {
+    problem(
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        message,
+        Some(field),
+    )
+}
+
+/// An operator's request body: JSON with the `operator` and the `note` every decision is
+/// audited with (both required), and the rest for the route to read.
+struct OperatorRequest {
+    value: serde_json::Value,
+    operator: String,
+    note: String,
+}
+
+impl OperatorRequest {
+    async fn read(req: Request<Incoming>) -> Result<Self, Reply> {
+        let body = rig_http::read_body(req.into_body(), RESOLVE_BODY_BYTES)
+            .await
+            .map_err(|err| invalid(&err.to_string(), "body"))?;
+        let value = serde_json::from_slice::<serde_json::Value>(&body).map_err(|_| {
+            invalid(
+                "malformed JSON; send {\"operator\":\"NAME\",\"note\":\"WHY\", ...}",
+                "body",
+            )
+        })?;
+        let text = |field: &str| {
+            value
+                .get(field)
+                .and_then(serde_json::Value::as_str)
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(str::to_string)
+        };
+        let operator = text("operator").ok_or_else(|| {
+            invalid(
+                "required: who decides (it goes in the audit trail)",
+                "operator",
+            )
+        })?;
+        let note = text("note").ok_or_else(|| {
+            invalid(
+                "required: why (the evidence you looked at; it goes in the audit trail)",
+                "note",
+            )
+        })?;
+        Ok(Self {
+            value,
+            operator,
+            note,
+        })
+    }
+}
 
 /// `POST /admin/orders/{id}/resolve {"decision":"confirm"|"fail","operator","note"}` on the
 /// owner region: 200 with what was done, 409 with the evidence when the provider's record
@@ -106,54 +162,25 @@ pub(super) async fn resolve(
     order_id: &str,
     req: Request<Incoming>,
 ) -> Reply {
-    let bad = |message: &str, field: &str| {
-        problem(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            message,
-            Some(field),
-        )
+    let request = match OperatorRequest::read(req).await {
+        Ok(request) => request,
+        Err(reply) => return reply,
     };
-    let body = match rig_http::read_body(req.into_body(), RESOLVE_BODY_BYTES).await {
-        Ok(body) => body,
-        Err(err) => return bad(&err.to_string(), "body"),
-    };
-    let Ok(value) = serde_json::from_slice::<serde_json::Value>(&body) else {
-        return bad(
-            "malformed JSON; send {\"decision\":\"confirm\"|\"fail\",\"operator\":\"NAME\",\"note\":\"WHY\"}",
-            "body",
-        );
-    };
-    let decision = match value.get("decision").and_then(serde_json::Value::as_str) {
+    let decision = match request
+        .value
+        .get("decision")
+        .and_then(serde_json::Value::as_str)
+    {
         Some("confirm") => OperatorDecision::Confirm,
         Some("fail") => OperatorDecision::Fail,
         other => {
-            return bad(
+            return invalid(
                 &format!("{other:?}: use \"confirm\" or \"fail\""),
                 "decision",
             );
         }
     };
-    let text = |field: &str| {
-        value
-            .get(field)
-            .and_then(serde_json::Value::as_str)
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .map(str::to_string)
-    };
-    let Some(operator) = text("operator") else {
-        return bad(
-            "required: who decides (it goes in the audit trail)",
-            "operator",
-        );
-    };
-    let Some(note) = text("note") else {
-        return bad(
-            "required: why (the evidence you looked at; it goes in the audit trail)",
-            "note",
-        );
-    };
+    let (operator, note) = (request.operator, request.note);
     match repair.resolve(order_id, decision, &operator, &note).await {
         Ok(Resolved::Applied {
             status,
@@ -199,6 +226,60 @@ pub(super) async fn resolve(
             ),
             None,
         ),
+        Err(err) => problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            &err.to_string(),
+            None,
+        ),
+    }
+}
+
+/// `POST /admin/orders/resolve-pending {"count","operator","note"}`: an operator resolves
+/// the region's oldest pending orders, each on the provider's record (confirmed when its
+/// charge is authorized, failed otherwise), each audited.
+pub(super) async fn resolve_pending(
+    ctx: &Context,
+    repair: &Repair,
+    req: Request<Incoming>,
+) -> Reply {
+    let request = match OperatorRequest::read(req).await {
+        Ok(request) => request,
+        Err(reply) => return reply,
+    };
+    let count = match request
+        .value
+        .get("count")
+        .and_then(serde_json::Value::as_u64)
+    {
+        Some(n @ 1..=10_000) => n as usize,
+        _ => {
+            return invalid(
+                "send a count from 1 to 10000 of the oldest pending orders",
+                "count",
+            );
+        }
+    };
+    let (operator, note) = (request.operator, request.note);
+    match repair.resolve_oldest(count, &operator, &note).await {
+        Ok(done) => {
+            let orders: Vec<serde_json::Value> = done
+                .iter()
+                .map(|(order_id, decision, resolved)| {
+                    let (outcome, status) = match resolved {
+                        Resolved::Applied { status, .. } => ("applied", status.as_str().to_string()),
+                        Resolved::Refused { why, .. } => ("refused", why.clone()),
+                        Resolved::NotFound => ("refused", "not found".to_string()),
+                    };
+                    json!({"order_id": order_id, "decision": decision.as_str(), "outcome": outcome, "status": status})
+                })
+                .collect();
+            let applied = orders.iter().filter(|o| o["outcome"] == "applied").count();
+            json(
+                StatusCode::OK,
+                &json!({"region": ctx.id, "resolved": applied, "orders": orders}),
+            )
+        }
         Err(err) => problem(
             StatusCode::SERVICE_UNAVAILABLE,
             "store_unavailable",

@@ -294,6 +294,9 @@ impl Region {
             (&Method::POST, ["admin", "payments", "resume"]) => {
                 admin::set_paused(&self.inner.payments, false).await
             }
+            (&Method::POST, ["admin", "orders", "resolve-pending"]) => {
+                admin::resolve_pending(ctx, &self.inner.repair, req).await
+            }
             (&Method::POST, ["admin", "orders", id, "resolve"]) => {
                 if self.owner(id) != self.id() {
                     problem(

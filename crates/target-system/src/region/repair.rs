@@ -382,6 +382,9 @@ impl Repair {
     }
 }
 
+/// How long an operator's sweep over pending orders may take before it stops and reports.
+const SWEEP_WITHIN: Duration = Duration::from_secs(10);
+
 /// What an operator decided about one order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum OperatorDecision {
@@ -454,6 +457,20 @@ impl Repair {
         operator: &str,
         note: &str,
     ) -> Result<Resolved, orders::OrderError> {
+        self.resolve_on(order_id, decision, operator, note, None)
+            .await
+    }
+
+    /// [`Repair::resolve`], on a provider record just looked up (`prior`: the lookup and
+    /// its call) or on a fresh one.
+    async fn resolve_on(
+        &self,
+        order_id: &str,
+        decision: OperatorDecision,
+        operator: &str,
+        note: &str,
+        prior: Option<(Lookup, Vec<AttemptRow>)>,
+    ) -> Result<Resolved, orders::OrderError> {
         let Some(order) = orders::load(&self.ctx.db, order_id).await? else {
             return Ok(Resolved::NotFound);
         };
@@ -466,9 +483,12 @@ impl Repair {
             provider_ref: None,
             detail: None,
         };
-        let mut calls = Vec::new();
+        let (prior, mut calls) = match prior {
+            Some((lookup, calls)) => (Some(lookup), calls),
+            None => (None, Vec::new()),
+        };
         let refused = self
-            .resolve_checked(&order, decision, &mut audit, &mut calls)
+            .resolve_checked(&order, decision, &mut audit, &mut calls, prior)
             .await;
         let why = match refused {
             Ok(resolved) => return Ok(resolved),
@@ -488,6 +508,71 @@ impl Repair {
         })
     }
 
+    /// An operator's sweep (`POST /admin/orders/resolve-pending`): the `count` oldest
+    /// orders in `payment_pending` or `needs_reconciliation` (none a checkout is running
+    /// for), each confirmed when the provider holds its authorized charge and failed
+    /// otherwise (refund and void first), through [`Repair::resolve`]: audited, checked.
+    /// An order whose payment the provider cannot tell yet (in flight, unreachable) is left,
+    /// and so is one another actor settled meanwhile. The sweep stops after
+    /// [`SWEEP_WITHIN`], saying how many it got to.
+    pub(super) async fn resolve_oldest(
+        &self,
+        count: usize,
+        operator: &str,
+        note: &str,
+    ) -> Result<Vec<(String, OperatorDecision, Resolved)>, orders::OrderError> {
+        let limit = i64::try_from(count + self.orders.inflight_count()).unwrap_or(i64::MAX);
+        // No `payment_authorizing` order: a checkout may still be writing it.
+        let candidates = orders::repair_candidates(&self.ctx.db, i64::MIN, limit).await?;
+        let started = Instant::now();
+        let mut out = Vec::new();
+        for order in candidates {
+            if out.len() >= count || started.elapsed() > SWEEP_WITHIN {
+                break;
+            }
+            if self.orders.is_inflight(&order.order_id) {
+                continue;
+            }
+            let mut calls = Vec::new();
+            let id = order.order_id.as_str();
+            let lookup = self
+                .provider_call(&mut calls, |p, timeout| p.lookup(id, timeout))
+                .await;
+            let settled = orders::load(&self.ctx.db, id)
+                .await?
+                .is_none_or(|now| now.status != order.status);
+            if settled {
+                // Another actor moved it while the provider was asked: nothing to decide.
+                self.orders.save_calls(&calls).await?;
+                continue;
+            }
+            let decision = match &lookup {
+                Some(Lookup::Found(view)) if view.state == "processing" => {
+                    self.orders.save_calls(&calls).await?;
+                    continue;
+                }
+                Some(Lookup::Found(view))
+                    if view.charge.as_ref().is_some_and(|c| {
+                        c.status == "authorized"
+                            && c.amount_cents == order.amount_cents
+                            && c.refunded_cents == 0
+                    }) =>
+                {
+                    OperatorDecision::Confirm
+                }
+                Some(Lookup::Found(_) | Lookup::NotFound) => OperatorDecision::Fail,
+                Some(Lookup::Unknown(_)) | None => {
+                    self.orders.save_calls(&calls).await?;
+                    continue;
+                }
+            };
+            let prior = lookup.map(|lookup| (lookup, calls));
+            let resolved = self.resolve_on(id, decision, operator, note, prior).await?;
+            out.push((order.order_id, decision, resolved));
+        }
+        Ok(out)
+    }
+
     /// The decision applied, or why not (and whether the evidence contradicts it).
     async fn resolve_checked(
         &self,
@@ -495,6 +580,7 @@ impl Repair {
         decision: OperatorDecision,
         audit: &mut orders::Audit,
         calls: &mut Vec<AttemptRow>,
+        prior: Option<Lookup>,
     ) -> Result<Resolved, (String, bool)> {
         let conflict = |why: String| (why, true);
         if !matches!(
@@ -515,13 +601,17 @@ impl Repair {
         }
         let unavailable = |why: String| (why, false);
         let id = order.order_id.as_str();
-        let Some(lookup) = self
-            .provider_call(calls, |p, timeout| p.lookup(id, timeout))
-            .await
-        else {
-            return Err(unavailable(
-                "no provider slot was free within the per-try timeout; nothing was decided".into(),
-            ));
+        let lookup = match prior {
+            Some(lookup) => lookup,
+            None => self
+                .provider_call(calls, |p, timeout| p.lookup(id, timeout))
+                .await
+                .ok_or_else(|| {
+                    unavailable(
+                        "no provider slot was free within the per-try timeout; nothing was decided"
+                            .into(),
+                    )
+                })?,
         };
         audit.provider_ref = Some(describe_key(&lookup));
         let view = match &lookup {
