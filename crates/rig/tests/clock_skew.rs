@@ -154,6 +154,25 @@ fn wall_clock_durations_fail_bounded_pending_age() {
             && d["order_id"].is_string()),
         "{pending}"
     );
+    common::assert_verdict_schema(&verdict);
+    // Each counterexample carries its order's story, in verdict.json and report.html.
+    let timeline = &dossiers[0]["timeline"];
+    assert!(
+        timeline["lines"].as_array().is_some_and(|l| l.len() > 3),
+        "{timeline}"
+    );
+    assert!(
+        timeline["summary"]
+            .as_str()
+            .unwrap()
+            .contains("the customer saw pending"),
+        "{timeline}"
+    );
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(
+        html.contains("the customer saw pending"),
+        "the report shows the story"
+    );
     for other in ["no-duplicate-charge", "money-conservation", "client-agrees"] {
         assert_eq!(verdict_of(&verdict, other)["status"], "pass", "{other}");
     }

@@ -150,6 +150,8 @@ fn crashes_with_defect(defect: &str) -> BTreeMap<String, Vec<String>> {
     assert_eq!(output.status.code(), Some(1), "{all}");
     let verdict: Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("verdict.json")).unwrap()).unwrap();
+    // Dossiers with crash windows (their target named) and timelines match the schema.
+    common::assert_verdict_schema(&verdict);
     let mut failed = BTreeMap::new();
     for v in verdict["verdicts"].as_array().unwrap() {
         if v["status"] != "fail" {

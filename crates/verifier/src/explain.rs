@@ -11,7 +11,7 @@
 //! the sink write on the rig's machine clock; a region writes on its own, which a `clock`
 //! fault may have shifted (the line then says so).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -20,7 +20,7 @@ use crate::sources::Stores;
 use crate::{VerifyError, model};
 
 /// One thing that happened to the order.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Line {
     /// Wall-clock µs of the record.
     pub at_us: i64,
@@ -31,11 +31,11 @@ pub struct Line {
     pub actor: String,
     pub what: String,
     /// The record it comes from (`history_requests`, `order_transitions`, ...).
-    pub record: &'static str,
+    pub record: String,
 }
 
 /// An order's timeline and its summary.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Explanation {
     pub order_id: String,
     pub arrival_id: Option<i64>,
@@ -119,7 +119,7 @@ impl Clock {
             since_start_seconds: self.load_start_us.map(|start| (at_us - start) as f64 / 1e6),
             actor: actor.into(),
             what,
-            record,
+            record: record.to_string(),
         }
     }
 

@@ -189,6 +189,16 @@ pub async fn verify(sources: &Sources, options: &Options) -> Result<Report, Veri
     if let Some(path) = &sources.journal {
         sources_seen.push(format!("journal {}", path.display()));
     }
+    // Each counterexample with its order's story on one timeline (`rig explain`): a few
+    // indexed lookups per dossier.
+    let load_start_us = sources.journal.as_deref().and_then(journal::load_start_us);
+    for dossier in verdicts.iter_mut().flat_map(|v| v.dossiers.iter_mut()) {
+        if let Some(order_id) = &dossier.order_id {
+            dossier.timeline = explain::explain(&stores, order_id, &ctx.faults, load_start_us)
+                .await
+                .ok();
+        }
+    }
     for verdict in &mut verdicts {
         let (witnesses, claims) = invariants::sources(verdict.invariant);
         verdict.witnesses = witnesses.to_vec();

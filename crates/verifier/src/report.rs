@@ -47,6 +47,9 @@ pub struct Dossier {
     /// The rows that prove it.
     pub rows: serde_json::Value,
     pub fault_windows: Vec<FaultWindow>,
+    /// The order's records on one timeline (`rig explain`), when they could be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeline: Option<crate::explain::Explanation>,
 }
 
 /// One invariant's result.

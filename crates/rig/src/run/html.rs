@@ -521,8 +521,13 @@ fn verdict_table(report: &Value) -> String {
                     escape(&faults.join(", "))
                 )
             };
+            // The order's story (as `rig explain` prints it), then the rows that prove it.
+            let timeline =
+                serde_json::from_value::<verifier::explain::Explanation>(d["timeline"].clone())
+                    .map(|e| format!("<pre>{}</pre>", escape(&crate::cmd::explain::render(&e))))
+                    .unwrap_or_default();
             out.push_str(&format!(
-                "<details><summary><code>{}</code> {}{faults}</summary><pre>{}</pre></details>\n",
+                "<details><summary><code>{}</code> {}{faults}</summary>{timeline}<pre>{}</pre></details>\n",
                 escape(d["order_id"].as_str().unwrap_or("-")),
                 escape(&text(&d["narrative"])),
                 escape(&serde_json::to_string_pretty(&d["rows"]).unwrap_or_default())

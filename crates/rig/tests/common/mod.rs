@@ -112,17 +112,25 @@ pub fn http_get(addr: &str, path: &str) -> String {
 
 /// Fails the test unless `summary` (a run's `summary.json`) follows its schema.
 pub fn assert_summary_schema(summary: &serde_json::Value) {
-    let schema: serde_json::Value =
-        serde_json::from_str(include_str!("../../schema/run-summary.schema.json")).unwrap();
+    assert_schema(
+        "run-summary.schema.json",
+        include_str!("../../schema/run-summary.schema.json"),
+        summary,
+    );
+}
+
+/// `verdict.json` matches its schema (dossiers, their fault windows and timelines included).
+pub fn assert_verdict_schema(verdict: &serde_json::Value) {
+    assert_schema("verdict.schema.json", verifier::VERDICT_SCHEMA, verdict);
+}
+
+fn assert_schema(name: &str, schema: &str, value: &serde_json::Value) {
+    let schema: serde_json::Value = serde_json::from_str(schema).unwrap();
     let mut schemas = boon::Schemas::new();
     let mut compiler = boon::Compiler::new();
-    compiler
-        .add_resource("run-summary.schema.json", schema)
-        .unwrap();
-    let index = compiler
-        .compile("run-summary.schema.json", &mut schemas)
-        .unwrap();
+    compiler.add_resource(name, schema).unwrap();
+    let index = compiler.compile(name, &mut schemas).unwrap();
     schemas
-        .validate(summary, index)
-        .unwrap_or_else(|e| panic!("summary.json: {e}"));
+        .validate(value, index)
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
 }

@@ -228,6 +228,7 @@ impl Concurrency {
             ),
             rows: json!({"region": store, "at_us": peak_at, "in_flight": peak, "calls": rows}),
             fault_windows: ctx.windows(Some((peak_at, peak_at))),
+            timeline: None,
         });
         Ok(())
     }
@@ -380,6 +381,7 @@ impl RetryBudget {
                 ),
                 rows: json!({"region": store, "window_end_us": t, "window_seconds": ttl, "retries": n_retries, "first_tries": n_first}),
                 fault_windows: ctx.windows(Some((t - self.ttl_us, t))),
+                timeline: None,
             });
         }
     }
@@ -520,6 +522,7 @@ async fn shed_latency(
             ),
             rows: json!({"shed_answers": n, "p99_ms": p99_ms}),
             fault_windows: Vec::new(),
+            timeline: None,
         });
     }
     Ok(())
@@ -595,6 +598,7 @@ async fn goodput(
                 ),
                 rows: json!({"phase": phase.name, "offered_per_sec": phase.offered_per_sec, "goodput_per_sec": phase.goodput_per_sec}),
                 fault_windows: Vec::new(),
+                timeline: None,
             });
         }
     }

@@ -107,6 +107,7 @@ impl Context {
                         ),
                         rows: json!({"store": store, "parameter": name, "recorded": r, "asked": a}),
                         fault_windows: Vec::new(),
+                        timeline: None,
                     });
                 }
             }
@@ -150,6 +151,7 @@ impl Context {
                 "client_requests": order.requests,
             }),
             fault_windows: self.windows(order.span_us()),
+            timeline: None,
         }
     }
 }

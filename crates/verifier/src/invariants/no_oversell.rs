@@ -113,6 +113,7 @@ impl Sales {
                     ),
                     rows: json!({"region": region, "sku": sku, "sold_to_customers": units.to_string(), "initial_stock": stock}),
                     fault_windows: Vec::new(),
+                    timeline: None,
                 });
             }
         }
@@ -202,6 +203,7 @@ pub async fn check(regions: &[(StoreTag, Db)], ctx: &Context) -> Result<Verdict,
                         "orders_past_the_stock": pushed_over,
                     }),
                     fault_windows: Vec::new(),
+                    timeline: None,
                 });
             }
         }
