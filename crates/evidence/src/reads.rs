@@ -199,7 +199,7 @@ pub const REQUESTS_HAVE_ORDER_IDS: &str = "SELECT order_id FROM history_requests
 
 /// How long each shed answer (429/503 to a checkout, its retry or double click; not to a
 /// poll) took, in µs (`took`).
-pub const SHED_ANSWER_TIMES: &str = "SELECT finished_at_us - sent_at_us AS took FROM history_requests \
+pub const SHED_ANSWER_TIMES: &str = "SELECT sent_at_us, finished_at_us - sent_at_us AS took FROM history_requests \
      WHERE answer = 'rejected' AND kind IN ('checkout', 'retry', 'double_click')";
 
 /// Per schedule phase: arrivals offered, confirmed, and the first and last intended time.

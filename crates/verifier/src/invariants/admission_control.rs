@@ -18,6 +18,8 @@
 //!    as the only account, and the summary says so.
 //! 3. shed checkouts are answered fast: p99 of the client-measured time of `429`/`503`
 //!    answers to checkout requests (not status polls) <= the bound (needs the client history);
+//!    an answer that waited through a process `pause` or `crash` window measures the fault,
+//!    not the shedding, and is left out (counted in the summary);
 //! 4. no congestion collapse: a load phase offered at least the best phase's load keeps at
 //!    least `goodput_fraction` of its goodput, unless a fault window overlaps it (needs the
 //!    client history).
@@ -484,8 +486,25 @@ async fn shed_latency(
     // p99 to 0.1 ms in bounded memory: 100 µs buckets up to 10 s, plus an overflow bucket.
     let mut buckets = vec![0u64; 100_001];
     let mut n = 0u64;
+    // A process frozen or killed while a request waited cannot answer fast, however well it
+    // sheds: such answers measure the fault, not admission control.
+    let frozen: Vec<(i64, i64)> = ctx
+        .faults
+        .iter()
+        .filter(|w| matches!(w.kind.as_str(), "pause" | "crash"))
+        .map(|w| (w.start_us, w.end_us.unwrap_or(ctx.end_at_us)))
+        .collect();
+    let mut during_faults = 0u64;
     while let Some(row) = rows.try_next().await? {
         let took: i64 = row.try_get("took")?;
+        let sent: i64 = row.try_get("sent_at_us")?;
+        if frozen
+            .iter()
+            .any(|(start, end)| sent <= *end && sent + took >= *start)
+        {
+            during_faults += 1;
+            continue;
+        }
         let slot = usize::try_from(took.max(0) / 100)
             .unwrap_or(usize::MAX)
             .min(buckets.len() - 1);
@@ -493,6 +512,11 @@ async fn shed_latency(
         n += 1;
     }
     drop(rows);
+    if during_faults > 0 {
+        notes.push(format!(
+            "{during_faults} shed answers waited through a process pause or crash and are not judged for speed"
+        ));
+    }
     if n == 0 {
         notes.push("no shed requests".into());
         return Ok(());
