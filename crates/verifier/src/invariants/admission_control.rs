@@ -18,8 +18,9 @@
 //!    as the only account, and the summary says so.
 //! 3. shed checkouts are answered fast: p99 of the client-measured time of `429`/`503`
 //!    answers to checkout requests (not status polls) <= the bound (needs the client history);
-//!    an answer that waited through a process `pause` or `crash` window measures the fault,
-//!    not the shedding, and is left out (counted in the summary);
+//!    an answer that waited through a process `pause` or `crash` window (or the second
+//!    after it, while the backlog is worked off) measures the fault, not the shedding, and is
+//!    left out (counted in the summary);
 //! 4. no congestion collapse: a load phase offered at least the best phase's load keeps at
 //!    least `goodput_fraction` of its goodput, unless a fault window overlaps it (needs the
 //!    client history).
@@ -487,12 +488,18 @@ async fn shed_latency(
     let mut buckets = vec![0u64; 100_001];
     let mut n = 0u64;
     // A process frozen or killed while a request waited cannot answer fast, however well it
-    // sheds: such answers measure the fault, not admission control.
+    // sheds: such answers measure the fault, not admission control. So do those sent in the
+    // grace after it, while the process works off what the fault left queued (or starts).
     let frozen: Vec<(i64, i64)> = ctx
         .faults
         .iter()
         .filter(|w| matches!(w.kind.as_str(), "pause" | "crash"))
-        .map(|w| (w.start_us, w.end_us.unwrap_or(ctx.end_at_us)))
+        .map(|w| {
+            (
+                w.start_us,
+                w.end_us.unwrap_or(ctx.end_at_us) + TRANSIT_GRACE_US,
+            )
+        })
         .collect();
     let mut during_faults = 0u64;
     while let Some(row) = rows.try_next().await? {
@@ -514,7 +521,7 @@ async fn shed_latency(
     drop(rows);
     if during_faults > 0 {
         notes.push(format!(
-            "{during_faults} shed answers waited through a process pause or crash and are not judged for speed"
+            "{during_faults} shed answers waited through a process pause or crash (or the second after it) and are not judged for speed"
         ));
     }
     if n == 0 {
