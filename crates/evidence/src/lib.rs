@@ -17,6 +17,7 @@
 //! - [`time`]: the records' time axis (`*_at_us`) and RFC 3339.
 //! - [`duration`]: the one duration grammar of profiles and flags.
 //! - [`seed`]: the one seeded random number generator.
+//! - [`trace`]: correlation ids: the W3C `traceparent` and the request id every record carries.
 
 pub mod duration;
 pub mod history;
@@ -30,6 +31,7 @@ pub mod run_params;
 pub mod seed;
 pub mod store;
 pub mod time;
+pub mod trace;
 
 pub use history::HistorySource;
 pub use ids::{RegionId, owner_of};

@@ -35,6 +35,11 @@ pub fn json_row(columns: &str) -> String {
     format!("json_array({})", columns.join(", "))
 }
 
+/// The JSON array of the page's row arrays `o.j`, in the order the subquery feeds them:
+/// `group_concat` of the rows' texts, cheaper than `json_group_array` (which treats each
+/// element as a JSON value to embed). NULL for an empty page. The merge checks the order.
+const PAGE_ARRAY: &str = "'[' || group_concat(o.j, ',') || ']'";
+
 /// A table's rows sorted by order id (then `then`), for PostgreSQL's `COPY (...) TO STDOUT`.
 pub fn sorted(db: &Db, columns: &str, table: &str, then: &str) -> String {
     let order = if then.is_empty() {
@@ -61,27 +66,19 @@ pub struct PageSql {
 /// the row count. Plain keyset paging on the `order_id` index: no sort, no scan of what was
 /// already read.
 pub fn pages(columns: &str, table: &str, then: &str, rows: usize) -> PageSql {
-    let item = json_row(columns);
     let order = if then.is_empty() {
         String::new()
     } else {
         format!(", {then}")
     };
-    // Only the columns the item uses: copying whole rows (order bodies, event payloads)
-    // into the subquery costs more than reading them.
-    let mut selected: Vec<&str> = columns
-        .split(',')
-        .map(str::trim)
-        .chain(std::iter::once("order_id"))
-        .chain(then.split(',').map(str::trim).filter(|c| !c.is_empty()))
-        .collect();
-    selected.sort_unstable();
-    selected.dedup();
-    let selected = selected.join(", ");
+    // Each row becomes its JSON text inside the subquery: only that text and the key are
+    // copied out of it (copying the columns out and building the text outside costs a
+    // quarter more on a million-order store).
     let sql = |op: &str, limit: &str| {
         format!(
-            "SELECT json_group_array({item}), min(o.order_id), max(o.order_id), count(*) FROM \
-             (SELECT {selected} FROM {table} WHERE order_id {op} $1 ORDER BY order_id{order}{limit}) o"
+            "SELECT {PAGE_ARRAY}, min(o.order_id), max(o.order_id), count(*) FROM \
+             (SELECT json_array({columns}) AS j, order_id FROM {table} WHERE order_id {op} $1 \
+             ORDER BY order_id{order}{limit}) o"
         )
     };
     let limit = format!(" LIMIT {rows}");
@@ -102,9 +99,8 @@ pub fn attempts_sorted(columns: &str) -> String {
 /// took.
 pub fn attempt_pages(columns: &str, rows: usize) -> String {
     format!(
-        "SELECT json_group_array({}) FROM (SELECT * FROM payment_attempts WHERE started_at_us >= $1 \
-         AND (started_at_us > $1 OR id > $2) ORDER BY started_at_us, id LIMIT {rows}) o",
-        json_row(columns)
+        "SELECT {PAGE_ARRAY} FROM (SELECT json_array({columns}) AS j FROM payment_attempts \
+         WHERE started_at_us >= $1 AND (started_at_us > $1 OR id > $2) ORDER BY started_at_us, id LIMIT {rows}) o"
     )
 }
 
@@ -152,9 +148,9 @@ pub fn provider_calls_sorted(columns: &str, caller: &str) -> String {
 /// array (SQLite); the range is on the (caller, received_at_us) index.
 pub fn provider_call_pages(columns: &str, caller: &str, rows: usize) -> String {
     format!(
-        "SELECT json_group_array({}) FROM ({PROVIDER_CALLS} WHERE r.caller = {} \
+        "SELECT {PAGE_ARRAY} FROM (SELECT {} AS j FROM ({PROVIDER_CALLS} WHERE r.caller = {} \
          AND r.received_at_us >= $1 AND (r.received_at_us > $1 OR r.id > $2) \
-         ORDER BY r.received_at_us, r.id LIMIT {rows}) o",
+         ORDER BY r.received_at_us, r.id LIMIT {rows}) o) o",
         json_row(columns),
         literal(caller)
     )

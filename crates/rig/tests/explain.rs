@@ -39,7 +39,9 @@ fn repaired_orders(out: &Path) -> Vec<String> {
 /// `rig explain` prints a timeline naming the spike, the charge that got no answer in
 /// time, the repair worker's lookup and the final confirmation, on one clock, with a
 /// summary; `--arrival` selects the same order, `--json` gives the same lines, and an
-/// order no record names is exit 2 with examples of the ids there are.
+/// order no record names is exit 2 with examples of the ids there are. The customer's W3C
+/// trace id is on its requests, the region's transitions and the provider's requests (the
+/// checkout's under the customer request's id), and `--trace` selects the order by it.
 #[test]
 fn explain_tells_a_repaired_order_story() {
     let dir = TempDir::new("explain");
@@ -58,6 +60,30 @@ fn explain_tells_a_repaired_order_story() {
         "{}{}",
         text(&output.stdout),
         text(&output.stderr)
+    );
+    // The report's orders section: how long customers were told pending, and the slowest
+    // and the longest-pending orders, each linked to its timeline.
+    let summary: Value =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    let orders = &summary["orders"];
+    assert!(
+        orders["pending_customers"].as_u64().unwrap() > 0,
+        "{orders}"
+    );
+    let longest = &orders["longest_pending"][0];
+    assert!(
+        longest["seconds"].as_f64().unwrap() >= orders["pending_p50_seconds"].as_f64().unwrap(),
+        "{orders}"
+    );
+    assert_eq!(
+        longest["timeline"]["order_id"], longest["order_id"],
+        "{orders}"
+    );
+    assert_eq!(orders["slowest"].as_array().unwrap().len(), 10, "{orders}");
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains("<h2>Orders</h2>"));
+    assert!(
+        html.contains("href=\"#longest_pending-0\"") && html.contains("id=\"longest_pending-0\"")
     );
     let repaired = repaired_orders(&out);
     let order = repaired
@@ -91,7 +117,7 @@ fn explain_tells_a_repaired_order_story() {
     // Every line carries the seconds since the load started, in order.
     let seconds: Vec<f64> = story
         .lines()
-        .skip(1)
+        .skip_while(|l| l.starts_with("order ") || l.starts_with("trace "))
         .take_while(|l| !l.is_empty())
         .map(|l| {
             l.split_whitespace()
@@ -130,6 +156,84 @@ fn explain_tells_a_repaired_order_story() {
             .unwrap()
             .contains("confirmed by region")
     );
+    // One trace across every hop.
+    let trace = value["trace_id"].as_str().unwrap_or_default().to_string();
+    assert!(
+        trace.len() == 32 && trace.bytes().all(|b| b.is_ascii_hexdigit()),
+        "a W3C trace id: {value}"
+    );
+    assert!(story.contains(&format!("trace {trace}")), "{story}");
+    let lines = value["lines"].as_array().unwrap();
+    let of =
+        |record: &str| -> Vec<&Value> { lines.iter().filter(|l| l["record"] == record).collect() };
+    for record in ["history_requests", "order_transitions", "provider_requests"] {
+        let found = of(record);
+        assert!(!found.is_empty(), "{record} lines: {value}");
+        for line in found {
+            assert_eq!(line["trace_id"], trace.as_str(), "{record}: {line}");
+            assert!(line["request_id"].is_string(), "{record}: {line}");
+        }
+    }
+    // The first checkout's request id is on what the owner and the provider wrote for it.
+    let first_request = of("history_requests")[0]["request_id"].clone();
+    for record in ["order_transitions", "provider_requests", "payment_attempts"] {
+        assert!(
+            of(record).iter().any(|l| l["request_id"] == first_request),
+            "{record} carries the customer's request id {first_request}: {value}"
+        );
+    }
+    // The repair worker's work is on the same trace under a request id of its own.
+    let repair = lines
+        .iter()
+        .find(|l| {
+            l["record"] == "order_transitions"
+                && l["actor"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("repair worker")
+        })
+        .unwrap_or_else(|| panic!("a repair transition: {value}"));
+    assert_ne!(repair["request_id"], first_request, "{repair}");
+    assert!(
+        value["summary"].as_str().unwrap().contains("carried by"),
+        "{value}"
+    );
+    // The same order by its trace id, and by a whole traceparent as a log shows it.
+    for selector in [trace.clone(), format!("00-{trace}-00f067aa0ba902b7-01")] {
+        let by_trace = rig_within(
+            &[
+                "explain",
+                "--trace",
+                &selector,
+                out.to_str().unwrap(),
+                "--json",
+            ],
+            Duration::from_secs(30),
+        );
+        assert_eq!(
+            by_trace.status.code(),
+            Some(0),
+            "{}",
+            text(&by_trace.stderr)
+        );
+        let found: Value = serde_json::from_slice(&by_trace.stdout).unwrap();
+        assert_eq!(found["order_id"], order.as_str());
+    }
+    for (bad, said) in [
+        ("4BF92F35", "a trace id is 32 lowercase hex digits"),
+        (
+            "0123456789abcdef0123456789abcdef",
+            "no record carries trace",
+        ),
+    ] {
+        let refused = rig_within(
+            &["explain", "--trace", bad, out.to_str().unwrap()],
+            Duration::from_secs(30),
+        );
+        let err = text(&refused.stderr);
+        assert_eq!(refused.status.code(), Some(2), "{err}");
+        assert!(err.contains(said), "{said:?} in {err}");
+    }
     // An order no record names: exit 2, with ids that do exist.
     let missing = rig_within(
         &["explain", "no-such-order", out.to_str().unwrap()],

@@ -11,6 +11,7 @@
 //! - [`sink`]: the rig's event sink (the consumer the outbox relay delivers to).
 //! - [`system`]: starts a whole system (provider + regions) on bound listeners.
 //! - [`clock`]: identifiers for the records the system creates.
+//! - [`trace`]: the trace context of the work in progress (W3C `traceparent`, request ids).
 //! - [`metrics`]: Prometheus registries and helpers.
 //! - [`testkit`]: stores for tests (SQLite in a temporary directory, PostgreSQL in a fresh
 //!   namespace from `TEST_DATABASE_URL`).
@@ -24,6 +25,7 @@ pub mod region;
 pub mod sink;
 pub mod system;
 pub mod testkit;
+pub mod trace;
 
 pub use config::TargetConfig;
 pub use defects::Defect;

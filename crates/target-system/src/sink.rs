@@ -70,6 +70,8 @@ struct Line<'a> {
     received_at_us: i64,
     status: u16,
     outcome: &'static str,
+    /// The ids the relay sent (`traceparent`, `x-request-id`), if it sent a valid trace.
+    stamp: Option<&'a evidence::trace::Stamp>,
 }
 
 impl Sink {
@@ -237,12 +239,18 @@ impl Sink {
 
     async fn deliver(&self, req: Request<Incoming>, caller: Option<&str>) -> Reply {
         let received_at_us = now_us();
+        let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+        let stamp = evidence::trace::Stamp::from_headers(
+            header(evidence::trace::TRACEPARENT),
+            header(evidence::trace::REQUEST_ID),
+        );
         let line = |posted, status, outcome| Line {
             posted,
             caller,
             received_at_us,
             status,
             outcome,
+            stamp: stamp.as_ref(),
         };
         let faults = self.faults();
         if let Some(ms) = faults.latency_ms.filter(|ms| *ms > 0) {
@@ -317,7 +325,8 @@ impl Sink {
 
     async fn record(&self, line: &mut Line<'_>) -> Result<(), sqlx::Error> {
         const INSERT: &str = "INSERT INTO sink_deliveries (event_id, order_id, event_type, version, \
-             caller, received_at_us, http_status, outcome) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+             caller, received_at_us, http_status, outcome, trace_id, request_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
         let db = &self.inner.db;
         let _one_at_a_time = self.inner.recording.lock().await;
         let mut tx = db.pool.begin().await?;
@@ -344,6 +353,8 @@ impl Sink {
             .bind(line.received_at_us)
             .bind(i64::from(line.status))
             .bind(line.outcome)
+            .bind(line.stamp.map(|s| s.trace_id.as_str()))
+            .bind(line.stamp.map(|s| s.request_id.as_str()))
             .execute(&mut *tx)
             .await?;
         tx.commit().await

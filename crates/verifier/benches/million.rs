@@ -2,7 +2,9 @@
 //! the same tables in the same run for the ratio. Not a test: it prints the figures.
 //!
 //! cargo bench -p verifier --bench million -- --store sqlite://DIR|postgres://... [--orders N]
-//!     [--namespace NAME] [--existing] [--no-history]
+//!     [--namespace NAME] [--existing] [--no-history] [--no-scan]
+//!
+//! `--no-scan` leaves the plain scan out (to profile the verifier alone).
 //!
 //! `--existing` verifies stores an earlier run generated: a SQLite directory, or on
 //! PostgreSQL the schemas of the `--namespace` that run was given.
@@ -25,11 +27,12 @@ use evidence::store::Dialect;
 use evidence::{Db, RegionId, StoreName, StoreUrl};
 use futures_util::TryStreamExt;
 
-fn args() -> (String, i64, bool, String, bool) {
+fn args() -> (String, i64, bool, String, bool, bool) {
     let mut store = String::new();
     let mut orders = 1_000_000;
     let mut existing = false;
     let mut with_history = true;
+    let mut scan = true;
     let mut namespace = format!("vbench_{}", std::process::id());
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -38,6 +41,7 @@ fn args() -> (String, i64, bool, String, bool) {
             "--orders" => orders = it.next().and_then(|v| v.parse().ok()).expect("--orders N"),
             "--existing" => existing = true,
             "--no-history" => with_history = false,
+            "--no-scan" => scan = false,
             // PostgreSQL schemas are named NAME_region_a, ...
             "--namespace" => namespace = it.next().expect("--namespace NAME"),
             "--bench" => {}
@@ -48,7 +52,7 @@ fn args() -> (String, i64, bool, String, bool) {
         !store.is_empty(),
         "give --store sqlite://DIR or postgres://..."
     );
-    (store, orders, existing, namespace, with_history)
+    (store, orders, existing, namespace, with_history, scan)
 }
 
 /// Where the synthetic run's client history is: `history.db` beside the SQLite stores, or
@@ -291,7 +295,7 @@ fn peak_rss_mb() -> f64 {
 
 #[tokio::main]
 async fn main() {
-    let (store, orders, existing, namespace, with_history) = args();
+    let (store, orders, existing, namespace, with_history, scan) = args();
     let store = StoreUrl::parse(&store)
         .expect("store URL")
         .with_namespace(&namespace);
@@ -308,7 +312,11 @@ async fn main() {
         );
     }
     let scan_started = Instant::now();
-    let rows = plain_scan(&store, history.as_ref()).await;
+    let rows = if scan {
+        plain_scan(&store, history.as_ref()).await
+    } else {
+        0
+    };
     let scan = scan_started.elapsed().as_secs_f64();
     let verify_started = Instant::now();
     let sources = verifier::Sources {

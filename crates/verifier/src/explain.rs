@@ -32,6 +32,20 @@ pub struct Line {
     pub what: String,
     /// The record it comes from (`history_requests`, `order_transitions`, ...).
     pub record: String,
+    /// The W3C trace id the record carries, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
+    /// The request id the record carries (the customer's request it was written for).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+impl Line {
+    fn ids(mut self, (trace_id, request_id): (Option<String>, Option<String>)) -> Self {
+        self.trace_id = trace_id;
+        self.request_id = request_id;
+        self
+    }
 }
 
 /// An order's timeline and its summary.
@@ -40,6 +54,9 @@ pub struct Explanation {
     pub order_id: String,
     pub arrival_id: Option<i64>,
     pub customer_id: Option<String>,
+    /// The customer's trace id (from the client history, else the owner's order row).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
     /// The load's start (wall-clock µs), which `since_start_seconds` counts from.
     pub load_start_us: Option<i64>,
     pub lines: Vec<Line>,
@@ -120,6 +137,8 @@ impl Clock {
             actor: actor.into(),
             what,
             record: record.to_string(),
+            trace_id: None,
+            request_id: None,
         }
     }
 
@@ -147,6 +166,54 @@ fn opt_text(row: &AnyRow, column: &str) -> Result<Option<String>, sqlx::Error> {
     row.try_get::<Option<String>, _>(column)
 }
 
+/// The correlation ids of a row (`SELECT *`): none where the record predates them.
+fn ids(row: &AnyRow) -> (Option<String>, Option<String>) {
+    let get = |column: &str| row.try_get::<Option<String>, _>(column).ok().flatten();
+    (get("trace_id"), get("request_id"))
+}
+
+/// Whether `table` of `db` has a `trace_id` column.
+async fn traced(db: &evidence::Db, table: &str) -> Result<bool, VerifyError> {
+    crate::sources::has_column(db, &format!("SELECT trace_id FROM {table} LIMIT 0")).await
+}
+
+/// The order id of the trace `text` (a 32-hex trace id or a whole `traceparent`): from the
+/// client history, else a region's orders, else the sink's deliveries.
+pub async fn order_of_trace(stores: &Stores, text: &str) -> Result<String, ExplainError> {
+    let trace = evidence::trace::trace_id_of(text)
+        .map_err(|err| ExplainError::NotFound(format!("--trace {text:?}: {err}")))?
+        .to_string();
+    let mut places: Vec<(&evidence::Db, &str)> = Vec::new();
+    if let Some(history) = &stores.history {
+        places.push((history, "history_arrivals"));
+    }
+    places.extend(stores.regions.iter().map(|(_, db)| (db, "orders")));
+    if let Some(sink) = &stores.sink {
+        places.push((sink, "sink_deliveries"));
+    }
+    let mut searched = false;
+    for (db, table) in places {
+        if !traced(db, table).await? {
+            continue;
+        }
+        searched = true;
+        let found: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT order_id FROM {table} WHERE trace_id = $1 AND order_id IS NOT NULL LIMIT 1"
+        )))
+        .bind(&trace)
+        .fetch_optional(&db.pool)
+        .await?;
+        if let Some(order_id) = found {
+            return Ok(order_id);
+        }
+    }
+    Err(ExplainError::NotFound(if searched {
+        format!("no record carries trace {trace}")
+    } else {
+        "these records carry no trace ids (written by a version without them)".to_string()
+    }))
+}
+
 fn status_of(status: Option<i64>) -> String {
     status.map_or_else(|| "no answer".to_string(), |s| s.to_string())
 }
@@ -170,6 +237,24 @@ struct Facts {
     shifted_clock: bool,
 }
 
+/// Which records carry the order's trace id, and which do not.
+#[derive(Default)]
+struct Carried {
+    with: std::collections::BTreeSet<String>,
+    without: std::collections::BTreeSet<String>,
+}
+
+impl Carried {
+    fn note(&mut self, trace: Option<&str>, line: &Line) {
+        let Some(trace) = trace else { return };
+        if line.trace_id.as_deref() == Some(trace) {
+            self.with.insert(line.record.clone());
+        } else if line.trace_id.is_none() {
+            self.without.insert(line.record.clone());
+        }
+    }
+}
+
 /// Reads every record of `order_id` and puts them on one timeline. `faults` are the chaos
 /// journal's windows; `load_start_us` the load's start, if known.
 pub async fn explain(
@@ -183,17 +268,19 @@ pub async fn explain(
     let mut facts = Facts::default();
     let mut arrival_id = None;
     let mut customer_id = None;
+    let mut trace_id: Option<String> = None;
     if let Some(history) = &stores.history {
-        let arrivals = sqlx::query(
-            "SELECT arrival_id, customer_id, entry_region, phase, intended_at_us, sent_at_us, \
-             finished_at_us, outcome, detail FROM history_arrivals WHERE order_id = $1 ORDER BY arrival_id",
-        )
-        .bind(order_id)
-        .fetch_all(&history.pool)
-        .await?;
+        let arrivals =
+            sqlx::query("SELECT * FROM history_arrivals WHERE order_id = $1 ORDER BY arrival_id")
+                .bind(order_id)
+                .fetch_all(&history.pool)
+                .await?;
         for row in &arrivals {
             let id = int(row, "arrival_id")?;
             arrival_id.get_or_insert(id);
+            if trace_id.is_none() {
+                trace_id = ids(row).0;
+            }
             customer_id.get_or_insert(text(row, "customer_id")?);
             let intended = int(row, "intended_at_us")?;
             let entry = text(row, "entry_region")?;
@@ -225,8 +312,7 @@ pub async fn explain(
         }
         if stores.requests {
             let requests = sqlx::query(
-                "SELECT arrival_id, seq, kind, region, sent_at_us, finished_at_us, http_status, \
-                 answer, retry_after_ms FROM history_requests WHERE order_id = $1 ORDER BY arrival_id, seq",
+                "SELECT * FROM history_requests WHERE order_id = $1 ORDER BY arrival_id, seq",
             )
             .bind(order_id)
             .fetch_all(&history.pool)
@@ -254,7 +340,7 @@ pub async fn explain(
                         (finished - sent) as f64 / 1e3
                     ),
                     "history_requests",
-                ));
+                ).ids((trace_id.clone(), ids(row).1)));
                 match answer.as_str() {
                     "pending" => {
                         facts.first_pending.get_or_insert(finished);
@@ -278,16 +364,20 @@ pub async fn explain(
         } else {
             ""
         };
-        let rows = sqlx::query(
-            "SELECT seq, from_state, to_state, at_us, reason, actor, region FROM order_transitions \
-             WHERE order_id = $1 ORDER BY seq",
-        )
-        .bind(order_id)
-        .fetch_all(&db.pool)
-        .await?;
+        let rows = sqlx::query("SELECT * FROM order_transitions WHERE order_id = $1 ORDER BY seq")
+            .bind(order_id)
+            .fetch_all(&db.pool)
+            .await?;
         if !rows.is_empty() {
             facts.owner.get_or_insert(region.to_string());
             facts.shifted_clock |= shifted;
+            if trace_id.is_none() {
+                let order = sqlx::query("SELECT * FROM orders WHERE order_id = $1")
+                    .bind(order_id)
+                    .fetch_optional(&db.pool)
+                    .await?;
+                trace_id = order.as_ref().and_then(|row| ids(row).0);
+            }
         }
         for row in &rows {
             let actor = text(row, "actor")?;
@@ -305,16 +395,19 @@ pub async fn explain(
             if matches!(to.as_str(), "order_confirmed" | "failed_safely") {
                 facts.final_state = Some((to.clone(), who.clone(), at));
             }
-            lines.push(clock.line(
-                at,
-                who,
-                format!("{from} -> {to}{reason}{clock_note}"),
-                "order_transitions",
-            ));
+            lines.push(
+                clock
+                    .line(
+                        at,
+                        who,
+                        format!("{from} -> {to}{reason}{clock_note}"),
+                        "order_transitions",
+                    )
+                    .ids(ids(row)),
+            );
         }
         let attempts = sqlx::query(
-            "SELECT op, attempt_no, is_retry, started_at_us, finished_at_us, outcome, http_status, \
-             detail FROM payment_attempts WHERE order_id = $1 ORDER BY started_at_us, id",
+            "SELECT * FROM payment_attempts WHERE order_id = $1 ORDER BY started_at_us, id",
         )
         .bind(order_id)
         .fetch_all(&db.pool)
@@ -352,20 +445,21 @@ pub async fn explain(
                     took as f64 / 1e3
                 ),
             };
-            lines.push(clock.line(
-                started,
-                format!("region {region} payments"),
-                format!("{what}{clock_note}"),
-                "payment_attempts",
-            ));
+            lines.push(
+                clock
+                    .line(
+                        started,
+                        format!("region {region} payments"),
+                        format!("{what}{clock_note}"),
+                        "payment_attempts",
+                    )
+                    .ids(ids(row)),
+            );
         }
-        let forwards = sqlx::query(
-            "SELECT owner_region, state, attempts, created_at_us, delivered_at_us, answer_status \
-             FROM forward_outbox WHERE order_id = $1",
-        )
-        .bind(order_id)
-        .fetch_all(&db.pool)
-        .await?;
+        let forwards = sqlx::query("SELECT * FROM forward_outbox WHERE order_id = $1")
+            .bind(order_id)
+            .fetch_all(&db.pool)
+            .await?;
         for row in &forwards {
             let owner = text(row, "owner_region")?;
             facts.held_by_gateway = Some(region.to_string());
@@ -376,7 +470,7 @@ pub async fn explain(
                     "owner region {owner} unreachable: intent held in the forward outbox{clock_note}"
                 ),
                 "forward_outbox",
-            ));
+            ).ids(ids(row)));
             if let Some(delivered) = opt_int(row, "delivered_at_us")? {
                 lines.push(clock.line(
                     delivered,
@@ -387,7 +481,7 @@ pub async fn explain(
                         status_of(opt_int(row, "answer_status")?)
                     ),
                     "forward_outbox",
-                ));
+                ).ids(ids(row)));
             } else {
                 lines.push(clock.line(
                     int(row, "created_at_us")?,
@@ -402,59 +496,67 @@ pub async fn explain(
             }
         }
         // Manual repairs (stores from before the audit trail have no such table).
-        let decisions = sqlx::query(
-            "SELECT operator, decision, note, outcome, provider_ref, detail, at_us \
-             FROM operator_decisions WHERE order_id = $1 ORDER BY id",
-        )
-        .bind(order_id)
-        .fetch_all(&db.pool)
-        .await
-        .unwrap_or_default();
+        let decisions =
+            sqlx::query("SELECT * FROM operator_decisions WHERE order_id = $1 ORDER BY id")
+                .bind(order_id)
+                .fetch_all(&db.pool)
+                .await
+                .unwrap_or_default();
         for row in &decisions {
             let extra = [opt_text(row, "provider_ref")?, opt_text(row, "detail")?]
                 .into_iter()
                 .flatten()
                 .collect::<Vec<_>>()
                 .join("; ");
-            lines.push(clock.line(
-                int(row, "at_us")?,
-                format!("operator {}", text(row, "operator")?),
-                format!(
-                    "{} {} at region {region}: {}{}{clock_note}",
-                    text(row, "decision")?,
-                    text(row, "outcome")?,
-                    text(row, "note")?,
-                    if extra.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" [{extra}]")
-                    }
-                ),
-                "operator_decisions",
-            ));
+            lines.push(
+                clock
+                    .line(
+                        int(row, "at_us")?,
+                        format!("operator {}", text(row, "operator")?),
+                        format!(
+                            "{} {} at region {region}: {}{}{clock_note}",
+                            text(row, "decision")?,
+                            text(row, "outcome")?,
+                            text(row, "note")?,
+                            if extra.is_empty() {
+                                String::new()
+                            } else {
+                                format!(" [{extra}]")
+                            }
+                        ),
+                        "operator_decisions",
+                    )
+                    .ids(ids(row)),
+            );
         }
-        let events = sqlx::query(
-            "SELECT event_id, event_type, created_at_us, published_at_us FROM outbox WHERE order_id = $1 ORDER BY id",
-        )
-        .bind(order_id)
-        .fetch_all(&db.pool)
-        .await?;
+        let events = sqlx::query("SELECT * FROM outbox WHERE order_id = $1 ORDER BY id")
+            .bind(order_id)
+            .fetch_all(&db.pool)
+            .await?;
         for row in &events {
             let event = text(row, "event_id")?;
             let kind = text(row, "event_type")?;
-            lines.push(clock.line(
-                int(row, "created_at_us")?,
-                format!("region {region} outbox"),
-                format!("event {event} ({kind}) written{clock_note}"),
-                "outbox",
-            ));
+            lines.push(
+                clock
+                    .line(
+                        int(row, "created_at_us")?,
+                        format!("region {region} outbox"),
+                        format!("event {event} ({kind}) written{clock_note}"),
+                        "outbox",
+                    )
+                    .ids(ids(row)),
+            );
             if let Some(published) = opt_int(row, "published_at_us")? {
-                lines.push(clock.line(
-                    published,
-                    format!("region {region} outbox relay"),
-                    format!("event {event} published{clock_note}"),
-                    "outbox",
-                ));
+                lines.push(
+                    clock
+                        .line(
+                            published,
+                            format!("region {region} outbox relay"),
+                            format!("event {event} published{clock_note}"),
+                            "outbox",
+                        )
+                        .ids(ids(row)),
+                );
             }
         }
     }
@@ -463,22 +565,29 @@ pub async fn explain(
         format!("pay:{order_id}:"),
         format!("pay:{order_id};"),
     );
-    let requests = sqlx::query(
-        "SELECT op, idempotency_key, received_at_us, finished_at_us, http_status, outcome, caller, \
-         abandoned_at_us FROM provider_requests \
-         WHERE idempotency_key = $1 OR (idempotency_key > $2 AND idempotency_key < $3) \
-         ORDER BY received_at_us, id",
-    )
+    // By the order's keys, and by its trace: a caller whose keys do not follow the rig's
+    // scheme (a system the rig did not build) is found by the trace it passed on.
+    let by_trace = match &trace_id {
+        Some(_) if traced(&stores.provider, "provider_requests").await? => " OR trace_id = $4",
+        _ => "",
+    };
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT * FROM provider_requests \
+         WHERE idempotency_key = $1 OR (idempotency_key > $2 AND idempotency_key < $3){by_trace} \
+         ORDER BY received_at_us, id"
+    )))
     .bind(&keys.0)
     .bind(&keys.1)
-    .bind(&keys.2)
-    .fetch_all(&stores.provider.pool)
-    .await?;
+    .bind(&keys.2);
+    if !by_trace.is_empty() {
+        query = query.bind(trace_id.clone().unwrap_or_default());
+    }
+    let requests = query.fetch_all(&stores.provider.pool).await?;
     for row in &requests {
         let caller = opt_text(row, "caller")?
             .map(|c| format!("from region {c}"))
             .unwrap_or_else(|| "from an unattributed caller".into());
-        let key = text(row, "idempotency_key")?;
+        let key = opt_text(row, "idempotency_key")?.unwrap_or_else(|| "(no key)".into());
         let received = int(row, "received_at_us")?;
         let took = int(row, "finished_at_us")? - received;
         let gone = match opt_int(row, "abandoned_at_us")? {
@@ -488,18 +597,22 @@ pub async fn explain(
             ),
             None => String::new(),
         };
-        lines.push(clock.line(
-            received,
-            "provider",
-            format!(
-                "{} {key} {caller} -> {} {} after {:.0} ms{gone}",
-                text(row, "op")?,
-                status_of(opt_int(row, "http_status")?),
-                text(row, "outcome")?,
-                took as f64 / 1e3
-            ),
-            "provider_requests",
-        ));
+        lines.push(
+            clock
+                .line(
+                    received,
+                    "provider",
+                    format!(
+                        "{} {key} {caller} -> {} {} after {:.0} ms{gone}",
+                        text(row, "op")?,
+                        status_of(opt_int(row, "http_status")?),
+                        text(row, "outcome")?,
+                        took as f64 / 1e3
+                    ),
+                    "provider_requests",
+                )
+                .ids(ids(row)),
+        );
     }
     let charges = sqlx::query(
         "SELECT charge_id, idempotency_key, amount_cents, currency, status, refunded_cents, \
@@ -531,30 +644,39 @@ pub async fn explain(
         ));
     }
     if let Some(sink) = &stores.sink {
-        let deliveries = sqlx::query(
-            "SELECT event_id, event_type, caller, received_at_us, http_status, outcome \
-             FROM sink_deliveries WHERE order_id = $1 ORDER BY received_at_us, id",
-        )
-        .bind(order_id)
-        .fetch_all(&sink.pool)
-        .await?;
+        let by_trace = match &trace_id {
+            Some(_) if traced(sink, "sink_deliveries").await? => " OR trace_id = $2",
+            _ => "",
+        };
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT * FROM sink_deliveries WHERE order_id = $1{by_trace} ORDER BY received_at_us, id"
+        )))
+        .bind(order_id);
+        if !by_trace.is_empty() {
+            query = query.bind(trace_id.clone().unwrap_or_default());
+        }
+        let deliveries = query.fetch_all(&sink.pool).await?;
         for row in &deliveries {
             let kind = opt_text(row, "event_type")?.unwrap_or_default();
             let outcome = text(row, "outcome")?;
             if kind == "order_confirmed" && outcome != "duplicate" {
                 facts.sink_confirmations += 1;
             }
-            lines.push(clock.line(
-                int(row, "received_at_us")?,
-                "sink",
-                format!(
-                    "received event {} ({kind}) from region {} -> {} {outcome}",
-                    opt_text(row, "event_id")?.unwrap_or_default(),
-                    opt_text(row, "caller")?.unwrap_or_else(|| "?".into()),
-                    int(row, "http_status")?
-                ),
-                "sink_deliveries",
-            ));
+            lines.push(
+                clock
+                    .line(
+                        int(row, "received_at_us")?,
+                        "sink",
+                        format!(
+                            "received event {} ({kind}) from region {} -> {} {outcome}",
+                            opt_text(row, "event_id")?.unwrap_or_default(),
+                            opt_text(row, "caller")?.unwrap_or_else(|| "?".into()),
+                            int(row, "http_status")?
+                        ),
+                        "sink_deliveries",
+                    )
+                    .ids(ids(row)),
+            );
         }
     }
     if lines.is_empty() {
@@ -595,11 +717,37 @@ pub async fn explain(
         }
     }
     lines.sort_by_key(|l| l.at_us);
-    let summary = summarize(&facts, &clock, &lived_through);
+    let mut carried = Carried::default();
+    for line in lines.iter().filter(|l| {
+        l.record != "chaos journal"
+            && l.record != "provider_charges"
+            && l.record != "history_arrivals"
+    }) {
+        carried.note(trace_id.as_deref(), line);
+    }
+    let mut summary = summarize(&facts, &clock, &lived_through);
+    if let Some(trace) = &trace_id {
+        summary.push_str(&format!(
+            " Trace {trace}: carried by {}",
+            if carried.with.is_empty() {
+                "no record".to_string()
+            } else {
+                carried.with.iter().cloned().collect::<Vec<_>>().join(", ")
+            }
+        ));
+        if !carried.without.is_empty() {
+            summary.push_str(&format!(
+                "; missing from {} (a hop that did not pass it on, or records from before trace ids)",
+                carried.without.iter().cloned().collect::<Vec<_>>().join(", ")
+            ));
+        }
+        summary.push('.');
+    }
     Ok(Explanation {
         order_id: order_id.to_string(),
         arrival_id,
         customer_id,
+        trace_id,
         load_start_us,
         lines,
         summary,

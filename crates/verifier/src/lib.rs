@@ -16,6 +16,8 @@
 //! - [`invariants`]: one file per invariant.
 //! - [`journal`]: fault windows from the chaos journal.
 //! - [`explain`]: one order's records on one timeline, with a summary.
+//! - [`orders`]: the report's orders section (pending times, the slowest and the
+//!   longest-pending orders with their timelines).
 //! - [`report`]: [`Verdict`], [`Dossier`], [`Report`] (`verdict.json`, schema in
 //!   `schema/verdict.schema.json`).
 
@@ -24,6 +26,7 @@ pub mod invariants;
 pub mod journal;
 pub mod merge;
 pub mod model;
+pub mod orders;
 pub mod report;
 pub mod rows;
 pub mod sources;

@@ -179,17 +179,22 @@ impl<T: Keyed + Send + 'static> Sorted<T> {
         while self.buffer.is_empty() && !self.done {
             match self.rx.recv().await {
                 Some(Ok(chunk)) => {
+                    // Each key against the one before it; only the chunk's last is kept.
+                    let mut before = self.last_key.as_deref();
                     for row in &chunk {
-                        if let Some(last) = &self.last_key
-                            && row.key() < last.as_str()
+                        if let Some(last) = before
+                            && row.key() < last
                         {
                             return Err(VerifyError::OutOfOrder {
                                 stream: self.name,
                                 key: row.key().to_string(),
-                                after: last.clone(),
+                                after: last.to_string(),
                             });
                         }
-                        self.last_key = Some(row.key().to_string());
+                        before = Some(row.key());
+                    }
+                    if let Some(last) = chunk.last() {
+                        self.last_key = Some(last.key().to_string());
                     }
                     self.buffer.extend(chunk);
                 }

@@ -103,19 +103,24 @@ impl<'a> Fields<'a> {
         Self { rest: Some(line) }
     }
 
-    /// The next field as text, `None` for SQL NULL.
-    fn next_raw(&mut self) -> Result<Option<Cow<'a, str>>, String> {
+    /// The next field's bytes as `COPY` wrote them, `None` for SQL NULL.
+    fn next_bytes(&mut self) -> Result<Option<&'a [u8]>, String> {
         let rest = self
             .rest
             .ok_or_else(|| "a row has fewer columns than expected".to_string())?;
-        let (field, after) = match rest.iter().position(|&b| b == b'\t') {
+        let (field, after) = match memchr::memchr(b'\t', rest) {
             Some(at) => (&rest[..at], Some(&rest[at + 1..])),
             None => (rest, None),
         };
         self.rest = after;
-        if field == b"\\N" {
+        Ok((field != b"\\N").then_some(field))
+    }
+
+    /// The next field as text, `None` for SQL NULL.
+    fn next_raw(&mut self) -> Result<Option<Cow<'a, str>>, String> {
+        let Some(field) = self.next_bytes()? else {
             return Ok(None);
-        }
+        };
         const NOT_UTF8: &str = "a field is not UTF-8";
         let text = if field.contains(&b'\\') {
             Cow::Owned(String::from_utf8(unescape(field)).map_err(|_| NOT_UTF8.to_string())?)
@@ -140,13 +145,38 @@ impl Columns for Fields<'_> {
     }
 
     fn opt_int(&mut self) -> Result<Option<i64>, String> {
-        match self.next_raw()? {
-            None => Ok(None),
-            Some(text) => text
-                .parse()
-                .map(Some)
-                .map_err(|_| format!("{text:?} is not an integer")),
+        // Integers straight from the bytes: no UTF-8 check, no escape to undo (digits only).
+        let Some(field) = self.next_bytes()? else {
+            return Ok(None);
+        };
+        parse_i64(field)
+            .map(Some)
+            .ok_or_else(|| format!("{:?} is not an integer", String::from_utf8_lossy(field)))
+    }
+}
+
+/// A decimal `i64` (optional leading `-`), `None` for anything else or an overflow.
+fn parse_i64(bytes: &[u8]) -> Option<i64> {
+    let (negative, digits) = match bytes.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, bytes),
+    };
+    if digits.is_empty() {
+        return None;
+    }
+    let mut value: i64 = 0;
+    for &b in digits {
+        let digit = i64::from(b.wrapping_sub(b'0'));
+        if !(0..=9).contains(&digit) {
+            return None;
         }
+        // Accumulated negatively, so i64::MIN parses too.
+        value = value.checked_mul(10)?.checked_sub(digit)?;
+    }
+    if negative {
+        Some(value)
+    } else {
+        value.checked_neg()
     }
 }
 
@@ -204,7 +234,7 @@ pub fn decode_lines<T: FromColumns>(
     out: &mut Vec<T>,
 ) -> Result<usize, String> {
     let mut used = 0;
-    while let Some(end) = data[used..].iter().position(|&b| b == b'\n') {
+    while let Some(end) = memchr::memchr(b'\n', &data[used..]) {
         let mut fields = Fields::new(&data[used..used + end]);
         let row = T::from_columns(&mut fields, store)?;
         fields.end()?;
@@ -338,6 +368,15 @@ mod tests {
         assert!(lines(b"x\t1\n").is_err(), "too few");
         assert!(lines(b"x\t1\t2\ty\tz\n").is_err(), "too many");
         assert!(lines(b"x\tone\t2\ty\n").is_err(), "not a number");
+        assert!(lines(b"x\t-\t2\ty\n").is_err(), "a sign alone");
+        assert!(
+            lines(b"x\t99999999999999999999\t2\ty\n").is_err(),
+            "overflow"
+        );
+        assert_eq!(parse_i64(b"-9223372036854775808"), Some(i64::MIN));
+        assert_eq!(parse_i64(b"9223372036854775807"), Some(i64::MAX));
+        assert_eq!(parse_i64(b"9223372036854775808"), None);
+        assert_eq!(parse_i64(b"+1"), None);
         assert!(lines(b"x\t1\t2\t\\N\n").is_err(), "NULL text");
     }
 

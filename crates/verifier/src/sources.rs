@@ -155,8 +155,11 @@ impl Stores {
 
 /// Whether the column a probe selects exists: a missing column is `false`, any other error
 /// (a wrong schema, the network) is an error.
-async fn has_column(db: &Db, probe: &'static str) -> Result<bool, VerifyError> {
-    match sqlx::query(probe).fetch_optional(&db.pool).await {
+pub(crate) async fn has_column(db: &Db, probe: &str) -> Result<bool, VerifyError> {
+    match sqlx::query(sqlx::AssertSqlSafe(probe.to_string()))
+        .fetch_optional(&db.pool)
+        .await
+    {
         Ok(_) => Ok(true),
         Err(sqlx::Error::Database(err))
             if err.message().contains("no such column")

@@ -132,7 +132,8 @@ impl Pool {
         })
     }
 
-    /// `method path` with the optional `Idempotency-Key` and JSON body; the whole answer by
+    /// `method path` with the optional `Idempotency-Key` and JSON body, and the request's
+    /// W3C `traceparent`; the whole answer by
     /// `deadline`, connecting first if no idle connection is usable.
     pub async fn send(
         &self,
@@ -140,6 +141,7 @@ impl Pool {
         path: &str,
         key: Option<&str>,
         body: Option<&Bytes>,
+        traceparent: Option<&str>,
         deadline: Instant,
     ) -> Result<Reply, Failure> {
         let build = || -> Result<Request<Full<Bytes>>, Failure> {
@@ -147,6 +149,9 @@ impl Pool {
                 .method(method.clone())
                 .uri(path)
                 .header(HOST, self.host.clone());
+            if let Some(traceparent) = traceparent {
+                request = request.header(evidence::trace::TRACEPARENT, traceparent);
+            }
             if let Some(key) = key {
                 request = request.header("idempotency-key", key);
             }

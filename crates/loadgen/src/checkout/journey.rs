@@ -31,6 +31,7 @@ pub(super) async fn perform(shared: &Shared, dispatch: Dispatch) -> Completion {
         shared,
         dispatch,
         status_path: format!("/v1/orders/{order_id}"),
+        trace: shared.context.trace_id(dispatch.arrival.index),
         order_id,
         body,
         cart: shared.model.cart(&customer),
@@ -77,6 +78,8 @@ struct Journey<'a> {
     shared: &'a Shared,
     dispatch: Dispatch,
     order_id: String,
+    /// The customer's trace: every request sends it, each with a span of its own.
+    trace: evidence::trace::TraceId,
     status_path: String,
     body: Bytes,
     /// The items sent, as the history keeps them.
@@ -288,8 +291,14 @@ impl Journey<'_> {
             RequestKind::Poll => (None, None),
             _ => (Some(self.order_id.as_str()), Some(&self.body)),
         };
+        let traceparent = evidence::trace::TraceParent {
+            trace_id: self.trace,
+            parent_id: evidence::trace::request_span(self.trace, seq),
+            flags: 1,
+        }
+        .header();
         let result = self.shared.pools[self.region]
-            .send(method, path, key, body, deadline)
+            .send(method, path, key, body, Some(&traceparent), deadline)
             .await;
         Some(self.record(seq, kind, sent_at, result))
     }

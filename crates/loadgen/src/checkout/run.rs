@@ -184,6 +184,7 @@ async fn fetch_skus(pool: &Pool, timeout: Duration) -> Result<Vec<String>, Loadg
             "/admin/state",
             None,
             None,
+            None,
             Instant::now() + timeout,
         )
         .await

@@ -194,6 +194,7 @@ pub fn summary_json(o: &Outcome<'_>, series: &StoreSeries, journal: &[chaos::Rec
             "by_region": series.charge_calls.iter().map(|(r, f, n)| json!({"region": r, "first_tries": f, "retries": n})).collect::<Vec<_>>(),
         },
         "chaos": {"seed": o.plan.seed, "windows": windows},
+        "orders": o.orders,
         "series": series,
         "load": o.summary,
         "client": {

@@ -371,6 +371,7 @@ pub fn render(summary: &Value, verdict: &Value) -> String {
     }
     html.push_str(&thresholds_table(summary));
     html.push_str(&verdict_table(verdict));
+    html.push_str(&orders_section(&summary["orders"]));
     html.push_str(&format!(
         "<h2>Parameters</h2>\n<details><summary>the reference system as it ran</summary><pre>{}</pre></details>\n</body></html>\n",
         escape(&serde_json::to_string_pretty(&summary["parameters"]).unwrap_or_default())
@@ -533,6 +534,82 @@ fn verdict_table(report: &Value) -> String {
                 escape(&serde_json::to_string_pretty(&d["rows"]).unwrap_or_default())
             ));
         }
+    }
+    out
+}
+
+/// The orders section: how long customers were told pending, and the slowest and the
+/// longest-pending orders, each linked to its timeline.
+fn orders_section(orders: &Value) -> String {
+    if orders.is_null() {
+        return String::new();
+    }
+    let secs = |v: &Value| format!("{:.1} s", num(v));
+    let mut out = format!(
+        "<h2>Orders</h2>\n<p class=\"meta\">From the client history: {} customers were told pending at least once ({} never told a final outcome); time from the first pending answer to the first final one: p50 {}, p90 {}, p99 {}, max {}.</p>\n<table><tr>",
+        orders["pending_customers"],
+        orders["never_told_final"],
+        secs(&orders["pending_p50_seconds"]),
+        secs(&orders["pending_p90_seconds"]),
+        secs(&orders["pending_p99_seconds"]),
+        secs(&orders["pending_max_seconds"]),
+    );
+    let buckets = orders["pending_buckets"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    for b in &buckets {
+        out.push_str(&format!("<th>{}</th>", escape(b[0].as_str().unwrap_or(""))));
+    }
+    out.push_str("</tr><tr>");
+    for b in &buckets {
+        out.push_str(&format!("<td>{}</td>", b[1]));
+    }
+    out.push_str("</tr></table>\n");
+    let anchor = |table: &str, i: usize| format!("{table}-{i}");
+    let mut stories = String::new();
+    for (key, title, figure) in [
+        (
+            "slowest",
+            "The ten slowest customers",
+            "intended send to last answer",
+        ),
+        (
+            "longest_pending",
+            "The ten longest pending",
+            "told pending for",
+        ),
+    ] {
+        let rows = orders[key].as_array().cloned().unwrap_or_default();
+        if rows.is_empty() {
+            continue;
+        }
+        out.push_str(&format!(
+            "<h3>{title}</h3>\n<table><tr><th>order</th><th>{figure}</th><th>outcome</th></tr>\n"
+        ));
+        for (i, r) in rows.iter().enumerate() {
+            let id = escape(r["order_id"].as_str().unwrap_or("-"));
+            out.push_str(&format!(
+                "<tr><td><a href=\"#{}\"><code>{id}</code></a></td><td>{}</td><td>{}</td></tr>\n",
+                anchor(key, i),
+                secs(&r["seconds"]),
+                escape(r["outcome"].as_str().unwrap_or("")),
+            ));
+            let timeline =
+                serde_json::from_value::<verifier::explain::Explanation>(r["timeline"].clone())
+                    .map(|e| escape(&crate::cmd::explain::render(&e)))
+                    .unwrap_or_else(|_| "no timeline".to_string());
+            stories.push_str(&format!(
+                "<details id=\"{}\"><summary><code>{id}</code> ({})</summary><pre>{timeline}</pre></details>\n",
+                anchor(key, i),
+                secs(&r["seconds"]),
+            ));
+        }
+        out.push_str("</table>\n");
+    }
+    if !stories.is_empty() {
+        out.push_str("<h3>Their timelines</h3>\n");
+        out.push_str(&stories);
     }
     out
 }

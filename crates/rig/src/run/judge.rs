@@ -192,6 +192,11 @@ async fn ask_open(
             _ => &region_urls[0],
         };
         let sent_at_us = evidence::time::now_us();
+        let span = order.span();
+        let headers: Vec<(&str, &str)> = span
+            .as_ref()
+            .map(|(header, _)| vec![(evidence::trace::TRACEPARENT, header.as_str())])
+            .unwrap_or_default();
         let result = http
             .send(
                 rig_http::Method::GET,
@@ -200,7 +205,7 @@ async fn ask_open(
                     base.trim_end_matches('/'),
                     order.order_id
                 ),
-                &[],
+                &headers,
                 None,
                 Duration::from_secs(2),
             )
@@ -235,6 +240,25 @@ pub struct Judgement {
     pub report: verifier::Report,
     pub thresholds: Vec<Judged>,
     pub summary: Summary,
+    /// The report's orders section (`None`: it could not be read, which is said).
+    pub orders: Option<verifier::orders::Orders>,
+}
+
+/// The orders section: pending times, and the ten slowest and ten longest-pending orders,
+/// each explained.
+async fn orders_section(
+    sources: &verifier::Sources,
+    asked: Option<&evidence::RunParams>,
+) -> anyhow::Result<Option<verifier::orders::Orders>> {
+    let stores = verifier::Stores::open(sources, asked).await?;
+    let (faults, load_start_us) = match &sources.journal {
+        Some(path) => (
+            verifier::journal::fault_windows(path)?,
+            verifier::journal::load_start_us(path),
+        ),
+        None => (Vec::new(), None),
+    };
+    Ok(verifier::orders::orders(&stores, &faults, load_start_us, 10).await?)
 }
 
 /// Runs the verifier over the run's stores, history and journal, and judges the thresholds.
@@ -284,9 +308,16 @@ pub async fn judge(
         .filter_map(|(k, e)| thresholds::Threshold::parse(k, e).ok())
         .map(|t| t.judge(&checkout.report))
         .collect();
+    let orders = orders_section(&sources, options.asked.as_ref())
+        .await
+        .unwrap_or_else(|err| {
+            eprintln!("rig run: the report's orders section is missing: {err:#}");
+            None
+        });
     Ok(Judgement {
         report,
         thresholds,
         summary,
+        orders,
     })
 }

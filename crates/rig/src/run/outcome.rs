@@ -22,6 +22,8 @@ pub struct Outcome<'a> {
     pub drain_left: Option<String>,
     /// The kind of system the run judged.
     pub system: super::SystemKind,
+    /// The orders section of the report.
+    pub orders: Option<&'a verifier::orders::Orders>,
 }
 
 impl Outcome<'_> {

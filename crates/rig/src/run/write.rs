@@ -27,6 +27,7 @@ pub async fn write(
         store: &prepared.store,
         drain_left: drained.left,
         system: prepared.system,
+        orders: judgement.orders.as_ref(),
     };
     artifacts::write_all(&prepared.run_dir, &outcome).await?;
     // Every document is written: the run is no longer incomplete (an interrupted run says

@@ -34,6 +34,8 @@ impl Provider {
             outcome,
             caller: None,
             abandoned_at_us: None,
+            trace_id: None,
+            request_id: None,
         };
         let invalid = |message: &str, field: &str| {
             problem(
@@ -155,6 +157,8 @@ impl Provider {
             outcome,
             caller: None,
             abandoned_at_us: None,
+            trace_id: None,
+            request_id: None,
         };
         let claim = match ledger::claim(
             &inner.db,

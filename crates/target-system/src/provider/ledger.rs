@@ -70,6 +70,10 @@ pub struct RequestLog {
     pub caller: Option<std::sync::Arc<str>>,
     /// When the caller went away before its answer, if it did (filled in when logged).
     pub abandoned_at_us: Option<i64>,
+    /// The ids the caller sent (`traceparent`, `x-request-id`; filled in when logged):
+    /// correlation only, never who called.
+    pub trace_id: Option<String>,
+    pub request_id: Option<String>,
 }
 
 /// What the look-up by key finds (the API answers with [`super::api::KeyAnswer`]).
@@ -422,8 +426,8 @@ pub async fn set_meta(db: &Db, key: &str, value: &str, now_us: i64) -> Result<()
 
 async fn insert_log(conn: &mut sqlx::AnyConnection, log: &RequestLog) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO provider_requests (op, idempotency_key, charge_id, received_at_us, finished_at_us, http_status, outcome, caller, abandoned_at_us) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        "INSERT INTO provider_requests (op, idempotency_key, charge_id, received_at_us, finished_at_us, http_status, outcome, caller, \
+         abandoned_at_us, trace_id, request_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(log.op)
     .bind(log.idempotency_key.as_deref())
@@ -434,6 +438,8 @@ async fn insert_log(conn: &mut sqlx::AnyConnection, log: &RequestLog) -> Result<
     .bind(log.outcome)
     .bind(log.caller.as_deref())
     .bind(log.abandoned_at_us)
+    .bind(log.trace_id.as_deref())
+    .bind(log.request_id.as_deref())
     .execute(conn)
     .await?;
     Ok(())

@@ -59,6 +59,8 @@ struct Served {
     caller: Option<Arc<str>>,
     /// When the caller went away before the answer (µs; 0: it has not).
     gone_at_us: Arc<AtomicI64>,
+    /// The ids the caller sent, if it sent a valid `traceparent`.
+    stamp: Option<Arc<evidence::trace::Stamp>>,
 }
 
 /// Marks the request abandoned if its handler is dropped before it completes (the
@@ -81,6 +83,10 @@ pub(super) fn attributed(mut line: RequestLog) -> RequestLog {
     let served = served();
     line.caller = served.caller;
     line.abandoned_at_us = Some(served.gone_at_us.load(Ordering::Relaxed)).filter(|t| *t > 0);
+    if let Some(stamp) = served.stamp {
+        line.trace_id = Some(stamp.trace_id.clone());
+        line.request_id = Some(stamp.request_id.clone());
+    }
     line
 }
 
@@ -204,9 +210,15 @@ impl Provider {
             listener,
             move |req| {
                 let provider = provider.clone();
+                let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+                let stamp = evidence::trace::Stamp::from_headers(
+                    header(evidence::trace::TRACEPARENT),
+                    header(evidence::trace::REQUEST_ID),
+                );
                 let served = Served {
                     caller: caller.clone(),
                     gone_at_us: Arc::default(),
+                    stamp: stamp.map(Arc::new),
                 };
                 let departure = Departure {
                     gone_at_us: served.gone_at_us.clone(),
@@ -348,6 +360,8 @@ impl Provider {
             outcome,
             caller: None,
             abandoned_at_us: None,
+            trace_id: None,
+            request_id: None,
         };
         self.log(line, started).await;
     }

@@ -127,15 +127,19 @@ impl Forwarding {
             .saturating_sub(RETURN_MARGIN)
             .as_millis()
             .to_string();
+        let trace = crate::trace::outbound();
         self.http
             .send(
                 Method::POST,
                 &format!("{peer}/v1/checkout"),
-                &[
-                    ("idempotency-key", order_id),
-                    (FORWARDED_FROM, self.ctx.id.as_str()),
-                    (DEADLINE_HEADER, &left_ms),
-                ],
+                &crate::trace::with(
+                    &[
+                        ("idempotency-key", order_id),
+                        (FORWARDED_FROM, self.ctx.id.as_str()),
+                        (DEADLINE_HEADER, &left_ms),
+                    ],
+                    &trace,
+                ),
                 Some(body),
                 remaining
                     .saturating_sub(Duration::from_millis(20))
@@ -148,15 +152,18 @@ impl Forwarding {
     async fn hold(&self, checkout: &CheckoutCall) -> Result<bool, sqlx::Error> {
         let request = &checkout.request;
         let fingerprint = request.fingerprint();
+        let (trace_id, request_id) = crate::trace::ids();
         let inserted = sqlx::query(
-            "INSERT INTO forward_outbox (order_id, owner_region, fingerprint, body, state, created_at_us) \
-             VALUES ($1, $2, $3, $4, 'held', $5) ON CONFLICT (order_id) DO NOTHING",
+            "INSERT INTO forward_outbox (order_id, owner_region, fingerprint, body, state, created_at_us, \
+             trace_id, request_id) VALUES ($1, $2, $3, $4, 'held', $5, $6, $7) ON CONFLICT (order_id) DO NOTHING",
         )
         .bind(&request.order_id)
         .bind(self.ctx.owner(&request.order_id).as_str())
         .bind(&fingerprint)
         .bind(String::from_utf8_lossy(&checkout.body).into_owned())
         .bind(now_us())
+        .bind(trace_id)
+        .bind(request_id)
         .execute(&self.ctx.db.pool)
         .await?
         .rows_affected();
@@ -197,7 +204,8 @@ impl Forwarding {
             return Ok(0);
         };
         let rows = sqlx::query(
-            "SELECT order_id, body FROM forward_outbox WHERE state = 'held' ORDER BY created_at_us LIMIT $1",
+            "SELECT order_id, body, trace_id, request_id FROM forward_outbox WHERE state = 'held' \
+             ORDER BY created_at_us LIMIT $1",
         )
         .bind(i64::from(self.ctx.config.forward.batch))
         .fetch_all(&self.ctx.db.pool)
@@ -206,14 +214,18 @@ impl Forwarding {
         for row in rows {
             let order_id: String = row.try_get("order_id")?;
             let body: String = row.try_get("body")?;
-            let result = self
-                .send_to_owner(
+            // The held intent is sent on in the trace of the request that left it.
+            let stamp = crate::trace::stored(row.try_get("trace_id")?, row.try_get("request_id")?);
+            let result = crate::trace::scope(
+                stamp,
+                self.send_to_owner(
                     &peer,
                     &order_id,
                     bytes::Bytes::from(body),
                     self.ctx.config.payment.deadline(),
-                )
-                .await;
+                ),
+            )
+            .await;
             match result {
                 Ok(response) if is_definitive(&response) => {
                     self.mark_delivered(&order_id, &response).await?;
@@ -260,7 +272,8 @@ impl Forwarding {
             );
         };
         let uri = format!("{peer}/v1/orders/{order_id}");
-        let headers = [(FORWARDED_FROM, self.ctx.id.as_str())];
+        let trace = crate::trace::outbound();
+        let headers = crate::trace::with(&[(FORWARDED_FROM, self.ctx.id.as_str())], &trace);
         let timeout = std::time::Duration::from_millis(self.ctx.config.forward.status_timeout_ms);
         let ask_owner = || self.http.send(Method::GET, &uri, &headers, None, timeout);
         let result = ask_owner().await;

@@ -242,7 +242,11 @@ impl Region {
             listener,
             move |req| {
                 let region = region.clone();
-                async move { region.handle(req).await }
+                async move {
+                    // Every record and hop made while serving this request carries its ids.
+                    let stamp = crate::trace::of_request(req.headers());
+                    crate::trace::scope(stamp, region.handle(req)).await
+                }
             },
             shutdown,
         )

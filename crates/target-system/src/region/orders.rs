@@ -28,6 +28,8 @@ pub struct Order {
     pub version: i64,
     pub created_at_us: i64,
     pub updated_at_us: i64,
+    /// The trace the order was created in (work on it later continues it).
+    pub trace_id: Option<String>,
 }
 
 /// Who made a transition (the `actor` column).
@@ -74,6 +76,9 @@ pub struct AttemptRow {
     pub outcome: &'static str,
     pub http_status: Option<i64>,
     pub detail: Option<String>,
+    /// The trace context the call was made in (`crate::trace`).
+    pub trace_id: Option<String>,
+    pub request_id: Option<String>,
 }
 
 /// What saving a new checkout intent did.
@@ -89,7 +94,7 @@ pub enum Intent {
     /// Saved and failed safely at once: this sku lacked stock. Nothing reserved.
     OutOfStock { sku: String },
     /// An order with this id exists already.
-    Exists(Order),
+    Exists(Box<Order>),
 }
 
 /// How stock is reserved.
@@ -146,8 +151,8 @@ pub async fn save_intent(db: &Db, new: NewOrder<'_>) -> Result<Intent, OrderErro
     let items_json = serde_json::to_string(&req.items).unwrap_or_default();
     let inserted = sqlx::query(
         "INSERT INTO orders (order_id, customer_id, owner_region, entry_region, fingerprint, items_json, \
-         amount_cents, currency, status, reason, version, created_at_us, updated_at_us) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'order_intent_saved', NULL, 1, $9, $9) \
+         amount_cents, currency, status, reason, version, created_at_us, updated_at_us, trace_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'order_intent_saved', NULL, 1, $9, $9, $10) \
          ON CONFLICT (order_id) DO NOTHING",
     )
     .bind(&req.order_id)
@@ -159,6 +164,7 @@ pub async fn save_intent(db: &Db, new: NewOrder<'_>) -> Result<Intent, OrderErro
     .bind(amount_cents)
     .bind(currency)
     .bind(now)
+    .bind(crate::trace::ids().0)
     .execute(&mut *tx)
     .await?
     .rows_affected();
@@ -166,7 +172,7 @@ pub async fn save_intent(db: &Db, new: NewOrder<'_>) -> Result<Intent, OrderErro
         tx.rollback().await?;
         let existing = load(db, &req.order_id).await?;
         return match existing {
-            Some(order) => Ok(Intent::Exists(order)),
+            Some(order) => Ok(Intent::Exists(Box::new(order))),
             // Lost between insert and read: only possible if someone deletes orders.
             None => Err(OrderError::Store(sqlx::Error::RowNotFound)),
         };
@@ -271,6 +277,7 @@ async fn advance_new_order(
         transition(*from, *to)?;
     }
     let (_, last, last_reason) = path.last().copied().expect("a non-empty path");
+    let (trace_id, request_id) = crate::trace::ids();
     let version = 1 + path.len() as i64;
     sqlx::query(
         "UPDATE orders SET status = $1, reason = $2, version = $3, updated_at_us = $4 WHERE order_id = $5",
@@ -283,13 +290,13 @@ async fn advance_new_order(
     .execute(&mut *conn)
     .await?;
     let mut sql = String::from(
-        "INSERT INTO order_transitions (order_id, seq, from_state, to_state, at_us, reason, actor, region) \
-         VALUES ($1, 1, NULL, 'order_intent_saved', $2, NULL, 'checkout', $3)",
+        "INSERT INTO order_transitions (order_id, seq, from_state, to_state, at_us, reason, actor, region, \
+         trace_id, request_id) VALUES ($1, 1, NULL, 'order_intent_saved', $2, NULL, 'checkout', $3, $4, $5)",
     );
     for i in 0..path.len() {
-        let b = 4 + i * 4;
+        let b = 6 + i * 4;
         sql.push_str(&format!(
-            ", ($1, ${}, ${}, ${}, $2, ${}, 'checkout', $3)",
+            ", ($1, ${}, ${}, ${}, $2, ${}, 'checkout', $3, $4, $5)",
             b,
             b + 1,
             b + 2,
@@ -299,7 +306,9 @@ async fn advance_new_order(
     let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(order_id)
         .bind(now)
-        .bind(region);
+        .bind(region)
+        .bind(trace_id)
+        .bind(request_id);
     for (i, (from, to, reason)) in path.iter().enumerate() {
         insert = insert
             .bind(2 + i as i64)
@@ -331,9 +340,10 @@ pub async fn insert_audit(
     audit: &Audit,
     outcome: &str,
 ) -> Result<(), sqlx::Error> {
+    let (trace_id, request_id) = crate::trace::ids();
     sqlx::query(
         "INSERT INTO operator_decisions (order_id, operator, decision, note, outcome, from_state, \
-         provider_ref, detail, at_us) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+         provider_ref, detail, at_us, trace_id, request_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(&audit.order_id)
     .bind(&audit.operator)
@@ -344,6 +354,8 @@ pub async fn insert_audit(
     .bind(&audit.provider_ref)
     .bind(&audit.detail)
     .bind(now_us())
+    .bind(trace_id)
+    .bind(request_id)
     .execute(conn)
     .await?;
     Ok(())
@@ -404,9 +416,10 @@ async fn insert_transition(
     actor: Actor,
     region: &str,
 ) -> Result<(), sqlx::Error> {
+    let (trace_id, request_id) = crate::trace::ids();
     sqlx::query(
-        "INSERT INTO order_transitions (order_id, seq, from_state, to_state, at_us, reason, actor, region) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "INSERT INTO order_transitions (order_id, seq, from_state, to_state, at_us, reason, actor, region, \
+         trace_id, request_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
     .bind(order_id)
     .bind(seq)
@@ -416,6 +429,8 @@ async fn insert_transition(
     .bind(reason)
     .bind(actor.as_str())
     .bind(region)
+    .bind(trace_id)
+    .bind(request_id)
     .execute(conn)
     .await?;
     Ok(())
@@ -425,8 +440,8 @@ async fn insert_transition(
 pub async fn insert_attempt(conn: &mut AnyConnection, row: &AttemptRow) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO payment_attempts (order_id, idempotency_key, region, op, attempt_no, is_retry, \
-         started_at_us, finished_at_us, outcome, http_status, detail) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+         started_at_us, finished_at_us, outcome, http_status, detail, trace_id, request_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
     )
     .bind(&row.order_id)
     .bind(&row.idempotency_key)
@@ -439,6 +454,8 @@ pub async fn insert_attempt(conn: &mut AnyConnection, row: &AttemptRow) -> Resul
     .bind(row.outcome)
     .bind(row.http_status)
     .bind(row.detail.as_deref())
+    .bind(row.trace_id.as_deref())
+    .bind(row.request_id.as_deref())
     .execute(conn)
     .await?;
     Ok(())
@@ -461,21 +478,25 @@ pub async fn insert_event(
     event_type: &str,
     payload: &serde_json::Value,
 ) -> Result<(), sqlx::Error> {
+    let (trace_id, request_id) = crate::trace::ids();
     sqlx::query(
-        "INSERT INTO outbox (event_id, order_id, event_type, payload, created_at_us) VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO outbox (event_id, order_id, event_type, payload, created_at_us, trace_id, request_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(event_id)
     .bind(order_id)
     .bind(event_type)
     .bind(payload.to_string())
     .bind(now_us())
+    .bind(trace_id)
+    .bind(request_id)
     .execute(conn)
     .await?;
     Ok(())
 }
 
 const ORDER_COLUMNS: &str = "order_id, customer_id, owner_region, entry_region, fingerprint, amount_cents, \
-     currency, status, reason, version, created_at_us, updated_at_us";
+     currency, status, reason, version, created_at_us, updated_at_us, trace_id";
 
 /// One order, if it exists here.
 pub async fn load(db: &Db, order_id: &str) -> Result<Option<Order>, OrderError> {
@@ -526,6 +547,7 @@ fn from_row(row: &sqlx::any::AnyRow) -> Result<Order, OrderError> {
         version: row.try_get("version")?,
         created_at_us: row.try_get("created_at_us")?,
         updated_at_us: row.try_get("updated_at_us")?,
+        trace_id: row.try_get("trace_id")?,
         order_id,
     })
 }

@@ -42,6 +42,9 @@ pub struct Event {
     pub payload: String,
     /// The order's version when the relay read the event.
     pub version: Option<i64>,
+    /// The trace and request the event was written in (its sink delivery continues them).
+    pub trace_id: Option<String>,
+    pub request_id: Option<String>,
 }
 
 /// The confirmation consumer: records one fulfilment per event, exactly once. A batch is one
@@ -110,11 +113,15 @@ impl Relay {
             body["order_id"] = event.order_id.clone().into();
             body["type"] = event.event_type.clone().into();
             body["version"] = event.version.into();
+            // The delivery continues the trace of the request that produced the event.
+            let trace = crate::trace::stored(event.trace_id.clone(), event.request_id.clone())
+                .outbound(crate::trace::span_ids())
+                .to_vec();
             let sent = http
                 .send(
                     Method::POST,
                     &url,
-                    &[("content-type", "application/json")],
+                    &crate::trace::with(&[("content-type", "application/json")], &trace),
                     Some(Bytes::from(body.to_string())),
                     timeout,
                 )
@@ -147,7 +154,7 @@ impl Relay {
         let db = &self.ctx.db;
         let batch = i64::from(self.ctx.config.outbox.batch);
         let rows = sqlx::query(
-            "SELECT e.id, e.event_id, e.order_id, e.event_type, e.payload, o.version \
+            "SELECT e.id, e.event_id, e.order_id, e.event_type, e.payload, o.version, e.trace_id, e.request_id \
              FROM outbox e LEFT JOIN orders o ON o.order_id = e.order_id \
              WHERE e.published_at_us IS NULL ORDER BY e.id LIMIT $1",
         )
@@ -164,6 +171,8 @@ impl Relay {
                     event_type: row.try_get("event_type")?,
                     payload: row.try_get("payload")?,
                     version: row.try_get("version")?,
+                    trace_id: row.try_get("trace_id")?,
+                    request_id: row.try_get("request_id")?,
                 })
             })
             .collect::<Result<Vec<_>, sqlx::Error>>()?;

@@ -92,6 +92,7 @@ impl PaymentClient {
         attempt_no: i64,
         started_at_us: i64,
     ) -> AttemptRow {
+        let (trace_id, request_id) = crate::trace::ids();
         AttemptRow {
             order_id: order_id.to_string(),
             idempotency_key: payment_key(order_id),
@@ -104,6 +105,8 @@ impl PaymentClient {
             outcome: "unknown",
             http_status: None,
             detail: None,
+            trace_id,
+            request_id,
         }
     }
 
@@ -122,12 +125,13 @@ impl PaymentClient {
         row.idempotency_key = key.to_string();
         let body =
             json!({"order_id": order_id, "amount_cents": amount_cents, "currency": currency});
+        let trace = crate::trace::outbound();
         let result = self
             .http
             .send(
                 Method::POST,
                 &format!("{}/v1/charges", self.base_url),
-                &[("idempotency-key", key)],
+                &crate::trace::with(&[("idempotency-key", key)], &trace),
                 Some(Bytes::from(body.to_string())),
                 timeout,
             )
@@ -150,26 +154,19 @@ impl PaymentClient {
     /// Reconciliation look-up by key.
     pub async fn lookup(&self, order_id: &str, timeout: Duration) -> (Lookup, AttemptRow) {
         let key = payment_key(order_id);
-        let mut row = self.attempt(order_id, "lookup", 0, now_us());
-        let url = format!(
-            "{}/v1/charges?idempotency_key={}",
-            self.base_url,
-            encode(&key)
-        );
-        let result = self.http.send(Method::GET, &url, &[], None, timeout).await;
-        row.finished_at_us = now_us();
+        let path = format!("/v1/charges?idempotency_key={}", encode(&key));
+        let (result, mut row) = self
+            .call(Method::GET, &path, order_id, "lookup", timeout)
+            .await;
         let outcome = match result {
-            Ok(response) => {
-                row.http_status = Some(i64::from(response.status.as_u16()));
-                match response.status {
-                    StatusCode::OK => match response.json::<KeyAnswer>() {
-                        Some(view) => Lookup::Found(view),
-                        None => Lookup::Unknown("unreadable look-up answer".into()),
-                    },
-                    StatusCode::NOT_FOUND => Lookup::NotFound,
-                    other => Lookup::Unknown(format!("look-up answered {other}")),
-                }
-            }
+            Ok(response) => match response.status {
+                StatusCode::OK => match response.json::<KeyAnswer>() {
+                    Some(view) => Lookup::Found(view),
+                    None => Lookup::Unknown("unreadable look-up answer".into()),
+                },
+                StatusCode::NOT_FOUND => Lookup::NotFound,
+                other => Lookup::Unknown(format!("look-up answered {other}")),
+            },
             Err(err) => Lookup::Unknown(err.to_string()),
         };
         row.outcome = match &outcome {
@@ -186,26 +183,19 @@ impl PaymentClient {
     /// Voids the order's key (tombstone), voiding any authorized charge behind it.
     pub async fn void(&self, order_id: &str, timeout: Duration) -> (VoidOutcome, AttemptRow) {
         let key = payment_key(order_id);
-        let mut row = self.attempt(order_id, "void", 0, now_us());
-        let url = format!(
-            "{}/v1/charges/void?idempotency_key={}",
-            self.base_url,
-            encode(&key)
-        );
-        let result = self.http.send(Method::POST, &url, &[], None, timeout).await;
-        row.finished_at_us = now_us();
+        let path = format!("/v1/charges/void?idempotency_key={}", encode(&key));
+        let (result, mut row) = self
+            .call(Method::POST, &path, order_id, "void", timeout)
+            .await;
         let outcome = match result {
-            Ok(response) => {
-                row.http_status = Some(i64::from(response.status.as_u16()));
-                match response.status {
-                    StatusCode::OK => match response.json::<KeyAnswer>() {
-                        Some(view) => VoidOutcome::Voided(view),
-                        None => VoidOutcome::Unknown("unreadable void answer".into()),
-                    },
-                    StatusCode::CONFLICT => VoidOutcome::InFlight,
-                    other => VoidOutcome::Unknown(format!("void answered {other}")),
-                }
-            }
+            Ok(response) => match response.status {
+                StatusCode::OK => match response.json::<KeyAnswer>() {
+                    Some(view) => VoidOutcome::Voided(view),
+                    None => VoidOutcome::Unknown("unreadable void answer".into()),
+                },
+                StatusCode::CONFLICT => VoidOutcome::InFlight,
+                other => VoidOutcome::Unknown(format!("void answered {other}")),
+            },
             Err(err) => VoidOutcome::Unknown(err.to_string()),
         };
         row.outcome = match &outcome {
@@ -219,6 +209,36 @@ impl PaymentClient {
         (outcome, row)
     }
 
+    /// One bodiless call to the provider (`path` under its base URL) in the trace in force,
+    /// with its attempt row (times and status filled in).
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        order_id: &str,
+        op: &'static str,
+        timeout: Duration,
+    ) -> (Result<ClientResponse, ClientError>, AttemptRow) {
+        let mut row = self.attempt(order_id, op, 0, now_us());
+        let trace = crate::trace::outbound();
+        let url = format!("{}{path}", self.base_url);
+        let result = self
+            .http
+            .send(
+                method,
+                &url,
+                &crate::trace::with(&[], &trace),
+                None,
+                timeout,
+            )
+            .await;
+        row.finished_at_us = now_us();
+        if let Ok(response) = &result {
+            row.http_status = Some(i64::from(response.status.as_u16()));
+        }
+        (result, row)
+    }
+
     /// Refunds a charge in full. `Ok(charge)` once the provider confirms.
     pub async fn refund(
         &self,
@@ -226,18 +246,15 @@ impl PaymentClient {
         charge_id: &str,
         timeout: Duration,
     ) -> (Result<ChargeAnswer, String>, AttemptRow) {
-        let mut row = self.attempt(order_id, "refund", 0, now_us());
-        let url = format!("{}/v1/charges/{}/refund", self.base_url, encode(charge_id));
-        let result = self.http.send(Method::POST, &url, &[], None, timeout).await;
-        row.finished_at_us = now_us();
+        let path = format!("/v1/charges/{}/refund", encode(charge_id));
+        let (result, mut row) = self
+            .call(Method::POST, &path, order_id, "refund", timeout)
+            .await;
         let outcome = match result {
-            Ok(response) => {
-                row.http_status = Some(i64::from(response.status.as_u16()));
-                match (response.status, response.json::<ChargeAnswer>()) {
-                    (StatusCode::OK, Some(charge)) => Ok(charge),
-                    (status, _) => Err(format!("refund answered {status}")),
-                }
-            }
+            Ok(response) => match (response.status, response.json::<ChargeAnswer>()) {
+                (StatusCode::OK, Some(charge)) => Ok(charge),
+                (status, _) => Err(format!("refund answered {status}")),
+            },
             Err(err) => Err(err.to_string()),
         };
         row.outcome = if outcome.is_ok() {

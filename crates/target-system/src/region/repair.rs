@@ -170,40 +170,52 @@ impl Repair {
                 continue;
             }
             report.scanned += 1;
-            let (decision, calls) = self.decide(&order).await;
-            match decision {
-                Decision::Wait => {
-                    report.waiting += 1;
-                    self.orders.save_calls(&calls).await?;
-                    self.count_action("wait");
-                }
-                Decision::Move { to, reason, charge } => {
-                    let charge_ref = charge.as_ref().map(|(id, amount)| (id.as_str(), *amount));
-                    let moved = self
-                        .orders
-                        .finish(
-                            &order.order_id,
-                            order.status,
-                            to,
-                            Some(&reason),
-                            charge_ref,
-                            &calls,
-                            Actor::Repair,
-                        )
-                        .await?;
-                    if moved {
-                        self.forget(&order.order_id);
-                        match to {
-                            OrderState::OrderConfirmed => report.confirmed += 1,
-                            OrderState::FailedSafely => report.failed_safely += 1,
-                            _ => report.to_reconciliation += 1,
-                        }
-                        self.count_action(to.as_str());
+            // The repair continues the order's trace, as a request of its own.
+            let stamp = crate::trace::continuing(order.trace_id.as_deref());
+            crate::trace::scope(stamp, self.repair_one(&order, &mut report)).await?;
+        }
+        Ok(report)
+    }
+
+    /// Decides and applies one order's repair.
+    async fn repair_one(
+        &self,
+        order: &Order,
+        report: &mut RepairReport,
+    ) -> Result<(), orders::OrderError> {
+        let (decision, calls) = self.decide(order).await;
+        match decision {
+            Decision::Wait => {
+                report.waiting += 1;
+                self.orders.save_calls(&calls).await?;
+                self.count_action("wait");
+            }
+            Decision::Move { to, reason, charge } => {
+                let charge_ref = charge.as_ref().map(|(id, amount)| (id.as_str(), *amount));
+                let moved = self
+                    .orders
+                    .finish(
+                        &order.order_id,
+                        order.status,
+                        to,
+                        Some(&reason),
+                        charge_ref,
+                        &calls,
+                        Actor::Repair,
+                    )
+                    .await?;
+                if moved {
+                    self.forget(&order.order_id);
+                    match to {
+                        OrderState::OrderConfirmed => report.confirmed += 1,
+                        OrderState::FailedSafely => report.failed_safely += 1,
+                        _ => report.to_reconciliation += 1,
                     }
+                    self.count_action(to.as_str());
                 }
             }
         }
-        Ok(report)
+        Ok(())
     }
 
     fn count_action(&self, action: &str) {
@@ -474,6 +486,24 @@ impl Repair {
         let Some(order) = orders::load(&self.ctx.db, order_id).await? else {
             return Ok(Resolved::NotFound);
         };
+        // The decision is recorded in the order's trace, under the operator's request id.
+        let stamp = crate::trace::on_order(order.trace_id.as_deref());
+        crate::trace::scope(
+            stamp,
+            self.resolve_loaded(order, decision, operator, note, prior),
+        )
+        .await
+    }
+
+    async fn resolve_loaded(
+        &self,
+        order: Order,
+        decision: OperatorDecision,
+        operator: &str,
+        note: &str,
+        prior: Option<(Lookup, Vec<AttemptRow>)>,
+    ) -> Result<Resolved, orders::OrderError> {
+        let order_id = order.order_id.as_str();
         let mut audit = orders::Audit {
             order_id: order_id.to_string(),
             operator: operator.to_string(),
@@ -535,9 +565,12 @@ impl Repair {
             }
             let mut calls = Vec::new();
             let id = order.order_id.as_str();
-            let lookup = self
-                .provider_call(&mut calls, |p, timeout| p.lookup(id, timeout))
-                .await;
+            let stamp = crate::trace::on_order(order.trace_id.as_deref());
+            let lookup = crate::trace::scope(
+                stamp,
+                self.provider_call(&mut calls, |p, timeout| p.lookup(id, timeout)),
+            )
+            .await;
             let settled = orders::load(&self.ctx.db, id)
                 .await?
                 .is_none_or(|now| now.status != order.status);

@@ -122,7 +122,9 @@ pub async fn write_history(path: &std::path::Path, told: &[Told]) {
         .unwrap();
     for (i, t) in told.iter().enumerate() {
         sqlx::query(
-            "INSERT INTO history_arrivals VALUES ($1, $2, 'cust-1', $3, 'hold', $4, $4, $5, 1, 0, $6, $7, NULL, $8)",
+            "INSERT INTO history_arrivals (arrival_id, order_id, customer_id, entry_region, phase, intended_at_us, \
+             sent_at_us, finished_at_us, attempts, polls, last_status, outcome, detail, cart) \
+             VALUES ($1, $2, 'cust-1', $3, 'hold', $4, $4, $5, 1, 0, $6, $7, NULL, $8)",
         )
         .bind(i as i64)
         .bind(&t.order_id)
@@ -143,7 +145,8 @@ pub async fn write_history(path: &std::path::Path, told: &[Told]) {
             _ => "error",
         };
         sqlx::query(
-            "INSERT INTO history_requests VALUES ($1, 0, 'checkout', $2, $3, $4, $5, $6, NULL, $7)",
+            "INSERT INTO history_requests (arrival_id, seq, kind, region, sent_at_us, finished_at_us, http_status, \
+             answer, retry_after_ms, order_id) VALUES ($1, 0, 'checkout', $2, $3, $4, $5, $6, NULL, $7)",
         )
         .bind(i as i64)
         .bind(t.entry.as_str())

@@ -21,6 +21,25 @@ pub struct OpenOrder {
     pub entry_region: String,
     /// The next free request number of the arrival.
     pub next_seq: i64,
+    /// The customer's trace id (the final poll continues it).
+    pub trace_id: Option<String>,
+}
+
+impl OpenOrder {
+    /// The final poll's span in the customer's trace: its `traceparent` header and request
+    /// id (`None` for a history without trace ids).
+    pub fn span(&self) -> Option<(String, String)> {
+        use evidence::trace::{TraceId, TraceParent, request_span};
+        let trace_id = TraceId::parse(self.trace_id.as_deref()?).ok()?;
+        let parent_id = request_span(trace_id, u32::try_from(self.next_seq).ok()?);
+        let header = TraceParent {
+            trace_id,
+            parent_id,
+            flags: 1,
+        }
+        .header();
+        Some((header, parent_id.to_string()))
+    }
 }
 
 /// One final poll's answer, for the history.
@@ -71,11 +90,11 @@ async fn connect(sink: &HistorySink) -> Result<AnyPool, LoadgenError> {
 pub async fn open_orders(sink: &HistorySink, limit: usize) -> Result<Vec<OpenOrder>, LoadgenError> {
     let pool = connect(sink).await?;
     let rows = sqlx::query(
-        "SELECT a.arrival_id, a.order_id, a.entry_region, \
+        "SELECT a.arrival_id, a.order_id, a.entry_region, a.trace_id, \
          CAST(COALESCE(MAX(r.seq), -1) + 1 AS BIGINT) AS next_seq \
          FROM history_arrivals a LEFT JOIN history_requests r ON r.arrival_id = a.arrival_id \
          WHERE a.outcome IN ('unknown', 'rejected') AND a.sent_at_us IS NOT NULL \
-         GROUP BY a.arrival_id, a.order_id, a.entry_region ORDER BY a.arrival_id LIMIT $1",
+         GROUP BY a.arrival_id, a.order_id, a.entry_region, a.trace_id ORDER BY a.arrival_id LIMIT $1",
     )
     .bind(i64::try_from(limit).unwrap_or(i64::MAX))
     .fetch_all(&pool)
@@ -92,6 +111,7 @@ pub async fn open_orders(sink: &HistorySink, limit: usize) -> Result<Vec<OpenOrd
                 order_id: row.try_get("order_id")?,
                 entry_region: row.try_get("entry_region")?,
                 next_seq: row.try_get("next_seq")?,
+                trace_id: row.try_get("trace_id")?,
             })
         })
         .collect::<Result<Vec<_>, sqlx::Error>>()
@@ -112,8 +132,8 @@ pub async fn record(sink: &HistorySink, polls: &[FinalPoll]) -> Result<(), Loadg
         for poll in polls {
             sqlx::query(
                 "INSERT INTO history_requests (arrival_id, seq, kind, region, sent_at_us, \
-                 finished_at_us, http_status, answer, retry_after_ms, order_id) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, $9)",
+                 finished_at_us, http_status, answer, retry_after_ms, order_id, request_id) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, $9, $10)",
             )
             .bind(poll.order.arrival_id)
             .bind(poll.order.next_seq)
@@ -124,6 +144,7 @@ pub async fn record(sink: &HistorySink, polls: &[FinalPoll]) -> Result<(), Loadg
             .bind(poll.http_status)
             .bind(poll.answer)
             .bind(&poll.order.order_id)
+            .bind(poll.order.span().map(|(_, request_id)| request_id))
             .execute(&mut *tx)
             .await?;
         }

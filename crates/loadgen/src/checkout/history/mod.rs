@@ -193,6 +193,16 @@ impl RowContext {
     pub fn order_id(&self, index: u64) -> String {
         format!("{}-{index}", self.run_tag)
     }
+
+    /// Customer `index`'s W3C trace id (one trace per customer).
+    pub fn trace_id(&self, index: u64) -> evidence::trace::TraceId {
+        evidence::trace::customer_trace(&self.run_tag, index)
+    }
+
+    /// The request id (span id) of request `seq` of customer `index`.
+    pub fn request_id(&self, index: u64, seq: u32) -> String {
+        evidence::trace::request_span(self.trace_id(index), seq).to_string()
+    }
 }
 
 #[cfg(test)]

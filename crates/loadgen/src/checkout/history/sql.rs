@@ -14,15 +14,15 @@ use crate::checkout::spec::REGIONS;
 use crate::{LoadgenError, Shard};
 
 const ARRIVAL_COLUMNS: &str = "arrival_id, order_id, customer_id, entry_region, phase, \
-     intended_at_us, sent_at_us, finished_at_us, attempts, polls, last_status, outcome, detail, cart";
-const ARRIVAL_ARITY: usize = 14;
+     intended_at_us, sent_at_us, finished_at_us, attempts, polls, last_status, outcome, detail, cart, trace_id";
+const ARRIVAL_ARITY: usize = 15;
 const REQUEST_COLUMNS: &str = "arrival_id, seq, kind, region, sent_at_us, finished_at_us, \
-     http_status, answer, retry_after_ms, order_id";
-const REQUEST_ARITY: usize = 10;
+     http_status, answer, retry_after_ms, order_id, request_id";
+const REQUEST_ARITY: usize = 11;
 
 /// Rows per insert statement: 2^0 .. 2^MAX_CHUNK_LOG2 (a batch is split into powers of two,
 /// so a handful of statements serve every batch size and stay in the statement cache;
-/// 256 × 13 binds is far below either database's limit).
+/// 256 × 15 binds is far below either database's limit).
 const MAX_CHUNK_LOG2: u32 = 8;
 
 /// An open history.
@@ -245,7 +245,8 @@ impl SqlSink {
                     .bind(a.last_status.map(i64::from))
                     .bind(a.outcome.as_str())
                     .bind(a.detail.clone())
-                    .bind(a.cart.clone());
+                    .bind(a.cart.clone())
+                    .bind(context.trace_id(a.index).to_string());
             }
             query.execute(&mut *tx).await?;
             start += size;
@@ -273,7 +274,8 @@ impl SqlSink {
                         q.retry_after_ms
                             .map(|ms| i64::try_from(ms).unwrap_or(i64::MAX)),
                     )
-                    .bind(context.order_id(*arrival));
+                    .bind(context.order_id(*arrival))
+                    .bind(context.request_id(*arrival, q.seq));
             }
             query.execute(&mut *tx).await?;
             start += size;
