@@ -11,8 +11,13 @@
 //! | `/reset` | POST (enable every proxy, remove every toxic; 204) |
 //! | `/version` | GET `{"version": ...}` |
 //!
-//! Errors are `{"error": message, "status": code}`. Browsers (a `Mozilla/` user agent) get 403,
-//! as in Toxiproxy, so a web page cannot reconfigure the proxy behind the user's back.
+//! Errors are `{"error": message, "status": code}` plus a newline, as `text/plain;
+//! charset=utf-8` (Toxiproxy writes them with Go's `http.Error`). Browsers (a `Mozilla/` user
+//! agent) get 403, as in Toxiproxy, so a web page cannot reconfigure the proxy behind the
+//! user's back.
+//!
+//! The path is percent-decoded before it is split, as Go's router sees it: a proxy named
+//! `my proxy` is `/proxies/my%20proxy`, and a malformed escape (`a%b`) is 400.
 
 use std::sync::Arc;
 
@@ -37,7 +42,9 @@ pub(crate) async fn handle(collection: Arc<Collection>, request: Request<Incomin
         return rig_http::text(StatusCode::FORBIDDEN, "User agent not allowed\n");
     }
     let method = request.method().clone();
-    let path = request.uri().path().to_string();
+    let Some(path) = percent_decode(request.uri().path()) else {
+        return rig_http::text(StatusCode::BAD_REQUEST, "400 Bad Request");
+    };
     let body = match rig_http::read_body(request.into_body(), BODY_LIMIT_BYTES).await {
         Ok(body) => body,
         Err(err) => {
@@ -56,14 +63,22 @@ pub(crate) async fn handle(collection: Arc<Collection>, request: Request<Incomin
         }
         (["populate"], &Method::POST) => {
             let (proxies, err) = c.populate(&body).await;
+            // Serialized directly (a toxicity of 0.3 stays 0.3); an empty list and an error
+            // are `null`, as Toxiproxy answers.
             match err {
                 None => rig_http::json(
                     StatusCode::CREATED,
-                    &serde_json::json!({ "proxies": proxies }),
+                    &Populated {
+                        error: None,
+                        proxies: (!proxies.is_empty()).then_some(proxies),
+                    },
                 ),
-                Some(err) => rig_http::json(
+                Some(err) => error_text(
                     status(err.status),
-                    &serde_json::json!({ "error": err.message, "status": err.status, "proxies": proxies }),
+                    &Populated {
+                        error: Some(err),
+                        proxies: None,
+                    },
                 ),
             }
         }
@@ -93,12 +108,54 @@ pub(crate) async fn handle(collection: Arc<Collection>, request: Request<Incomin
     }
 }
 
+/// The reply of `/populate`.
+#[derive(serde::Serialize)]
+struct Populated {
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    error: Option<ApiError>,
+    proxies: Option<Vec<crate::proxy::collection::ProxyJson>>,
+}
+
+/// Percent-decodes a path; `None` for a malformed escape (`%` not followed by two hex digits).
+fn percent_decode(path: &str) -> Option<String> {
+    let bytes = path.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3)?;
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                return None;
+            }
+            let text = std::str::from_utf8(hex).ok()?;
+            out.push(u8::from_str_radix(text, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    Some(String::from_utf8_lossy(&out).into_owned())
+}
+
 fn status(code: u16) -> StatusCode {
     StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
 fn error(err: &ApiError) -> Reply {
-    rig_http::json(status(err.status), err)
+    error_text(status(err.status), err)
+}
+
+/// An error as Go's `http.Error` writes one: the JSON text and a newline, as plain text.
+fn error_text<T: serde::Serialize>(code: StatusCode, value: &T) -> Reply {
+    let mut text = serde_json::to_string(value).unwrap_or_default();
+    text.push('\n');
+    let mut reply = rig_http::text(code, &text);
+    reply.headers_mut().insert(
+        header::HeaderName::from_static("x-content-type-options"),
+        header::HeaderValue::from_static("nosniff"),
+    );
+    reply
 }
 
 fn json_or<T: serde::Serialize>(ok: StatusCode, result: Result<T, ApiError>) -> Reply {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::{Toxi, echo_server};
 use rig_http::{Method, StatusCode};
-use serde_json::json;
+use serde_json::{Value, json};
 use tokio::net::TcpStream;
 
 /// Proxy life cycle: create (201, real port), duplicate (409), show, list, update, delete.
@@ -237,4 +237,108 @@ async fn guards_and_errors() {
         .unwrap();
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
     assert!(String::from_utf8_lossy(&bad.body).contains("bad request body"));
+}
+
+/// Where a differential against real Toxiproxy 2.12 found the rig answering differently, it
+/// now answers the same: names that need percent-encoding (a space, `{}`, non-ASCII) work
+/// on every route and a malformed escape is 400; errors are Go's `http.Error` text (JSON,
+/// newline, `text/plain; charset=utf-8`); `/populate` says `"proxies": null` for an empty
+/// list and on an error, and prints a toxicity of 0.3 as `0.3`.
+#[tokio::test]
+async fn matches_real_toxiproxy_where_a_differential_differed() {
+    let toxi = Toxi::start(1).await;
+    let upstream = echo_server().await;
+    for (name, path) in [
+        ("my proxy", "my%20proxy"),
+        ("{x}", "%7Bx%7D"),
+        ("prøxy", "pr%C3%B8xy"),
+    ] {
+        let create =
+            json!({"name": name, "listen": "127.0.0.1:0", "upstream": upstream.to_string()});
+        let (status, _) = toxi.call(Method::POST, "/proxies", Some(create)).await;
+        assert_eq!(status, StatusCode::CREATED, "{name}");
+        let (status, body) = toxi
+            .call(Method::GET, &format!("/proxies/{path}"), None)
+            .await;
+        assert_eq!(
+            (status, body["name"].clone()),
+            (StatusCode::OK, json!(name))
+        );
+        let toxic = json!({"type": "latency", "attributes": {"latency": 5}});
+        let (status, _) = toxi
+            .call(
+                Method::POST,
+                &format!("/proxies/{path}/toxics"),
+                Some(toxic),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{name}");
+        let (status, _) = toxi
+            .call(Method::DELETE, &format!("/proxies/{path}"), None)
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT, "{name}");
+    }
+    for bad in ["/proxies/a%b", "/proxies/a%zz", "/proxies/a%+f"] {
+        let (status, _) = toxi.call(Method::GET, bad, None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+    }
+    // An error, as Go's http.Error writes it.
+    let raw = toxi
+        .http
+        .send(
+            Method::GET,
+            &format!("{}/proxies/nope", toxi.url()),
+            &[],
+            None,
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    assert_eq!(raw.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        raw.header("content-type"),
+        Some("text/plain; charset=utf-8")
+    );
+    assert_eq!(raw.header("x-content-type-options"), Some("nosniff"));
+    assert_eq!(
+        std::str::from_utf8(&raw.body).unwrap(),
+        "{\"error\":\"proxy not found\",\"status\":404}\n"
+    );
+    // /populate: null for nothing and on an error.
+    let (status, body) = toxi.call(Method::POST, "/populate", Some(json!([]))).await;
+    assert_eq!(
+        (status, body),
+        (StatusCode::CREATED, json!({"proxies": null}))
+    );
+    let (status, body) = toxi
+        .call(Method::POST, "/populate", Some(json!([{"name": "x"}])))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["proxies"], Value::Null);
+    assert_eq!(body["status"], 400);
+    // A kept proxy's toxicity prints as it was given.
+    let listen = toxi.proxy("p", upstream).await;
+    toxi.add_toxic(
+        "p",
+        json!({"type": "latency", "toxicity": 0.3, "attributes": {"latency": 1}}),
+    )
+    .await;
+    let same =
+        json!([{"name": "p", "listen": listen.to_string(), "upstream": upstream.to_string()}]);
+    let raw = toxi
+        .http
+        .send(
+            Method::POST,
+            &format!("{}/populate", toxi.url()),
+            &[],
+            Some(Bytes::from(serde_json::to_vec(&same).unwrap())),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    let text = std::str::from_utf8(&raw.body).unwrap();
+    assert!(
+        text.contains("\"toxicity\":0.3,") || text.contains("\"toxicity\":0.3}"),
+        "{text}"
+    );
 }

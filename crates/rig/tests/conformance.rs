@@ -1,0 +1,336 @@
+//! Conformance with software nobody here wrote: the Toxiproxy clients users already have,
+//! driven unchanged against `rig toxiproxy`. The clients are installed at fixed versions by
+//! `tests/conformance/install.sh` into `RIG_CONFORMANCE_CACHE` (`.ci/run` does it); without
+//! them a test skips, printing why, and under `CI=true` it fails.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{KillOnDrop, text};
+
+/// The workspace's `tests/conformance` folder.
+fn scripts() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/conformance")
+}
+
+/// `sub` inside the tool cache, or a printed reason to skip (a failure under CI=true).
+fn cached(sub: &str, what: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("RIG_CONFORMANCE_CACHE")
+        .map(PathBuf::from)
+        .map(|cache| cache.join(sub))
+        .filter(|path| path.exists());
+    if found.is_none() {
+        missing(&format!(
+            "{what} is not installed: run `RIG_CONFORMANCE_CACHE=DIR bash tests/conformance/install.sh` and set RIG_CONFORMANCE_CACHE=DIR"
+        ));
+    }
+    found
+}
+
+/// A tool is missing: the test skips, printing why, or fails under CI=true.
+fn missing(reason: &str) {
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{reason}; CI must have it");
+    }
+    eprintln!("skipping: {reason}");
+}
+
+/// `rig toxiproxy` on a free loopback port: the child (killed on drop) and its address.
+fn toxiproxy() -> (KillOnDrop, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rig"))
+        .args(["toxiproxy", "--listen", "127.0.0.1:0", "--seed", "7"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("rig toxiproxy starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("its first line");
+    // "toxiproxy-compatible API on http://127.0.0.1:PORT (seed 7); ..."
+    let address = line
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_string();
+    (KillOnDrop(Some(child)), address)
+}
+
+/// Runs a client script, failing the test if it fails or outlives `limit`.
+fn run_client(mut command: Command, limit: Duration) -> String {
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the client starts");
+    let id = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let output = rx
+        .recv_timeout(limit)
+        .unwrap_or_else(|_| panic!("the client (pid {id}) did not finish within {limit:?}"))
+        .expect("the client ran");
+    let all = format!("{}{}", text(&output.stdout), text(&output.stderr));
+    assert!(output.status.success(), "{all}");
+    all
+}
+
+/// toxiproxy-python 0.1.1 (PyPI), unchanged, drives `rig toxiproxy`: create (and a
+/// duplicate refused), list, get, every toxic type with attributes read back, update,
+/// remove, disable and enable (a disabled proxy refuses connections), reset, populate,
+/// version, delete, and a proxy named with a space.
+#[test]
+fn toxiproxy_python_client_passes() {
+    let Some(cache) = cached("py/toxiproxy", "toxiproxy-python (PyPI)") else {
+        return;
+    };
+    let (_server, address) = toxiproxy();
+    let mut command = Command::new("python3");
+    command
+        .arg(scripts().join("toxiproxy_python.py"))
+        .arg(&address)
+        .env("PYTHONPATH", cache.parent().unwrap());
+    let out = run_client(command, Duration::from_secs(60));
+    assert!(
+        out.contains("toxiproxy-python: every check passed"),
+        "{out}"
+    );
+}
+
+/// toxiproxy-node-client 4.1.0 (npm), unchanged, drives `rig toxiproxy` through the same
+/// operations as the Python client.
+#[test]
+fn toxiproxy_node_client_passes() {
+    let Some(modules) = cached(
+        "node/node_modules/toxiproxy-node-client",
+        "toxiproxy-node-client (npm)",
+    ) else {
+        return;
+    };
+    let (_server, address) = toxiproxy();
+    let mut command = Command::new("node");
+    command
+        .arg(scripts().join("toxiproxy_node.js"))
+        .arg(format!("http://{address}"))
+        .env("NODE_PATH", modules.parent().unwrap());
+    let out = run_client(command, Duration::from_secs(60));
+    assert!(
+        out.contains("toxiproxy-node-client: every check passed"),
+        "{out}"
+    );
+}
+
+/// Debian's `libhdrhistogram-java`, or a printed reason to skip (a failure under CI=true).
+fn hdrhistogram_jar() -> Option<PathBuf> {
+    let jar = PathBuf::from("/usr/share/java/hdrhistogram.jar");
+    let java = Command::new("java")
+        .arg("-version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if jar.is_file() && java {
+        return Some(jar);
+    }
+    missing(
+        "HdrHistogram's Java library is not installed (apt-get install libhdrhistogram-java default-jre-headless)",
+    );
+    None
+}
+
+/// `key=value` pairs of a line.
+fn pairs(line: &str) -> std::collections::BTreeMap<String, String> {
+    line.split_whitespace()
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// A `rig load` run's `.hlog`, read by HdrHistogram's own Java code: for the untagged
+/// histogram and two tags (the generator's lag and one operation's latency), the count,
+/// the mean, the max and p50 to p99.99 equal the run's JSON summary to the nanosecond
+/// (`HistogramLogReader`), and Java's `HistogramLogProcessor` prints the same count, mean,
+/// max, p50 and p90.
+#[test]
+fn hdrhistogram_java_reads_our_hlog() {
+    let Some(jar) = hdrhistogram_jar() else {
+        return;
+    };
+    let dir = target_system::testkit::TempDir::new("conformance-hlog");
+    let (_server, address) = toxiproxy();
+    let hlog = dir.path().join("load.hlog");
+    let json = dir.path().join("load.json");
+    let load = common::rig_within(
+        &[
+            "load",
+            &format!("http://{address}/version"),
+            "--rate",
+            "200",
+            "--duration",
+            "3s",
+            "--hlog",
+            hlog.to_str().unwrap(),
+            "--json",
+            json.to_str().unwrap(),
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(load.status.code(), Some(0), "{}", text(&load.stderr));
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let phase = &summary["phases"][0];
+    let phase_name = phase["name"].as_str().unwrap();
+    for (tag, figures) in [
+        (String::new(), &summary["latency_seconds"]),
+        (format!("lag/{phase_name}"), &phase["generator_lag_seconds"]),
+        (
+            format!("latency/{phase_name}/http/ok"),
+            &phase["latency_seconds"]["http"]["ok"],
+        ),
+    ] {
+        let mut java = Command::new("java");
+        java.arg("-cp")
+            .arg(&jar)
+            .arg(scripts().join("HlogCheck.java"))
+            .arg(&hlog)
+            .arg(&tag);
+        let read = pairs(run_client(java, Duration::from_secs(60)).trim());
+        let ns = |key: &str| (figures[key].as_f64().unwrap() * 1e9).round() as i64;
+        assert_eq!(
+            read["count"],
+            figures["count"].to_string(),
+            "count, tag {tag:?}: {read:?}"
+        );
+        for key in ["max", "p50", "p90", "p99", "p99_9", "p99_99"] {
+            assert_eq!(
+                read[key].parse::<i64>().unwrap(),
+                ns(key),
+                "{key}, tag {tag:?}: {read:?} vs {figures}"
+            );
+        }
+        let mean: f64 = read["mean"].parse().unwrap();
+        assert!(
+            (mean - figures["mean"].as_f64().unwrap() * 1e9).abs() < 1.0,
+            "mean, tag {tag:?}: {read:?} vs {figures}"
+        );
+    }
+    // The stock log processor, on the untagged histogram (values printed in ms).
+    let out = dir.path().join("processed");
+    let mut processor = Command::new("java");
+    processor
+        .arg("-cp")
+        .arg(&jar)
+        .arg("org.HdrHistogram.HistogramLogProcessor")
+        .arg("-i")
+        .arg(&hlog)
+        .arg("-o")
+        .arg(&out);
+    run_client(processor, Duration::from_secs(60));
+    let hgrm = std::fs::read_to_string(out.with_extension("hgrm")).unwrap();
+    let latency = &summary["latency_seconds"];
+    let ms = |key: &str| format!("{:.3}", latency[key].as_f64().unwrap() * 1e3);
+    let row = |percentile: &str| {
+        hgrm.lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(percentile))
+            .and_then(|l| l.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no {percentile} row in {hgrm}"))
+            .to_string()
+    };
+    assert_eq!(row("0.500000000000"), ms("p50"), "{hgrm}");
+    assert_eq!(row("0.900000000000"), ms("p90"), "{hgrm}");
+    assert!(
+        hgrm.contains(&format!(
+            "Total count    = {:>12}",
+            latency["count"].as_u64().unwrap()
+        )),
+        "{hgrm}"
+    );
+    assert!(
+        hgrm.contains(&format!("Max     = {:>12}", ms("max"))),
+        "{hgrm}"
+    );
+    assert!(
+        hgrm.contains(&format!("Mean    = {:>12}", ms("mean"))),
+        "{hgrm}"
+    );
+}
+
+/// Debian's Chromium, or a printed reason to skip (a failure under CI=true).
+fn chromium() -> Option<PathBuf> {
+    let found = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file());
+    if found.is_none() {
+        missing("Chromium is not installed (apt-get install chromium)");
+    }
+    found
+}
+
+/// A real browser (headless Chromium) opens a passing and a failing run's `report.html`:
+/// no console error, every chart has data drawn inside its plot area, both fault windows
+/// are shaded on every chart, and only the failing run shows counterexamples. A screenshot
+/// of each is kept under `target/conformance/`.
+#[test]
+fn report_renders_in_a_real_browser() {
+    let (Some(modules), Some(browser)) = (
+        cached("node/node_modules/playwright-core", "playwright-core (npm)"),
+        chromium(),
+    ) else {
+        return;
+    };
+    let dir = target_system::testkit::TempDir::new("conformance-browser");
+    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("conformance");
+    std::fs::create_dir_all(&shots).unwrap();
+    for (name, defect) in [("passing", None), ("failing", Some("fresh-key-per-retry"))] {
+        let out = dir.path().join(name);
+        let mut args = vec![
+            "run",
+            common::profile("quickstart.toml").leak() as &str,
+            "--out",
+            out.to_str().unwrap().to_string().leak(),
+        ];
+        args.extend(common::SHORT_QUICKSTART);
+        if let Some(defect) = defect {
+            args.extend(["--defect", defect]);
+        }
+        let run = common::rig_within(&args, Duration::from_secs(240));
+        let expected = if defect.is_some() { 1 } else { 0 };
+        assert_eq!(run.status.code(), Some(expected), "{}", text(&run.stdout));
+        let shot = shots.join(format!("report-{name}.png"));
+        let mut node = Command::new("node");
+        node.arg(scripts().join("report_browser.js"))
+            .arg(out.join("report.html"))
+            .arg(&shot)
+            .args(["--windows", "2"])
+            .env("NODE_PATH", modules.parent().unwrap())
+            .env("CHROMIUM", &browser);
+        if defect.is_some() {
+            node.arg("--failing");
+        }
+        let seen = run_client(node, Duration::from_secs(120));
+        assert!(
+            seen.contains("report in a browser: every check passed"),
+            "{seen}"
+        );
+        assert!(
+            std::fs::metadata(&shot).unwrap().len() > 10_000,
+            "a screenshot"
+        );
+        eprintln!(
+            "{name}: {} (screenshot {})",
+            seen.lines().next().unwrap_or(""),
+            shot.display()
+        );
+    }
+}
