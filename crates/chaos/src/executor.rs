@@ -48,6 +48,18 @@ pub trait Actuator: Sync {
 
     /// Removes every fault and confirms nothing is left.
     fn heal(&self, log: &mut Vec<Call>) -> impl Future<Output = Result<(), String>> + Send;
+
+    /// Before the first step: finds the faults an earlier run left (a rig killed mid-run
+    /// cannot heal) and heals them, saying what they were (`Ok(None)`: nothing was left), or
+    /// refuses to start when told to.
+    fn leftovers(
+        &self,
+        plan: &Plan,
+        log: &mut Vec<Call>,
+    ) -> impl Future<Output = Result<Option<String>, String>> + Send {
+        let _ = (plan, log);
+        async { Ok(None) }
+    }
 }
 
 /// A boxed future, for the object-safe [`ProcessControl`].
@@ -87,6 +99,8 @@ pub struct Targets {
     /// ones a step must reach (an `exec` window may have taken the others down with their
     /// system) and a heal must clear.
     pub touched: Touched,
+    /// Refuse to start when an earlier run left faults (instead of healing them).
+    pub refuse_leftovers: bool,
 }
 
 /// Provider names with faults possibly set on them. Until the first step every provider
@@ -239,6 +253,53 @@ impl Actuator for Targets {
         Ok(())
     }
 
+    async fn leftovers(&self, plan: &Plan, log: &mut Vec<Call>) -> Result<Option<String>, String> {
+        let mut found = Vec::new();
+        let mut toxics = None;
+        if let Some(toxiproxy) = &self.toxiproxy {
+            let used: Vec<String> = plan.proxies().into_iter().collect();
+            let left = toxiproxy.leftovers(&used, log).await?;
+            if !left.is_empty() {
+                found.push(format!(
+                    "on Toxiproxy {}: {}",
+                    toxiproxy.url(),
+                    left.describe()
+                ));
+                toxics = Some((toxiproxy, left));
+            }
+        }
+        let mut faulty = Vec::new();
+        for (name, admin) in &self.providers {
+            let faults = admin.read(log).await?;
+            if !faults.is_clear() {
+                found.push(format!(
+                    "on provider {name}: faults {}",
+                    faults.fields_set().join(", ")
+                ));
+                faulty.push(admin);
+            }
+        }
+        if found.is_empty() {
+            return Ok(None);
+        }
+        let what = found.join("; ");
+        if self.refuse_leftovers {
+            return Err(format!(
+                "an earlier run left faults ({what}); heal them with `rig chaos --heal`, or start \
+                 without refusing leftovers to heal them first"
+            ));
+        }
+        if let Some((toxiproxy, left)) = toxics {
+            toxiproxy.clear(&left, log).await?;
+        }
+        for admin in faulty {
+            admin.clear(log).await?;
+        }
+        Ok(Some(format!(
+            "healed the faults an earlier run left: {what}"
+        )))
+    }
+
     async fn heal(&self, log: &mut Vec<Call>) -> Result<(), String> {
         let mut problems = Vec::new();
         if let Err(err) = self.execs.heal(log).await {
@@ -351,6 +412,27 @@ pub async fn execute<A: Actuator>(
         biased;
         reason = &mut cancel => Err(Err(reason)),
         checked = actuator.preflight(plan, &mut log) => checked.map_err(Ok),
+    };
+    // What an earlier run left (it was killed and could not heal): healed and said, first.
+    let preflight = match preflight {
+        Ok(()) => match actuator.leftovers(plan, &mut log).await {
+            Ok(None) => Ok(()),
+            Ok(Some(note)) => {
+                journal
+                    .append(
+                        Event::Healed,
+                        Detail {
+                            calls: std::mem::take(&mut log),
+                            message: Some(note),
+                            ..Detail::default()
+                        },
+                    )
+                    .await?;
+                Ok(())
+            }
+            Err(message) => Err(Ok(message)),
+        },
+        other => other,
     };
     match preflight {
         Ok(()) => {}

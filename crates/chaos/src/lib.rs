@@ -43,7 +43,7 @@ pub use exec::ExecRunner;
 pub use executor::{
     AbortReason, Actuator, BoxFuture, Outcome, ProcessControl, Targets, execute, heal,
 };
-pub use journal::{Call, Event, Journal, LoadClock, Record, read_journal};
+pub use journal::{Call, Detail, Event, Journal, LoadClock, Record, read_journal};
 pub use operator::{OperatorAction, OperatorRunner, OperatorSpec};
 pub use provider::{ProviderAdmin, ProviderFaults};
 pub use proxy::collection::{ProxyConfig, ProxyJson};
@@ -52,4 +52,4 @@ pub use timeline::{
     Entry, Fault, PROCESSES, PartitionDirection, PartitionMode, Plan, SINK, Timeline,
 };
 pub use toxics::{Stream, Toxic, ToxicJson, ToxicSpec};
-pub use toxiproxy::{ProxyState, ToxiproxyControl};
+pub use toxiproxy::{Leftovers, ProxyState, TOXIC_PREFIX, ToxiproxyControl, run_marker};

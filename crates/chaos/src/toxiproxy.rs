@@ -4,8 +4,13 @@
 //! That client is blocking (reqwest 0.11) and panics on transport errors and unresolvable
 //! hosts, so every call runs on a blocking thread with a client made and dropped there: a
 //! panic becomes an error, never a crash of the run. It also ignores HTTP status codes, so
-//! every change is confirmed by reading the state back. It cannot delete a single toxic or
-//! create `reset_peer`; those two calls go over plain HTTP, with their status recorded.
+//! every change is confirmed by reading the state back. It cannot name a toxic, delete a
+//! single one or create `reset_peer`; toxics are added and removed over plain HTTP, with
+//! their status recorded.
+//!
+//! Every toxic the rig adds is named `rig.<run>.<type>_<stream>` ([`TOXIC_PREFIX`], the run's
+//! marker): after a crash of the rig, the next run (or `rig chaos --heal`) can tell its
+//! leftovers from anyone else's toxics.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -19,7 +24,51 @@ use crate::ChaosError;
 use crate::desired::ProxyDesired;
 use crate::journal::Call;
 use crate::proxy::collection::ProxyConfig;
-use crate::toxics::{Toxic, ToxicJson, ToxicSpec};
+use crate::toxics::{ToxicJson, ToxicSpec};
+
+/// What every toxic the rig adds is named with first.
+pub const TOXIC_PREFIX: &str = "rig.";
+
+/// A run's marker for toxic names: `rig.<run>.`, the run's name with anything but letters,
+/// digits, `-` and `_` replaced by `-`.
+pub fn run_marker(run: &str) -> String {
+    let clean: String = run
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    format!("{TOXIC_PREFIX}{clean}.")
+}
+
+/// Faults an earlier run left on a Toxiproxy: rig-made toxics of another run, by proxy.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Leftovers {
+    pub toxics: Vec<(String, String)>,
+    /// Proxies a timeline uses that were found disabled.
+    pub disabled: Vec<String>,
+}
+
+impl Leftovers {
+    pub fn is_empty(&self) -> bool {
+        self.toxics.is_empty() && self.disabled.is_empty()
+    }
+
+    /// One line for the terminal and the journal.
+    pub fn describe(&self) -> String {
+        let mut parts: Vec<String> = self
+            .toxics
+            .iter()
+            .map(|(proxy, toxic)| format!("toxic {toxic} on {proxy}"))
+            .collect();
+        parts.extend(self.disabled.iter().map(|p| format!("proxy {p} disabled")));
+        parts.join(", ")
+    }
+}
 
 /// How long one plain-HTTP call may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -114,6 +163,8 @@ impl Drop for ClientSlot {
 #[derive(Debug, Clone)]
 pub struct ToxiproxyControl {
     url: String,
+    /// `rig.<run>.`: the start of every toxic name this run adds.
+    marker: String,
     host_port: String,
     http: HttpClient,
     slot: Arc<ClientSlot>,
@@ -141,7 +192,12 @@ impl ToxiproxyControl {
         }
         port.parse::<u16>()
             .map_err(|_| bad("the port is not a number"))?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or_default();
         Ok(Self {
+            marker: run_marker(&format!("{now}-{}", std::process::id())),
             url: format!("http://{host_port}"),
             host_port: host_port.to_string(),
             http: HttpClient::new(Duration::from_secs(2), 2),
@@ -151,6 +207,88 @@ impl ToxiproxyControl {
 
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// Names this run's toxics after `run` (by default, the start time and process id).
+    pub fn for_run(mut self, run: &str) -> Self {
+        self.marker = run_marker(run);
+        self
+    }
+
+    /// This run's marker (`rig.<run>.`).
+    pub fn marker(&self) -> &str {
+        &self.marker
+    }
+
+    /// `spec` as this run names it on the Toxiproxy.
+    fn ours(&self, spec: &ToxicSpec) -> ToxicSpec {
+        let mut named = spec.clone();
+        named.name = format!("{}{}", self.marker, spec.name);
+        named
+    }
+
+    /// Rig-made toxics of other runs on the proxies `used`, and which of them are disabled.
+    pub async fn leftovers(
+        &self,
+        used: &[String],
+        log: &mut Vec<Call>,
+    ) -> Result<Leftovers, String> {
+        self.scan(used, false, log).await
+    }
+
+    /// Every rig-made toxic on any proxy (this run's too), and every disabled proxy.
+    pub async fn rig_made(&self, log: &mut Vec<Call>) -> Result<Leftovers, String> {
+        let all: Vec<String> = self.proxies(log).await?.into_keys().collect();
+        self.scan(&all, true, log).await
+    }
+
+    async fn scan(
+        &self,
+        used: &[String],
+        own_too: bool,
+        log: &mut Vec<Call>,
+    ) -> Result<Leftovers, String> {
+        let proxies = self.proxies(log).await?;
+        let mut found = Leftovers::default();
+        // Only the proxies asked about: another timeline may be running on the others.
+        for (name, proxy) in proxies.iter().filter(|(name, _)| used.contains(*name)) {
+            for toxic in &proxy.toxics {
+                let ours = toxic.name.starts_with(&self.marker);
+                if toxic.name.starts_with(TOXIC_PREFIX) && (own_too || !ours) {
+                    found.toxics.push((name.clone(), toxic.name.clone()));
+                }
+            }
+            if !proxy.enabled && used.contains(name) {
+                found.disabled.push(name.clone());
+            }
+        }
+        Ok(found)
+    }
+
+    /// Removes `leftovers` (and enables the disabled proxies), then reads back.
+    pub async fn clear(&self, leftovers: &Leftovers, log: &mut Vec<Call>) -> Result<(), String> {
+        for (proxy, toxic) in &leftovers.toxics {
+            self.remove_toxic(proxy, toxic, log).await?;
+        }
+        for proxy in &leftovers.disabled {
+            self.set_enabled(proxy, true, log).await?;
+        }
+        let used = leftovers.disabled.clone();
+        let left = Leftovers {
+            toxics: self.leftovers(&used, log).await?.toxics,
+            disabled: Vec::new(),
+        };
+        // Only what was asked: other runs' toxics added meanwhile are not ours to judge.
+        let still: Vec<_> = left
+            .toxics
+            .into_iter()
+            .filter(|t| leftovers.toxics.contains(t))
+            .collect();
+        if still.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("still there after removal: {still:?}"))
+        }
     }
 
     fn call(&self, op: String, via: &str, status: Option<u16>, error: Option<String>) -> Call {
@@ -314,8 +452,8 @@ impl ToxiproxyControl {
         .await
     }
 
-    /// Adds one toxic. Its name must be Toxiproxy's default `<type>_<stream>`, the only name
-    /// `toxiproxy_rust` can give.
+    /// Adds one toxic, named as `spec` says (plain HTTP: `toxiproxy_rust` can only give
+    /// Toxiproxy's default name, and has no `reset_peer`).
     pub async fn add_toxic(
         &self,
         proxy: &str,
@@ -323,50 +461,11 @@ impl ToxiproxyControl {
         log: &mut Vec<Call>,
     ) -> Result<(), String> {
         let op = format!("add_toxic {proxy} {}", spec.name);
-        if let Toxic::ResetPeer(_) = spec.toxic {
-            // toxiproxy_rust has no reset_peer.
-            let body = serde_json::to_vec(&spec.to_json()).map_err(|e| e.to_string())?;
-            let path = format!("/proxies/{proxy}/toxics");
-            return self
-                .http(Method::POST, &path, Some(body), op, log)
-                .await
-                .map(|_| ());
-        }
-        let u32_of = |value: u64| {
-            u32::try_from(value)
-                .map_err(|_| format!("{value} is too large for toxiproxy_rust (u32)"))
-        };
-        let stream = spec.stream.as_str().to_string();
-        let toxicity = spec.toxicity;
-        let name = proxy.to_string();
-        let toxic = spec.toxic.clone();
-        let (a, b, c) = match &toxic {
-            Toxic::Latency(t) => (u32_of(t.latency)?, u32_of(t.jitter)?, 0),
-            Toxic::Bandwidth(t) => (u32_of(t.rate)?, 0, 0),
-            Toxic::SlowClose(t) => (u32_of(t.delay)?, 0, 0),
-            Toxic::Timeout(t) => (u32_of(t.timeout)?, 0, 0),
-            Toxic::Slicer(t) => (
-                u32_of(t.average_size)?,
-                u32_of(t.size_variation)?,
-                u32_of(t.delay)?,
-            ),
-            Toxic::LimitData(t) => (u32_of(t.bytes)?, 0, 0),
-            Toxic::ResetPeer(_) => (0, 0, 0),
-        };
-        self.blocking(op, log, move |client| {
-            let proxy = client.find_proxy(&name)?;
-            match toxic {
-                Toxic::Latency(_) => proxy.with_latency(stream, a, b, toxicity),
-                Toxic::Bandwidth(_) => proxy.with_bandwidth(stream, a, toxicity),
-                Toxic::SlowClose(_) => proxy.with_slow_close(stream, a, toxicity),
-                Toxic::Timeout(_) => proxy.with_timeout(stream, a, toxicity),
-                Toxic::Slicer(_) => proxy.with_slicer(stream, a, b, c, toxicity),
-                Toxic::LimitData(_) => proxy.with_limit_data(stream, a, toxicity),
-                Toxic::ResetPeer(_) => &proxy,
-            };
-            Ok(())
-        })
-        .await
+        let body = serde_json::to_vec(&spec.to_json()).map_err(|e| e.to_string())?;
+        let path = format!("/proxies/{}/toxics", encode(proxy));
+        self.http(Method::POST, &path, Some(body), op, log)
+            .await
+            .map(|_| ())
     }
 
     /// Removes one toxic by name (plain HTTP: toxiproxy_rust can only remove them all).
@@ -376,7 +475,7 @@ impl ToxiproxyControl {
         toxic: &str,
         log: &mut Vec<Call>,
     ) -> Result<(), String> {
-        let path = format!("/proxies/{proxy}/toxics/{toxic}");
+        let path = format!("/proxies/{}/toxics/{}", encode(proxy), encode(toxic));
         let op = format!("remove_toxic {proxy} {toxic}");
         self.http(Method::DELETE, &path, None, op, log)
             .await
@@ -397,8 +496,21 @@ impl ToxiproxyControl {
         if desired.is_empty() {
             return Ok(());
         }
+        let desired: BTreeMap<&String, ProxyDesired> = desired
+            .iter()
+            .map(|(name, want)| {
+                let toxics = want.toxics.iter().map(|t| self.ours(t)).collect();
+                (
+                    name,
+                    ProxyDesired {
+                        enabled: want.enabled,
+                        toxics,
+                    },
+                )
+            })
+            .collect();
         let current = self.proxies(log).await?;
-        for (name, want) in desired {
+        for (&name, want) in &desired {
             let have = current
                 .get(name)
                 .ok_or_else(|| format!("proxy {name} does not exist on {}", self.url))?;
@@ -425,7 +537,7 @@ impl ToxiproxyControl {
             }
         }
         let after = self.proxies(log).await?;
-        for (name, want) in desired {
+        for (&name, want) in &desired {
             match after.get(name) {
                 Some(found) if found.matches(want) => {}
                 found => {
@@ -489,4 +601,17 @@ fn names(toxics: &[ToxicSpec]) -> String {
         .map(|t| t.name.as_str())
         .collect::<Vec<_>>()
         .join(",")
+}
+
+/// A name as one path segment (percent-encoding all but unreserved characters).
+fn encode(name: &str) -> String {
+    name.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }

@@ -253,12 +253,17 @@ async fn interrupt_heals_real_targets() {
             }
         }
         let (_, proxies) = toxi.call(Method::GET, "/proxies", None).await;
+        // Each named `rig.<run>.<type>_<stream>`: the rig's, and this run's.
         let names = |p: &str| -> Vec<String> {
             proxies[p]["toxics"]
                 .as_array()
                 .unwrap()
                 .iter()
-                .map(|t| t["name"].as_str().unwrap().to_string())
+                .map(|t| {
+                    let name = t["name"].as_str().unwrap();
+                    assert!(name.starts_with("rig."), "{name}");
+                    name.rsplit('.').next().unwrap().to_string()
+                })
                 .collect()
         };
         assert_eq!(
@@ -336,4 +341,140 @@ async fn missing_proxy_fails_preflight() {
         vec![Event::Planned, Event::Failed, Event::Healed]
     );
     let _ = std::fs::remove_file(&path);
+}
+
+/// What a killed run left is healed before the first step, and said: a rig-made toxic of
+/// another run on a proxy the timeline uses, a disabled proxy it uses and a provider fault
+/// are removed and journaled (`healed`, naming each); a toxic someone else made, and a
+/// rig-made one on a proxy this timeline does not touch (another timeline may own it), are
+/// left alone. With `refuse_leftovers` no step runs: the run fails, naming them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leftovers_of_a_killed_run_are_healed_first() {
+    let toxi = Toxi::start(1).await;
+    let echo = echo_server().await;
+    for proxy in ["a_to_b", "b_to_a", "other"] {
+        toxi.proxy(proxy, echo).await;
+    }
+    let left = |proxy: &str, name: &str| {
+        let toxi = &toxi;
+        let (proxy, name) = (proxy.to_string(), name.to_string());
+        async move {
+            toxi.add_toxic(
+                &proxy,
+                json!({"name": name, "type": "timeout", "stream": "upstream", "attributes": {"timeout": 0}}),
+            )
+            .await;
+        }
+    };
+    let provider = fake_provider().await;
+    // The first step is far off: the run is stopped once the leftovers are seen to.
+    let timeline = "[[chaos]]\nat=\"1h\"\nfor=\"1s\"\nkind=\"partition\"\nbetween=[\"a\",\"b\"]\nmode=\"blackhole\"\n";
+    for refuse in [true, false] {
+        left("a_to_b", "rig.killed-run.timeout_upstream").await;
+        left("b_to_a", "someone_elses").await;
+        left("other", "rig.killed-run.timeout_upstream").await;
+        toxi.call(
+            Method::POST,
+            "/proxies/b_to_a",
+            Some(json!({"enabled": false})),
+        )
+        .await;
+        let (status, _) = provider_fault(&provider.url).await;
+        assert!(status.is_success());
+        let targets = Targets {
+            toxiproxy: Some(
+                ToxiproxyControl::new(&toxi.url())
+                    .unwrap()
+                    .for_run("this-run"),
+            ),
+            providers: BTreeMap::from([(
+                "main".to_string(),
+                ProviderAdmin::new("main", &provider.url).unwrap(),
+            )]),
+            refuse_leftovers: refuse,
+            ..Default::default()
+        };
+        let path = temp_path("leftovers");
+        let mut journal = Journal::open(&path, LoadClock::starting_now()).unwrap();
+        let mut records = journal.observe();
+        let plan = plan(timeline);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let cancel = async move {
+            let _ = stopped.await;
+            AbortReason("checked".to_string())
+        };
+        // Watch the state right after the leftovers are handled (before the heal at the end).
+        let watch = async {
+            let mut seen = None;
+            while let Some(record) = records.recv().await {
+                if matches!(record.event, Event::Healed | Event::Failed) {
+                    let (_, proxies) = toxi.call(Method::GET, "/proxies", None).await;
+                    seen = Some((record, proxies));
+                    break;
+                }
+            }
+            let _ = stop.send(());
+            seen
+        };
+        let (outcome, seen) = tokio::join!(execute(&plan, &targets, &journal, cancel), watch);
+        let (record, proxies) = seen.expect("a record about the leftovers");
+        let message = record.message.clone().unwrap_or_default();
+        let toxic_names = |p: &str| -> Vec<String> {
+            proxies[p]["toxics"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["name"].as_str().unwrap().to_string())
+                .collect()
+        };
+        assert!(
+            message.contains("rig.killed-run.timeout_upstream on a_to_b"),
+            "{message}"
+        );
+        assert!(message.contains("proxy b_to_a disabled"), "{message}");
+        assert!(message.contains("on provider main"), "{message}");
+        assert!(
+            !message.contains("someone_elses") && !message.contains("on other"),
+            "{message}"
+        );
+        if refuse {
+            assert_eq!(record.event, Event::Failed);
+            let err = outcome.unwrap_err();
+            assert!(err.to_string().contains("earlier run left"), "{err}");
+        } else {
+            assert_eq!(record.event, Event::Healed);
+            assert!(
+                message.starts_with("healed the faults an earlier run left"),
+                "{message}"
+            );
+            outcome.unwrap();
+            assert!(toxic_names("a_to_b").is_empty(), "{proxies}");
+            assert_eq!(proxies["b_to_a"]["enabled"], true);
+            assert_eq!(toxic_names("b_to_a"), vec!["someone_elses"]);
+            assert_eq!(
+                toxic_names("other"),
+                vec!["rig.killed-run.timeout_upstream"]
+            );
+        }
+        drop(journal);
+        let _ = std::fs::remove_file(&path);
+        // The end-of-run heal (/reset) cleared the rest: start the next round afresh.
+        toxi.call(Method::POST, "/reset", None).await;
+    }
+}
+
+/// Sets a provider fault on the fake provider, as an earlier run would have.
+async fn provider_fault(url: &str) -> (rig_http::StatusCode, bytes::Bytes) {
+    let http = rig_http::HttpClient::new(Duration::from_secs(2), 1);
+    let response = http
+        .send(
+            Method::POST,
+            &format!("{url}/admin/faults"),
+            &[("content-type", "application/json")],
+            Some(bytes::Bytes::from_static(br#"{"outage": true}"#)),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+    (response.status, response.body)
 }

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use chaos::toxics::{Latency, Stream, Timeout, Toxic, ToxicSpec};
 use chaos::{ProxyConfig, ToxiproxyControl};
 use common::{Toxi, echo_server};
-use rig_http::{DropConnection, StatusCode};
 use tokio::net::TcpListener;
 use toxiproxy_rust::client::Client;
 use toxiproxy_rust::proxy::ProxyPack;
@@ -132,31 +131,29 @@ async fn control_round_trip() {
     );
 }
 
-/// A transport failure makes toxiproxy_rust panic; on the blocking thread that panic becomes
-/// an error for the caller instead of killing the run.
+/// A broken answer makes toxiproxy_rust panic (it `expect`s a readable body); on the
+/// blocking thread that panic becomes an error for the caller instead of killing the run.
+/// Toxics go over plain HTTP, where a broken connection is an error with its reason.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_panic_becomes_error() {
-    // A fake Toxiproxy that shows a proxy but drops the connection on toxic creation.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // A fake Toxiproxy whose every answer promises 100 bytes and sends 5.
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    let handler = |request: rig_http::Request<rig_http::Incoming>| async move {
-        if request.method() == rig_http::Method::POST {
-            return Err(DropConnection);
+    let server = tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut request = [0u8; 4096];
+                let _ = socket.read(&mut request).await;
+                let _ = socket
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort")
+                    .await;
+            });
         }
-        let pack = serde_json::json!({"name": "p", "listen": "127.0.0.1:1", "upstream": "127.0.0.1:2", "enabled": true, "toxics": []});
-        Ok(rig_http::json(StatusCode::OK, &pack))
-    };
-    let server = tokio::spawn(rig_http::serve(listener, handler, std::future::pending()));
+    });
     let control = Arc::new(ToxiproxyControl::new(&url).unwrap());
     let mut log = Vec::new();
-    let spec = ToxicSpec::new(
-        Stream::Downstream,
-        Toxic::Latency(Latency {
-            latency: 1,
-            jitter: 0,
-        }),
-    );
-    let err = control.add_toxic("p", &spec, &mut log).await.unwrap_err();
+    let err = control.version(&mut log).await.unwrap_err();
     assert!(err.contains("panicked"), "{err}");
     assert!(
         log.last()
@@ -166,5 +163,14 @@ async fn client_panic_becomes_error() {
             .unwrap()
             .contains("panicked")
     );
+    let spec = ToxicSpec::new(
+        Stream::Downstream,
+        Toxic::Latency(Latency {
+            latency: 1,
+            jitter: 0,
+        }),
+    );
+    let err = control.add_toxic("p", &spec, &mut log).await.unwrap_err();
+    assert!(!err.contains("panicked"), "{err}");
     server.abort();
 }

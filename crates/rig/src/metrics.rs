@@ -317,6 +317,10 @@ impl<A: Actuator> Actuator for FaultGauge<A> {
         self.inner.preflight(plan, log).await
     }
 
+    async fn leftovers(&self, plan: &Plan, log: &mut Vec<Call>) -> Result<Option<String>, String> {
+        self.inner.leftovers(plan, log).await
+    }
+
     async fn apply(&self, desired: &Desired, log: &mut Vec<Call>) -> Result<(), String> {
         self.inner.apply(desired, log).await?;
         self.show(faults_of(desired));

@@ -130,6 +130,10 @@ pub fn chaos_event(record: &chaos::Record) -> Option<String> {
                 name.unwrap_or_else(|| "step".into())
             ),
             (Event::Aborted, _, _) => format!("chaos: timeline stopped: {message}"),
+            // What an earlier, killed run left, healed before the first step.
+            (Event::Healed, None, _) if message.starts_with("healed the faults") => {
+                format!("chaos: {message}")
+            }
             (Event::Healed, None, _) => "chaos: every fault healed".to_string(),
             _ => return None,
         },

@@ -5,12 +5,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{KillOnDrop, text};
+use common::text;
 
 /// The workspace's `tests/conformance` folder.
 fn scripts() -> PathBuf {
@@ -37,30 +36,6 @@ fn missing(reason: &str) {
         panic!("{reason}; CI must have it");
     }
     eprintln!("skipping: {reason}");
-}
-
-/// `rig toxiproxy` on a free loopback port: the child (killed on drop) and its address.
-fn toxiproxy() -> (KillOnDrop, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rig"))
-        .args(["toxiproxy", "--listen", "127.0.0.1:0", "--seed", "7"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("rig toxiproxy starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("its first line");
-    // "toxiproxy-compatible API on http://127.0.0.1:PORT (seed 7); ..."
-    let address = line
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .to_string();
-    (KillOnDrop(Some(child)), address)
 }
 
 /// Runs a client script, failing the test if it fails or outlives `limit`.
@@ -94,7 +69,7 @@ fn toxiproxy_python_client_passes() {
     let Some(cache) = cached("py/toxiproxy", "toxiproxy-python (PyPI)") else {
         return;
     };
-    let (_server, address) = toxiproxy();
+    let (_server, address) = common::standalone_toxiproxy();
     let mut command = Command::new("python3");
     command
         .arg(scripts().join("toxiproxy_python.py"))
@@ -117,7 +92,7 @@ fn toxiproxy_node_client_passes() {
     ) else {
         return;
     };
-    let (_server, address) = toxiproxy();
+    let (_server, address) = common::standalone_toxiproxy();
     let mut command = Command::new("node");
     command
         .arg(scripts().join("toxiproxy_node.js"))
@@ -167,7 +142,7 @@ fn hdrhistogram_java_reads_our_hlog() {
         return;
     };
     let dir = target_system::testkit::TempDir::new("conformance-hlog");
-    let (_server, address) = toxiproxy();
+    let (_server, address) = common::standalone_toxiproxy();
     let hlog = dir.path().join("load.hlog");
     let json = dir.path().join("load.json");
     let load = common::rig_within(

@@ -1,6 +1,6 @@
 //! `rig chaos`: apply a profile's `[[chaos]]` timeline to an external Toxiproxy (and, for
 //! provider faults, to the provider's admin API), journal every step, and heal at the end,
-//! on error and on Ctrl-C.
+//! on error and on Ctrl-C. `rig chaos --heal` removes what a killed rig left behind.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -9,15 +9,23 @@ use clap::Args;
 
 use crate::exit::{BadInput, Verdict};
 
-/// Replay a chaos timeline now; the clock starts when the command starts.
+/// Replay a chaos timeline now; the clock starts when the command starts. Faults an earlier,
+/// killed run left on the Toxiproxy or the providers are healed first (and journaled).
+///
+/// `rig chaos --heal --toxiproxy URL [--provider URL]` instead removes every toxic the rig
+/// made (named `rig.<run>.<type>_<stream>`) and clears each provider's faults, and says what
+/// it removed: for after a rig was killed mid-run.
 #[derive(Debug, Args)]
 pub struct ChaosArgs {
     /// Toxiproxy API URL (the real Toxiproxy or `rig toxiproxy`), e.g. http://127.0.0.1:8474.
     #[arg(long, value_name = "URL")]
     toxiproxy: String,
     /// Profile whose `[[chaos]]` entries are applied (its other keys are ignored).
-    #[arg(long, value_name = "PROFILE")]
-    timeline: PathBuf,
+    #[arg(long, value_name = "PROFILE", required_unless_present = "heal")]
+    timeline: Option<PathBuf>,
+    /// Remove every rig-made toxic and clear the providers' faults, then exit.
+    #[arg(long, conflicts_with = "timeline")]
+    heal: bool,
     /// Provider admin API for `kind = "provider"` faults, as NAME=URL or URL (named
     /// `provider`); repeat for several providers.
     #[arg(long = "provider", value_name = "[NAME=]URL")]
@@ -59,23 +67,10 @@ fn profile_seed(path: &std::path::Path) -> anyhow::Result<Option<u64>> {
     }
 }
 
-pub async fn run(args: ChaosArgs) -> anyhow::Result<Verdict> {
-    let timeline = chaos::Timeline::from_profile_file(&args.timeline).map_err(chaos_error)?;
-    if timeline.is_empty() {
-        return Err(BadInput(format!(
-            "{} has no [[chaos]] entries; add one, e.g. [[chaos]] at = \"10s\" for = \"30s\" \
-             kind = \"partition\" between = [\"a\", \"b\"]",
-            args.timeline.display()
-        ))
-        .into());
-    }
-    let seed = match args.seed {
-        Some(seed) => seed,
-        None => profile_seed(&args.timeline)?.unwrap_or(1),
-    };
-    let plan = timeline.expand(seed).map_err(chaos_error)?;
+/// The providers of `--provider`, by name.
+fn providers_of(specs: &[String]) -> anyhow::Result<BTreeMap<String, chaos::ProviderAdmin>> {
     let mut providers = BTreeMap::new();
-    for spec in &args.providers {
+    for spec in specs {
         let (name, url) = spec.split_once('=').unwrap_or(("provider", spec.as_str()));
         let admin = chaos::ProviderAdmin::new(name, url).map_err(chaos_error)?;
         if providers.insert(name.to_string(), admin).is_some() {
@@ -85,6 +80,84 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<Verdict> {
             .into());
         }
     }
+    Ok(providers)
+}
+
+/// `--heal`: every rig-made toxic removed, every provider's faults cleared, each said.
+async fn heal(args: &ChaosArgs) -> anyhow::Result<Verdict> {
+    let toxiproxy = chaos::ToxiproxyControl::new(&args.toxiproxy).map_err(chaos_error)?;
+    let providers = providers_of(&args.providers)?;
+    let mut log = Vec::new();
+    let unreachable = |what: String| anyhow::anyhow!(what);
+    let found = toxiproxy
+        .rig_made(&mut log)
+        .await
+        .map_err(|e| unreachable(format!("Toxiproxy at {}: {e}", toxiproxy.url())))?;
+    let rig_toxics = chaos::Leftovers {
+        toxics: found.toxics.clone(),
+        disabled: Vec::new(),
+    };
+    for (proxy, toxic) in &rig_toxics.toxics {
+        eprintln!("removing toxic {toxic} from proxy {proxy}");
+    }
+    toxiproxy
+        .clear(&rig_toxics, &mut log)
+        .await
+        .map_err(|e| unreachable(format!("Toxiproxy at {}: {e}", toxiproxy.url())))?;
+    for proxy in &found.disabled {
+        eprintln!(
+            "proxy {proxy} is disabled (left as it is: a disabled proxy carries no name to tell who disabled it; enable it with POST /proxies/{proxy} {{\"enabled\": true}})"
+        );
+    }
+    let mut cleared = 0;
+    for (name, admin) in &providers {
+        let faults = admin
+            .read(&mut log)
+            .await
+            .map_err(|e| unreachable(format!("provider {name}: {e}")))?;
+        if faults.is_clear() {
+            continue;
+        }
+        eprintln!(
+            "clearing provider {name}'s faults: {}",
+            faults.fields_set().join(", ")
+        );
+        admin
+            .clear(&mut log)
+            .await
+            .map_err(|e| unreachable(format!("provider {name}: {e}")))?;
+        cleared += 1;
+    }
+    println!(
+        "healed: {} rig-made toxic(s) removed from {}, {cleared} provider(s) cleared",
+        rig_toxics.toxics.len(),
+        toxiproxy.url()
+    );
+    Ok(Verdict::Pass)
+}
+
+pub async fn run(args: ChaosArgs) -> anyhow::Result<Verdict> {
+    if args.heal {
+        return heal(&args).await;
+    }
+    let Some(timeline_path) = args.timeline.clone() else {
+        return Err(BadInput("give --timeline PROFILE (or --heal)".into()).into());
+    };
+    let timeline = chaos::Timeline::from_profile_file(&timeline_path).map_err(chaos_error)?;
+    if timeline.is_empty() {
+        return Err(BadInput(format!(
+            "{} has no [[chaos]] entries; add one, e.g. [[chaos]] at = \"10s\" for = \"30s\" \
+             kind = \"partition\" between = [\"a\", \"b\"]",
+            timeline_path.display()
+        ))
+        .into());
+    }
+    let seed = match args.seed {
+        Some(seed) => seed,
+        None => profile_seed(&timeline_path)?.unwrap_or(1),
+    };
+    let plan = timeline.expand(seed).map_err(chaos_error)?;
+    let providers = providers_of(&args.providers)?;
     let targets = chaos::Targets {
         toxiproxy: Some(chaos::ToxiproxyControl::new(&args.toxiproxy).map_err(chaos_error)?),
         providers,

@@ -44,6 +44,11 @@ pub struct RunArgs {
     /// Use this Toxiproxy (e.g. http://127.0.0.1:8474) instead of the embedded one.
     #[arg(long, value_name = "URL")]
     toxiproxy: Option<String>,
+    /// Refuse to start when an earlier run left faults on the Toxiproxy or the providers (a
+    /// rig killed mid-run cannot heal). By default they are healed first, journaled and
+    /// reported; `rig chaos --heal` heals them on its own.
+    #[arg(long)]
+    refuse_leftovers: bool,
     /// The run directory (default: runs/<UTC time>-<name>).
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
@@ -191,6 +196,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Verdict> {
         allow_chaos_after_load: args.allow_chaos_after_load,
         grafana_url: args.grafana_url,
         grafana_token: args.grafana_token,
+        refuse_leftovers: args.refuse_leftovers,
     };
     crate::run::execute(&options).await
 }

@@ -32,7 +32,11 @@ impl Driven {
 
 /// Runs the load and the chaos timeline to their end (or Ctrl-C) and finishes
 /// `latency.hlog`. On an error the caller stops the system.
-pub async fn drive(prepared: &Prepared, started: &mut Started) -> anyhow::Result<Driven> {
+pub async fn drive(
+    prepared: &Prepared,
+    started: &mut Started,
+    refuse_leftovers: bool,
+) -> anyhow::Result<Driven> {
     let profile = prepared.profile();
     let load_metrics = started
         .load_metrics
@@ -44,6 +48,18 @@ pub async fn drive(prepared: &Prepared, started: &mut Started) -> anyhow::Result
         .context("opening the chaos journal")?;
     // Faults on and healed, printed between the progress lines as they happen.
     let mut records = journal.observe();
+    if let Some(note) = &topology.leftovers {
+        journal
+            .append(
+                chaos::Event::Healed,
+                chaos::Detail {
+                    message: Some(note.clone()),
+                    ..chaos::Detail::default()
+                },
+            )
+            .await
+            .context("journaling the healed leftovers")?;
+    }
     let events = tokio::spawn(async move {
         while let Some(record) = records.recv().await {
             if let Some(event) = crate::observe::chaos_event(&record) {
@@ -80,11 +96,14 @@ pub async fn drive(prepared: &Prepared, started: &mut Started) -> anyhow::Result
         let ((_, HlogSink(hlog)), _) = observer;
         report.map(|r| (r, hlog))
     });
-    let chaos_targets = crate::metrics::FaultGauge::new(
-        topology.chaos_targets()?,
-        &started.chaos_registry,
-        &prepared.plan,
-    );
+    // The run's toxics are named after it, so the next run can tell what a crash left.
+    let mut targets = topology.chaos_targets()?;
+    targets.toxiproxy = targets
+        .toxiproxy
+        .map(|control| control.for_run(&prepared.run_id));
+    targets.refuse_leftovers = refuse_leftovers;
+    let chaos_targets =
+        crate::metrics::FaultGauge::new(targets, &started.chaos_registry, &prepared.plan);
     let chaos_cancel = {
         let mut interrupt = started.interrupt.clone();
         let mut load_done = load_done.clone();

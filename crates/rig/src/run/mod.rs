@@ -81,6 +81,8 @@ pub struct RunOptions {
     /// `--grafana-url URL` (and its token): post chaos windows as annotations.
     pub grafana_url: Option<String>,
     pub grafana_token: Option<String>,
+    /// `--refuse-leftovers`: an earlier run's faults stop the run instead of being healed.
+    pub refuse_leftovers: bool,
 }
 
 /// An already-running system: its entry regions (a, then b), and either its own provider
@@ -139,7 +141,7 @@ pub async fn execute(options: &RunOptions) -> anyhow::Result<Verdict> {
     crate::exit::log_to_file(&log, options.verbosity)
         .with_context(|| format!("opening {}", log.display()))?;
     let mut started = start(&prepared, options).await?;
-    let mut driven = match drive(&prepared, &mut started).await {
+    let mut driven = match drive(&prepared, &mut started, options.refuse_leftovers).await {
         Ok(driven) => driven,
         Err(err) => {
             started.stop().await;

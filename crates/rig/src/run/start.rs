@@ -88,6 +88,11 @@ pub async fn start(prepared: &Prepared, options: &RunOptions) -> anyhow::Result<
     });
 
     let toxiproxy = options.toxiproxy.as_deref();
+    let proxies = super::topology::ProxySetup {
+        toxiproxy,
+        seed: profile.run.seed,
+        refuse_leftovers: options.refuse_leftovers,
+    };
     let topology = match &options.external {
         Some(External {
             regions,
@@ -102,15 +107,13 @@ pub async fn start(prepared: &Prepared, options: &RunOptions) -> anyhow::Result<
             &external.provider_listen,
             &external.sink_listen,
             &prepared.store,
-            toxiproxy,
-            profile.run.seed,
+            &proxies,
         )
         .await
         .context("the rig's provider and sink for the black-box system could not start")?,
         None => Topology::start(
             &prepared.store,
-            toxiproxy,
-            profile.run.seed,
+            &proxies,
             &RunFiles {
                 profile: &prepared.run_dir.join("profile.toml"),
                 run_id,

@@ -88,6 +88,8 @@ pub struct Topology {
     sink: Option<RunningSink>,
     /// A system whose stores the rig cannot read: its drain polls over HTTP.
     pub black_box: bool,
+    /// What an earlier run left on the Toxiproxy and this run healed first (for the journal).
+    pub leftovers: Option<String>,
 }
 
 async fn bind() -> anyhow::Result<TcpListener> {
@@ -118,8 +120,7 @@ impl Topology {
     /// parameters from, and the folder their output goes to.
     pub async fn start(
         store: &StoreUrl,
-        toxiproxy: Option<&str>,
-        seed: u64,
+        proxies: &ProxySetup<'_>,
         run: &RunFiles<'_>,
     ) -> anyhow::Result<Self> {
         let mut ports = Vec::new();
@@ -132,7 +133,7 @@ impl Topology {
         let (a_addr, b_addr) = (reserve()?, reserve()?);
         let (sink_own, sink_a, sink_b) = (bind().await?, bind().await?, bind().await?);
         let addr = |l: &TcpListener| l.local_addr().map(|a| a.to_string());
-        let (embedded, control) = proxy_server(toxiproxy, seed).await?;
+        let (embedded, control, leftovers) = proxy_server(proxies).await?;
         let url = control.url().to_string();
         let proxy = |name: &str, upstream: String| chaos::ProxyConfig {
             name: name.to_string(),
@@ -165,7 +166,7 @@ impl Topology {
                 .cloned()
                 .ok_or_else(|| anyhow::anyhow!("the proxy {name} was not created on {url}"))
         };
-        let sink = start_sink(store, seed, [sink_own, sink_a, sink_b]).await?;
+        let sink = start_sink(store, proxies.seed, [sink_own, sink_a, sink_b]).await?;
         let serve = |role: &[&str]| -> Vec<OsString> {
             let mut args: Vec<OsString> = ["serve", "--config"].map(OsString::from).to_vec();
             args.push(run.profile.as_os_str().to_owned());
@@ -229,6 +230,7 @@ impl Topology {
             provider_url: format!("http://{provider}"),
             sink: Some(sink),
             black_box: false,
+            leftovers,
         })
     }
 
@@ -243,14 +245,13 @@ impl Topology {
         provider_listen: &[String; 2],
         sink_listen: &[String; 2],
         store: &StoreUrl,
-        toxiproxy: Option<&str>,
-        seed: u64,
+        proxies: &ProxySetup<'_>,
     ) -> anyhow::Result<Self> {
         let (provider, provider_a, provider_b) = (bind().await?, bind().await?, bind().await?);
         let (sink_own, sink_a, sink_b) = (bind().await?, bind().await?, bind().await?);
         let addr = |l: &TcpListener| l.local_addr().map(|a| a.to_string());
         let provider_addr = addr(&provider)?;
-        let (embedded, control) = proxy_server(toxiproxy, seed).await?;
+        let (embedded, control, leftovers) = proxy_server(proxies).await?;
         let proxy = |name: &str, listen: &str, upstream: String| chaos::ProxyConfig {
             name: name.to_string(),
             listen: listen.to_string(),
@@ -270,7 +271,7 @@ impl Topology {
             )
             .await
             .map_err(|err| anyhow::anyhow!("creating the proxies: {err}"))?;
-        let sink = start_sink(store, seed, [sink_own, sink_a, sink_b]).await?;
+        let sink = start_sink(store, proxies.seed, [sink_own, sink_a, sink_b]).await?;
         let provider = per_region(provider, provider_a, provider_b);
         let system = System::start(config, store, Some(provider), Vec::new()).await?;
         Ok(Self {
@@ -284,6 +285,7 @@ impl Topology {
             provider_url: format!("http://{provider_addr}"),
             sink: Some(sink),
             black_box: true,
+            leftovers,
         })
     }
 
@@ -312,6 +314,7 @@ impl Topology {
             provider_url: provider.trim_end_matches('/').to_string(),
             sink: None,
             black_box: false,
+            leftovers: None,
         })
     }
 
@@ -480,19 +483,35 @@ async fn open_region_stores(store: &StoreUrl) -> anyhow::Result<Vec<(RegionId, D
     Ok(region_dbs)
 }
 
+/// Where a run's proxies are made: a Toxiproxy at `toxiproxy` (else an embedded server
+/// seeded with `seed`), and whether faults an earlier run left there stop the run.
+#[derive(Debug, Clone, Copy)]
+pub struct ProxySetup<'a> {
+    pub toxiproxy: Option<&'a str>,
+    pub seed: u64,
+    pub refuse_leftovers: bool,
+}
+
 /// The embedded Toxiproxy-compatible server (unless `toxiproxy` names one) and a client of
-/// whichever it is.
+/// whichever it is. On a Toxiproxy of its own the rig first looks for what an earlier run
+/// left (a rig killed mid-run cannot heal): every rig-made toxic, and any of the run's
+/// proxies left disabled. They are healed and said (the note, for the journal), or, with
+/// `refuse_leftovers`, the run stops; creating the proxies afresh would otherwise wipe them
+/// without a word.
 async fn proxy_server(
-    toxiproxy: Option<&str>,
-    seed: u64,
-) -> anyhow::Result<(Option<chaos::EmbeddedToxiproxy>, chaos::ToxiproxyControl)> {
-    let embedded = match toxiproxy {
+    setup: &ProxySetup<'_>,
+) -> anyhow::Result<(
+    Option<chaos::EmbeddedToxiproxy>,
+    chaos::ToxiproxyControl,
+    Option<String>,
+)> {
+    let embedded = match setup.toxiproxy {
         Some(_) => None,
         None => Some(
             chaos::EmbeddedToxiproxy::start(
                 "127.0.0.1:0",
                 chaos::ServerOptions {
-                    seed,
+                    seed: setup.seed,
                     proxies: Vec::new(),
                 },
             )
@@ -500,13 +519,37 @@ async fn proxy_server(
             .context("starting the embedded Toxiproxy-compatible server")?,
         ),
     };
-    let url = match (&embedded, toxiproxy) {
+    let url = match (&embedded, setup.toxiproxy) {
         (Some(server), _) => server.url(),
         (_, Some(url)) => url.to_string(),
         (None, None) => unreachable!("the embedded server starts when no URL is given"),
     };
     let control = chaos::ToxiproxyControl::new(&url).context("the Toxiproxy URL")?;
-    Ok((embedded, control))
+    if embedded.is_some() {
+        return Ok((embedded, control, None));
+    }
+    let mut log = Vec::new();
+    let mut left = control
+        .rig_made(&mut log)
+        .await
+        .map_err(|err| anyhow::anyhow!("reading the proxies on {url}: {err}"))?;
+    left.disabled.retain(|p| PROXIES.contains(&p.as_str()));
+    if left.is_empty() {
+        return Ok((embedded, control, None));
+    }
+    let what = left.describe();
+    if setup.refuse_leftovers {
+        anyhow::bail!(
+            "Toxiproxy at {url} has faults an earlier run left ({what}); heal them with `rig chaos --heal --toxiproxy {url}`, or run without --refuse-leftovers to heal them first"
+        );
+    }
+    control
+        .clear(&left, &mut log)
+        .await
+        .map_err(|err| anyhow::anyhow!("healing what an earlier run left on {url}: {err}"))?;
+    let note = format!("healed the faults an earlier run left on Toxiproxy {url}: {what}");
+    eprintln!("rig run: {note}");
+    Ok((embedded, control, Some(note)))
 }
 
 /// The provider on its own listener and one per region (each region's proxy leads to its

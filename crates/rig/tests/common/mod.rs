@@ -4,7 +4,7 @@
 // Each test file uses some of these.
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
@@ -133,4 +133,28 @@ fn assert_schema(name: &str, schema: &str, value: &serde_json::Value) {
     schemas
         .validate(value, index)
         .unwrap_or_else(|e| panic!("{name}: {e}"));
+}
+
+/// `rig toxiproxy` on a free loopback port: the child (killed on drop) and its address.
+pub fn standalone_toxiproxy() -> (KillOnDrop, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rig"))
+        .args(["toxiproxy", "--listen", "127.0.0.1:0", "--seed", "7"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("rig toxiproxy starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("its first line");
+    // "toxiproxy-compatible API on http://127.0.0.1:PORT (seed 7); ..."
+    let address = line
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_string();
+    (KillOnDrop(Some(child)), address)
 }
