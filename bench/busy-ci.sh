@@ -52,7 +52,8 @@ for i in $(seq 1 "$runs"); do
     "$i" "$code" "$passed" "$failed" $((took / 60)) $((took % 60))
   if [ "$code" != 0 ]; then
     failed_runs=$((failed_runs + 1))
-    grep -E -- '---- |panicked at' "$work/log" | head -20
+    # Each failing test with its message (the lines after the panic).
+    grep -E -A4 -- 'panicked at' "$work/log" | head -40
   fi
 done
 echo "$((runs - failed_runs)) of $runs runs passed"
