@@ -273,21 +273,26 @@ impl ToxiproxyControl {
         for proxy in &leftovers.disabled {
             self.set_enabled(proxy, true, log).await?;
         }
-        let used = leftovers.disabled.clone();
-        let left = Leftovers {
-            toxics: self.leftovers(&used, log).await?.toxics,
-            disabled: Vec::new(),
-        };
-        // Only what was asked: other runs' toxics added meanwhile are not ours to judge.
-        let still: Vec<_> = left
+        // Read back the proxies touched: every toxic asked to go is gone, every proxy asked
+        // to be enabled is (toxics added meanwhile are not ours to judge).
+        let touched: Vec<String> = leftovers
             .toxics
-            .into_iter()
+            .iter()
+            .map(|(proxy, _)| proxy.clone())
+            .chain(leftovers.disabled.iter().cloned())
+            .collect();
+        let now = self.scan(&touched, true, log).await?;
+        let still: Vec<String> = now
+            .toxics
+            .iter()
             .filter(|t| leftovers.toxics.contains(t))
+            .map(|(proxy, toxic)| format!("toxic {toxic} on {proxy}"))
+            .chain(now.disabled.iter().map(|p| format!("proxy {p} disabled")))
             .collect();
         if still.is_empty() {
             Ok(())
         } else {
-            Err(format!("still there after removal: {still:?}"))
+            Err(format!("still there after removal: {}", still.join(", ")))
         }
     }
 

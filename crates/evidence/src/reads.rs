@@ -220,3 +220,28 @@ pub fn sales_past_stock(db: &Db) -> String {
         order_by(db, "order_id")
     )
 }
+
+/// The report's orders section: per order, while any answer was `pending`: the first pending answer, the first final
+/// answer, and the last answer (µs).
+pub const PENDING_SPANS: &str = "SELECT order_id, \
+     MIN(CASE WHEN answer = 'pending' THEN finished_at_us END) AS first_pending, \
+     MIN(CASE WHEN answer IN ('confirmed', 'failed') THEN finished_at_us END) AS told_final, \
+     MAX(finished_at_us) AS last_answer \
+     FROM history_requests GROUP BY order_id \
+     HAVING MIN(CASE WHEN answer = 'pending' THEN finished_at_us END) IS NOT NULL";
+
+/// The customers who waited longest, from the intended send time to their last answer.
+pub const SLOWEST_CUSTOMERS: &str = "SELECT order_id, arrival_id, intended_at_us, finished_at_us, outcome \
+     FROM history_arrivals WHERE finished_at_us IS NOT NULL \
+     ORDER BY finished_at_us - intended_at_us DESC, arrival_id LIMIT $1";
+
+/// A probe that fails with "no such column" on `table` without trace ids (records from
+/// before them).
+pub fn trace_probe(table: &str) -> String {
+    format!("SELECT trace_id FROM {table} LIMIT 0")
+}
+
+/// The order id of the record in `table` that carries trace `$1` (`rig explain --trace`).
+pub fn order_of_trace(table: &str) -> String {
+    format!("SELECT order_id FROM {table} WHERE trace_id = $1 AND order_id IS NOT NULL LIMIT 1")
+}

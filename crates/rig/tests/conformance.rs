@@ -39,22 +39,8 @@ fn missing(reason: &str) {
 }
 
 /// Runs a client script, failing the test if it fails or outlives `limit`.
-fn run_client(mut command: Command, limit: Duration) -> String {
-    let child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the client starts");
-    let id = child.id();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    let output = rx
-        .recv_timeout(limit)
-        .unwrap_or_else(|_| panic!("the client (pid {id}) did not finish within {limit:?}"))
-        .expect("the client ran");
+fn run_client(command: Command, limit: Duration) -> String {
+    let output = common::output_within(command, limit);
     let all = format!("{}{}", text(&output.stdout), text(&output.stderr));
     assert!(output.status.success(), "{all}");
     all

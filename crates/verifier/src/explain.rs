@@ -174,7 +174,7 @@ fn ids(row: &AnyRow) -> (Option<String>, Option<String>) {
 
 /// Whether `table` of `db` has a `trace_id` column.
 async fn traced(db: &evidence::Db, table: &str) -> Result<bool, VerifyError> {
-    crate::sources::has_column(db, &format!("SELECT trace_id FROM {table} LIMIT 0")).await
+    crate::sources::has_column(db, &evidence::reads::trace_probe(table)).await
 }
 
 /// The order id of the trace `text` (a 32-hex trace id or a whole `traceparent`): from the
@@ -197,12 +197,11 @@ pub async fn order_of_trace(stores: &Stores, text: &str) -> Result<String, Expla
             continue;
         }
         searched = true;
-        let found: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "SELECT order_id FROM {table} WHERE trace_id = $1 AND order_id IS NOT NULL LIMIT 1"
-        )))
-        .bind(&trace)
-        .fetch_optional(&db.pool)
-        .await?;
+        let found: Option<String> =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(evidence::reads::order_of_trace(table)))
+                .bind(&trace)
+                .fetch_optional(&db.pool)
+                .await?;
         if let Some(order_id) = found {
             return Ok(order_id);
         }

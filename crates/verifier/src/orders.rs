@@ -3,6 +3,7 @@
 //! last answer) and the longest-pending ones, each with its order's timeline
 //! ([`crate::explain`]) so a reader can pick any of them.
 
+use evidence::reads;
 use futures_util::TryStreamExt;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
@@ -11,20 +12,6 @@ use crate::VerifyError;
 use crate::explain::{self, Explanation};
 use crate::report::FaultWindow;
 use crate::sources::Stores;
-
-/// Per order, while any answer was `pending`: the first pending answer, the first final
-/// answer, and the last answer (µs).
-const PENDING_SPANS: &str = "SELECT order_id, \
-     MIN(CASE WHEN answer = 'pending' THEN finished_at_us END) AS first_pending, \
-     MIN(CASE WHEN answer IN ('confirmed', 'failed') THEN finished_at_us END) AS told_final, \
-     MAX(finished_at_us) AS last_answer \
-     FROM history_requests GROUP BY order_id \
-     HAVING MIN(CASE WHEN answer = 'pending' THEN finished_at_us END) IS NOT NULL";
-
-/// The customers who waited longest, from the intended send time to their last answer.
-const SLOWEST: &str = "SELECT order_id, arrival_id, intended_at_us, finished_at_us, outcome \
-     FROM history_arrivals WHERE finished_at_us IS NOT NULL \
-     ORDER BY finished_at_us - intended_at_us DESC, arrival_id LIMIT $1";
 
 /// Upper bounds of the pending-time buckets, in seconds (the last bucket is open).
 const BUCKETS: [f64; 7] = [1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0];
@@ -84,7 +71,7 @@ pub async fn orders(
         return Ok(None);
     }
     let mut pending: Vec<(f64, String, bool)> = Vec::new();
-    let mut rows = sqlx::query(PENDING_SPANS).fetch(&history.pool);
+    let mut rows = sqlx::query(reads::PENDING_SPANS).fetch(&history.pool);
     while let Some(row) = rows.try_next().await? {
         let first: i64 = row.try_get("first_pending")?;
         let final_at: Option<i64> = row.try_get("told_final")?;
@@ -125,7 +112,7 @@ pub async fn orders(
             },
         });
     }
-    let slow = sqlx::query(SLOWEST)
+    let slow = sqlx::query(reads::SLOWEST_CUSTOMERS)
         .bind(i64::try_from(top).unwrap_or(i64::MAX))
         .fetch_all(&history.pool)
         .await?;

@@ -52,21 +52,28 @@ pub fn profile(name: &str) -> String {
 
 /// Runs `rig ARGS`, failing the test if it has not exited within `limit` (nothing hangs).
 pub fn rig_within(args: &[&str], limit: Duration) -> Output {
-    let child = Command::new(env!("CARGO_BIN_EXE_rig"))
-        .args(args)
+    let mut command = Command::new(env!("CARGO_BIN_EXE_rig"));
+    command.args(args);
+    output_within(command, limit)
+}
+
+/// Runs `command` to its end with its output captured, failing the test if it has not
+/// exited within `limit`.
+pub fn output_within(mut command: Command, limit: Duration) -> Output {
+    let child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("rig starts");
+        .unwrap_or_else(|err| panic!("{command:?} does not start: {err}"));
     let id = child.id();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let _ = tx.send(child.wait_with_output());
     });
     match rx.recv_timeout(limit) {
-        Ok(output) => output.expect("rig ran"),
-        Err(_) => panic!("rig {args:?} (pid {id}) did not exit within {limit:?}"),
+        Ok(output) => output.expect("it ran"),
+        Err(_) => panic!("{command:?} (pid {id}) did not exit within {limit:?}"),
     }
 }
 
