@@ -117,7 +117,7 @@ struct Populated {
 }
 
 /// Percent-decodes a path; `None` for a malformed escape (`%` not followed by two hex digits).
-fn percent_decode(path: &str) -> Option<String> {
+pub(crate) fn percent_decode(path: &str) -> Option<String> {
     let bytes = path.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

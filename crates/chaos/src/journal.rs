@@ -142,6 +142,37 @@ impl Journal {
     }
 }
 
+/// The proxies a journal's run disabled and had not enabled again when it ended: what a
+/// run killed inside a `refuse` partition left, which the proxy's own state cannot tell
+/// apart from a proxy someone else disabled. Read from the Toxiproxy calls in order
+/// (`disable X`, `enable X`, `populate X,Y` and `reset` enable), failed calls skipped.
+pub fn left_disabled(records: &[Record]) -> std::collections::BTreeSet<String> {
+    let mut disabled = std::collections::BTreeSet::new();
+    let calls = records
+        .iter()
+        .flat_map(|r| &r.calls)
+        .filter(|c| c.target == "toxiproxy" && c.error.is_none());
+    for call in calls {
+        let (op, rest) = call.op.split_once(' ').unwrap_or((call.op.as_str(), ""));
+        match op {
+            "disable" => {
+                disabled.insert(rest.to_string());
+            }
+            "enable" => {
+                disabled.remove(rest);
+            }
+            "populate" => {
+                for name in rest.split(',') {
+                    disabled.remove(name);
+                }
+            }
+            "reset" => disabled.clear(),
+            _ => {}
+        }
+    }
+    disabled
+}
+
 /// Reads every record of a journal file.
 pub fn read_journal(path: &Path) -> Result<Vec<Record>, ChaosError> {
     let journal_error = |source| ChaosError::Journal {
@@ -150,4 +181,48 @@ pub fn read_journal(path: &Path) -> Result<Vec<Record>, ChaosError> {
     };
     let text = std::fs::read_to_string(path).map_err(journal_error)?;
     evidence::journal::parse_journal(&text).map_err(|e| journal_error(std::io::Error::other(e)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(seq: u64, ops: &[(&str, Option<&str>)]) -> Record {
+        Record {
+            seq,
+            event: Event::Applied,
+            elapsed_seconds: seq as f64,
+            wall_time: String::new(),
+            step: None,
+            calls: ops
+                .iter()
+                .map(|(op, error)| Call {
+                    target: "toxiproxy".into(),
+                    op: (*op).into(),
+                    via: "toxiproxy_rust".into(),
+                    status: None,
+                    error: error.map(str::to_string),
+                })
+                .collect(),
+            message: None,
+            plan: None,
+        }
+    }
+
+    /// A proxy disabled and never enabled again is left disabled; one enabled again, one
+    /// re-created by populate, or one whose disable failed is not; reset enables them all.
+    #[test]
+    fn left_disabled_follows_the_calls_in_order() {
+        let records = [
+            record(1, &[("populate a_to_b,b_to_a,my proxy", None)]),
+            record(2, &[("disable a_to_b", None), ("disable my proxy", None)]),
+            record(3, &[("disable b_to_a", Some("refused"))]),
+            record(4, &[("enable a_to_b", None), ("add_toxic x t", None)]),
+        ];
+        let left: Vec<String> = left_disabled(&records).into_iter().collect();
+        assert_eq!(left, ["my proxy"]);
+        let mut reset = records.to_vec();
+        reset.push(record(5, &[("reset", None)]));
+        assert!(left_disabled(&reset).is_empty());
+    }
 }

@@ -26,6 +26,7 @@ pub mod desired;
 mod error;
 pub mod exec;
 pub mod executor;
+pub mod fuzzing;
 pub mod journal;
 mod operator;
 pub mod provider;
@@ -43,7 +44,7 @@ pub use exec::ExecRunner;
 pub use executor::{
     AbortReason, Actuator, BoxFuture, Outcome, ProcessControl, Targets, execute, heal,
 };
-pub use journal::{Call, Detail, Event, Journal, LoadClock, Record, read_journal};
+pub use journal::{Call, Detail, Event, Journal, LoadClock, Record, left_disabled, read_journal};
 pub use operator::{OperatorAction, OperatorRunner, OperatorSpec};
 pub use provider::{ProviderAdmin, ProviderFaults};
 pub use proxy::collection::{ProxyConfig, ProxyJson};

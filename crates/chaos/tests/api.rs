@@ -91,6 +91,21 @@ async fn toxics_crud() {
         (status, body["error"].clone()),
         (StatusCode::CONFLICT, json!("toxic already exists"))
     );
+    // A toxicity too large for Toxiproxy's 32-bit float is refused, added or updated
+    // (taken as infinity it printed as `null`; found by fuzzing).
+    for (path, bad) in [
+        (
+            "/proxies/p/toxics",
+            json!({"type": "timeout", "toxicity": 1e39}),
+        ),
+        (
+            "/proxies/p/toxics/latency_downstream",
+            json!({"toxicity": -1e39}),
+        ),
+    ] {
+        let (status, body) = toxi.call(Method::POST, path, Some(bad)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body}");
+    }
     let (status, body) = toxi
         .call(
             Method::POST,
@@ -204,7 +219,8 @@ async fn populate_and_reset() {
     assert_eq!(gone.unwrap_err().kind(), ErrorKind::ConnectionRefused);
 }
 
-/// Browsers are refused, unknown paths are 404, wrong methods 405, bad bodies 400.
+/// Browsers are refused, unknown paths are 404, wrong methods 405, bad bodies 400, and
+/// bodies over the size or depth bound 400.
 #[tokio::test]
 async fn guards_and_errors() {
     let toxi = Toxi::start(1).await;
@@ -237,6 +253,36 @@ async fn guards_and_errors() {
         .unwrap();
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
     assert!(String::from_utf8_lossy(&bad.body).contains("bad request body"));
+    // The bounds: a body over 1 MiB is refused unread, JSON nested deeper than the parser's
+    // depth limit (128) is refused without a stack overflow, and the server goes on.
+    toxi.proxy("p", echo_server().await).await;
+    let too_big = format!("{{\"name\":\"{}\"}}", "x".repeat(1024 * 1024));
+    let too_deep = format!(
+        "{{\"type\":\"latency\",\"attributes\":{}{}}}",
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    for (path, body, says) in [
+        ("/populate", too_big, "larger than 1048576 bytes"),
+        ("/proxies/p/toxics", too_deep, "recursion limit exceeded"),
+    ] {
+        let refused = toxi
+            .http
+            .send(
+                Method::POST,
+                &format!("{}{path}", toxi.url()),
+                &[],
+                Some(Bytes::from(body)),
+                Duration::from_secs(5),
+            )
+            .await
+            .unwrap();
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+        let text = String::from_utf8_lossy(&refused.body);
+        assert!(text.contains(says), "{says}: {text}");
+    }
+    let (status, _) = toxi.call(Method::GET, "/version", None).await;
+    assert_eq!(status, StatusCode::OK, "the server goes on");
 }
 
 /// Where a differential against real Toxiproxy 2.12 found the rig answering differently, it

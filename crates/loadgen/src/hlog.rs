@@ -158,6 +158,71 @@ impl<W: Write + Send> Observer for HlogWriter<W> {
     }
 }
 
+/// The V2 encoding's cookies, with the 0x10 the encoders set (the compressed one wraps a
+/// DEFLATE stream of the other).
+const V2_COOKIE: u32 = 0x1c84_9313;
+const V2_COMPRESSED_COOKIE: u32 = 0x1c84_9314;
+/// The V2 header: cookie, payload length, normalizing offset, digits, low, high, ratio.
+const V2_HEADER_BYTES: usize = 40;
+/// Largest inflated interval histogram read: a rig interval's is a few KiB, a 3-digit one
+/// over every value with every count set under 1 MiB.
+const MAX_INFLATED_BYTES: u64 = 16 << 20;
+
+/// Decodes one interval's histogram with bounded memory. The hdrhistogram decoder sizes a
+/// buffer by the length its header claims (up to 4 GiB, before reading anything), so the
+/// DEFLATE stream is inflated here first, at most [`MAX_INFLATED_BYTES`], and the decoder
+/// only gets a V2 encoding whose claimed payload is there. On some malformed payloads the
+/// decoder's arithmetic overflows, which panics where overflow checks are on (debug
+/// builds): that is a bad histogram too. (Both found by fuzzing.)
+fn decode_interval(raw: &[u8], deserializer: &mut Deserializer) -> Result<Histogram<u64>, String> {
+    use std::io::Read;
+    let word = |bytes: &[u8], at: usize| -> Option<u32> {
+        Some(u32::from_be_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
+    };
+    let inflated;
+    let v2: &[u8] = match word(raw, 0) {
+        Some(V2_COMPRESSED_COOKIE) => {
+            let length = word(raw, 4).ok_or("a truncated histogram")? as usize;
+            let zipped = raw
+                .get(8..8 + length)
+                .ok_or("a histogram shorter than its header says")?;
+            let mut out = Vec::new();
+            flate2::read::ZlibDecoder::new(zipped)
+                .take(MAX_INFLATED_BYTES + 1)
+                .read_to_end(&mut out)
+                .map_err(|err| format!("a histogram that does not inflate ({err})"))?;
+            if out.len() as u64 > MAX_INFLATED_BYTES {
+                return Err(format!(
+                    "a histogram that inflates past {} MiB",
+                    MAX_INFLATED_BYTES >> 20
+                ));
+            }
+            inflated = out;
+            &inflated
+        }
+        Some(V2_COOKIE) => raw,
+        _ => return Err("not an HdrHistogram V2 encoding".into()),
+    };
+    if word(v2, 0) != Some(V2_COOKIE) {
+        return Err("not an HdrHistogram V2 encoding inside its DEFLATE stream".into());
+    }
+    let claimed = word(v2, 4).ok_or("a truncated histogram")? as usize;
+    if v2.len() < V2_HEADER_BYTES || v2.len() - V2_HEADER_BYTES < claimed {
+        return Err("a histogram shorter than its header says".into());
+    }
+    let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        deserializer.deserialize::<u64, _>(&mut &v2[..V2_HEADER_BYTES + claimed])
+    }));
+    match decoded {
+        Ok(result) => result.map_err(|err| format!("bad histogram in an interval: {err:?}")),
+        Err(_) => {
+            // The decoder may be mid-state; the next interval gets a fresh one.
+            *deserializer = Deserializer::new();
+            Err("bad histogram in an interval: its counts overflow".into())
+        }
+    }
+}
+
 /// Histograms of one or more interval logs, added up per tag: exact, since HdrHistogram
 /// addition of same-precision histograms loses nothing.
 #[derive(Debug, Default)]
@@ -192,9 +257,7 @@ impl MergedLog {
             let raw = base64::engine::general_purpose::STANDARD
                 .decode(interval.encoded_histogram())
                 .map_err(|err| bad(format!("bad base64 in an interval: {err}")))?;
-            let histogram: Histogram<u64> = deserializer
-                .deserialize(&mut raw.as_slice())
-                .map_err(|err| bad(format!("bad histogram in an interval: {err:?}")))?;
+            let histogram = decode_interval(&raw, &mut deserializer).map_err(bad)?;
             let tag = interval.tag().map(|t| t.as_str().to_string());
             let total = self.tags.entry(tag).or_insert_with(new_histogram);
             total
@@ -215,5 +278,57 @@ impl MergedLog {
         self.tags
             .get(&tag.map(str::to_string))
             .map_or(0, Histogram::len)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use hdrhistogram::serialization::V2Serializer;
+
+    use super::*;
+
+    fn v2(histogram: &Histogram<u64>) -> Vec<u8> {
+        let mut out = Vec::new();
+        V2Serializer::new().serialize(histogram, &mut out).unwrap();
+        out
+    }
+
+    fn compressed(inner: &[u8]) -> Vec<u8> {
+        let mut zlib = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+        zlib.write_all(inner).unwrap();
+        let zipped = zlib.finish().unwrap();
+        let mut out = V2_COMPRESSED_COOKIE.to_be_bytes().to_vec();
+        out.extend_from_slice(&(zipped.len() as u32).to_be_bytes());
+        out.extend_from_slice(&zipped);
+        out
+    }
+
+    /// An interval decodes as it was written, plain or compressed; a header claiming more
+    /// payload than there is (4 GiB here, which the hdrhistogram decoder would allocate
+    /// before reading) and a DEFLATE stream inflating past 16 MiB are refused, unallocated.
+    #[test]
+    fn intervals_decode_with_bounded_memory() {
+        let mut histogram = new_histogram();
+        histogram.record_n(1_500_000, 7).unwrap();
+        let plain = v2(&histogram);
+        let mut deserializer = Deserializer::new();
+        for raw in [plain.clone(), compressed(&plain)] {
+            let back = decode_interval(&raw, &mut deserializer).unwrap();
+            assert_eq!((back.len(), back.max()), (7, histogram.max()));
+        }
+        let mut claims_4_gib = plain.clone();
+        claims_4_gib[4..8].copy_from_slice(&u32::MAX.to_be_bytes());
+        for raw in [claims_4_gib.clone(), compressed(&claims_4_gib)] {
+            let err = decode_interval(&raw, &mut deserializer).unwrap_err();
+            assert!(err.contains("shorter than its header says"), "{err}");
+        }
+        let mut bomb = plain[..V2_HEADER_BYTES].to_vec();
+        bomb.resize(20 << 20, 0);
+        let bomb = compressed(&bomb);
+        assert!(bomb.len() < 1 << 20, "a small input");
+        let err = decode_interval(&bomb, &mut deserializer).unwrap_err();
+        assert!(err.contains("inflates past 16 MiB"), "{err}");
     }
 }

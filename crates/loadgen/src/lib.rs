@@ -35,6 +35,7 @@ pub mod checkout;
 pub mod duration;
 pub mod engine;
 mod error;
+pub mod fuzzing;
 pub mod hlog;
 pub mod http;
 pub mod metrics;

@@ -16,6 +16,7 @@
 
 pub mod cmd;
 pub mod exit;
+pub mod fuzzing;
 pub mod grafana;
 pub mod metrics;
 pub mod observe;

@@ -43,30 +43,76 @@ pub fn parse(text: &str) -> Result<Override, BadInput> {
     })
 }
 
-/// Applies overrides to `doc`, creating tables as needed.
+/// Applies overrides to `doc`, creating tables as needed. A numeric part indexes an
+/// existing array of tables from 0: `workload.phases.0.for=5m` changes the first phase,
+/// `chaos.2.at=30s` the third `[[chaos]]` window.
 pub fn apply(doc: &mut Table, overrides: &[Override]) -> Result<(), BadInput> {
     for o in overrides {
         let (last, parents) = o.path.split_last().expect("parse refuses empty keys");
         let mut table = &mut *doc;
-        for (depth, part) in parents.iter().enumerate() {
+        let mut depth = 0;
+        while depth < parents.len() {
             let entry = table
-                .entry(part.clone())
+                .entry(parents[depth].clone())
                 .or_insert_with(|| Value::Table(Table::new()));
+            let entry = match entry {
+                Value::Array(items) => {
+                    // The next part indexes the array.
+                    depth += 1;
+                    let index = o.path[depth].as_str();
+                    let slot = element(items, index, o, depth)?;
+                    if depth == parents.len() {
+                        return Err(BadInput(format!(
+                            "--set {}: set one key of the element, e.g. {}.at=30s",
+                            o.text,
+                            o.path.join(".")
+                        )));
+                    }
+                    slot
+                }
+                other => other,
+            };
             table = match entry {
                 Value::Table(inner) => inner,
-                other => {
-                    return Err(BadInput(format!(
-                        "--set {}: {} is a {} value, not a table",
-                        o.text,
-                        o.path[..=depth].join("."),
-                        other.type_str()
-                    )));
-                }
+                other => return Err(not_table(o, depth, other.type_str())),
             };
+            depth += 1;
         }
         table.insert(last.clone(), o.value.clone());
     }
     Ok(())
+}
+
+/// The element of an array that a numeric key part names.
+fn element<'a>(
+    items: &'a mut [Value],
+    index: &str,
+    o: &Override,
+    depth: usize,
+) -> Result<&'a mut Value, BadInput> {
+    let count = items.len();
+    index
+        .parse::<usize>()
+        .ok()
+        .and_then(|i| items.get_mut(i))
+        .ok_or_else(|| {
+            BadInput(format!(
+                "--set {}: {} is an array of {count}; index it from 0 to {}, e.g. {}.0.{}",
+                o.text,
+                o.path[..depth].join("."),
+                count.saturating_sub(1),
+                o.path[..depth].join("."),
+                o.path.last().map_or("key", String::as_str),
+            ))
+        })
+}
+
+fn not_table(o: &Override, depth: usize, kind: &str) -> BadInput {
+    BadInput(format!(
+        "--set {}: {} is a {kind} value, not a table",
+        o.text,
+        o.path[..=depth].join(".")
+    ))
 }
 
 #[cfg(test)]
@@ -103,5 +149,32 @@ mod tests {
         apply(&mut doc, &[parse("a=1").unwrap()]).unwrap();
         let err = apply(&mut doc, &[parse("a.b=2").unwrap()]).unwrap_err();
         assert!(err.0.contains("not a table"), "{}", err.0);
+    }
+
+    /// A numeric part indexes an array of tables; an index out of range, or one that is not
+    /// a number, is refused naming the array's length.
+    #[test]
+    fn indexes_arrays_of_tables() {
+        let mut doc: Table = toml::from_str(
+            "[[workload.phases]]\nrate = 5\n[[workload.phases]]\nrate = 6\n[[chaos]]\nat = \"1s\"\n",
+        )
+        .unwrap();
+        let sets = ["workload.phases.1.rate=9", "chaos.0.at=\"2s\""].map(|s| parse(s).unwrap());
+        apply(&mut doc, &sets).unwrap();
+        assert_eq!(doc["workload"]["phases"][0]["rate"].as_integer(), Some(5));
+        assert_eq!(doc["workload"]["phases"][1]["rate"].as_integer(), Some(9));
+        assert_eq!(doc["chaos"][0]["at"].as_str(), Some("2s"));
+        for (set, says) in [
+            (
+                "workload.phases.2.rate=1",
+                "an array of 2; index it from 0 to 1",
+            ),
+            ("workload.phases.x.rate=1", "an array of 2"),
+            ("chaos.at=1", "an array of 1"),
+            ("chaos.0=1", "set one key of the element"),
+        ] {
+            let err = apply(&mut doc, &[parse(set).unwrap()]).unwrap_err();
+            assert!(err.0.contains(says), "{set}: {}", err.0);
+        }
     }
 }

@@ -307,7 +307,7 @@ fn refused(args: &[&str]) -> String {
 
 /// More bad input, each exit 2 with the fix and nothing written: a phase key of the wrong
 /// type is named by its own line and path, an `--out` that is a file, a busy
-/// `--metrics-addr`.
+/// `--metrics-addr`, a profile or an interval log past its size bound.
 #[test]
 fn bad_input_names_the_key_and_leaves_nothing() {
     let dir = TempDir::new("first-hour-bad-input");
@@ -364,4 +364,27 @@ fn bad_input_names_the_key_and_leaves_nothing() {
         "{all}"
     );
     assert!(!out.exists(), "nothing written for a busy address");
+
+    // Files past the input bounds are refused by their size, unread: a profile over 1 MiB,
+    // an interval log over 512 MiB (sparse, so the test writes nothing).
+    let huge = dir.path().join("huge.toml");
+    std::fs::File::create(&huge)
+        .unwrap()
+        .set_len(1024 * 1024 + 1)
+        .unwrap();
+    let all = refused(&[
+        "run",
+        huge.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(all.contains("larger than 1024 KiB"), "{all}");
+    assert!(!out.exists());
+    let log = dir.path().join("huge.hlog");
+    std::fs::File::create(&log)
+        .unwrap()
+        .set_len((512 << 20) + 1)
+        .unwrap();
+    let all = refused(&["report", "--merge", log.to_str().unwrap()]);
+    assert!(all.contains("larger than 512 MiB"), "{all}");
 }

@@ -162,3 +162,112 @@ fn faults_a_killed_run_left_are_healed_by_the_next_run_and_by_chaos_heal() {
     );
     assert!(toxics(&addr).is_empty());
 }
+
+/// One HTTP/1.1 POST with a JSON body to the Toxiproxy at `addr`; returns the status line.
+fn post(addr: &str, path: &str, body: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer.lines().next().unwrap_or_default().to_string()
+}
+
+/// Which proxies of the Toxiproxy at `addr` are disabled.
+fn disabled(addr: &str) -> Vec<String> {
+    let proxies: Value = serde_json::from_str(&http_get(addr, "/proxies")).unwrap();
+    let mut names: Vec<String> = proxies
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, p)| p["enabled"] == false)
+        .map(|(name, _)| name.clone())
+        .collect();
+    names.sort();
+    names
+}
+
+/// A `refuse` partition disables proxies, and a disabled proxy carries no name: `rig chaos
+/// --heal` leaves it, saying why, until given the killed run's journal, which shows the
+/// run disabled it; then it enables exactly those, not a proxy someone else disabled.
+#[test]
+fn a_killed_refuse_partition_is_healed_from_its_journal() {
+    let dir = TempDir::new("leftovers-journal");
+    let (_toxiproxy, addr) = standalone_toxiproxy();
+    let url = format!("http://{addr}");
+    let populate = r#"[{"name":"a_to_b","listen":"127.0.0.1:0","upstream":"127.0.0.1:9"},
+        {"name":"b_to_a","listen":"127.0.0.1:0","upstream":"127.0.0.1:9"},
+        {"name":"someone else's","listen":"127.0.0.1:0","upstream":"127.0.0.1:9","enabled":false}]"#;
+    assert!(post(&addr, "/populate", populate).contains(" 201 "));
+    let timeline = dir.path().join("cut.toml");
+    std::fs::write(
+        &timeline,
+        "[[chaos]]\nname = \"cut\"\nat = \"0s\"\nfor = \"120s\"\nkind = \"partition\"\n\
+         between = [\"a\", \"b\"]\nmode = \"refuse\"\n",
+    )
+    .unwrap();
+    let journal = dir.path().join("chaos.jsonl");
+    let child = Command::new(env!("CARGO_BIN_EXE_rig"))
+        .args(["chaos", "--toxiproxy", &url, "--timeline"])
+        .arg(&timeline)
+        .arg("--journal")
+        .arg(&journal)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("rig chaos starts");
+    let mut child = KillOnDrop(Some(child));
+    let stderr = child.0.as_mut().unwrap().stderr.take().unwrap();
+    let mut seen = String::new();
+    for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+        seen.push_str(&format!("{line}\n"));
+        if line.contains("applied") && line.contains("partition start") {
+            break;
+        }
+    }
+    assert!(
+        seen.contains("partition start"),
+        "the fault never came on:\n{seen}"
+    );
+    drop(child); // SIGKILL: no heal runs.
+    assert_eq!(disabled(&addr), ["a_to_b", "b_to_a", "someone else's"]);
+
+    let heal = |extra: &[&str]| {
+        let mut args = vec!["chaos", "--heal", "--toxiproxy", url.as_str()];
+        args.extend_from_slice(extra);
+        let out = rig_within(&args, Duration::from_secs(60));
+        let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
+        assert_eq!(out.status.code(), Some(0), "{said}");
+        said
+    };
+    let said = heal(&[]);
+    assert!(
+        said.contains("proxy a_to_b is disabled (left as it is"),
+        "{said}"
+    );
+    assert!(said.contains("--earlier-journal"), "{said}");
+    assert_eq!(
+        disabled(&addr).len(),
+        3,
+        "without the journal nothing is enabled"
+    );
+
+    let said = heal(&["--earlier-journal", dir.path().to_str().unwrap()]);
+    assert!(said.contains("enabling proxy a_to_b"), "{said}");
+    assert!(said.contains("2 proxy(ies) enabled"), "{said}");
+    assert!(
+        said.contains("proxy someone else's is disabled (left as it is: the earlier run's journal did not disable it"),
+        "{said}"
+    );
+    assert_eq!(disabled(&addr), ["someone else's"]);
+}

@@ -41,25 +41,33 @@ const HISTOGRAM_PRECISION: f64 = 1e-3;
 /// sleep ends on a 1 ms tick: 0-1 ms, spread alike in both runs, which share the server),
 /// plus generator lag and loopback (tens of µs), plus any preemption of the process.
 /// - p50, p90, p99 sit inside their plateaus, where only the tick and the lag spread the
-///   values, and a few delayed requests cannot move them: 1.5 ms.
+///   values, and a few delayed requests cannot move them: 5 ms.
 /// - p99.9 and max are the top of the three slowest requests, so one preemption of one
 ///   process at the wrong moment decides them (Linux CFS may keep a runnable thread waiting
-///   for most of its 12 ms period on 2 cores while another process competes): 10 ms.
+///   for most of its 12 ms period on 2 cores while another process competes, and two such
+///   waits can stack): 25 ms.
 ///
-/// Measured on a 2-core machine over 9 runs, 6 of them beside a CPU-bound loop: at most
-/// 0.4 ms apart for p50-p99 and 0.8 ms for p99.9 and max. Both bounds stay below the 15 ms
-/// between the nearest levels, and every percentile is also checked to sit on the plateau
-/// the delays predict, so neither can hide a wrong level.
+/// Measured on a 2-core machine: over 9 runs, 6 of them beside a CPU-bound loop, at most
+/// 0.4 ms apart for p50-p99 and 0.8 ms for p99.9 and max; over 6 runs beside two CPU-bound
+/// fuzzers (both cores busy), at most 0.52 ms for p50-p99, 1.2 ms for p99.9 and 3.4 ms for
+/// max. The earlier bounds (1.5 ms and 10 ms) still failed one run in five of the whole
+/// suite with one core busy (`bench/busy-ci.sh`), so they are set well above every
+/// measurement. Teeth stay: the p50-p99 bound is a third of the 15 ms between the nearest
+/// levels and half the 10 ms an average of the shards' p90s misses by, and every
+/// percentile is also checked to sit on the plateau the delays predict.
 fn scheduling_tolerance_seconds(percentile: &str) -> f64 {
     match percentile {
-        "p99_9" | "max" => 0.010,
-        _ => 0.0015,
+        "p99_9" | "max" => 0.025,
+        _ => 0.005,
     }
 }
 
-/// Every percentile lies between its level and this much above it (the nearest levels
-/// are 15 ms apart).
-const PLATEAU_WIDTH_SECONDS: f64 = 0.015;
+/// Every percentile lies between its level and this much above it: 15 ms below the top
+/// level (the nearest levels are 15 ms apart), 30 ms on the top level, which nothing lies
+/// above and where one preemption decides the slowest requests.
+fn plateau_width_seconds(level: Duration) -> f64 {
+    if level == SLOWEST { 0.030 } else { 0.015 }
+}
 
 /// The fixed delay of arrival `index`: a pseudo-random level (a SplitMix64 hash of the
 /// index, so every run agrees). 0.3 % of arrivals are slowest; the rest depends on
@@ -403,7 +411,8 @@ fn merged_shards_match_one_unsharded_run() {
     for tag in &latency_tags {
         for (key, q) in quantiles {
             let (s, m) = (seconds(&single[tag], key), seconds(&merged[tag], key));
-            let level = level_at(&delays, q).as_secs_f64();
+            let level_duration = level_at(&delays, q);
+            let level = level_duration.as_secs_f64();
             let tolerance = (s.max(m) * HISTOGRAM_PRECISION).max(scheduling_tolerance_seconds(key));
             println!(
                 "{:<28} {key:>6} {:>9.0} {:>10.3} {:>10.3} {:>8.0} {:>10.0}",
@@ -422,7 +431,8 @@ fn merged_shards_match_one_unsharded_run() {
             // above it would mean noise, not the delays, decided the percentile.
             for (run, v) in [("single", s), ("merged", m)] {
                 assert!(
-                    v >= level * (1.0 - HISTOGRAM_PRECISION) && v < level + PLATEAU_WIDTH_SECONDS,
+                    v >= level * (1.0 - HISTOGRAM_PRECISION)
+                        && v < level + plateau_width_seconds(level_duration),
                     "{tag:?} {key} of the {run} run: {v} s is not on the {level} s plateau"
                 );
             }

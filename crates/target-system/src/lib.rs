@@ -19,6 +19,7 @@
 pub mod clock;
 pub mod config;
 pub mod defects;
+pub mod fuzzing;
 pub mod metrics;
 pub mod provider;
 pub mod region;

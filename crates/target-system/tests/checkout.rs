@@ -242,7 +242,8 @@ async fn no_oversell_under_concurrency(stores: TestStores) {
 }
 both_stores!(no_oversell_under_concurrency);
 
-/// Bad input gets 400 naming the field and writes nothing.
+/// Bad input gets 400 naming the field and writes nothing, including a body over the size
+/// limit and JSON nested deeper than the parser's depth limit.
 async fn bad_input_is_refused_and_writes_nothing(stores: TestStores) {
     let h = Harness::start(stores, quiet_config()).await;
     let url = format!("{}/v1/checkout", h.url(RegionId::A));
@@ -278,6 +279,13 @@ async fn bad_input_is_refused_and_writes_nothing(stores: TestStores) {
                 "{{\"order_id\":\"{order}\",\"pad\":\"{}\"}}",
                 "x".repeat(70_000)
             ),
+            "body",
+        ),
+        (
+            // JSON nested 60,000 deep (under the size limit): refused at serde_json's depth
+            // limit (128), not a stack overflow.
+            vec![("idempotency-key", order.as_str())],
+            "[".repeat(60_000),
             "body",
         ),
     ];

@@ -72,14 +72,14 @@ pub struct ProxyConfig {
 }
 
 #[derive(Debug, Deserialize)]
-struct ProxyPatch {
+pub(crate) struct ProxyPatch {
     listen: Option<String>,
     upstream: Option<String>,
     enabled: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
-struct ToxicInput {
+pub(crate) struct ToxicInput {
     #[serde(default)]
     name: String,
     #[serde(rename = "type", default)]
@@ -90,8 +90,8 @@ struct ToxicInput {
     attributes: Value,
 }
 
-#[derive(Debug, Deserialize)]
-struct ToxicPatch {
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct ToxicPatch {
     toxicity: Option<f32>,
     #[serde(default)]
     attributes: Value,
@@ -174,11 +174,66 @@ async fn resolve(listen: &str) -> Result<String, ApiError> {
         .ok_or_else(|| ApiError::internal(format!("resolve {listen}: no address")))
 }
 
-fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_body("EOF"));
     }
     serde_json::from_slice(body).map_err(ApiError::bad_body)
+}
+
+/// The toxic a `POST /proxies/{proxy}/toxics` body asks for: stream, name (default
+/// `<type>_<stream>`), type and attributes checked, as Toxiproxy does before it looks for a
+/// toxic of the same name.
+pub(crate) fn toxic_spec(input: ToxicInput) -> Result<ToxicSpec, ApiError> {
+    let stream_text = input
+        .stream
+        .unwrap_or_else(|| "downstream".to_string())
+        .to_lowercase();
+    let stream = Stream::parse(&stream_text).ok_or_else(|| {
+        ApiError::new(
+            "stream was invalid, can be either upstream or downstream",
+            400,
+        )
+    })?;
+    let name = if input.name.is_empty() {
+        format!("{}_{}", input.kind, stream_text)
+    } else {
+        input.name
+    };
+    if !TOXIC_TYPES.contains(&input.kind.as_str()) {
+        return Err(ApiError::new("invalid toxic type", 400));
+    }
+    let toxic = Toxic::from_attributes(&input.kind, &input.attributes)
+        .map_err(ApiError::bad_body)?
+        .ok_or_else(|| ApiError::new("invalid toxic type", 400))?;
+    Ok(ToxicSpec {
+        name,
+        stream,
+        toxicity: toxicity(input.toxicity)?.unwrap_or(1.0),
+        toxic,
+    })
+}
+
+/// A toxic with a `POST /proxies/{proxy}/toxics/{toxic}` body applied: attributes merged
+/// and checked, toxicity replaced when given.
+pub(crate) fn patched(mut spec: ToxicSpec, patch: ToxicPatch) -> Result<ToxicSpec, ApiError> {
+    spec.toxic = spec
+        .toxic
+        .with_patch(&patch.attributes)
+        .map_err(ApiError::bad_body)?;
+    spec.toxicity = toxicity(patch.toxicity)?.unwrap_or(spec.toxicity);
+    Ok(spec)
+}
+
+/// A toxicity as given, refusing a number too large for a 32-bit float (Toxiproxy's Go
+/// decoder refuses it too; taken as infinity it would print as `null`, found by fuzzing).
+fn toxicity(given: Option<f32>) -> Result<Option<f32>, ApiError> {
+    match given {
+        Some(t) if !t.is_finite() => Err(ApiError::bad_body(
+            "json: cannot unmarshal number into Go struct field Toxic.toxicity of type float32",
+        )),
+        other => Ok(other),
+    }
 }
 
 /// Every proxy of one server.
@@ -313,42 +368,15 @@ impl Collection {
     pub(crate) async fn add_toxic(&self, name: &str, body: &[u8]) -> Result<ToxicJson, ApiError> {
         let proxies = self.proxies.lock().await;
         let entry = proxies.get(name).ok_or_else(ApiError::proxy_not_found)?;
-        let input: ToxicInput = decode(body)?;
-        let stream_text = input
-            .stream
-            .unwrap_or_else(|| "downstream".to_string())
-            .to_lowercase();
-        let stream = Stream::parse(&stream_text).ok_or_else(|| {
-            ApiError::new(
-                "stream was invalid, can be either upstream or downstream",
-                400,
-            )
-        })?;
-        let spec_name = if input.name.is_empty() {
-            format!("{}_{}", input.kind, stream_text)
-        } else {
-            input.name
-        };
-        if !TOXIC_TYPES.contains(&input.kind.as_str()) {
-            return Err(ApiError::new("invalid toxic type", 400));
-        }
+        let spec = toxic_spec(decode(body)?)?;
         if entry
             .shared
             .toxics()
             .iter()
-            .any(|e| e.spec.name == spec_name)
+            .any(|e| e.spec.name == spec.name)
         {
             return Err(ApiError::new("toxic already exists", 409));
         }
-        let toxic = Toxic::from_attributes(&input.kind, &input.attributes)
-            .map_err(ApiError::bad_body)?
-            .ok_or_else(|| ApiError::new("invalid toxic type", 400))?;
-        let spec = ToxicSpec {
-            name: spec_name,
-            stream,
-            toxicity: input.toxicity.unwrap_or(1.0),
-            toxic,
-        };
         let version = entry.shared.next_version();
         let json = spec.to_json();
         entry
@@ -380,13 +408,7 @@ impl Collection {
             .find(|e| e.spec.name == toxic)
             .cloned()
             .ok_or_else(ApiError::toxic_not_found)?;
-        let patch: ToxicPatch = decode(body)?;
-        let mut spec = current.spec;
-        spec.toxic = spec
-            .toxic
-            .with_patch(&patch.attributes)
-            .map_err(ApiError::bad_body)?;
-        spec.toxicity = patch.toxicity.unwrap_or(spec.toxicity);
+        let spec = patched(current.spec, decode(body)?)?;
         let version = entry.shared.next_version();
         let json = spec.to_json();
         entry.shared.update_toxics(|toxics| {

@@ -21,7 +21,7 @@ use tokio::time::{Instant, Sleep};
 use super::response::roundtrip;
 
 /// The lane's read buffer: a response head must fit in it (bodies stream through).
-const READ_BUFFER: usize = 16 * 1024;
+pub(crate) const READ_BUFFER: usize = 16 * 1024;
 
 /// Why an exchange got no answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,8 +6,8 @@
 //! The request never changes, so it is encoded once, at connect time, and each lane writes
 //! those bytes on its connection (see `lane`).
 
-mod lane;
-mod response;
+pub(crate) mod lane;
+pub(crate) mod response;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;

@@ -3,22 +3,21 @@
 //! the body off the socket (`Content-Length`, chunked with extensions and trailers, or until
 //! close) without keeping it.
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::lane::Failure;
 
 /// Most header lines a response head may have.
-const MAX_HEADERS: usize = 64;
+pub(crate) const MAX_HEADERS: usize = 64;
 /// Longest chunk-size or trailer line accepted in a chunked body.
-const MAX_CHUNK_LINE: usize = 4096;
+pub(crate) const MAX_CHUNK_LINE: usize = 4096;
 
 /// A complete response.
-pub(super) struct Answer {
-    pub(super) status: u16,
-    pub(super) body_bytes: u64,
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) body_bytes: u64,
     /// The connection may carry the next request.
-    pub(super) reusable: bool,
+    pub(crate) reusable: bool,
 }
 
 /// How the body of a response ends.
@@ -41,8 +40,9 @@ struct Head {
 }
 
 /// One exchange on an open connection: write the request, read the head, count the body.
-pub(super) async fn roundtrip(
-    stream: &mut TcpStream,
+/// Generic over the stream so the fuzz target can feed it bytes without a socket.
+pub(crate) async fn roundtrip<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
     request: &[u8],
     head_request: bool,
     buf: &mut [u8],
@@ -153,8 +153,8 @@ fn last_token(value: &[u8]) -> &[u8] {
 /// Reads a body of `length` bytes, of which `buf[start..filled]` already arrived. Returns
 /// its size and whether nothing followed it (bytes after a response nobody asked for make
 /// the connection unusable).
-async fn read_length(
-    stream: &mut TcpStream,
+async fn read_length<S: AsyncRead + Unpin>(
+    stream: &mut S,
     buf: &mut [u8],
     start: usize,
     filled: usize,
@@ -179,8 +179,8 @@ async fn read_length(
 }
 
 /// Reads a body delimited by the connection's close.
-async fn read_until_close(
-    stream: &mut TcpStream,
+async fn read_until_close<S: AsyncRead + Unpin>(
+    stream: &mut S,
     buf: &mut [u8],
     start: usize,
     filled: usize,
@@ -196,8 +196,8 @@ async fn read_until_close(
 
 /// Reads a chunked body, of which `buf[start..filled]` already arrived. Returns the size
 /// of its data and whether nothing followed it.
-async fn read_chunked(
-    stream: &mut TcpStream,
+async fn read_chunked<S: AsyncRead + Unpin>(
+    stream: &mut S,
     buf: &mut [u8],
     start: usize,
     filled: usize,
@@ -219,8 +219,8 @@ async fn read_chunked(
 
 /// Reads more of an answer after the `filled` bytes of `buf`; returns the new fill. A
 /// full buffer (a line or head too long) or the peer's close mid-answer is `Broken`.
-async fn read_more(
-    stream: &mut TcpStream,
+async fn read_more<S: AsyncRead + Unpin>(
+    stream: &mut S,
     buf: &mut [u8],
     filled: usize,
 ) -> Result<usize, Failure> {
@@ -278,13 +278,17 @@ impl Chunked {
                 }
                 ChunkState::Size | ChunkState::DataEnd | ChunkState::Trailer => {
                     let rest = &input[at..];
+                    // (A line may end with CR before its LF; the CR is not counted.)
                     let Some(end) = rest.iter().position(|&b| b == b'\n') else {
-                        if rest.len() > MAX_CHUNK_LINE {
+                        if rest.len() > MAX_CHUNK_LINE + 1 {
                             return Err(Failure::Broken);
                         }
                         return Ok(at);
                     };
                     let line = rest[..end].strip_suffix(b"\r").unwrap_or(&rest[..end]);
+                    if line.len() > MAX_CHUNK_LINE {
+                        return Err(Failure::Broken);
+                    }
                     at += end + 1;
                     self.state = match self.state {
                         ChunkState::Size => match chunk_size(line)? {
@@ -392,5 +396,81 @@ mod tests {
             Chunked::default().feed(b"2\r\nabX\r\n"),
             Err(Failure::Broken)
         );
+    }
+
+    /// Reads one response the way a lane does, 4 KiB per read, into a lane-sized buffer.
+    fn read(response: &[u8]) -> Result<Answer, Failure> {
+        let mut stream = crate::fuzzing::Scripted::new(response, 4096);
+        let mut buf = vec![0u8; crate::http::lane::READ_BUFFER];
+        crate::fuzzing::complete(roundtrip(
+            &mut stream,
+            b"GET / HTTP/1.1\r\n\r\n",
+            false,
+            &mut buf,
+        ))
+        .expect("in-memory reads never wait")
+    }
+
+    fn with_headers(count: usize) -> Vec<u8> {
+        let mut head = b"HTTP/1.1 200 OK\r\n".to_vec();
+        for i in 0..count - 1 {
+            head.extend_from_slice(format!("X-H{i}: v\r\n").as_bytes());
+        }
+        head.extend_from_slice(b"Content-Length: 2\r\n\r\nok");
+        head
+    }
+
+    fn chunked(size_line: &str) -> Vec<u8> {
+        format!(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n{size_line}\r\nx\r\n0\r\n\r\n"
+        )
+        .into_bytes()
+    }
+
+    /// Each bound of the reader holds at its edge: at most 64 header lines, a head that
+    /// fits the lane's 16 KiB buffer, chunk-size lines of at most 4096 bytes with at most
+    /// 15 hex digits; past each it is `Broken`, nothing buffered beyond it. A body of any
+    /// size is counted through the fixed buffer, not kept: 64 MiB here.
+    #[test]
+    fn bounds_hold_at_their_edges() {
+        assert_eq!(
+            read(&with_headers(MAX_HEADERS)).map(|a| a.body_bytes),
+            Ok(2)
+        );
+        assert_eq!(
+            read(&with_headers(MAX_HEADERS + 1)).err(),
+            Some(Failure::Broken)
+        );
+        let big = |len: usize| {
+            let mut r = b"HTTP/1.1 200 OK\r\nX-Big: ".to_vec();
+            r.resize(r.len() + len, b'a');
+            r.extend_from_slice(b"\r\nContent-Length: 0\r\n\r\n");
+            r
+        };
+        assert!(
+            read(&big(16 * 1024 - 100)).is_ok(),
+            "a head that fits the buffer"
+        );
+        assert_eq!(read(&big(16 * 1024)).err(), Some(Failure::Broken));
+        let extension = |len: usize| format!("1;{}", "e".repeat(len - 2));
+        assert_eq!(
+            read(&chunked(&extension(MAX_CHUNK_LINE))).map(|a| a.body_bytes),
+            Ok(1)
+        );
+        assert_eq!(
+            read(&chunked(&extension(MAX_CHUNK_LINE + 2))).err(),
+            Some(Failure::Broken)
+        );
+        assert_eq!(
+            read(&chunked("000000000000001")).map(|a| a.body_bytes),
+            Ok(1)
+        );
+        assert_eq!(
+            read(&chunked("0000000000000001")).err(),
+            Some(Failure::Broken)
+        );
+        let mut huge = b"HTTP/1.1 200 OK\r\nContent-Length: 67108864\r\n\r\n".to_vec();
+        huge.resize(huge.len() + (64 << 20), b'b');
+        assert_eq!(read(&huge).map(|a| a.body_bytes), Ok(64 << 20));
     }
 }

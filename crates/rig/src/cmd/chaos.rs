@@ -12,9 +12,10 @@ use crate::exit::{BadInput, Verdict};
 /// Replay a chaos timeline now; the clock starts when the command starts. Faults an earlier,
 /// killed run left on the Toxiproxy or the providers are healed first (and journaled).
 ///
-/// `rig chaos --heal --toxiproxy URL [--provider URL]` instead removes every toxic the rig
-/// made (named `rig.<run>.<type>_<stream>`) and clears each provider's faults, and says what
-/// it removed: for after a rig was killed mid-run.
+/// `rig chaos --heal --toxiproxy URL [--provider URL] [--earlier-journal FILE]` instead
+/// removes every toxic the rig made (named `rig.<run>.<type>_<stream>`), clears each
+/// provider's faults, enables the proxies the killed run's journal shows it disabled, and
+/// says what it did: for after a rig was killed mid-run.
 #[derive(Debug, Args)]
 pub struct ChaosArgs {
     /// Toxiproxy API URL (the real Toxiproxy or `rig toxiproxy`), e.g. http://127.0.0.1:8474.
@@ -26,6 +27,11 @@ pub struct ChaosArgs {
     /// Remove every rig-made toxic and clear the providers' faults, then exit.
     #[arg(long, conflicts_with = "timeline")]
     heal: bool,
+    /// With --heal: the journal of the run that was killed (`chaos.jsonl`, in its run
+    /// directory for `rig run`); proxies it disabled and never enabled again are enabled.
+    /// Without it a disabled proxy is left as it is: nothing on it says who disabled it.
+    #[arg(long, value_name = "FILE", requires = "heal")]
+    earlier_journal: Option<PathBuf>,
     /// Provider admin API for `kind = "provider"` faults, as NAME=URL or URL (named
     /// `provider`); repeat for several providers.
     #[arg(long = "provider", value_name = "[NAME=]URL")]
@@ -104,9 +110,49 @@ async fn heal(args: &ChaosArgs) -> anyhow::Result<Verdict> {
         .clear(&rig_toxics, &mut log)
         .await
         .map_err(|e| unreachable(format!("Toxiproxy at {}: {e}", toxiproxy.url())))?;
-    for proxy in &found.disabled {
+    let ours = match &args.earlier_journal {
+        None => Default::default(),
+        Some(given) => {
+            // A run directory stands for its journal.
+            let path = if given.is_dir() {
+                given.join("chaos.jsonl")
+            } else {
+                given.clone()
+            };
+            chaos::left_disabled(&chaos::read_journal(&path).map_err(|err| {
+            BadInput(format!(
+                    "--earlier-journal {}: {err}; give the chaos.jsonl of the killed run (or its run directory)",
+                    given.display()
+                ))
+            })?)
+        }
+    };
+    let (enable, others): (Vec<String>, Vec<String>) = found
+        .disabled
+        .iter()
+        .cloned()
+        .partition(|p| ours.contains(p));
+    for proxy in &enable {
         eprintln!(
-            "proxy {proxy} is disabled (left as it is: a disabled proxy carries no name to tell who disabled it; enable it with POST /proxies/{proxy} {{\"enabled\": true}})"
+            "enabling proxy {proxy} (the earlier run's journal disabled it and never enabled it again)"
+        );
+    }
+    let journal_proxies = chaos::Leftovers {
+        toxics: Vec::new(),
+        disabled: enable.clone(),
+    };
+    toxiproxy
+        .clear(&journal_proxies, &mut log)
+        .await
+        .map_err(|e| unreachable(format!("Toxiproxy at {}: {e}", toxiproxy.url())))?;
+    let hint = if args.earlier_journal.is_some() {
+        "the earlier run's journal did not disable it"
+    } else {
+        "nothing on it says who disabled it; give --earlier-journal RUN_DIR/chaos.jsonl"
+    };
+    for proxy in &others {
+        eprintln!(
+            "proxy {proxy} is disabled (left as it is: {hint}; or enable it with POST /proxies/{proxy} {{\"enabled\": true}})"
         );
     }
     let mut cleared = 0;
@@ -129,9 +175,10 @@ async fn heal(args: &ChaosArgs) -> anyhow::Result<Verdict> {
         cleared += 1;
     }
     println!(
-        "healed: {} rig-made toxic(s) removed from {}, {cleared} provider(s) cleared",
+        "healed: {} rig-made toxic(s) removed from {}, {} proxy(ies) enabled, {cleared} provider(s) cleared",
         rig_toxics.toxics.len(),
-        toxiproxy.url()
+        toxiproxy.url(),
+        enable.len()
     );
     Ok(Verdict::Pass)
 }

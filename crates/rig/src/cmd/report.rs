@@ -89,12 +89,7 @@ pub async fn run(args: ReportArgs) -> anyhow::Result<Verdict> {
     };
     let mut merged = MergedLog::new();
     for path in &args.merge {
-        let bytes = std::fs::read(path).map_err(|err| {
-            BadInput(format!(
-                "--merge {}: cannot read it ({err}); fix: give existing .hlog files",
-                path.display()
-            ))
-        })?;
+        let bytes = read_log(path)?;
         merged
             .add_log(&path.display().to_string(), &bytes)
             .map_err(|err| BadInput(err.to_string()))?;
@@ -105,6 +100,38 @@ pub async fn run(args: ReportArgs) -> anyhow::Result<Verdict> {
     }
     Ok(Verdict::Pass)
 }
+
+/// Reads one interval log, refusing a file larger than [`MAX_LOG_BYTES`] before reading it.
+fn read_log(path: &Path) -> Result<Vec<u8>, BadInput> {
+    use std::io::Read;
+    let shown = path.display();
+    let cannot = |err: std::io::Error| {
+        BadInput(format!(
+            "--merge {shown}: cannot read it ({err}); fix: give existing .hlog files"
+        ))
+    };
+    let file = std::fs::File::open(path).map_err(cannot)?;
+    // Refused by its size when it has one, else (a pipe) by what it gives.
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut bytes = Vec::new();
+    if size <= MAX_LOG_BYTES {
+        file.take(MAX_LOG_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(cannot)?;
+    }
+    if size > MAX_LOG_BYTES || bytes.len() as u64 > MAX_LOG_BYTES {
+        return Err(BadInput(format!(
+            "--merge {shown}: larger than {} MiB; fix: merge the .hlog files of shorter runs \
+             (one interval line per second and tag is a few hundred bytes)",
+            MAX_LOG_BYTES >> 20
+        )));
+    }
+    Ok(bytes)
+}
+
+/// Largest `.hlog` file `--merge` reads: a day of one-second intervals with a dozen tags
+/// is well under it.
+pub const MAX_LOG_BYTES: u64 = 512 << 20;
 
 fn to_json<'a>(merged: &'a MergedLog, sources: &[PathBuf]) -> MergeJson<'a> {
     let [ok, failed, rejected, unknown, dropped] = outcome_totals(merged);

@@ -35,7 +35,8 @@ use crate::run::{External, RunOptions};
 pub struct RunArgs {
     /// The profile (TOML): [run], [target], [workload], [[chaos]], [thresholds], [verify].
     profile: PathBuf,
-    /// Override any profile key, e.g. --set target.retry_budget.ratio=1.0 (repeatable).
+    /// Override any profile key, e.g. --set target.retry_budget.ratio=1.0 (repeatable); a
+    /// number indexes an array of tables from 0: --set workload.phases.0.for=5m.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     sets: Vec<String>,
     /// Stores: sqlite://DIR or postgres://... (default: sqlite://<run dir>/stores).

@@ -26,7 +26,7 @@ mod html;
 mod judge;
 mod junit;
 pub mod outcome;
-mod prepare;
+pub(crate) mod prepare;
 pub mod profile;
 mod start;
 pub mod thresholds;

@@ -64,31 +64,13 @@ pub async fn prepare(options: &RunOptions) -> anyhow::Result<Prepared> {
     )?;
     let profile = &loaded.profile;
     let where_ = options.profile.display();
-    let placeholder = vec!["http://127.0.0.1:1".to_string(); 2];
-    let (_, schedule) = CheckoutRun::new(profile.workload.clone(), placeholder)
-        .check()
-        .map_err(|err| BadInput(format!("{where_}: [workload] {err}")))?;
-    let plan = profile
-        .chaos
-        .expand(profile.run.seed)
-        .map_err(|err| BadInput(format!("{where_}: {err}")))?;
     let system = super::SystemKind::of(options.external.as_ref());
-    let (proxies, fault_apis, processes): (&[&str], &[&str], &[&str]) = match system {
-        super::SystemKind::Reference => {
-            (&topology::PROXIES, &topology::PROVIDERS, &chaos::PROCESSES)
-        }
-        super::SystemKind::External => (&topology::PROXIES, &topology::EXTERNAL_PROVIDERS, &[]),
-        super::SystemKind::BlackBox => (&topology::BLACK_BOX_PROXIES, &topology::PROVIDERS, &[]),
-    };
-    plan.check_targets(proxies, fault_apis, processes)
-        .map_err(|err| BadInput(format!("{where_}: {err}")))?;
-    if !options.allow_chaos_after_load {
-        plan.check_within(schedule.duration()).map_err(|err| {
-            BadInput(format!(
-                "{where_}: {err}; or keep it as it is with --allow-chaos-after-load"
-            ))
-        })?;
-    }
+    let plan = check_plan(
+        profile,
+        &where_.to_string(),
+        system,
+        options.allow_chaos_after_load,
+    )?;
     let parsed_store = options
         .store
         .as_deref()
@@ -165,6 +147,41 @@ pub async fn prepare(options: &RunOptions) -> anyhow::Result<Prepared> {
         store,
         system,
     })
+}
+
+/// Checks a loaded profile's workload and chaos timeline against the topology of `system`
+/// and the load's length; returns the expanded timeline.
+pub(crate) fn check_plan(
+    profile: &profile::Profile,
+    where_: &str,
+    system: super::SystemKind,
+    allow_chaos_after_load: bool,
+) -> Result<chaos::Plan, BadInput> {
+    let placeholder = vec!["http://127.0.0.1:1".to_string(); 2];
+    let (_, schedule) = CheckoutRun::new(profile.workload.clone(), placeholder)
+        .check()
+        .map_err(|err| BadInput(format!("{where_}: [workload] {err}")))?;
+    let plan = profile
+        .chaos
+        .expand(profile.run.seed)
+        .map_err(|err| BadInput(format!("{where_}: {err}")))?;
+    let (proxies, fault_apis, processes): (&[&str], &[&str], &[&str]) = match system {
+        super::SystemKind::Reference => {
+            (&topology::PROXIES, &topology::PROVIDERS, &chaos::PROCESSES)
+        }
+        super::SystemKind::External => (&topology::PROXIES, &topology::EXTERNAL_PROVIDERS, &[]),
+        super::SystemKind::BlackBox => (&topology::BLACK_BOX_PROXIES, &topology::PROVIDERS, &[]),
+    };
+    plan.check_targets(proxies, fault_apis, processes)
+        .map_err(|err| BadInput(format!("{where_}: {err}")))?;
+    if !allow_chaos_after_load {
+        plan.check_within(schedule.duration()).map_err(|err| {
+            BadInput(format!(
+                "{where_}: {err}; or keep it as it is with --allow-chaos-after-load"
+            ))
+        })?;
+    }
+    Ok(plan)
 }
 
 /// The file that marks a run directory whose run has not finished writing it: written

@@ -156,11 +156,47 @@ pub fn load(
     seed: Option<u64>,
     defects: &[Defect],
 ) -> Result<Loaded, BadInput> {
+    let where_ = path.display().to_string();
+    let text = read_bounded(path)?;
+    load_text(&where_, &text, sets, seed, defects)
+}
+
+/// Largest profile read: a profile is a page of settings; a bigger file is not one.
+pub const MAX_PROFILE_BYTES: u64 = 1024 * 1024;
+
+/// Reads a profile, refusing a file larger than [`MAX_PROFILE_BYTES`] before reading it.
+fn read_bounded(path: &Path) -> Result<String, BadInput> {
+    use std::io::Read;
     let where_ = path.display();
-    let text = std::fs::read_to_string(path)
+    let file = std::fs::File::open(path)
         .map_err(|err| BadInput(format!("{where_}: cannot read it: {err}")))?;
-    let mut table: Table = toml::from_str(&text)
-        .map_err(|err| BadInput(format!("{where_}: not valid TOML: {err}")))?;
+    // Refused by its size when it has one, else (a pipe) by what it gives.
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut text = String::new();
+    if size <= MAX_PROFILE_BYTES {
+        file.take(MAX_PROFILE_BYTES + 1)
+            .read_to_string(&mut text)
+            .map_err(|err| BadInput(format!("{where_}: cannot read it: {err}")))?;
+    }
+    if size > MAX_PROFILE_BYTES || text.len() as u64 > MAX_PROFILE_BYTES {
+        return Err(BadInput(format!(
+            "{where_}: larger than {} KiB, which no profile needs; give a profile file (TOML)",
+            MAX_PROFILE_BYTES / 1024
+        )));
+    }
+    Ok(text)
+}
+
+/// [`load`] on a profile's text; `where_` names it in errors.
+pub fn load_text(
+    where_: &str,
+    text: &str,
+    sets: &[String],
+    seed: Option<u64>,
+    defects: &[Defect],
+) -> Result<Loaded, BadInput> {
+    let mut table: Table =
+        toml::from_str(text).map_err(|err| BadInput(format!("{where_}: not valid TOML: {err}")))?;
     let parsed = sets
         .iter()
         .map(|s| overrides::parse(s))
@@ -183,8 +219,8 @@ pub fn load(
         }
     }
     // The file on its own first: its errors carry line and column.
-    check_phase_types(&text).map_err(|err| BadInput(format!("{where_}: {err}")))?;
-    if let Err(err) = toml::from_str::<Profile>(&text) {
+    check_phase_types(text).map_err(|err| BadInput(format!("{where_}: {err}")))?;
+    if let Err(err) = toml::from_str::<Profile>(text) {
         return Err(BadInput(format!("{where_}: {}", err.to_string().trim())));
     }
     let context = if parsed.is_empty() {
