@@ -8,6 +8,7 @@
 #   PROFILES="quickstart overload" bash bench/seeds.sh 3
 #   FULL_SOAK=1 PROFILES=soak bash bench/seeds.sh 1  # the soak as written (30 minutes)
 #   KEEP=DIR bash bench/seeds.sh 5                # keep every run's directory under DIR
+#   FROM=4 PROFILES=overload bash bench/seeds.sh 5  # seeds 4..5 only
 #
 # The soak is shortened to 5 minutes with its partition, crash and freeze moved inside them
 # (its later spikes and partitions never run: --allow-chaos-after-load). Prints a line per
@@ -51,7 +52,7 @@ runs=0
 passed=0
 for profile in $profiles; do
   [ -f "profiles/$profile.toml" ] || { echo "no profile profiles/$profile.toml" >&2; exit 2; }
-  for seed in $(seq 1 "$n"); do
+  for seed in $(seq "${FROM:-1}" "$n"); do
     out="$runs_dir/$profile-$seed"
     start=$(date +%s)
     set +e
@@ -76,7 +77,8 @@ for profile in $profiles; do
       echo "--- $profile seed $seed: $verdict; run directory kept in $kept, its output in $kept.log" >&2
       tail -25 "$work/log" >&2
       if [ -f "$out/verdict.json" ]; then
-        python3 - "$out/verdict.json" >&2 <<'PY'
+        # (Printing the dossiers never stops the sweep.)
+        python3 - "$out/verdict.json" >&2 <<'PY' || true
 import json, sys
 verdict = json.load(open(sys.argv[1]))
 for v in verdict["verdicts"]:
@@ -85,7 +87,8 @@ for v in verdict["verdicts"]:
     print(f"{v['invariant']}: {v['status']}: {v['summary']} {v.get('reason', '')}")
     for d in v["dossiers"][:2]:
         print(f"  order {d['order_id']}: {d['narrative']}")
-        for row in d["rows"][:8]:
+        rows = d["rows"]
+        for row in (rows[:8] if isinstance(rows, list) else [rows]):
             print(f"    {json.dumps(row)[:200]}")
 PY
       fi

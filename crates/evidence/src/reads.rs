@@ -245,3 +245,56 @@ pub fn trace_probe(table: &str) -> String {
 pub fn order_of_trace(table: &str) -> String {
     format!("SELECT order_id FROM {table} WHERE trace_id = $1 AND order_id IS NOT NULL LIMIT 1")
 }
+
+// `rig explain`: one order's records in every store, by its id (and its trace where the
+// caller's keys do not follow the rig's scheme).
+
+/// The order an arrival of the client history placed.
+pub const ARRIVAL_ORDER: &str = "SELECT order_id FROM history_arrivals WHERE arrival_id = $1";
+/// A few orders of the client history, for an error message.
+pub const FIRST_ARRIVAL_ORDERS: &str =
+    "SELECT order_id FROM history_arrivals ORDER BY arrival_id LIMIT 3";
+/// A few orders of a region, for an error message.
+pub const SOME_ORDERS: &str = "SELECT order_id FROM orders LIMIT 3";
+/// An order's arrivals in the client history.
+pub const ORDER_ARRIVALS: &str =
+    "SELECT * FROM history_arrivals WHERE order_id = $1 ORDER BY arrival_id";
+/// An order's requests and answers in the client history.
+pub const ORDER_REQUESTS: &str =
+    "SELECT * FROM history_requests WHERE order_id = $1 ORDER BY arrival_id, seq";
+/// An order's transitions in a region.
+pub const ORDER_TRANSITIONS: &str =
+    "SELECT * FROM order_transitions WHERE order_id = $1 ORDER BY seq";
+/// An order's row in a region.
+pub const ORDER_ROW: &str = "SELECT * FROM orders WHERE order_id = $1";
+/// An order's payment attempts in a region.
+pub const ORDER_ATTEMPTS: &str =
+    "SELECT * FROM payment_attempts WHERE order_id = $1 ORDER BY started_at_us, id";
+/// An order's entries in a region's forward outbox.
+pub const ORDER_FORWARDS: &str = "SELECT * FROM forward_outbox WHERE order_id = $1";
+/// Operators' decisions on an order in a region.
+pub const ORDER_DECISIONS: &str =
+    "SELECT * FROM operator_decisions WHERE order_id = $1 ORDER BY id";
+/// An order's outbox events in a region.
+pub const ORDER_EVENTS: &str = "SELECT * FROM outbox WHERE order_id = $1 ORDER BY id";
+/// An order's charges in the provider's ledger.
+pub const ORDER_CHARGES: &str = "SELECT charge_id, idempotency_key, amount_cents, currency, \
+     status, refunded_cents, created_at_us FROM provider_charges WHERE order_id = $1 \
+     ORDER BY created_at_us";
+
+/// The provider's requests under an order's keys (`$1` the key, `$2`..`$3` the range of
+/// its derived keys) and, `by_trace`, carrying its trace (`$4`).
+pub fn order_provider_requests(by_trace: bool) -> String {
+    let trace = if by_trace { " OR trace_id = $4" } else { "" };
+    format!(
+        "SELECT * FROM provider_requests \
+         WHERE idempotency_key = $1 OR (idempotency_key > $2 AND idempotency_key < $3){trace} \
+         ORDER BY received_at_us, id"
+    )
+}
+
+/// The sink's deliveries of an order (`$1`) and, `by_trace`, carrying its trace (`$2`).
+pub fn order_deliveries(by_trace: bool) -> String {
+    let trace = if by_trace { " OR trace_id = $2" } else { "" };
+    format!("SELECT * FROM sink_deliveries WHERE order_id = $1{trace} ORDER BY received_at_us, id")
+}

@@ -11,6 +11,7 @@
 //! the sink write on the rig's machine clock; a region writes on its own, which a `clock`
 //! fault may have shifted (the line then says so).
 
+use evidence::reads;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -87,11 +88,10 @@ pub async fn order_of_arrival(stores: &Stores, arrival: i64) -> Result<String, E
             "selecting by arrival needs the client history (history.db, or --history)".into(),
         ));
     };
-    let found: Option<String> =
-        sqlx::query_scalar("SELECT order_id FROM history_arrivals WHERE arrival_id = $1")
-            .bind(arrival)
-            .fetch_optional(&history.pool)
-            .await?;
+    let found: Option<String> = sqlx::query_scalar(reads::ARRIVAL_ORDER)
+        .bind(arrival)
+        .fetch_optional(&history.pool)
+        .await?;
     found.ok_or_else(|| {
         ExplainError::NotFound(format!(
             "the client history has no arrival {arrival}; arrivals are numbered from 0 in schedule order"
@@ -109,9 +109,9 @@ async fn some_orders(stores: &Stores) -> Vec<String> {
         return Vec::new();
     };
     let table = if stores.history.is_some() {
-        "SELECT order_id FROM history_arrivals ORDER BY arrival_id LIMIT 3"
+        reads::FIRST_ARRIVAL_ORDERS
     } else {
-        "SELECT order_id FROM orders LIMIT 3"
+        reads::SOME_ORDERS
     };
     sqlx::query_scalar(table)
         .fetch_all(&db.pool)
@@ -269,11 +269,10 @@ pub async fn explain(
     let mut customer_id = None;
     let mut trace_id: Option<String> = None;
     if let Some(history) = &stores.history {
-        let arrivals =
-            sqlx::query("SELECT * FROM history_arrivals WHERE order_id = $1 ORDER BY arrival_id")
-                .bind(order_id)
-                .fetch_all(&history.pool)
-                .await?;
+        let arrivals = sqlx::query(reads::ORDER_ARRIVALS)
+            .bind(order_id)
+            .fetch_all(&history.pool)
+            .await?;
         for row in &arrivals {
             let id = int(row, "arrival_id")?;
             arrival_id.get_or_insert(id);
@@ -310,12 +309,10 @@ pub async fn explain(
             facts.client_outcome = Some(outcome);
         }
         if stores.requests {
-            let requests = sqlx::query(
-                "SELECT * FROM history_requests WHERE order_id = $1 ORDER BY arrival_id, seq",
-            )
-            .bind(order_id)
-            .fetch_all(&history.pool)
-            .await?;
+            let requests = sqlx::query(reads::ORDER_REQUESTS)
+                .bind(order_id)
+                .fetch_all(&history.pool)
+                .await?;
             for row in &requests {
                 let kind = text(row, "kind")?;
                 let region = text(row, "region")?;
@@ -363,7 +360,7 @@ pub async fn explain(
         } else {
             ""
         };
-        let rows = sqlx::query("SELECT * FROM order_transitions WHERE order_id = $1 ORDER BY seq")
+        let rows = sqlx::query(reads::ORDER_TRANSITIONS)
             .bind(order_id)
             .fetch_all(&db.pool)
             .await?;
@@ -371,7 +368,7 @@ pub async fn explain(
             facts.owner.get_or_insert(region.to_string());
             facts.shifted_clock |= shifted;
             if trace_id.is_none() {
-                let order = sqlx::query("SELECT * FROM orders WHERE order_id = $1")
+                let order = sqlx::query(reads::ORDER_ROW)
                     .bind(order_id)
                     .fetch_optional(&db.pool)
                     .await?;
@@ -405,12 +402,10 @@ pub async fn explain(
                     .ids(ids(row)),
             );
         }
-        let attempts = sqlx::query(
-            "SELECT * FROM payment_attempts WHERE order_id = $1 ORDER BY started_at_us, id",
-        )
-        .bind(order_id)
-        .fetch_all(&db.pool)
-        .await?;
+        let attempts = sqlx::query(reads::ORDER_ATTEMPTS)
+            .bind(order_id)
+            .fetch_all(&db.pool)
+            .await?;
         for row in &attempts {
             let op = text(row, "op")?;
             let outcome = text(row, "outcome")?;
@@ -455,7 +450,7 @@ pub async fn explain(
                     .ids(ids(row)),
             );
         }
-        let forwards = sqlx::query("SELECT * FROM forward_outbox WHERE order_id = $1")
+        let forwards = sqlx::query(reads::ORDER_FORWARDS)
             .bind(order_id)
             .fetch_all(&db.pool)
             .await?;
@@ -495,12 +490,11 @@ pub async fn explain(
             }
         }
         // Manual repairs (stores from before the audit trail have no such table).
-        let decisions =
-            sqlx::query("SELECT * FROM operator_decisions WHERE order_id = $1 ORDER BY id")
-                .bind(order_id)
-                .fetch_all(&db.pool)
-                .await
-                .unwrap_or_default();
+        let decisions = sqlx::query(reads::ORDER_DECISIONS)
+            .bind(order_id)
+            .fetch_all(&db.pool)
+            .await
+            .unwrap_or_default();
         for row in &decisions {
             let extra = [opt_text(row, "provider_ref")?, opt_text(row, "detail")?]
                 .into_iter()
@@ -528,7 +522,7 @@ pub async fn explain(
                     .ids(ids(row)),
             );
         }
-        let events = sqlx::query("SELECT * FROM outbox WHERE order_id = $1 ORDER BY id")
+        let events = sqlx::query(reads::ORDER_EVENTS)
             .bind(order_id)
             .fetch_all(&db.pool)
             .await?;
@@ -566,19 +560,14 @@ pub async fn explain(
     );
     // By the order's keys, and by its trace: a caller whose keys do not follow the rig's
     // scheme (a system the rig did not build) is found by the trace it passed on.
-    let by_trace = match &trace_id {
-        Some(_) if traced(&stores.provider, "provider_requests").await? => " OR trace_id = $4",
-        _ => "",
-    };
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT * FROM provider_requests \
-         WHERE idempotency_key = $1 OR (idempotency_key > $2 AND idempotency_key < $3){by_trace} \
-         ORDER BY received_at_us, id"
+    let by_trace = trace_id.is_some() && traced(&stores.provider, "provider_requests").await?;
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(reads::order_provider_requests(
+        by_trace,
     )))
     .bind(&keys.0)
     .bind(&keys.1)
     .bind(&keys.2);
-    if !by_trace.is_empty() {
+    if by_trace {
         query = query.bind(trace_id.clone().unwrap_or_default());
     }
     let requests = query.fetch_all(&stores.provider.pool).await?;
@@ -613,13 +602,10 @@ pub async fn explain(
                 .ids(ids(row)),
         );
     }
-    let charges = sqlx::query(
-        "SELECT charge_id, idempotency_key, amount_cents, currency, status, refunded_cents, \
-         created_at_us FROM provider_charges WHERE order_id = $1 ORDER BY created_at_us",
-    )
-    .bind(order_id)
-    .fetch_all(&stores.provider.pool)
-    .await?;
+    let charges = sqlx::query(reads::ORDER_CHARGES)
+        .bind(order_id)
+        .fetch_all(&stores.provider.pool)
+        .await?;
     for row in &charges {
         let id = text(row, "charge_id")?;
         let status = text(row, "status")?;
@@ -643,15 +629,10 @@ pub async fn explain(
         ));
     }
     if let Some(sink) = &stores.sink {
-        let by_trace = match &trace_id {
-            Some(_) if traced(sink, "sink_deliveries").await? => " OR trace_id = $2",
-            _ => "",
-        };
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT * FROM sink_deliveries WHERE order_id = $1{by_trace} ORDER BY received_at_us, id"
-        )))
-        .bind(order_id);
-        if !by_trace.is_empty() {
+        let by_trace = trace_id.is_some() && traced(sink, "sink_deliveries").await?;
+        let mut query =
+            sqlx::query(sqlx::AssertSqlSafe(reads::order_deliveries(by_trace))).bind(order_id);
+        if by_trace {
             query = query.bind(trace_id.clone().unwrap_or_default());
         }
         let deliveries = query.fetch_all(&sink.pool).await?;
