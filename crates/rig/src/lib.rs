@@ -23,3 +23,16 @@ pub mod observe;
 pub mod overrides;
 pub mod run;
 pub mod target_config;
+
+/// A file's bytes, or `Ok(None)` when it is larger than `max` bytes: refused by its size
+/// before reading when it has one, else (a pipe) by what it gives, never more than `max + 1`.
+pub fn read_at_most(path: &std::path::Path, max: u64) -> std::io::Result<Option<Vec<u8>>> {
+    use std::io::Read;
+    let file = std::fs::File::open(path)?;
+    if file.metadata().map(|m| m.len()).unwrap_or(0) > max {
+        return Ok(None);
+    }
+    let mut bytes = Vec::new();
+    file.take(max + 1).read_to_end(&mut bytes)?;
+    Ok((bytes.len() as u64 <= max).then_some(bytes))
+}

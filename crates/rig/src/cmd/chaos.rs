@@ -99,17 +99,7 @@ async fn heal(args: &ChaosArgs) -> anyhow::Result<Verdict> {
         .rig_made(&mut log)
         .await
         .map_err(|e| unreachable(format!("Toxiproxy at {}: {e}", toxiproxy.url())))?;
-    let rig_toxics = chaos::Leftovers {
-        toxics: found.toxics.clone(),
-        disabled: Vec::new(),
-    };
-    for (proxy, toxic) in &rig_toxics.toxics {
-        eprintln!("removing toxic {toxic} from proxy {proxy}");
-    }
-    toxiproxy
-        .clear(&rig_toxics, &mut log)
-        .await
-        .map_err(|e| unreachable(format!("Toxiproxy at {}: {e}", toxiproxy.url())))?;
+    // The journal first: bad input changes nothing.
     let ours = match &args.earlier_journal {
         None => Default::default(),
         Some(given) => {
@@ -120,7 +110,7 @@ async fn heal(args: &ChaosArgs) -> anyhow::Result<Verdict> {
                 given.clone()
             };
             chaos::left_disabled(&chaos::read_journal(&path).map_err(|err| {
-            BadInput(format!(
+                BadInput(format!(
                     "--earlier-journal {}: {err}; give the chaos.jsonl of the killed run (or its run directory)",
                     given.display()
                 ))
@@ -132,17 +122,20 @@ async fn heal(args: &ChaosArgs) -> anyhow::Result<Verdict> {
         .iter()
         .cloned()
         .partition(|p| ours.contains(p));
-    for proxy in &enable {
+    let ours = chaos::Leftovers {
+        toxics: found.toxics.clone(),
+        disabled: enable,
+    };
+    for (proxy, toxic) in &ours.toxics {
+        eprintln!("removing toxic {toxic} from proxy {proxy}");
+    }
+    for proxy in &ours.disabled {
         eprintln!(
             "enabling proxy {proxy} (the earlier run's journal disabled it and never enabled it again)"
         );
     }
-    let journal_proxies = chaos::Leftovers {
-        toxics: Vec::new(),
-        disabled: enable.clone(),
-    };
     toxiproxy
-        .clear(&journal_proxies, &mut log)
+        .clear(&ours, &mut log)
         .await
         .map_err(|e| unreachable(format!("Toxiproxy at {}: {e}", toxiproxy.url())))?;
     let hint = if args.earlier_journal.is_some() {
@@ -176,9 +169,9 @@ async fn heal(args: &ChaosArgs) -> anyhow::Result<Verdict> {
     }
     println!(
         "healed: {} rig-made toxic(s) removed from {}, {} proxy(ies) enabled, {cleared} provider(s) cleared",
-        rig_toxics.toxics.len(),
+        ours.toxics.len(),
         toxiproxy.url(),
-        enable.len()
+        ours.disabled.len()
     );
     Ok(Verdict::Pass)
 }

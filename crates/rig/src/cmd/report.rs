@@ -103,30 +103,20 @@ pub async fn run(args: ReportArgs) -> anyhow::Result<Verdict> {
 
 /// Reads one interval log, refusing a file larger than [`MAX_LOG_BYTES`] before reading it.
 fn read_log(path: &Path) -> Result<Vec<u8>, BadInput> {
-    use std::io::Read;
     let shown = path.display();
-    let cannot = |err: std::io::Error| {
-        BadInput(format!(
-            "--merge {shown}: cannot read it ({err}); fix: give existing .hlog files"
-        ))
-    };
-    let file = std::fs::File::open(path).map_err(cannot)?;
-    // Refused by its size when it has one, else (a pipe) by what it gives.
-    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let mut bytes = Vec::new();
-    if size <= MAX_LOG_BYTES {
-        file.take(MAX_LOG_BYTES + 1)
-            .read_to_end(&mut bytes)
-            .map_err(cannot)?;
-    }
-    if size > MAX_LOG_BYTES || bytes.len() as u64 > MAX_LOG_BYTES {
-        return Err(BadInput(format!(
-            "--merge {shown}: larger than {} MiB; fix: merge the .hlog files of shorter runs \
-             (one interval line per second and tag is a few hundred bytes)",
-            MAX_LOG_BYTES >> 20
-        )));
-    }
-    Ok(bytes)
+    crate::read_at_most(path, MAX_LOG_BYTES)
+        .map_err(|err| {
+            BadInput(format!(
+                "--merge {shown}: cannot read it ({err}); fix: give existing .hlog files"
+            ))
+        })?
+        .ok_or_else(|| {
+            BadInput(format!(
+                "--merge {shown}: larger than {} MiB; fix: merge the .hlog files of shorter runs \
+                 (one interval line per second and tag is a few hundred bytes)",
+                MAX_LOG_BYTES >> 20
+            ))
+        })
 }
 
 /// Largest `.hlog` file `--merge` reads: a day of one-second intervals with a dozen tags

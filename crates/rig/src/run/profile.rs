@@ -166,25 +166,17 @@ pub const MAX_PROFILE_BYTES: u64 = 1024 * 1024;
 
 /// Reads a profile, refusing a file larger than [`MAX_PROFILE_BYTES`] before reading it.
 fn read_bounded(path: &Path) -> Result<String, BadInput> {
-    use std::io::Read;
     let where_ = path.display();
-    let file = std::fs::File::open(path)
-        .map_err(|err| BadInput(format!("{where_}: cannot read it: {err}")))?;
-    // Refused by its size when it has one, else (a pipe) by what it gives.
-    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let mut text = String::new();
-    if size <= MAX_PROFILE_BYTES {
-        file.take(MAX_PROFILE_BYTES + 1)
-            .read_to_string(&mut text)
-            .map_err(|err| BadInput(format!("{where_}: cannot read it: {err}")))?;
-    }
-    if size > MAX_PROFILE_BYTES || text.len() as u64 > MAX_PROFILE_BYTES {
-        return Err(BadInput(format!(
-            "{where_}: larger than {} KiB, which no profile needs; give a profile file (TOML)",
-            MAX_PROFILE_BYTES / 1024
-        )));
-    }
-    Ok(text)
+    let cannot = |err: &dyn std::fmt::Display| BadInput(format!("{where_}: cannot read it: {err}"));
+    let bytes = crate::read_at_most(path, MAX_PROFILE_BYTES)
+        .map_err(|err| cannot(&err))?
+        .ok_or_else(|| {
+            BadInput(format!(
+                "{where_}: larger than {} KiB, which no profile needs; give a profile file (TOML)",
+                MAX_PROFILE_BYTES / 1024
+            ))
+        })?;
+    String::from_utf8(bytes).map_err(|err| cannot(&err))
 }
 
 /// [`load`] on a profile's text; `where_` names it in errors.
