@@ -194,9 +194,16 @@ pub const ARRIVALS_HAVE_CARTS: &str = "SELECT cart FROM history_arrivals LIMIT 1
 pub const REQUESTS_HAVE_ORDER_IDS: &str = "SELECT order_id FROM history_requests LIMIT 1";
 
 /// How long each shed answer (429/503 to a checkout, its retry or double click; not to a
-/// poll) took, in µs (`took`).
-pub const SHED_ANSWER_TIMES: &str = "SELECT sent_at_us, finished_at_us - sent_at_us AS took FROM history_requests \
-     WHERE answer = 'rejected' AND kind IN ('checkout', 'retry', 'double_click')";
+/// poll) took, in µs (`took`), and whether it refused work the system had not started
+/// (`fresh` 1): no earlier checkout request of the same customer was answered otherwise
+/// than shed, or was still unanswered when this one was sent. A duplicate of work under
+/// way (a double click while the first request waits, a retry after a timeout) is
+/// answered by the idempotency path, which may wait for the first (`fresh` 0).
+pub const SHED_ANSWER_TIMES: &str = "SELECT r.sent_at_us, r.finished_at_us - r.sent_at_us AS took, \
+     CAST(CASE WHEN EXISTS (SELECT 1 FROM history_requests e WHERE e.arrival_id = r.arrival_id \
+     AND e.seq < r.seq AND e.kind IN ('checkout', 'retry', 'double_click') \
+     AND (e.answer <> 'rejected' OR e.finished_at_us > r.sent_at_us)) THEN 0 ELSE 1 END AS BIGINT) AS fresh \
+     FROM history_requests r WHERE r.answer = 'rejected' AND r.kind IN ('checkout', 'retry', 'double_click')";
 
 /// Per schedule phase: arrivals offered, confirmed, and the first and last intended time.
 pub const PHASE_GOODPUT: &str = "SELECT phase, COUNT(*) AS offered, \

@@ -355,7 +355,8 @@ async fn sqlite(out: &Path, file: &str) -> sqlx::SqlitePool {
 /// The provider's request log, attributed per region by the listener each region's proxy
 /// leads to, judges admission control: more calls from one region in flight at once than
 /// the limit, or more retries than the budget, fail admission-control however the region's
-/// own payment_attempts read; the untouched run passes on both accounts, which agree.
+/// own payment_attempts read; the untouched run passes on both accounts, which agree. The
+/// client history judges shed speed on refusals of new work, not on a duplicate's answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_provider_log_judges_admission_per_region() {
     let (_dir, out, all) = passing_run("witness-provider-log");
@@ -430,7 +431,74 @@ async fn the_provider_log_judges_admission_per_region() {
         "{all}"
     );
     assert!(all.contains("budget allows"), "{all}");
+    sqlx::query("DELETE FROM provider_requests WHERE idempotency_key = 'pay:storm'")
+        .execute(&pool)
+        .await
+        .unwrap();
     pool.close().await;
+
+    // The client history judges shed speed, on refusals of work not yet started: a customer
+    // shed with 429 whose double click, sent while the first waited, got a 503 after 600 ms
+    // (an in-progress answer of the idempotency path) passes; the same 503 to a retry sent
+    // after the 429 (new work again) is a slow shed and fails (bound 100 ms).
+    let history = history(&out).await;
+    let arrival: i64 = sqlx::query_scalar("SELECT MAX(arrival_id) + 1 FROM history_arrivals")
+        .fetch_one(&history)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO history_arrivals (arrival_id, order_id, customer_id, entry_region, phase, \
+         intended_at_us, sent_at_us, finished_at_us, attempts, polls, last_status, outcome) \
+         SELECT $1, 'witness-shed', 'witness-customer', 'a', phase, $2, $2, $2 + 600000, 2, 0, \
+         503, 'rejected' FROM history_arrivals LIMIT 1",
+    )
+    .bind(arrival)
+    .bind(mid)
+    .execute(&history)
+    .await
+    .unwrap();
+    let shed = |seq: i64, kind: &'static str, sent: i64, took: i64, status: i64| {
+        let history = history.clone();
+        async move {
+            sqlx::query(
+                "INSERT INTO history_requests (arrival_id, seq, kind, region, sent_at_us, \
+                 finished_at_us, http_status, answer, retry_after_ms, order_id) \
+                 VALUES ($1, $2, $3, 'a', $4, $5, $6, 'rejected', 1000, 'witness-shed')",
+            )
+            .bind(arrival)
+            .bind(seq)
+            .bind(kind)
+            .bind(sent)
+            .bind(sent + took)
+            .bind(status)
+            .execute(&history)
+            .await
+            .unwrap();
+        }
+    };
+    shed(0, "checkout", mid, 40_000, 429).await;
+    shed(1, "double_click", mid + 10_000, 600_000, 503).await;
+    let (code, all) = verify(&[&run_dir]);
+    assert_eq!(code, Some(0), "{all}");
+    assert!(
+        all.contains("1 shed answers went to a duplicate of a request still under way"),
+        "{all}"
+    );
+    sqlx::query("UPDATE history_requests SET kind = 'retry', sent_at_us = $1, finished_at_us = $2 WHERE arrival_id = $3 AND seq = 1")
+        .bind(mid + 50_000)
+        .bind(mid + 650_000)
+        .bind(arrival)
+        .execute(&history)
+        .await
+        .unwrap();
+    let (code, all) = verify(&[&run_dir]);
+    assert_eq!(code, Some(1), "{all}");
+    assert!(
+        all.contains("admission-control          FAIL")
+            && all.contains("shed requests took 600.1 ms at p99, over the 100 ms bound"),
+        "{all}"
+    );
+    history.close().await;
 }
 
 /// The event sink's log is the witness of outbox-effectively-once: a confirmed customer's

@@ -17,10 +17,15 @@
 //!    (stores from before attribution, or a provider reached directly) leaves the claims
 //!    as the only account, and the summary says so.
 //! 3. shed checkouts are answered fast: p99 of the client-measured time of `429`/`503`
-//!    answers to checkout requests (not status polls) <= the bound (needs the client history);
-//!    an answer that waited through a process `pause` or `crash` window (or the second
-//!    after it, while the backlog is worked off) measures the fault, not the shedding, and is
-//!    left out (counted in the summary);
+//!    answers to checkout requests (not status polls) <= the bound (needs the client history).
+//!    Judged are refusals of work the system had not started: a request whose customer had
+//!    no earlier checkout request answered otherwise than shed, nor one still unanswered
+//!    when it was sent. A duplicate of work under way (a double click while the first
+//!    request waits, a retry after a timeout) is the idempotency path's to answer, and it
+//!    may wait for the first (`503 checkout_in_progress`); such answers are counted in the
+//!    summary, not judged for speed. An answer that waited through a process `pause` or
+//!    `crash` window (or the second after it, while the backlog is worked off) measures the
+//!    fault, not the shedding, and is left out too (counted);
 //! 4. no congestion collapse: a load phase offered at least the best phase's load keeps at
 //!    least `goodput_fraction` of its goodput, unless a fault window overlaps it (needs the
 //!    client history).
@@ -502,9 +507,14 @@ async fn shed_latency(
         })
         .collect();
     let mut during_faults = 0u64;
+    let mut duplicates = 0u64;
     while let Some(row) = rows.try_next().await? {
         let took: i64 = row.try_get("took")?;
         let sent: i64 = row.try_get("sent_at_us")?;
+        if row.try_get::<i64, _>("fresh")? == 0 {
+            duplicates += 1;
+            continue;
+        }
         if frozen
             .iter()
             .any(|(start, end)| sent <= *end && sent + took >= *start)
@@ -524,8 +534,18 @@ async fn shed_latency(
             "{during_faults} shed answers waited through a process pause or crash (or the second after it) and are not judged for speed"
         ));
     }
+    if duplicates > 0 {
+        notes.push(format!(
+            "{duplicates} shed answers went to a duplicate of a request still under way or already answered otherwise (the idempotency path's answers) and are not judged for speed"
+        ));
+    }
     if n == 0 {
-        notes.push("no shed requests".into());
+        let none = if duplicates > 0 {
+            "no shed answers to new work"
+        } else {
+            "no shed requests"
+        };
+        notes.push(none.into());
         return Ok(());
     }
     let rank = (n as f64 * 0.99).ceil() as u64;
