@@ -108,10 +108,6 @@ pub fn attempt_pages(columns: &str, rows: usize) -> String {
 pub const ATTEMPTS_IN_FLIGHT_AT: &str = "SELECT order_id, op, attempt_no, started_at_us, finished_at_us, outcome \
      FROM payment_attempts WHERE started_at_us <= $1 AND finished_at_us > $1 ORDER BY started_at_us LIMIT 20";
 
-/// The callers the provider's request log attributes requests to (by listener).
-pub const PROVIDER_CALLERS: &str =
-    "SELECT DISTINCT caller FROM provider_requests WHERE caller IS NOT NULL ORDER BY caller";
-
 /// The provider's requests as calls seen from the caller's side, with the columns of a
 /// `payment_attempts` sweep: a call starts when the provider received it and ends when it
 /// was answered or, if earlier, when the caller went away; a charge is a retry when the
@@ -136,23 +132,24 @@ fn literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
 
-/// Every provider call of `caller`, in (started_at_us, id) order (PostgreSQL `COPY`).
-pub fn provider_calls_sorted(columns: &str, caller: &str) -> String {
+/// Every attributed provider call (every caller's, told apart by the `caller` column), in
+/// (started_at_us, id) order (PostgreSQL `COPY`): one pass over the log for all callers.
+pub fn provider_calls_sorted(columns: &str) -> String {
     format!(
-        "SELECT {columns} FROM ({PROVIDER_CALLS} WHERE r.caller = {}) c ORDER BY started_at_us, id",
-        literal(caller)
+        "SELECT {columns} FROM ({PROVIDER_CALLS} WHERE r.caller IS NOT NULL) c ORDER BY started_at_us, id"
     )
 }
 
-/// A page of `caller`'s provider calls after `($1, $2)` = (started_at_us, id), as one JSON
-/// array (SQLite); the range is on the (caller, received_at_us) index.
-pub fn provider_call_pages(columns: &str, caller: &str, rows: usize) -> String {
+/// A page of attributed provider calls after `($1, $2)` = (started_at_us, id), as one JSON
+/// array (SQLite); the range is on the `received_at_us` index, whose entries are in
+/// (received_at_us, id) order, so the page needs no sort (`|| ''` keeps the planner off
+/// the caller index).
+pub fn provider_call_pages(columns: &str, rows: usize) -> String {
     format!(
-        "SELECT {PAGE_ARRAY} FROM (SELECT {} AS j FROM ({PROVIDER_CALLS} WHERE r.caller = {} \
+        "SELECT {PAGE_ARRAY} FROM (SELECT {} AS j FROM ({PROVIDER_CALLS} WHERE r.caller || '' IS NOT NULL \
          AND r.received_at_us >= $1 AND (r.received_at_us > $1 OR r.id > $2) \
          ORDER BY r.received_at_us, r.id LIMIT {rows}) o) o",
-        json_row(columns),
-        literal(caller)
+        json_row(columns)
     )
 }
 
@@ -192,23 +189,6 @@ pub const ARRIVALS_HAVE_CARTS: &str = "SELECT cart FROM history_arrivals LIMIT 1
 /// Whether a client history's requests carry their order id (histories written before
 /// they did cannot be merged by order: their answer sequences are not judged).
 pub const REQUESTS_HAVE_ORDER_IDS: &str = "SELECT order_id FROM history_requests LIMIT 1";
-
-/// How long each shed answer (429/503 to a checkout, its retry or double click; not to a
-/// poll) took, in µs (`took`), and whether it refused work the system had not started
-/// (`fresh` 1): no earlier checkout request of the same customer was answered otherwise
-/// than shed, or was still unanswered when this one was sent. A duplicate of work under
-/// way (a double click while the first request waits, a retry after a timeout) is
-/// answered by the idempotency path, which may wait for the first (`fresh` 0).
-pub const SHED_ANSWER_TIMES: &str = "SELECT r.sent_at_us, r.finished_at_us - r.sent_at_us AS took, \
-     CAST(CASE WHEN EXISTS (SELECT 1 FROM history_requests e WHERE e.arrival_id = r.arrival_id \
-     AND e.seq < r.seq AND e.kind IN ('checkout', 'retry', 'double_click') \
-     AND (e.answer <> 'rejected' OR e.finished_at_us > r.sent_at_us)) THEN 0 ELSE 1 END AS BIGINT) AS fresh \
-     FROM history_requests r WHERE r.answer = 'rejected' AND r.kind IN ('checkout', 'retry', 'double_click')";
-
-/// Per schedule phase: arrivals offered, confirmed, and the first and last intended time.
-pub const PHASE_GOODPUT: &str = "SELECT phase, COUNT(*) AS offered, \
-     CAST(SUM(CASE WHEN outcome = 'confirmed' THEN 1 ELSE 0 END) AS BIGINT) AS confirmed, \
-     MIN(intended_at_us) AS first_us, MAX(intended_at_us) AS last_us FROM history_arrivals GROUP BY phase";
 
 /// A region's inventory lines: `sku`, `stock`, `reserved` (the system's own counters).
 pub const INVENTORY_LINES: &str = "SELECT sku, stock, reserved FROM inventory";

@@ -160,27 +160,34 @@ pub async fn verify(sources: &Sources, options: &Options) -> Result<Report, Veri
         [(tag, _)] => model::store_region(tag),
         _ => None,
     };
+    // The client's half of admission control (shed speed, goodput) rides the merge, so the
+    // history is read once.
+    let mut client = ctx
+        .has_history
+        .then(|| invariants::admission_control::ClientLoad::new(&ctx));
     let (orders_checked, no_oversell, admission_control) = tokio::join!(
         merge_orders(&stores, |order| {
             for invariant in per_order.iter_mut() {
                 invariant.observe(order, &ctx);
             }
             sales.observe(order, single_region, !ctx.order_rows);
+            if let Some(client) = client.as_mut() {
+                client.observe(order);
+            }
         }),
         invariants::no_oversell::check(&stores.regions, &ctx),
-        invariants::admission_control::check(
-            &stores.provider,
-            &stores.regions,
-            stores.history.as_ref(),
-            &ctx,
-        ),
+        invariants::admission_control::check(&stores.provider, &stores.regions, &ctx),
     );
     let orders_checked = orders_checked?;
     let mut verdicts: Vec<Verdict> = per_order.into_iter().map(|i| i.finish(&ctx)).collect();
     let mut no_oversell = no_oversell?;
     sales.judge(&ctx, &mut no_oversell);
     verdicts.insert(4, no_oversell);
-    verdicts.push(admission_control?);
+    verdicts.push(invariants::admission_control::conclude(
+        admission_control?,
+        client,
+        &ctx,
+    ));
     let mut sources_seen: Vec<String> = vec![stores.provider.location.to_string()];
     sources_seen.extend(stores.regions.iter().map(|(_, db)| db.location.to_string()));
     if let Some(history) = &stores.history {

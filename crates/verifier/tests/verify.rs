@@ -340,14 +340,15 @@ async fn postgres_run_passes_then_a_forged_charge_is_caught() {
 
 /// The provider-log sweep's retry probe looks each call's key up on the key index: on the
 /// caller's index it scans every earlier call of that caller, and a million-call log took
-/// longer than any run (found by the verifier bench).
+/// longer than any run (found by the verifier bench). The pages walk the log once, for
+/// every caller, on the receipt-time index with no sort.
 #[tokio::test]
 async fn provider_log_retry_probe_looks_the_key_up() {
     let stores = sqlite("retry-probe");
     let db = evidence::Db::open(&stores.url, StoreName::Provider)
         .await
         .unwrap();
-    let page = evidence::reads::provider_call_pages("id, started_at_us, is_retry", "a", 1000);
+    let page = evidence::reads::provider_call_pages("id, started_at_us, is_retry", 1000);
     // EXPLAIN QUERY PLAN rows: id, parent, notused, detail.
     let plan: Vec<String> = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {page}")))
         .bind(0i64)
@@ -367,6 +368,12 @@ async fn provider_log_retry_probe_looks_the_key_up() {
             .iter()
             .any(|line| line.contains("provider_requests_by_key")),
         "the retry probe should use the key index: {plan:#?}"
+    );
+    assert!(
+        plan.iter()
+            .any(|line| line.contains("provider_requests_by_received"))
+            && !plan.iter().any(|line| line.contains("TEMP B-TREE")),
+        "the pages should walk the receipt-time index without sorting: {plan:#?}"
     );
     db.close().await;
 }

@@ -34,17 +34,16 @@
 //! one ttl).
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 
 use evidence::Db;
 use evidence::reads;
-use futures_util::TryStreamExt;
 use serde_json::json;
 use sqlx::Row;
 
 use super::{Context, at};
 use crate::VerifyError;
-use crate::model::StoreTag;
+use crate::model::{OrderEvidence, StoreTag};
 use crate::report::{Dossier, Verdict};
 use crate::rows::{Columns, FromColumns, copy_chunks, decode_json_page};
 
@@ -54,18 +53,34 @@ pub const STATEMENT: &str = "provider calls <= limit; retries within budget in e
 pub async fn check(
     provider: &Db,
     regions: &[(StoreTag, Db)],
-    history: Option<&Db>,
     ctx: &Context,
-) -> Result<Verdict, VerifyError> {
+) -> Result<CallSweeps, VerifyError> {
     let mut verdict = Verdict::new(NAME, STATEMENT);
     ctx.check_claims(
         |name| name.starts_with("admission.") || name.starts_with("retry_budget."),
         &mut verdict,
     );
     let mut notes = vec![ctx.bounds_source().to_string()];
-    let callers: Vec<String> = sqlx::query_scalar(reads::PROVIDER_CALLERS)
-        .fetch_all(&provider.pool)
-        .await?;
+    // One pass over the provider's log sweeps every caller: calls come in start order, and
+    // each caller's calls are that order's subsequence.
+    let mut callers: BTreeMap<String, (Concurrency, RetryBudget)> = BTreeMap::new();
+    each_row::<Call>(
+        provider,
+        "provider_requests",
+        reads::provider_calls_sorted(Call::COLUMNS),
+        reads::provider_call_pages(Call::COLUMNS, ATTEMPT_PAGE),
+        |call| {
+            if !callers.contains_key(&call.caller) {
+                let budget = RetryBudget::new(ctx, Calls::Witnessed(&call.caller));
+                callers.insert(call.caller.clone(), (Concurrency::default(), budget));
+            }
+            if let Some((concurrency, budget)) = callers.get_mut(&call.caller) {
+                concurrency.visit(&call.attempt);
+                budget.visit(&call.attempt);
+            }
+        },
+    )
+    .await?;
     if callers.is_empty() {
         notes.push(
             "provider log: no attributed callers, so the regions' own payment_attempts are the only account of their calls".to_string(),
@@ -73,13 +88,17 @@ pub async fn check(
     }
     // Without limits the rig configured or was given, the sweeps only report the figures.
     let mut unjudged = Verdict::new(NAME, STATEMENT);
-    for caller in &callers {
+    for (caller, (concurrency, budget)) in callers {
         let judged = if ctx.admission_bounds {
             &mut verdict
         } else {
             &mut unjudged
         };
-        sweep(provider, Calls::Witnessed(caller), ctx, judged, &mut notes).await?;
+        let calls = Calls::Witnessed(&caller);
+        concurrency
+            .finish(calls, provider, ctx, judged, &mut notes)
+            .await?;
+        budget.finish(calls, ctx, judged, &mut notes);
     }
     for (store, db) in regions {
         let shifted = crate::model::store_region(store).and_then(|r| ctx.clock_shifted(r));
@@ -91,13 +110,30 @@ pub async fn check(
             None => sweep(db, Calls::Claimed(store), ctx, &mut verdict, &mut notes).await?,
         }
     }
-    match history {
-        Some(history) => {
-            shed_latency(history, ctx, &mut verdict, &mut notes).await?;
+    Ok(CallSweeps { verdict, notes })
+}
+
+/// The provider-call half of the verdict ([`check`]), waiting for the client's half.
+pub struct CallSweeps {
+    verdict: Verdict,
+    notes: Vec<String>,
+}
+
+/// The verdict: the provider-call sweeps ([`check`]) with the client's half (shed speed
+/// and goodput, gathered by [`ClientLoad`] as the orders merge; `None` without a client
+/// history).
+pub fn conclude(calls: CallSweeps, client: Option<ClientLoad>, ctx: &Context) -> Verdict {
+    let CallSweeps {
+        mut verdict,
+        mut notes,
+    } = calls;
+    match client {
+        Some(client) => {
+            client.judge_sheds(ctx, &mut verdict, &mut notes);
             match ctx.interruption() {
                 // The phase the interruption cut short looks like a collapse: not judged.
                 Some(why) => notes.push(format!("goodput not judged: {why}")),
-                None => goodput(history, ctx, &mut verdict, &mut notes).await?,
+                None => client.judge_goodput(ctx, &mut verdict, &mut notes),
             }
         }
         None => notes.push("shed latency and goodput: n/a (no client history)".to_string()),
@@ -108,7 +144,7 @@ pub async fn check(
         verdict.unknown_unless_failed(reason.to_string());
     }
     verdict.summary = notes.join("; ");
-    Ok(verdict)
+    verdict
 }
 
 /// Whose account of the provider calls a sweep reads.
@@ -140,10 +176,16 @@ async fn sweep(
 ) -> Result<(), VerifyError> {
     let mut concurrency = Concurrency::default();
     let mut budget = RetryBudget::new(ctx, calls);
-    each_call(db, calls, |call| {
-        concurrency.visit(call);
-        budget.visit(call);
-    })
+    each_row::<Attempt>(
+        db,
+        "payment_attempts",
+        reads::attempts_sorted(Attempt::COLUMNS),
+        reads::attempt_pages(Attempt::COLUMNS, ATTEMPT_PAGE),
+        |call| {
+            concurrency.visit(call);
+            budget.visit(call);
+        },
+    )
     .await?;
     concurrency.finish(calls, db, ctx, verdict, notes).await?;
     budget.finish(calls, ctx, verdict, notes);
@@ -428,53 +470,76 @@ fn order_of(key: &str) -> &str {
     key.strip_prefix("pay:").unwrap_or(key)
 }
 
-/// Visits every call of one account in (started_at_us, id) order: streamed with `COPY`
-/// from PostgreSQL; from SQLite a JSON array of rows per query (one driver row per page
-/// instead of one per call keeps a million-call store fast). Memory is one chunk or one
-/// page.
-async fn each_call(
+/// One call of the provider's log with the region it came from (by listener).
+#[derive(Debug)]
+struct Call {
+    attempt: Attempt,
+    caller: String,
+}
+
+impl FromColumns for Call {
+    const COLUMNS: &'static str =
+        "id, started_at_us, finished_at_us, is_retry, order_id, op, caller";
+    fn from_columns(c: &mut impl Columns, store: StoreTag) -> Result<Self, String> {
+        Ok(Self {
+            attempt: Attempt::from_columns(c, store)?,
+            caller: c.text()?,
+        })
+    }
+}
+
+impl AsRef<Attempt> for Attempt {
+    fn as_ref(&self) -> &Attempt {
+        self
+    }
+}
+
+impl AsRef<Attempt> for Call {
+    fn as_ref(&self) -> &Attempt {
+        &self.attempt
+    }
+}
+
+/// Visits every row of one account of the calls in (started_at_us, id) order: streamed
+/// with `COPY` (`sorted`) from PostgreSQL; from SQLite a JSON array of rows per query
+/// (`pages`, after `($1, $2)` = the last page's (started_at_us, id): one driver row per
+/// page instead of one per call keeps a million-call store fast). Memory is one chunk or
+/// one page.
+async fn each_row<T: FromColumns + AsRef<Attempt>>(
     db: &Db,
-    calls: Calls<'_>,
-    mut visit: impl FnMut(&Attempt),
+    what: &'static str,
+    sorted: String,
+    pages: String,
+    mut visit: impl FnMut(&T),
 ) -> Result<(), VerifyError> {
-    let (what, sorted, pages) = match calls {
-        Calls::Witnessed(caller) => (
-            "provider_requests",
-            reads::provider_calls_sorted(Attempt::COLUMNS, caller),
-            reads::provider_call_pages(Attempt::COLUMNS, caller, ATTEMPT_PAGE),
-        ),
-        Calls::Claimed(_) => (
-            "payment_attempts",
-            reads::attempts_sorted(Attempt::COLUMNS),
-            reads::attempt_pages(Attempt::COLUMNS, ATTEMPT_PAGE),
-        ),
-    };
     if let Some(target) = &db.postgres {
-        let sql = sorted;
-        return copy_chunks(target, &sql, what, |chunk: Vec<Attempt>| {
+        return copy_chunks(target, &sorted, what, |chunk: Vec<T>| {
             chunk.iter().for_each(&mut visit);
             std::future::ready(true)
         })
         .await
         .map_err(|reason| VerifyError::Read { what, reason });
     }
-    let sql = pages;
+    // One connection of its own for the whole walk, so its page cache keeps the walk's
+    // pages (see `Sorted::spawn_pages`: a pooled connection re-read the key index's root
+    // for every call's retry probe).
+    let mut conn = db.pool.acquire().await?.detach();
     let (mut after_t, mut after_id) = (i64::MIN, i64::MIN);
     loop {
-        let page: Option<String> = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+        let page: Option<String> = sqlx::query(sqlx::AssertSqlSafe(pages.clone()))
             .bind(after_t)
             .bind(after_id)
-            .fetch_one(&db.pool)
+            .fetch_one(&mut conn)
             .await?
             .try_get(0)?;
-        let calls: Vec<Attempt> = match page {
+        let rows: Vec<T> = match page {
             None => Vec::new(),
             Some(text) => decode_json_page(&text, what)
                 .map_err(|reason| VerifyError::Read { what, reason })?,
         };
-        calls.iter().for_each(&mut visit);
-        match calls.last() {
-            Some(last) if calls.len() == ATTEMPT_PAGE => {
+        rows.iter().for_each(&mut visit);
+        match rows.last().map(AsRef::as_ref) {
+            Some(last) if rows.len() == ATTEMPT_PAGE => {
                 (after_t, after_id) = (last.started_at_us, last.id);
             }
             _ => return Ok(()),
@@ -482,178 +547,249 @@ async fn each_call(
     }
 }
 
-async fn shed_latency(
-    history: &Db,
-    ctx: &Context,
-    verdict: &mut Verdict,
-    notes: &mut Vec<String>,
-) -> Result<(), VerifyError> {
-    let mut rows = sqlx::query(reads::SHED_ANSWER_TIMES).fetch(&history.pool);
-    // p99 to 0.1 ms in bounded memory: 100 µs buckets up to 10 s, plus an overflow bucket.
-    let mut buckets = vec![0u64; 100_001];
-    let mut n = 0u64;
-    // A process frozen or killed while a request waited cannot answer fast, however well it
-    // sheds: such answers measure the fault, not admission control. So do those sent in the
-    // grace after it, while the process works off what the fault left queued (or starts).
-    let frozen: Vec<(i64, i64)> = ctx
-        .faults
-        .iter()
-        .filter(|w| matches!(w.kind.as_str(), "pause" | "crash"))
-        .map(|w| {
-            (
-                w.start_us,
-                w.end_us.unwrap_or(ctx.end_at_us) + TRANSIT_GRACE_US,
-            )
-        })
-        .collect();
-    let mut during_faults = 0u64;
-    let mut duplicates = 0u64;
-    while let Some(row) = rows.try_next().await? {
-        let took: i64 = row.try_get("took")?;
-        let sent: i64 = row.try_get("sent_at_us")?;
-        if row.try_get::<i64, _>("fresh")? == 0 {
-            duplicates += 1;
-            continue;
-        }
-        if frozen
-            .iter()
-            .any(|(start, end)| sent <= *end && sent + took >= *start)
-        {
-            during_faults += 1;
-            continue;
-        }
-        let slot = usize::try_from(took.max(0) / 100)
-            .unwrap_or(usize::MAX)
-            .min(buckets.len() - 1);
-        buckets[slot] += 1;
-        n += 1;
-    }
-    drop(rows);
-    if during_faults > 0 {
-        notes.push(format!(
-            "{during_faults} shed answers waited through a process pause or crash (or the second after it) and are not judged for speed"
-        ));
-    }
-    if duplicates > 0 {
-        notes.push(format!(
-            "{duplicates} shed answers went to a duplicate of a request still under way or already answered otherwise (the idempotency path's answers) and are not judged for speed"
-        ));
-    }
-    if n == 0 {
-        let none = if duplicates > 0 {
-            "no shed answers to new work"
-        } else {
-            "no shed requests"
-        };
-        notes.push(none.into());
-        return Ok(());
-    }
-    let rank = (n as f64 * 0.99).ceil() as u64;
-    let mut seen = 0;
-    let mut p99_us = 0;
-    for (slot, count) in buckets.iter().enumerate() {
-        seen += count;
-        if seen >= rank {
-            p99_us = (slot as i64 + 1) * 100;
-            break;
-        }
-    }
-    let p99_ms = p99_us as f64 / 1_000.0;
-    notes.push(format!(
-        "{n} shed answers, p99 {p99_ms:.1} ms (bound {} ms)",
-        ctx.shed_p99_ms
-    ));
-    verdict.checked += n;
-    if p99_ms > ctx.shed_p99_ms {
-        verdict.violate(ctx.max_dossiers, || Dossier {
-            order_id: None,
-            narrative: format!(
-                "shed requests took {p99_ms:.1} ms at p99, over the {} ms bound",
-                ctx.shed_p99_ms
-            ),
-            rows: json!({"shed_answers": n, "p99_ms": p99_ms}),
-            fault_windows: Vec::new(),
-            timeline: None,
-        });
-    }
-    Ok(())
+/// The client's half of admission control, gathered as the orders merge: how long each
+/// shed answer to new work took, and each load phase's offered and confirmed arrivals.
+pub struct ClientLoad {
+    /// Shed answers' times to 0.1 ms in bounded memory: 100 µs buckets up to 10 s, plus an
+    /// overflow bucket.
+    buckets: Vec<u64>,
+    sheds: u64,
+    /// When a process was frozen or down, and the grace after it.
+    frozen: Vec<(i64, i64)>,
+    during_faults: u64,
+    duplicates: u64,
+    /// Whether the requests were merged (histories written before requests carried order
+    /// ids have none).
+    requests: bool,
+    phases: BTreeMap<String, PhaseTally>,
 }
 
-async fn goodput(
-    history: &Db,
-    ctx: &Context,
-    verdict: &mut Verdict,
-    notes: &mut Vec<String>,
-) -> Result<(), VerifyError> {
-    let rows = sqlx::query(reads::PHASE_GOODPUT)
-        .fetch_all(&history.pool)
-        .await?;
-    struct Phase {
-        name: String,
-        offered_per_sec: f64,
-        goodput_per_sec: f64,
-        first_us: i64,
-        last_us: i64,
-    }
-    let mut phases = Vec::new();
-    for row in rows {
-        let (first_us, last_us): (i64, i64) = (row.try_get("first_us")?, row.try_get("last_us")?);
-        let seconds = ((last_us - first_us) as f64 / 1e6).max(1.0);
-        let offered: i64 = row.try_get("offered")?;
-        let confirmed: i64 = row.try_get("confirmed")?;
-        phases.push(Phase {
-            name: row.try_get("phase")?,
-            offered_per_sec: offered as f64 / seconds,
-            goodput_per_sec: confirmed as f64 / seconds,
-            first_us,
-            last_us,
-        });
-    }
-    phases.sort_by_key(|p| p.first_us);
-    let faulted = |p: &Phase| !ctx.windows(Some((p.first_us, p.last_us))).is_empty();
-    let Some(best) = phases
-        .iter()
-        .filter(|p| !faulted(p))
-        .max_by(|a, b| a.goodput_per_sec.total_cmp(&b.goodput_per_sec))
-    else {
-        notes.push("goodput: n/a (every phase overlaps a fault)".into());
-        return Ok(());
-    };
-    let table = phases
-        .iter()
-        .map(|p| {
-            format!(
-                "{} {:.0}/s -> {:.0}/s",
-                p.name, p.offered_per_sec, p.goodput_per_sec
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(", ");
-    notes.push(format!("goodput by phase (offered -> confirmed): {table}"));
-    for phase in &phases {
-        if faulted(phase) || phase.offered_per_sec < best.offered_per_sec {
-            continue;
+/// One load phase's arrivals.
+struct PhaseTally {
+    offered: u64,
+    confirmed: u64,
+    first_us: i64,
+    last_us: i64,
+}
+
+impl ClientLoad {
+    pub fn new(ctx: &Context) -> Self {
+        // A process frozen or killed while a request waited cannot answer fast, however
+        // well it sheds: such answers measure the fault, not admission control. So do those
+        // sent in the grace after it, while the process works off what the fault left
+        // queued (or starts).
+        let frozen = ctx
+            .faults
+            .iter()
+            .filter(|w| matches!(w.kind.as_str(), "pause" | "crash"))
+            .map(|w| {
+                (
+                    w.start_us,
+                    w.end_us.unwrap_or(ctx.end_at_us) + TRANSIT_GRACE_US,
+                )
+            })
+            .collect();
+        Self {
+            buckets: vec![0; 100_001],
+            sheds: 0,
+            frozen,
+            during_faults: 0,
+            duplicates: 0,
+            requests: ctx.has_requests,
+            phases: BTreeMap::new(),
         }
-        verdict.checked += 1;
-        if phase.goodput_per_sec < ctx.goodput_fraction * best.goodput_per_sec {
+    }
+
+    pub fn observe(&mut self, order: &OrderEvidence) {
+        for arrival in &order.arrivals {
+            let confirmed = u64::from(arrival.outcome == "confirmed");
+            let at = arrival.intended_at_us;
+            match self.phases.get_mut(&arrival.phase) {
+                Some(phase) => {
+                    phase.offered += 1;
+                    phase.confirmed += confirmed;
+                    phase.first_us = phase.first_us.min(at);
+                    phase.last_us = phase.last_us.max(at);
+                }
+                None => {
+                    let tally = PhaseTally {
+                        offered: 1,
+                        confirmed,
+                        first_us: at,
+                        last_us: at,
+                    };
+                    self.phases.insert(arrival.phase.clone(), tally);
+                }
+            }
+        }
+        // Requests come by arrival, then in sending order.
+        let requests = &order.requests;
+        let mut from = 0;
+        for (i, r) in requests.iter().enumerate() {
+            if requests[from].arrival_id != r.arrival_id {
+                from = i;
+            }
+            if r.answer != "rejected" || !is_checkout(&r.kind) {
+                continue;
+            }
+            // Work the system had not started: every earlier checkout request of this
+            // customer was shed, and answered before this one was sent. Otherwise this is
+            // a duplicate of work under way or done, answered by the idempotency path
+            // (which may wait for the first: `503 checkout_in_progress`).
+            let under_way = requests[from..i].iter().any(|e| {
+                is_checkout(&e.kind) && (e.answer != "rejected" || e.finished_at_us > r.sent_at_us)
+            });
+            if under_way {
+                self.duplicates += 1;
+                continue;
+            }
+            let took = r.finished_at_us - r.sent_at_us;
+            let (sent, done) = (r.sent_at_us, r.finished_at_us);
+            if self
+                .frozen
+                .iter()
+                .any(|(start, end)| sent <= *end && done >= *start)
+            {
+                self.during_faults += 1;
+                continue;
+            }
+            let slot = usize::try_from(took.max(0) / 100)
+                .unwrap_or(usize::MAX)
+                .min(self.buckets.len() - 1);
+            self.buckets[slot] += 1;
+            self.sheds += 1;
+        }
+    }
+
+    fn judge_sheds(&self, ctx: &Context, verdict: &mut Verdict, notes: &mut Vec<String>) {
+        if !self.requests {
+            notes.push("shed latency: n/a (the client history's requests carry no order ids: it was written by an older version of the rig)".into());
+            return;
+        }
+        if self.during_faults > 0 {
+            notes.push(format!(
+                "{} shed answers waited through a process pause or crash (or the second after it) and are not judged for speed",
+                self.during_faults
+            ));
+        }
+        if self.duplicates > 0 {
+            notes.push(format!(
+                "{} shed answers went to a duplicate of a request still under way or already answered otherwise (the idempotency path's answers) and are not judged for speed",
+                self.duplicates
+            ));
+        }
+        let n = self.sheds;
+        if n == 0 {
+            let none = if self.duplicates > 0 {
+                "no shed answers to new work"
+            } else {
+                "no shed requests"
+            };
+            notes.push(none.into());
+            return;
+        }
+        let rank = (n as f64 * 0.99).ceil() as u64;
+        let mut seen = 0;
+        let mut p99_us = 0;
+        for (slot, count) in self.buckets.iter().enumerate() {
+            seen += count;
+            if seen >= rank {
+                p99_us = (slot as i64 + 1) * 100;
+                break;
+            }
+        }
+        let p99_ms = p99_us as f64 / 1_000.0;
+        notes.push(format!(
+            "{n} shed answers, p99 {p99_ms:.1} ms (bound {} ms)",
+            ctx.shed_p99_ms
+        ));
+        verdict.checked += n;
+        if p99_ms > ctx.shed_p99_ms {
             verdict.violate(ctx.max_dossiers, || Dossier {
                 order_id: None,
                 narrative: format!(
-                    "phase {} offered {:.0}/s but confirmed only {:.0}/s, under {:.0} % of the {:.0}/s phase {} reached",
-                    phase.name,
-                    phase.offered_per_sec,
-                    phase.goodput_per_sec,
-                    ctx.goodput_fraction * 100.0,
-                    best.goodput_per_sec,
-                    best.name
+                    "shed requests took {p99_ms:.1} ms at p99, over the {} ms bound",
+                    ctx.shed_p99_ms
                 ),
-                rows: json!({"phase": phase.name, "offered_per_sec": phase.offered_per_sec, "goodput_per_sec": phase.goodput_per_sec}),
+                rows: json!({"shed_answers": n, "p99_ms": p99_ms}),
                 fault_windows: Vec::new(),
                 timeline: None,
             });
         }
     }
-    Ok(())
+
+    fn judge_goodput(&self, ctx: &Context, verdict: &mut Verdict, notes: &mut Vec<String>) {
+        struct Phase<'a> {
+            name: &'a str,
+            offered_per_sec: f64,
+            goodput_per_sec: f64,
+            first_us: i64,
+            last_us: i64,
+        }
+        let mut phases: Vec<Phase> = self
+            .phases
+            .iter()
+            .map(|(name, p)| {
+                let seconds = ((p.last_us - p.first_us) as f64 / 1e6).max(1.0);
+                Phase {
+                    name,
+                    offered_per_sec: p.offered as f64 / seconds,
+                    goodput_per_sec: p.confirmed as f64 / seconds,
+                    first_us: p.first_us,
+                    last_us: p.last_us,
+                }
+            })
+            .collect();
+        phases.sort_by_key(|p| p.first_us);
+        let faulted = |p: &Phase| !ctx.windows(Some((p.first_us, p.last_us))).is_empty();
+        let Some(best) = phases
+            .iter()
+            .filter(|p| !faulted(p))
+            .max_by(|a, b| a.goodput_per_sec.total_cmp(&b.goodput_per_sec))
+        else {
+            notes.push("goodput: n/a (every phase overlaps a fault)".into());
+            return;
+        };
+        let table = phases
+            .iter()
+            .map(|p| {
+                format!(
+                    "{} {:.0}/s -> {:.0}/s",
+                    p.name, p.offered_per_sec, p.goodput_per_sec
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        notes.push(format!("goodput by phase (offered -> confirmed): {table}"));
+        for phase in &phases {
+            if faulted(phase) || phase.offered_per_sec < best.offered_per_sec {
+                continue;
+            }
+            verdict.checked += 1;
+            if phase.goodput_per_sec < ctx.goodput_fraction * best.goodput_per_sec {
+                verdict.violate(ctx.max_dossiers, || Dossier {
+                    order_id: None,
+                    narrative: format!(
+                        "phase {} offered {:.0}/s but confirmed only {:.0}/s, under {:.0} % of the {:.0}/s phase {} reached",
+                        phase.name,
+                        phase.offered_per_sec,
+                        phase.goodput_per_sec,
+                        ctx.goodput_fraction * 100.0,
+                        best.goodput_per_sec,
+                        best.name
+                    ),
+                    rows: json!({"phase": phase.name, "offered_per_sec": phase.offered_per_sec, "goodput_per_sec": phase.goodput_per_sec}),
+                    fault_windows: Vec::new(),
+                    timeline: None,
+                });
+            }
+        }
+    }
+}
+
+/// A checkout request (first try, retry or double click), not a status poll.
+fn is_checkout(kind: &str) -> bool {
+    matches!(kind, "checkout" | "retry" | "double_click")
 }
 
 #[cfg(test)]
