@@ -127,7 +127,8 @@ const PROVIDER_CALLS: &str = "SELECT r.id, r.received_at_us AS started_at_us, \
      COALESCE(r.idempotency_key, '') AS order_id, r.op, r.caller, r.outcome \
      FROM provider_requests r";
 
-/// A caller's name as an SQL literal (for `COPY`, which takes no parameters).
+/// A caller's name as an SQL literal (the in-flight query is built as text around the
+/// shared `PROVIDER_CALLS`).
 fn literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }

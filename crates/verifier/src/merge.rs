@@ -56,7 +56,7 @@ impl<T: Keyed + Send + 'static> Sorted<T> {
         let (text_tx, mut text_rx) = mpsc::channel::<Result<(String, Option<String>), String>>(1);
         tokio::spawn(async move {
             // One connection of its own for the whole stream, taken out of the pool (and
-            // closed at the end): its page cache then holds this stream's pages from one page
+            // closed when dropped): its page cache then holds this stream's pages from one page
             // query to the next. Measured on a million-order store: with each page query on
             // whichever pooled connection came free, 4.45 M page reads (pread) for 0.4 M
             // pages in the files; holding a pooled connection, still 2.9 M (the provider

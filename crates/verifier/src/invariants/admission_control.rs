@@ -43,7 +43,7 @@ use sqlx::Row;
 
 use super::{Context, at};
 use crate::VerifyError;
-use crate::model::{OrderEvidence, StoreTag};
+use crate::model::{OrderEvidence, RequestRow, StoreTag};
 use crate::report::{Dossier, Verdict};
 use crate::rows::{Columns, FromColumns, copy_chunks, decode_json_page};
 
@@ -632,14 +632,7 @@ impl ClientLoad {
             if r.answer != "rejected" || !is_checkout(&r.kind) {
                 continue;
             }
-            // Work the system had not started: every earlier checkout request of this
-            // customer was shed, and answered before this one was sent. Otherwise this is
-            // a duplicate of work under way or done, answered by the idempotency path
-            // (which may wait for the first: `503 checkout_in_progress`).
-            let under_way = requests[from..i].iter().any(|e| {
-                is_checkout(&e.kind) && (e.answer != "rejected" || e.finished_at_us > r.sent_at_us)
-            });
-            if under_way {
+            if duplicate_of_work(&requests[from..i], r) {
                 self.duplicates += 1;
                 continue;
             }
@@ -787,6 +780,17 @@ impl ClientLoad {
     }
 }
 
+/// Whether a shed answer `r` went to a duplicate of work under way or done, given the
+/// earlier requests of its arrival: some earlier checkout request was answered otherwise
+/// than shed, or was still unanswered when `r` was sent. Such an answer is the idempotency
+/// path's (which may wait for the first: `503 checkout_in_progress`); otherwise every
+/// earlier try was shed and answered, and `r` asked for new work.
+fn duplicate_of_work(earlier: &[RequestRow], r: &RequestRow) -> bool {
+    earlier.iter().any(|e| {
+        is_checkout(&e.kind) && (e.answer != "rejected" || e.finished_at_us > r.sent_at_us)
+    })
+}
+
 /// A checkout request (first try, retry or double click), not a status poll.
 fn is_checkout(kind: &str) -> bool {
     matches!(kind, "checkout" | "retry" | "double_click")
@@ -824,6 +828,39 @@ mod tests {
     /// log counts it for that retry's window (the false alarm CI saw), yet a retry beyond
     /// what the first tries allow is still caught, and the region's own account (no
     /// grace) is judged exactly.
+    /// Shed speed judges refusals of new work: a double click sent while the first try
+    /// waited, or any try after one answered otherwise than shed, is a duplicate; a retry
+    /// after a shed and answered try is new work; polls do not count.
+    #[test]
+    fn a_shed_answer_to_a_duplicate_is_not_judged() {
+        let request = |kind: &str, sent: i64, done: i64, answer: &str| RequestRow {
+            order_id: "o".into(),
+            arrival_id: 1,
+            seq: 0,
+            kind: kind.into(),
+            sent_at_us: sent,
+            finished_at_us: done,
+            http_status: None,
+            answer: answer.into(),
+        };
+        let first = request("checkout", 0, 40, "rejected");
+        let double_click = request("double_click", 10, 600, "rejected");
+        assert!(duplicate_of_work(
+            std::slice::from_ref(&first),
+            &double_click
+        ));
+        let retry = request("retry", 50, 650, "rejected");
+        assert!(!duplicate_of_work(std::slice::from_ref(&first), &retry));
+        assert!(!duplicate_of_work(&[], &first));
+        let polled = [first.clone(), request("poll", 41, 45, "pending")];
+        assert!(!duplicate_of_work(&polled, &retry));
+        let pending = request("checkout", 0, 40, "pending");
+        assert!(duplicate_of_work(&[pending], &retry));
+        let timed_out = request("checkout", 0, 30_000, "timeout");
+        let later = request("retry", 31_000, 31_500, "rejected");
+        assert!(duplicate_of_work(&[timed_out], &later));
+    }
+
     #[test]
     fn a_first_try_arriving_just_after_its_retry_still_counts() {
         let mut calls: Vec<(i64, bool)> = (0..4).map(|i| (i * 100_000, false)).collect();
