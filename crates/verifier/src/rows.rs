@@ -34,7 +34,7 @@ pub async fn copy_chunks<T: FromColumns, F: Future<Output = bool>>(
     // streamed read is planned at a cost that makes PostgreSQL compile it (0.6 s of the
     // 2.7 s the provider log's walk took on a million-order store) and split it over
     // workers that compete with the other streams for the same cores. A million orders on
-    // two cores: 10.0-10.6 s with both, 9.4-9.5 s without.
+    // two cores: 9.8-10.2 s with both, 10.0-10.6 s without JIT alone, 9.4-9.5 s without both.
     sqlx::raw_sql("SET jit = off; SET max_parallel_workers_per_gather = 0")
         .execute(&mut conn)
         .await
