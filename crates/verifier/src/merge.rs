@@ -55,15 +55,9 @@ impl<T: Keyed + Send + 'static> Sorted<T> {
         // Page texts, with the key whose rows they must drop.
         let (text_tx, mut text_rx) = mpsc::channel::<Result<(String, Option<String>), String>>(1);
         tokio::spawn(async move {
-            // One connection of its own for the whole stream, taken out of the pool (and
-            // closed when dropped): its page cache then holds this stream's pages from one page
-            // query to the next. Measured on a million-order store: with each page query on
-            // whichever pooled connection came free, 4.45 M page reads (pread) for 0.4 M
-            // pages in the files; holding a pooled connection, still 2.9 M (the provider
-            // log's retry probe re-read its index root for every call); with connections
-            // detached from the pool, 0.40 M, and the verify went from 14-16 s to 9.4-9.9 s.
-            let mut conn = match pool.acquire().await {
-                Ok(conn) => conn.detach(),
+            // One connection of its own for the whole stream (see `store::reader`).
+            let mut conn = match evidence::store::reader(&pool).await {
+                Ok(conn) => conn,
                 Err(err) => {
                     let _ = text_tx.send(Err(err.to_string())).await;
                     return;

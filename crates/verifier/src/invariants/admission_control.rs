@@ -520,10 +520,8 @@ async fn each_row<T: FromColumns + AsRef<Attempt>>(
         .await
         .map_err(|reason| VerifyError::Read { what, reason });
     }
-    // One connection of its own for the whole walk, so its page cache keeps the walk's
-    // pages (see `Sorted::spawn_pages`: a pooled connection re-read the key index's root
-    // for every call's retry probe).
-    let mut conn = db.pool.acquire().await?.detach();
+    // One connection of its own for the whole walk (see `store::reader`).
+    let mut conn = evidence::store::reader(&db.pool).await?;
     let (mut after_t, mut after_id) = (i64::MIN, i64::MIN);
     loop {
         let page: Option<String> = sqlx::query(sqlx::AssertSqlSafe(pages.clone()))
@@ -558,9 +556,6 @@ pub struct ClientLoad {
     frozen: Vec<(i64, i64)>,
     during_faults: u64,
     duplicates: u64,
-    /// Whether the requests were merged (histories written before requests carried order
-    /// ids have none).
-    requests: bool,
     phases: BTreeMap<String, PhaseTally>,
 }
 
@@ -595,7 +590,6 @@ impl ClientLoad {
             frozen,
             during_faults: 0,
             duplicates: 0,
-            requests: ctx.has_requests,
             phases: BTreeMap::new(),
         }
     }
@@ -655,7 +649,8 @@ impl ClientLoad {
     }
 
     fn judge_sheds(&self, ctx: &Context, verdict: &mut Verdict, notes: &mut Vec<String>) {
-        if !self.requests {
+        // Histories written before requests carried order ids have none merged.
+        if !ctx.has_requests {
             notes.push("shed latency: n/a (the client history's requests carry no order ids: it was written by an older version of the rig)".into());
             return;
         }
