@@ -134,12 +134,41 @@ fn literal(text: &str) -> String {
 }
 
 /// Every attributed provider call (every caller's, told apart by the `caller` column), in
-/// (started_at_us, id) order (PostgreSQL `COPY`): one pass over the log for all callers.
+/// (started_at_us, id) order (PostgreSQL `COPY`, planned under [`PROVIDER_WALK_PLAN`]): one
+/// pass over the log for all callers.
+///
+/// The retry flag is the rule of `PROVIDER_CALLS` (an earlier charge of the same key by the
+/// same caller) as a join instead of a probe per call: the calls that are not their key's
+/// first for their caller are numbered on the key index, and merged into the walk on the
+/// receipt-time index. A probe per call was a bitmap heap scan each: 4.3 s of the walk's
+/// 5.5 s on a million-call log, against 2.5 s for the join.
 pub fn provider_calls_sorted(columns: &str) -> String {
     format!(
-        "SELECT {columns} FROM ({PROVIDER_CALLS} WHERE r.caller IS NOT NULL) c ORDER BY started_at_us, id"
+        "SELECT {columns} FROM (SELECT r.id, r.received_at_us AS started_at_us, \
+         CASE WHEN r.abandoned_at_us IS NOT NULL AND r.abandoned_at_us < r.finished_at_us \
+              THEN r.abandoned_at_us ELSE r.finished_at_us END AS finished_at_us, \
+         CASE WHEN t.id IS NULL THEN 0 ELSE 1 END AS is_retry, \
+         COALESCE(r.idempotency_key, '') AS order_id, r.op, r.caller, r.outcome \
+         FROM provider_requests r LEFT JOIN ({PROVIDER_RETRIES}) t \
+         ON t.received_at_us = r.received_at_us AND t.id = r.id \
+         WHERE r.caller IS NOT NULL) c ORDER BY started_at_us, id"
     )
 }
+
+/// The charges that repeat an earlier charge of their key by the same caller (by
+/// (received_at_us, id)): every call of a (key, caller) after its first.
+const PROVIDER_RETRIES: &str = "SELECT received_at_us, id FROM (SELECT id, received_at_us, \
+     row_number() OVER (PARTITION BY idempotency_key, caller ORDER BY received_at_us, id) AS n \
+     FROM provider_requests WHERE op = 'charge' AND idempotency_key IS NOT NULL AND caller IS NOT NULL) w \
+     WHERE n > 1";
+
+/// The planner settings [`provider_calls_sorted`] runs under (PostgreSQL): the walk on the
+/// receipt-time index merged with the retries numbered on the key index, so no sort of the
+/// whole log (at ten million calls it spills to disk) and no nested loop over the retries
+/// (quadratic in a retry storm). Without them the planner, lacking statistics on a fresh
+/// store, sorts the log twice.
+pub const PROVIDER_WALK_PLAN: &str =
+    "SET enable_sort = off; SET enable_hashjoin = off; SET enable_nestloop = off";
 
 /// A page of attributed provider calls after `($1, $2)` = (started_at_us, id), as one JSON
 /// array (SQLite); the range is on the `received_at_us` index, whose entries are in

@@ -149,7 +149,7 @@ impl<T: Keyed + Send + 'static> Sorted<T> {
     {
         let (tx, rx) = mpsc::channel(4);
         tokio::spawn(async move {
-            let sent = copy_chunks(&target, &sql, store, |chunk| {
+            let sent = copy_chunks(&target, "", &sql, store, |chunk| {
                 let tx = tx.clone();
                 async move { tx.send(Ok(chunk)).await.is_ok() }
             })

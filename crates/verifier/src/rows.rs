@@ -22,9 +22,11 @@ const CHUNK: usize = 512;
 
 /// Runs `COPY (sql) TO STDOUT` on a connection of its own and hands the decoded rows to
 /// `deliver` in chunks of [`CHUNK`], until the end or until `deliver` returns false (then
-/// dropping the connection ends the `COPY`).
+/// dropping the connection ends the `COPY`). `plan` is more settings for the connection
+/// (`SET ...` statements, or empty).
 pub async fn copy_chunks<T: FromColumns, F: Future<Output = bool>>(
     target: &PgTarget,
+    plan: &str,
     sql: &str,
     store: StoreTag,
     mut deliver: impl FnMut(Vec<T>) -> F,
@@ -35,7 +37,8 @@ pub async fn copy_chunks<T: FromColumns, F: Future<Output = bool>>(
     // 2.7 s the provider log's walk took on a million-order store) and split it over
     // workers that compete with the other streams for the same cores. A million orders on
     // two cores: 9.8-10.2 s with both, 10.0-10.6 s without JIT alone, 9.4-9.5 s without both.
-    sqlx::raw_sql("SET jit = off; SET max_parallel_workers_per_gather = 0")
+    let settings = format!("SET jit = off; SET max_parallel_workers_per_gather = 0; {plan}");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(settings))
         .execute(&mut conn)
         .await
         .map_err(|e| e.to_string())?;

@@ -377,3 +377,104 @@ async fn provider_log_retry_probe_looks_the_key_up() {
     );
     db.close().await;
 }
+
+/// The provider walk's retry flag is the same rule on both stores: a charge is a retry when
+/// its caller sent its key before (by receipt time, then id), whatever other callers,
+/// operations, unkeyed calls or unattributed calls did. PostgreSQL numbers the retries on
+/// the key index and merges them into the walk on the receipt-time index, with no sort of
+/// the whole log and no nested loop; SQLite probes the key index per call.
+#[tokio::test]
+async fn provider_walk_flags_the_same_retries_on_both_stores() {
+    // (op, key, caller, received_at_us, retry?) in insertion (id) order.
+    type Call = (
+        &'static str,
+        Option<&'static str>,
+        Option<&'static str>,
+        i64,
+        bool,
+    );
+    let log: &[Call] = &[
+        ("charge", Some("k1"), Some("a"), 100, true), // the charge at 50 came first
+        ("charge", Some("k1"), Some("a"), 200, true),
+        ("charge", Some("k1"), Some("b"), 150, false), // another caller's first
+        ("refund", Some("k1"), Some("a"), 300, false), // not a charge
+        ("charge", Some("k2"), Some("a"), 100, false),
+        ("charge", Some("k2"), Some("a"), 100, true), // same time, later id
+        ("charge", None, Some("a"), 400, false),      // unkeyed calls never repeat
+        ("charge", None, Some("a"), 401, false),
+        ("charge", Some("k3"), None, 500, false), // unattributed: not walked
+        ("charge", Some("k3"), Some("a"), 600, false),
+        ("charge", Some("k1"), Some("a"), 50, false), // inserted last, received first
+    ];
+    let mut stores = vec![sqlite("retry-rule")];
+    stores.extend(target_system::testkit::postgres("retry-rule"));
+    for stores in stores {
+        let db = evidence::Db::open(&stores.url, StoreName::Provider)
+            .await
+            .unwrap();
+        for (op, key, caller, at, _) in log {
+            sqlx::query(
+                "INSERT INTO provider_requests (op, idempotency_key, received_at_us, finished_at_us, outcome, caller) \
+                 VALUES ($1, $2, $3, $4, 'authorized', $5)",
+            )
+            .bind(*op)
+            .bind(*key)
+            .bind(*at)
+            .bind(*at + 10)
+            .bind(*caller)
+            .execute(&db.pool)
+            .await
+            .unwrap();
+        }
+        let mut want: Vec<(i64, i64, i64)> = log
+            .iter()
+            .zip(1i64..)
+            .filter(|((_, _, caller, _, _), _)| caller.is_some())
+            .map(|((_, _, _, at, retry), id)| (*at, id, i64::from(*retry)))
+            .collect();
+        want.sort();
+        let columns = "started_at_us, id, is_retry";
+        let got: Vec<(i64, i64, i64)> = match stores.backend {
+            "postgres" => {
+                let mut conn = db.pool.acquire().await.unwrap();
+                sqlx::raw_sql(evidence::reads::PROVIDER_WALK_PLAN)
+                    .execute(&mut *conn)
+                    .await
+                    .unwrap();
+                let sql = evidence::reads::provider_calls_sorted(columns);
+                let plan: Vec<String> = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN {sql}")))
+                    .fetch_all(&mut *conn)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|r| sqlx::Row::get::<String, _>(r, 0))
+                    .collect();
+                let plan = plan.join("\n");
+                assert!(
+                    plan.contains("Merge Left Join")
+                        && plan.contains("provider_requests_by_received")
+                        && plan.contains("provider_requests_by_key")
+                        && !plan.contains("Nested Loop")
+                        && !plan.contains("Hash"),
+                    "the walk merges retries numbered on the key index into the receipt-time index: {plan}"
+                );
+                sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                    .fetch_all(&mut *conn)
+                    .await
+                    .unwrap()
+            }
+            _ => {
+                let page = evidence::reads::provider_call_pages(columns, 1000);
+                let text: String = sqlx::query_scalar(sqlx::AssertSqlSafe(page))
+                    .bind(i64::MIN)
+                    .bind(i64::MIN)
+                    .fetch_one(&db.pool)
+                    .await
+                    .unwrap();
+                serde_json::from_str(&text).unwrap()
+            }
+        };
+        assert_eq!(got, want, "{}", stores.backend);
+        db.close().await;
+    }
+}

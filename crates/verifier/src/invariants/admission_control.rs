@@ -67,7 +67,10 @@ pub async fn check(
     each_row::<Call>(
         provider,
         "provider_requests",
-        reads::provider_calls_sorted(Call::COLUMNS),
+        (
+            reads::PROVIDER_WALK_PLAN,
+            reads::provider_calls_sorted(Call::COLUMNS),
+        ),
         reads::provider_call_pages(Call::COLUMNS, ATTEMPT_PAGE),
         |call| {
             if !callers.contains_key(&call.caller) {
@@ -179,7 +182,7 @@ async fn sweep(
     each_row::<Attempt>(
         db,
         "payment_attempts",
-        reads::attempts_sorted(Attempt::COLUMNS),
+        ("", reads::attempts_sorted(Attempt::COLUMNS)),
         reads::attempt_pages(Attempt::COLUMNS, ATTEMPT_PAGE),
         |call| {
             concurrency.visit(call);
@@ -501,19 +504,19 @@ impl AsRef<Attempt> for Call {
 }
 
 /// Visits every row of one account of the calls in (started_at_us, id) order: streamed
-/// with `COPY` (`sorted`) from PostgreSQL; from SQLite a JSON array of rows per query
+/// with `COPY` (`sorted`: planner settings and the query) from PostgreSQL; from SQLite a JSON array of rows per query
 /// (`pages`, after `($1, $2)` = the last page's (started_at_us, id): one driver row per
 /// page instead of one per call keeps a million-call store fast). Memory is one chunk or
 /// one page.
 async fn each_row<T: FromColumns + AsRef<Attempt>>(
     db: &Db,
     what: &'static str,
-    sorted: String,
+    sorted: (&str, String),
     pages: String,
     mut visit: impl FnMut(&T),
 ) -> Result<(), VerifyError> {
     if let Some(target) = &db.postgres {
-        return copy_chunks(target, &sorted, what, |chunk: Vec<T>| {
+        return copy_chunks(target, sorted.0, &sorted.1, what, |chunk: Vec<T>| {
             chunk.iter().for_each(&mut visit);
             std::future::ready(true)
         })
