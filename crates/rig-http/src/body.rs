@@ -35,7 +35,9 @@ pub fn query_param(query: Option<&str>, name: &str) -> Option<String> {
     })
 }
 
-fn percent_decode(input: &str) -> String {
+/// Decodes one `application/x-www-form-urlencoded` component: `+` is a space, `%XX` a byte
+/// (a malformed escape stays as written; bytes that are not UTF-8 become U+FFFD).
+pub fn percent_decode(input: &str) -> String {
     let bytes = input.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

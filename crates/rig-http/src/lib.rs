@@ -16,7 +16,7 @@ pub mod client;
 pub mod reply;
 pub mod server;
 
-pub use body::{BodyError, query_param, read_body};
+pub use body::{BodyError, percent_decode, query_param, read_body};
 pub use client::{ClientError, ClientResponse, HttpClient};
 pub use reply::{Reply, json, problem, text, with_retry_after};
 pub use server::{DropConnection, PeerAddr, serve};

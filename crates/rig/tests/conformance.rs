@@ -295,3 +295,134 @@ fn report_renders_in_a_real_browser() {
         );
     }
 }
+
+/// The provider with its Stripe face, in this process: its native listener (the fault API)
+/// and the face, each on `127.0.0.1:0`, over SQLite stores of its own.
+struct StripeFace {
+    provider: target_system::provider::Provider,
+    stripe_url: String,
+    admin_url: String,
+    _stores: target_system::testkit::TestStores,
+}
+
+impl StripeFace {
+    async fn start(label: &str) -> Self {
+        let stores = target_system::testkit::sqlite(label);
+        let config = target_system::TargetConfig::default();
+        let db = evidence::Db::open(&stores.url, evidence::StoreName::Provider)
+            .await
+            .unwrap();
+        let provider = target_system::provider::Provider::open(&config, db)
+            .await
+            .unwrap();
+        let native = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let face = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let admin_url = format!("http://{}", native.local_addr().unwrap());
+        let stripe_url = format!("http://{}", face.local_addr().unwrap());
+        let serving = provider.clone();
+        tokio::spawn(async move { serving.serve(native, std::future::pending()).await });
+        let serving = provider.clone();
+        tokio::spawn(async move { serving.serve_stripe(face, std::future::pending()).await });
+        Self {
+            provider,
+            stripe_url,
+            admin_url,
+            _stores: stores,
+        }
+    }
+
+    /// Runs an SDK script against the face, with the order-id prefix `prefix`.
+    async fn drive(&self, mut command: Command, prefix: &str) -> String {
+        command
+            .arg(&self.stripe_url)
+            .arg(&self.admin_url)
+            .arg(prefix);
+        tokio::task::spawn_blocking(move || run_client(command, Duration::from_secs(120)))
+            .await
+            .unwrap()
+    }
+
+    /// The ledger holds what the SDK was told, as the native face's charges are held: one
+    /// authorized charge for the paid order, refunded in full, its call logged as the key
+    /// owner's; a declined charge for each declined order.
+    async fn assert_ledger(&self, prefix: &str, caller: &str) {
+        self.provider.flush().await;
+        let db = self.provider.db();
+        let paid = target_system::provider::ledger::charges_for_order(db, &format!("{prefix}-1"))
+            .await
+            .unwrap();
+        assert_eq!(
+            paid.len(),
+            1,
+            "one charge however often the key was sent: {paid:?}"
+        );
+        assert_eq!(
+            (
+                paid[0].status.as_str(),
+                paid[0].amount_cents,
+                paid[0].refunded_cents
+            ),
+            ("authorized", 1200, 1200),
+            "{paid:?}"
+        );
+        let declined = target_system::provider::ledger::charges_for_order(
+            db,
+            &format!("{prefix}-1pm_card_visa_chargeDeclined"),
+        )
+        .await
+        .unwrap();
+        assert_eq!(declined.len(), 1, "{declined:?}");
+        assert_eq!(declined[0].status, "declined");
+        let callers: Vec<(String, Option<String>)> = sqlx::query_as(
+            "SELECT op, caller FROM provider_requests WHERE charge_id = $1 ORDER BY id",
+        )
+        .bind(&paid[0].charge_id)
+        .fetch_all(&db.pool)
+        .await
+        .unwrap();
+        assert!(
+            callers.contains(&("charge".to_string(), Some(caller.to_string()))),
+            "the charge is logged as {caller}'s: {callers:?}"
+        );
+    }
+}
+
+/// stripe 16.1.0 (PyPI), Stripe's official Python SDK, unchanged but for its API host, pays
+/// through the provider's Stripe face: create and confirm, the same key replayed as the same
+/// object, the key with another amount an `IdempotencyError`, declines (test payment
+/// methods and a test card number) as `CardError` with their decline codes, create then
+/// confirm, a second confirm refused, manual capture, cancel, retrieve, search by order,
+/// list, refunds in part and in full and a third refused, a rate-limit fault as
+/// `RateLimitError`, an unknown key as `AuthenticationError`. The ledger then holds one
+/// charge for the paid order, logged as the key owner's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stripe_python_sdk_pays_through_the_stripe_face() {
+    let Some(cache) = cached("py/stripe", "stripe (PyPI)") else {
+        return;
+    };
+    let face = StripeFace::start("stripe-python").await;
+    let mut command = Command::new("python3");
+    command
+        .arg(scripts().join("stripe_python.py"))
+        .env("PYTHONPATH", cache.parent().unwrap());
+    let out = face.drive(command, "py").await;
+    assert!(out.contains("stripe-python: every check passed"), "{out}");
+    face.assert_ledger("py", "a").await;
+}
+
+/// stripe 23.2.0 (npm), Stripe's official Node SDK, unchanged but for its host, through the
+/// same checks as the Python SDK, with the other caller's key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stripe_node_sdk_pays_through_the_stripe_face() {
+    let Some(modules) = cached("node/node_modules/stripe", "stripe (npm)") else {
+        return;
+    };
+    let face = StripeFace::start("stripe-node").await;
+    let mut command = Command::new("node");
+    command
+        .arg(scripts().join("stripe_node.js"))
+        .env("NODE_PATH", modules.parent().unwrap());
+    let out = face.drive(command, "js").await;
+    assert!(out.contains("stripe-node: every check passed"), "{out}");
+    face.assert_ledger("js", "b").await;
+}

@@ -207,6 +207,9 @@ pub struct ProviderConfig {
     /// Deterministic decline rule: an amount whose cents part equals this is declined
     /// (default 51: `$10.51` is declined, `$10.50` is not). `None` declines nothing.
     pub decline_cents: Option<i64>,
+    /// The Stripe-compatible face's secret keys, one per caller (`a = "sk_test_..."`): a
+    /// request's key says whose it is, and the request log records that caller.
+    pub stripe_keys: BTreeMap<String, String>,
 }
 
 impl Default for TargetConfig {
@@ -343,6 +346,10 @@ impl Default for ProviderConfig {
             max_concurrency: None,
             key_retention_seconds: 24 * 3600,
             decline_cents: Some(51),
+            stripe_keys: [("a", "sk_test_rig_a"), ("b", "sk_test_rig_b")]
+                .into_iter()
+                .map(|(caller, key)| (caller.to_string(), key.to_string()))
+                .collect(),
         }
     }
 }

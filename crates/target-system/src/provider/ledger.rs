@@ -174,20 +174,7 @@ pub async fn complete(
     log: &RequestLog,
 ) -> Result<(), sqlx::Error> {
     let mut tx = db.pool.begin().await?;
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO provider_charges ({CHARGE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
-    )))
-    .bind(&charge.charge_id)
-    .bind(&charge.idempotency_key)
-    .bind(&charge.order_id)
-    .bind(charge.amount_cents)
-    .bind(&charge.currency)
-    .bind(&charge.status)
-    .bind(charge.refunded_cents)
-    .bind(charge.created_at_us)
-    .bind(charge.updated_at_us)
-    .execute(&mut *tx)
-    .await?;
+    insert_charge(&mut tx, charge).await?;
     sqlx::query(
         "UPDATE provider_keys SET state = 'completed', charge_id = $2, response_status = $3, \
          response_body = $4, updated_at_us = $5 WHERE idempotency_key = $1",
@@ -201,6 +188,28 @@ pub async fn complete(
     .await?;
     insert_log(&mut tx, log).await?;
     tx.commit().await
+}
+
+/// Inserts one charge row (inside the caller's transaction).
+pub(super) async fn insert_charge(
+    conn: &mut sqlx::AnyConnection,
+    charge: &Charge,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO provider_charges ({CHARGE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+    )))
+    .bind(&charge.charge_id)
+    .bind(&charge.idempotency_key)
+    .bind(&charge.order_id)
+    .bind(charge.amount_cents)
+    .bind(&charge.currency)
+    .bind(&charge.status)
+    .bind(charge.refunded_cents)
+    .bind(charge.created_at_us)
+    .bind(charge.updated_at_us)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// Gives a claimed key back after processing failed before anything was recorded.
@@ -424,7 +433,10 @@ pub async fn set_meta(db: &Db, key: &str, value: &str, now_us: i64) -> Result<()
     Ok(())
 }
 
-async fn insert_log(conn: &mut sqlx::AnyConnection, log: &RequestLog) -> Result<(), sqlx::Error> {
+pub(super) async fn insert_log(
+    conn: &mut sqlx::AnyConnection,
+    log: &RequestLog,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO provider_requests (op, idempotency_key, charge_id, received_at_us, finished_at_us, http_status, outcome, caller, \
          abandoned_at_us, trace_id, request_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",

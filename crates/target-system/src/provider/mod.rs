@@ -26,6 +26,7 @@ mod charge;
 pub mod faults;
 pub mod ledger;
 mod reconcile;
+pub mod stripe;
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -78,10 +79,14 @@ impl Drop for Departure {
     }
 }
 
-/// `line` with its request's caller and departure time filled in.
+/// `line` with its request's caller and departure time filled in. The listener's caller,
+/// when it has one, is who called; on a shared listener (the Stripe face) the line keeps the
+/// caller the request's secret key named.
 pub(super) fn attributed(mut line: RequestLog) -> RequestLog {
     let served = served();
-    line.caller = served.caller;
+    if served.caller.is_some() {
+        line.caller = served.caller;
+    }
     line.abandoned_at_us = Some(served.gone_at_us.load(Ordering::Relaxed)).filter(|t| *t > 0);
     if let Some(stamp) = served.stamp {
         line.trace_id = Some(stamp.trace_id.clone());
@@ -93,6 +98,15 @@ pub(super) fn attributed(mut line: RequestLog) -> RequestLog {
 /// The request this task serves (a default one outside a request).
 fn served() -> Served {
     SERVED.try_with(Clone::clone).unwrap_or_default()
+}
+
+/// Which API a listener speaks.
+#[derive(Clone, Copy, Debug)]
+enum Face {
+    /// The rig's own charge API (DESIGN §4).
+    Native,
+    /// The Stripe-compatible face ([`stripe`]).
+    Stripe,
 }
 
 /// A running provider's state; clone it freely (all clones share one provider).
@@ -109,6 +123,8 @@ struct Inner {
     draws: Draws,
     charge_ids: IdGen,
     refund_ids: IdGen,
+    intent_ids: IdGen,
+    request_ids: IdGen,
     log: LogWriter,
     metrics: ProviderMetrics,
 }
@@ -156,7 +172,8 @@ impl Provider {
     /// Opens the provider on its store: clears claims a crash left behind and records the
     /// effective parameters. The request-log writer runs until [`Provider::flush`]'s last caller.
     pub async fn open(config: &TargetConfig, db: Db) -> Result<Self, StoreError> {
-        let cleared = ledger::clear_abandoned_claims(&db).await?;
+        let cleared = ledger::clear_abandoned_claims(&db).await?
+            + stripe::store::clear_abandoned(&db).await?;
         if cleared > 0 {
             tracing::warn!(
                 cleared,
@@ -179,6 +196,8 @@ impl Provider {
                 draws: Draws::new(config.seed ^ 0x5052_4f56_4944_4552),
                 charge_ids: IdGen::new("ch"),
                 refund_ids: IdGen::new("re"),
+                intent_ids: IdGen::new("pi"),
+                request_ids: IdGen::new("req"),
                 log,
                 metrics: ProviderMetrics::new(),
             }),
@@ -204,6 +223,18 @@ impl Provider {
         caller: Option<String>,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> std::io::Result<()> {
+        self.serve_face(listener, caller, Face::Native, shutdown)
+            .await
+    }
+
+    /// Serves one face of the provider on `listener`.
+    async fn serve_face(
+        &self,
+        listener: TcpListener,
+        caller: Option<String>,
+        face: Face,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> std::io::Result<()> {
         let provider = self.clone();
         let caller: Option<Arc<str>> = caller.map(Into::into);
         let result = rig_http::serve(
@@ -227,7 +258,10 @@ impl Provider {
                 SERVED.scope(served, async move {
                     // Owned by the handler's future: dropped with it if the caller leaves.
                     let mut departure = departure;
-                    let reply = provider.handle(req).await;
+                    let reply = match face {
+                        Face::Native => provider.handle(req).await,
+                        Face::Stripe => provider.stripe(req).await,
+                    };
                     departure.answered = true;
                     reply
                 })
