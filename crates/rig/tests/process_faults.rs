@@ -350,9 +350,9 @@ fn exec_commands_crash_and_restart_an_outside_system() {
     use std::io::{BufRead, BufReader};
     let dir = TempDir::new("exec-outside");
     let stores = format!("sqlite://{}", dir.path().join("stores").display());
-    let (p, a, b) = (free_port(), free_port(), free_port());
+    let (p, a, b, s) = (free_port(), free_port(), free_port(), free_port());
     let serve_args = format!(
-        "serve --store {stores} --listen-provider 127.0.0.1:{p} --listen-a 127.0.0.1:{a} --listen-b 127.0.0.1:{b} --run-id outside"
+        "serve --store {stores} --listen-provider 127.0.0.1:{p} --listen-a 127.0.0.1:{a} --listen-b 127.0.0.1:{b} --listen-stripe 127.0.0.1:{s} --run-id outside"
     );
     let mut first = Command::new(env!("CARGO_BIN_EXE_rig"))
         .args(serve_args.split(' '))

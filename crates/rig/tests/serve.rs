@@ -61,6 +61,8 @@ fn unreachable_store_exits_3_masked() {
         "127.0.0.1:0",
         "--listen-b",
         "127.0.0.1:0",
+        "--listen-stripe",
+        "127.0.0.1:0",
     ]);
     assert_eq!(code, 3, "{stderr}");
     assert!(
@@ -112,6 +114,8 @@ async fn serve_takes_a_checkout_and_stops_on_ctrl_c() {
             "127.0.0.1:0",
             "--listen-b",
             "127.0.0.1:0",
+            "--listen-stripe",
+            "127.0.0.1:0",
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -140,8 +144,8 @@ async fn serve_takes_a_checkout_and_stops_on_ctrl_c() {
     let (banner, lines) = banner;
     assert_eq!(
         banner.len(),
-        4,
-        "provider, a, b and the curl hint: {banner:?}"
+        5,
+        "provider, its Stripe face, a, b and the curl hint: {banner:?}"
     );
     assert!(
         lines
@@ -176,6 +180,34 @@ async fn serve_takes_a_checkout_and_stops_on_ctrl_c() {
     assert_eq!(
         response.json::<Value>().unwrap()["status"],
         "order_confirmed"
+    );
+    // The Stripe face pays with the banner's key, form-encoded as Stripe's SDKs send it.
+    let stripe = banner
+        .iter()
+        .find(|(l, _)| l.trim_start().starts_with("stripe"))
+        .unwrap();
+    assert!(stripe.0.contains("a=sk_test_rig_a"), "{stripe:?}");
+    let paid = client
+        .send(
+            Method::POST,
+            &format!("{}/v1/payment_intents", stripe.1),
+            &[
+                ("authorization", "Bearer sk_test_rig_a"),
+                ("content-type", "application/x-www-form-urlencoded"),
+            ],
+            Some(Bytes::from_static(
+                b"amount=1200&currency=usd&confirm=true&payment_method=pm_card_visa&metadata[order_id]=stripe-1",
+            )),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    assert_eq!(paid.status, 200, "{:?}", paid.body);
+    let intent = paid.json::<Value>().unwrap();
+    assert_eq!(
+        (intent["object"].as_str(), intent["status"].as_str()),
+        (Some("payment_intent"), Some("succeeded")),
+        "{intent}"
     );
     // `rig repair` on the owner: a final order is refused (exit 1, with the evidence), an
     // order the owner never saw is bad input (exit 2).
@@ -241,6 +273,8 @@ fn run_drives_an_external_system() {
             "--listen-a",
             "127.0.0.1:0",
             "--listen-b",
+            "127.0.0.1:0",
+            "--listen-stripe",
             "127.0.0.1:0",
         ])
         .stdout(Stdio::piped())

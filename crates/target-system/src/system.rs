@@ -45,6 +45,9 @@ pub struct RegionPlan {
 pub struct ProviderPlan {
     pub listener: TcpListener,
     pub callers: Vec<(String, TcpListener)>,
+    /// The Stripe-compatible face's listener, if it is served (its callers are told apart
+    /// by their secret keys).
+    pub stripe: Option<TcpListener>,
 }
 
 impl From<TcpListener> for ProviderPlan {
@@ -52,6 +55,7 @@ impl From<TcpListener> for ProviderPlan {
         Self {
             listener,
             callers: Vec::new(),
+            stripe: None,
         }
     }
 }
@@ -61,6 +65,8 @@ impl From<TcpListener> for ProviderPlan {
 #[derive(Debug)]
 pub struct System {
     pub provider: Option<(Provider, SocketAddr)>,
+    /// Where the provider's Stripe-compatible face listens, if it is served.
+    pub stripe: Option<SocketAddr>,
     pub regions: Vec<(Region, SocketAddr)>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<std::io::Result<()>>>,
@@ -77,11 +83,20 @@ impl System {
     ) -> Result<Self, SystemError> {
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = Vec::new();
+        let mut stripe = None;
         let provider = match provider {
             Some(plan) => {
                 let db = Db::open(store, StoreName::Provider).await?;
                 let provider = Provider::open(&config, db).await?;
                 let addr = local_addr(&plan.listener)?;
+                if let Some(listener) = plan.stripe {
+                    stripe = Some(local_addr(&listener)?);
+                    let serving = provider.clone();
+                    let stop = stopped(stop_rx.clone());
+                    tasks.push(tokio::spawn(async move {
+                        serving.serve_stripe(listener, stop).await
+                    }));
+                }
                 let listeners = std::iter::once((None, plan.listener))
                     .chain(plan.callers.into_iter().map(|(c, l)| (Some(c), l)));
                 for (caller, listener) in listeners {
@@ -116,6 +131,7 @@ impl System {
         }
         Ok(Self {
             provider,
+            stripe,
             regions: running,
             stop,
             tasks,
@@ -130,7 +146,18 @@ impl System {
         region_a: TcpListener,
         region_b: TcpListener,
     ) -> Result<Self, SystemError> {
-        let provider_url = format!("http://{}", local_addr(&provider)?);
+        Self::start_all_with(config, store, provider.into(), region_a, region_b).await
+    }
+
+    /// [`System::start_all`] with a whole provider plan (e.g. with the Stripe face).
+    pub async fn start_all_with(
+        config: Arc<TargetConfig>,
+        store: &StoreUrl,
+        provider: ProviderPlan,
+        region_a: TcpListener,
+        region_b: TcpListener,
+    ) -> Result<Self, SystemError> {
+        let provider_url = format!("http://{}", local_addr(&provider.listener)?);
         let url_a = format!("http://{}", local_addr(&region_a)?);
         let url_b = format!("http://{}", local_addr(&region_b)?);
         let plans = vec![
@@ -149,7 +176,7 @@ impl System {
                 sink_url: None,
             },
         ];
-        Self::start(config, store, Some(provider.into()), plans).await
+        Self::start(config, store, Some(provider), plans).await
     }
 
     /// The region `id`, if it runs here.
@@ -166,6 +193,11 @@ impl System {
             .iter()
             .find(|(r, _)| r.id() == id)
             .map(|(_, addr)| format!("http://{addr}"))
+    }
+
+    /// `http://addr` of the provider's Stripe-compatible face, if it is served.
+    pub fn stripe_url(&self) -> Option<String> {
+        self.stripe.map(|addr| format!("http://{addr}"))
     }
 
     /// `http://addr` of the provider.

@@ -45,6 +45,7 @@ async fn provider_log_attributes_callers(stores: TestStores) {
     let plan = ProviderPlan {
         listener: own,
         callers: vec![("a".to_string(), for_a)],
+        stripe: None,
     };
     let system = System::start(
         Arc::new(TargetConfig::default()),

@@ -103,6 +103,11 @@ pub struct RunArgs {
         value_parser = parse_pair
     )]
     sink_listen: [String; 2],
+    /// Black-box mode: where the rig's provider serves its Stripe-compatible face (set a
+    /// Stripe SDK's API host to it; each region pays with its own secret key,
+    /// provider.stripe_keys: sk_test_rig_a, sk_test_rig_b by default).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:18097")]
+    stripe_listen: String,
     /// Also print the system's log lines on stderr (they always go to rig.log in the run
     /// directory).
     #[arg(short, long)]
@@ -176,6 +181,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Verdict> {
         provider: args.provider,
         provider_listen: args.provider_listen,
         sink_listen: args.sink_listen,
+        stripe_listen: args.stripe_listen,
     });
     let options = RunOptions {
         profile: args.profile,

@@ -18,7 +18,8 @@ use crate::target_config;
 /// durable stores. Ctrl-C shuts it down cleanly.
 ///
 /// All-in-one (the default) listens on loopback: region a 127.0.0.1:8081, region b
-/// 127.0.0.1:8082, provider 127.0.0.1:8090. With --role provider or --role region one
+/// 127.0.0.1:8082, provider 127.0.0.1:8090, the provider's Stripe-compatible face
+/// 127.0.0.1:8093. With --role provider or --role region one
 /// component runs on --listen (docker-compose runs one per container).
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -61,6 +62,10 @@ pub struct ServeArgs {
     /// All-in-one: provider listen address.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8090")]
     listen_provider: SocketAddr,
+    /// The provider's Stripe-compatible face (its own listener; a Stripe SDK's API host).
+    /// All-in-one default 127.0.0.1:8093; --role provider serves it only when given.
+    #[arg(long, value_name = "ADDR")]
+    listen_stripe: Option<SocketAddr>,
     /// All-in-one: region a listen address.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8081")]
     listen_a: SocketAddr,
@@ -100,6 +105,12 @@ pub struct ServeArgs {
     #[arg(long, value_name = "NAME", default_value = "serve", env = "RIG_RUN_ID")]
     run_id: String,
 }
+
+/// Where all-in-one serves the provider's Stripe-compatible face.
+const DEFAULT_STRIPE: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::LOCALHOST,
+    8093,
+));
 
 fn parse_defect(text: &str) -> Result<Defect, String> {
     Defect::parse(text).ok_or_else(|| {
@@ -149,9 +160,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<Verdict> {
                 .into());
             }
             let provider = bind(args.listen_provider, "--listen-provider", args.reuse_port).await?;
+            let stripe_addr = args.listen_stripe.unwrap_or(DEFAULT_STRIPE);
+            let stripe = bind(stripe_addr, "--listen-stripe", args.reuse_port).await?;
             let a = bind(args.listen_a, "--listen-a", args.reuse_port).await?;
             let b = bind(args.listen_b, "--listen-b", args.reuse_port).await?;
-            System::start_all(config.clone(), &store, provider, a, b).await
+            let plan = ProviderPlan {
+                listener: provider,
+                callers: Vec::new(),
+                stripe: Some(stripe),
+            };
+            System::start_all_with(config.clone(), &store, plan, a, b).await
         }
         Role::Provider => {
             let listener = bind(
@@ -176,7 +194,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<Verdict> {
                     bind(addr, "--caller", args.reuse_port).await?,
                 ));
             }
-            let plan = ProviderPlan { listener, callers };
+            let stripe = match args.listen_stripe {
+                Some(addr) => Some(bind(addr, "--listen-stripe", args.reuse_port).await?),
+                None => None,
+            };
+            let plan = ProviderPlan {
+                listener,
+                callers,
+                stripe,
+            };
             System::start(config.clone(), &store, Some(plan), vec![]).await
         }
         Role::Region => {
@@ -275,6 +301,18 @@ fn print_banner(system: &System, store: &StoreUrl, config: &TargetConfig) {
     println!("rig serve: reference checkout system, store {store}");
     if let Some(url) = system.provider_url() {
         println!("  provider  {url}   (POST /v1/charges, /admin/faults)");
+    }
+    if let Some(url) = system.stripe_url() {
+        let keys: Vec<String> = config
+            .provider
+            .stripe_keys
+            .iter()
+            .map(|(caller, key)| format!("{caller}={key}"))
+            .collect();
+        println!(
+            "  stripe    {url}   (Stripe API: /v1/payment_intents, /v1/refunds; secret keys {})",
+            keys.join(", ")
+        );
     }
     for (region, addr) in &system.regions {
         println!(

@@ -99,6 +99,9 @@ pub struct External {
     /// Black-box: where region a's and region b's confirmation events go (`a_to_sink`,
     /// `b_to_sink`).
     pub sink_listen: [String; 2],
+    /// Black-box: where the provider's Stripe-compatible face listens (its callers are told
+    /// apart by their secret keys).
+    pub stripe_listen: String,
 }
 
 /// What kind of system a run judges.

@@ -118,6 +118,12 @@ pub async fn prepare(options: &RunOptions) -> anyhow::Result<Prepared> {
                 })?;
             }
         }
+        let addr = &external.stripe_listen;
+        std::net::TcpListener::bind(addr.as_str()).map_err(|err| {
+            BadInput(format!(
+                "--stripe-listen {addr}: cannot listen there ({err}); give a free loopback address, e.g. --stripe-listen 127.0.0.1:18097"
+            ))
+        })?;
     }
     if let Some(addr) = &options.metrics_addr {
         // Bound again by the exporter when the run starts; checked here so that a busy

@@ -106,6 +106,7 @@ pub async fn start(prepared: &Prepared, options: &RunOptions) -> anyhow::Result<
             &external.regions,
             &external.provider_listen,
             &external.sink_listen,
+            &external.stripe_listen,
             &prepared.store,
             &proxies,
         )

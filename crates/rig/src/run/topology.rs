@@ -238,12 +238,15 @@ impl Topology {
     /// `regions` (a, then b); the rig runs its provider and event sink, each reached by
     /// region a at `provider_listen[0]` / `sink_listen[0]` and by region b at the second
     /// address, which are its proxies `a_to_provider`, `b_to_provider`, `a_to_sink` and
-    /// `b_to_sink` (on the embedded Toxiproxy-compatible server unless `toxiproxy`).
+    /// `b_to_sink` (on the embedded Toxiproxy-compatible server unless `toxiproxy`). The
+    /// provider's Stripe-compatible face listens at `stripe_listen` (no proxy: its callers
+    /// are told apart by their secret keys).
     pub async fn black_box(
         config: Arc<TargetConfig>,
         regions: &[String],
         provider_listen: &[String; 2],
         sink_listen: &[String; 2],
+        stripe_listen: &str,
         store: &StoreUrl,
         proxies: &ProxySetup<'_>,
     ) -> anyhow::Result<Self> {
@@ -272,7 +275,13 @@ impl Topology {
             .await
             .map_err(|err| anyhow::anyhow!("creating the proxies: {err}"))?;
         let sink = start_sink(store, proxies.seed, [sink_own, sink_a, sink_b]).await?;
-        let provider = per_region(provider, provider_a, provider_b);
+        let stripe = TcpListener::bind(stripe_listen)
+            .await
+            .with_context(|| format!("--stripe-listen {stripe_listen}"))?;
+        let provider = ProviderPlan {
+            stripe: Some(stripe),
+            ..per_region(provider, provider_a, provider_b)
+        };
         let system = System::start(config, store, Some(provider), Vec::new()).await?;
         Ok(Self {
             system: Some(system),
@@ -558,6 +567,7 @@ fn per_region(own: TcpListener, a: TcpListener, b: TcpListener) -> ProviderPlan 
     ProviderPlan {
         listener: own,
         callers: vec![("a".to_string(), a), ("b".to_string(), b)],
+        stripe: None,
     }
 }
 

@@ -179,6 +179,24 @@ impl TargetConfig {
                 "use a cents value 0..=99, or leave it out to decline nothing",
             ));
         }
+        let mut seen = std::collections::BTreeSet::new();
+        for (caller, key) in &pr.stripe_keys {
+            let field = format!("provider.stripe_keys.{caller}");
+            if !key.starts_with("sk_") || key.len() < 8 || key.contains(char::is_whitespace) {
+                return Err(invalid(
+                    &field,
+                    key,
+                    "use a secret key of the form sk_test_... (8 characters or more, no spaces)",
+                ));
+            }
+            if !seen.insert(key) {
+                return Err(invalid(
+                    &field,
+                    key,
+                    "each caller needs a key of its own: the key tells the request log who called",
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -238,5 +256,23 @@ mod tests {
             config.validate().unwrap_err().field,
             "provider.key_retention_seconds"
         );
+
+        // The Stripe face's keys: secret-key shaped, one per caller.
+        let mut config = TargetConfig::default();
+        config
+            .provider
+            .stripe_keys
+            .insert("a".into(), "pk_test_x".into());
+        assert_eq!(
+            config.validate().unwrap_err().field,
+            "provider.stripe_keys.a"
+        );
+        let mut config = TargetConfig::default();
+        config
+            .provider
+            .stripe_keys
+            .insert("c".into(), "sk_test_rig_a".into());
+        let err = config.validate().unwrap_err();
+        assert!(err.to_string().contains("a key of its own"), "{err}");
     }
 }
