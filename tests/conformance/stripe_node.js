@@ -11,6 +11,7 @@
 
 const assert = require('assert');
 const crypto = require('crypto');
+const http = require('http');
 const Stripe = require('stripe');
 
 const [stripeUrl, adminUrl, prefix] = process.argv.slice(2);
@@ -45,9 +46,54 @@ async function expectError(type, call) {
   throw new assert.AssertionError({message: `expected ${type.name}`});
 }
 
+// An HTTP endpoint on a free loopback port: its URL and the deliveries it got.
+async function webhookReceiver() {
+  const received = [];
+  let wake = () => {};
+  const server = http.createServer((req, res) => {
+    const chunks = [];
+    req.on('data', (c) => chunks.push(c));
+    req.on('end', () => {
+      received.push([Buffer.concat(chunks).toString('utf8'), req.headers['stripe-signature']]);
+      res.writeHead(200).end();
+      wake();
+    });
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  server.unref();
+  const next = () => new Promise((resolve) => { wake = resolve; });
+  return {url: `http://127.0.0.1:${server.address().port}/hook`, received, next};
+}
+
+// Verifies each delivery with the SDK until every [type, intent id] wanted came.
+async function waitForEvents(stripe, hooks, secret, wanted) {
+  const events = new Map();
+  const deadline = Date.now() + 30000;
+  let seen = 0;
+  while (!wanted.every(([t, id]) => events.has(`${t} ${id}`))) {
+    while (seen < hooks.received.length) {
+      const [body, signature] = hooks.received[seen++];
+      const event = stripe.webhooks.constructEvent(body, signature, secret);
+      assert.strictEqual(event.object, 'event');
+      events.set(`${event.type} ${event.data.object.id}`, [body, signature]);
+    }
+    if (wanted.every(([t, id]) => events.has(`${t} ${id}`))) break;
+    const left = deadline - Date.now();
+    assert.ok(left > 0, `webhooks missing: ${JSON.stringify(wanted)}, got ${[...events.keys()]}`);
+    await Promise.race([hooks.next(), new Promise((r) => setTimeout(r, Math.min(left, 500)))]);
+  }
+  return events;
+}
+
 async function main() {
   const stripe = client();
   const intents = stripe.paymentIntents;
+  const hooks = await webhookReceiver();
+  const endpoint = await stripe.webhookEndpoints.create({
+    url: hooks.url,
+    enabled_events: ['payment_intent.succeeded', 'payment_intent.payment_failed'],
+  });
+  assert.ok(endpoint.secret.startsWith('whsec_'), endpoint.secret);
   const order = `${run}-1`;
   const key = `${run}-key-1`;
   const params = {
@@ -77,6 +123,7 @@ async function main() {
   assert.strictEqual(mismatch.statusCode, 400);
 
   // Declines are card errors, with the decline code and the intent.
+  let failedId;
   for (const [method, decline] of [
     ['pm_card_visa_chargeDeclined', 'generic_decline'],
     ['pm_card_chargeDeclinedInsufficientFunds', 'insufficient_funds'],
@@ -87,6 +134,7 @@ async function main() {
     assert.strictEqual(err.code, 'card_declined');
     assert.strictEqual(err.decline_code, decline);
     assert.strictEqual(err.raw.payment_intent.status, 'requires_payment_method');
+    failedId = err.raw.payment_intent.id;
   }
 
   // Create, then confirm; manual capture; cancel.
@@ -129,6 +177,18 @@ async function main() {
   const empty = await expectError(Stripe.errors.StripeInvalidRequestError, () =>
     stripe.refunds.create({payment_intent: pi.id}));
   assert.strictEqual(empty.code, 'charge_already_refunded');
+
+  // Webhooks: the succeeded and failed events, verified by the SDK's own function; a
+  // tampered body or another secret fails its verification.
+  const events = await waitForEvents(stripe, hooks, endpoint.secret, [
+    ['payment_intent.succeeded', pi.id],
+    ['payment_intent.payment_failed', failedId],
+  ]);
+  const [body, signature] = events.get(`payment_intent.succeeded ${pi.id}`);
+  assert.throws(() => stripe.webhooks.constructEvent(body.replace('succeeded', 'canceled'), signature, endpoint.secret),
+    Stripe.errors.StripeSignatureVerificationError);
+  assert.throws(() => stripe.webhooks.constructEvent(body, signature, 'whsec_other'),
+    Stripe.errors.StripeSignatureVerificationError);
 
   // A rate-limit fault: the SDK's rate-limit error.
   await faults({rate_limit_per_sec: 1});

@@ -9,8 +9,12 @@ listener (its /admin/faults sets the rate limit). Order ids start with PREFIX (d
 random one), so a caller can find them in the ledger.
 """
 
+import http.server
 import json
+import queue
 import sys
+import threading
+import time
 import urllib.request
 import uuid
 
@@ -47,9 +51,50 @@ def expect(error_type, call):
     raise AssertionError("expected %s" % error_type.__name__)
 
 
+def webhook_receiver():
+    """An HTTP endpoint on a free loopback port; returns (url, queue of (body, signature))."""
+    received = queue.Queue()
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.put((body.decode(), self.headers.get("Stripe-Signature")))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return "http://127.0.0.1:%d/hook" % server.server_address[1], received
+
+
+def wait_for_events(received, secret, wanted, limit=30.0):
+    """Verifies every delivery with the SDK until each (type, intent id) in wanted came."""
+    events = {}
+    deadline = time.monotonic() + limit
+    while not all(w in events for w in wanted):
+        left = deadline - time.monotonic()
+        assert left > 0, "webhooks missing: %s (got %s)" % (wanted, sorted(events))
+        try:
+            body, signature = received.get(timeout=left)
+        except queue.Empty:
+            continue
+        event = stripe.Webhook.construct_event(body, signature, secret)
+        assert isinstance(event, stripe.Event), type(event)
+        events[(event.type, event.data.object.id)] = (body, signature)
+    return events
+
+
 def main():
     a = client()
     intents = a.v1.payment_intents
+    hook_url, received = webhook_receiver()
+    endpoint = a.v1.webhook_endpoints.create(
+        params={"url": hook_url, "enabled_events": ["payment_intent.succeeded", "payment_intent.payment_failed"]}
+    )
+    assert endpoint.secret.startswith("whsec_"), endpoint
     order = "%s-1" % RUN
     key = "%s-key-1" % RUN
     params = {
@@ -101,6 +146,7 @@ def main():
     }
     err = expect(stripe.CardError, lambda: intents.create(params=by_number))
     assert err.error.decline_code == "insufficient_funds", err.error
+    failed_id = err.error.payment_intent.id
 
     # Create, then confirm; manual capture; cancel.
     two = intents.create(params={"amount": 2500, "currency": "usd", "metadata": {"order_id": order + "-2"}})
@@ -140,6 +186,23 @@ def main():
     assert refunds.retrieve(part.id).amount == 200
     err = expect(stripe.InvalidRequestError, lambda: refunds.create(params={"payment_intent": pi.id}))
     assert err.code == "charge_already_refunded", err.code
+
+    # Webhooks: the succeeded and failed events, verified by the SDK's own function; a
+    # tampered body or another secret fails its verification.
+    events = wait_for_events(
+        received,
+        endpoint.secret,
+        [("payment_intent.succeeded", pi.id), ("payment_intent.payment_failed", failed_id)],
+    )
+    body, signature = events[("payment_intent.succeeded", pi.id)]
+    expect(
+        stripe.SignatureVerificationError,
+        lambda: stripe.Webhook.construct_event(body.replace("succeeded", "canceled"), signature, endpoint.secret),
+    )
+    expect(
+        stripe.SignatureVerificationError,
+        lambda: stripe.Webhook.construct_event(body, signature, "whsec_other"),
+    )
 
     # A rate-limit fault: the SDK's rate-limit error.
     faults({"rate_limit_per_sec": 1})

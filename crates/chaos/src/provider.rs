@@ -35,6 +35,15 @@ pub struct ProviderFaults {
     /// Every request fails (503).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outage: Option<bool>,
+    /// The Stripe face's webhooks are held back this long before their first delivery.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_delay_ms: Option<u64>,
+    /// Fraction (0..1) of webhook events never delivered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_drop_rate: Option<f64>,
+    /// Fraction (0..1) of webhook deliveries sent twice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_duplicate_rate: Option<f64>,
 }
 
 impl ProviderFaults {
@@ -64,6 +73,15 @@ impl ProviderFaults {
         if self.outage == Some(true) {
             set.push("outage");
         }
+        if self.webhook_delay_ms.is_some() {
+            set.push("webhook_delay_ms");
+        }
+        if self.webhook_drop_rate.is_some() {
+            set.push("webhook_drop_rate");
+        }
+        if self.webhook_duplicate_rate.is_some() {
+            set.push("webhook_duplicate_rate");
+        }
         set
     }
 
@@ -90,6 +108,12 @@ impl ProviderFaults {
         if other.outage == Some(true) {
             self.outage = Some(true);
         }
+        take(&mut self.webhook_delay_ms, &other.webhook_delay_ms);
+        take(&mut self.webhook_drop_rate, &other.webhook_drop_rate);
+        take(
+            &mut self.webhook_duplicate_rate,
+            &other.webhook_duplicate_rate,
+        );
         clashes
     }
 
@@ -108,6 +132,9 @@ impl ProviderFaults {
             && close(self.error_rate, other.error_rate)
             && close(self.commit_then_drop_rate, other.commit_then_drop_rate)
             && self.outage.unwrap_or(false) == other.outage.unwrap_or(false)
+            && self.webhook_delay_ms == other.webhook_delay_ms
+            && close(self.webhook_drop_rate, other.webhook_drop_rate)
+            && close(self.webhook_duplicate_rate, other.webhook_duplicate_rate)
     }
 }
 

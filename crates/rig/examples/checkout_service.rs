@@ -12,21 +12,103 @@
 //!
 //! `--fresh-key-per-retry` is its bug on purpose: a retried payment goes out under a new
 //! idempotency key, so a retry after a lost answer charges twice.
+//!
+//! `--pay-with-stripe URL` pays through the rig's Stripe-compatible face instead, with
+//! Stripe's official Node SDK (`stripe_payer.js` beside this file, run by `node`; set
+//! `NODE_PATH` to a `node_modules` with the npm `stripe` package): a PaymentIntent per
+//! payment with `metadata[order_id]`, entry a with `--stripe-key-a` (default
+//! `sk_test_rig_a`), entry b with `--stripe-key-b`; an unknown outcome is settled by
+//! searching the order's intents and, if none is there, paying again under the same key.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use rig_http::{HttpClient, Incoming, Method, Reply, Request, StatusCode, json};
 use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
+use tokio::sync::oneshot;
 
 /// One entry address and where its payments and events go.
 struct Entry {
     name: &'static str,
     provider: String,
     sink: String,
+    /// The Stripe secret key this entry pays with (`--pay-with-stripe`).
+    secret_key: String,
+}
+
+/// Stripe's Node SDK in a child process (`stripe_payer.js`): one JSON line per request.
+struct Payer {
+    stdin: tokio::sync::Mutex<tokio::process::ChildStdin>,
+    waiting: Arc<Mutex<HashMap<u64, oneshot::Sender<Value>>>>,
+    next: AtomicU64,
+    _child: tokio::process::Child,
+}
+
+impl Payer {
+    fn start(stripe_url: &str) -> std::io::Result<Self> {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/stripe_payer.js");
+        let mut child = tokio::process::Command::new("node")
+            .arg(script)
+            .arg(stripe_url)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()?;
+        let stdin = child.stdin.take().expect("piped");
+        let stdout = child.stdout.take().expect("piped");
+        let waiting: Arc<Mutex<HashMap<u64, oneshot::Sender<Value>>>> = Arc::default();
+        let answers = waiting.clone();
+        tokio::spawn(async move {
+            let mut lines = tokio::io::BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let Ok(answer) = serde_json::from_str::<Value>(&line) else {
+                    continue;
+                };
+                let id = answer["id"].as_u64().unwrap_or(u64::MAX);
+                if let Some(waiter) = answers.lock().unwrap().remove(&id) {
+                    let _ = waiter.send(answer);
+                }
+            }
+        });
+        Ok(Self {
+            stdin: tokio::sync::Mutex::new(stdin),
+            waiting,
+            next: AtomicU64::new(1),
+            _child: child,
+        })
+    }
+
+    /// One request's `outcome`, or "unknown" if the SDK did not answer within 10 s.
+    async fn ask(&self, mut request: Value) -> String {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        request["id"] = json!(id);
+        let (tx, rx) = oneshot::channel();
+        self.waiting.lock().unwrap().insert(id, tx);
+        let line = format!("{request}\n");
+        if self
+            .stdin
+            .lock()
+            .await
+            .write_all(line.as_bytes())
+            .await
+            .is_err()
+        {
+            self.waiting.lock().unwrap().remove(&id);
+            return "unknown".into();
+        }
+        match tokio::time::timeout(Duration::from_secs(10), rx).await {
+            Ok(Ok(answer)) => answer["outcome"].as_str().unwrap_or("unknown").to_string(),
+            _ => {
+                self.waiting.lock().unwrap().remove(&id);
+                "unknown".into()
+            }
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -44,6 +126,7 @@ struct Shop {
     prices: HashMap<String, i64>,
     http: HttpClient,
     fresh_key_per_retry: bool,
+    stripe: Option<Payer>,
 }
 
 struct Args {
@@ -52,6 +135,8 @@ struct Args {
     provider: [String; 2],
     sink: [String; 2],
     fresh_key_per_retry: bool,
+    stripe: String,
+    stripe_keys: [String; 2],
 }
 
 fn args() -> Result<Args, String> {
@@ -67,6 +152,8 @@ fn args() -> Result<Args, String> {
             "http://127.0.0.1:18096".into(),
         ],
         fresh_key_per_retry: false,
+        stripe: String::new(),
+        stripe_keys: ["sk_test_rig_a".into(), "sk_test_rig_b".into()],
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -83,6 +170,9 @@ fn args() -> Result<Args, String> {
             "--provider-b" => &mut args.provider[1],
             "--sink-a" => &mut args.sink[0],
             "--sink-b" => &mut args.sink[1],
+            "--pay-with-stripe" => &mut args.stripe,
+            "--stripe-key-a" => &mut args.stripe_keys[0],
+            "--stripe-key-b" => &mut args.stripe_keys[1],
             other => return Err(format!("unknown flag {other}")),
         };
         *slot = value;
@@ -108,6 +198,17 @@ async fn main() {
         }
     };
     let target = &loaded.profile.target;
+    let stripe = if args.stripe.is_empty() {
+        None
+    } else {
+        match Payer::start(&args.stripe) {
+            Ok(payer) => Some(payer),
+            Err(err) => {
+                eprintln!("checkout_service: cannot start node for --pay-with-stripe: {err}");
+                std::process::exit(2);
+            }
+        }
+    };
     let shop = Arc::new(Shop {
         orders: Mutex::new(HashMap::new()),
         stock: Mutex::new(
@@ -124,6 +225,7 @@ async fn main() {
             .collect(),
         http: HttpClient::new(Duration::from_millis(500), 64),
         fresh_key_per_retry: args.fresh_key_per_retry,
+        stripe,
     });
     let mut servers = Vec::new();
     for (n, name) in ["a", "b"].into_iter().enumerate() {
@@ -141,11 +243,16 @@ async fn main() {
             name,
             provider: args.provider[n].trim_end_matches('/').to_string(),
             sink: args.sink[n].trim_end_matches('/').to_string(),
+            secret_key: args.stripe_keys[n].clone(),
         });
+        let pays_at = if args.stripe.is_empty() {
+            entry.provider.clone()
+        } else {
+            format!("{} with Stripe's Node SDK", args.stripe)
+        };
         eprintln!(
-            "checkout_service: entry {name} on http://{} (pays at {}, events to {})",
+            "checkout_service: entry {name} on http://{} (pays at {pays_at}, events to {})",
             listener.local_addr().unwrap(),
-            entry.provider,
             entry.sink
         );
         let shop = shop.clone();
@@ -304,6 +411,9 @@ impl Shop {
 
     /// Up to three tries, one second each.
     async fn pay(&self, order_id: &str, amount_cents: i64, entry: &Entry) -> Paid {
+        if let Some(payer) = &self.stripe {
+            return self.pay_stripe(payer, order_id, amount_cents, entry).await;
+        }
         for attempt in 1..=3 {
             let key = if attempt > 1 && self.fresh_key_per_retry {
                 format!("pay:{order_id}:{attempt}")
@@ -338,9 +448,38 @@ impl Shop {
         Paid::Unknown
     }
 
+    /// Up to three tries through Stripe's SDK (one second each, no retries of the SDK's
+    /// own): each under `pay:<order_id>`, or with the bug under a key of its own.
+    async fn pay_stripe(
+        &self,
+        payer: &Payer,
+        order_id: &str,
+        amount_cents: i64,
+        entry: &Entry,
+    ) -> Paid {
+        for attempt in 1..=3 {
+            let key = if attempt > 1 && self.fresh_key_per_retry {
+                format!("pay:{order_id}:{attempt}")
+            } else {
+                format!("pay:{order_id}")
+            };
+            let request = json!({"op": "pay", "secret_key": entry.secret_key, "order_id": order_id,
+                "amount_cents": amount_cents, "idempotency_key": key});
+            match payer.ask(request).await.as_str() {
+                "authorized" => return Paid::Authorized,
+                "declined" => return Paid::Declined,
+                _ => tokio::time::sleep(Duration::from_millis(100 * attempt)).await,
+            }
+        }
+        Paid::Unknown
+    }
+
     /// Asks the provider what became of the payment until it knows; voids it if nothing
     /// was charged, so it can never be charged later.
     async fn resolve(&self, order_id: &str, entry: &Entry) {
+        if let Some(payer) = &self.stripe {
+            return self.resolve_stripe(payer, order_id, entry).await;
+        }
         let key = format!("pay:{order_id}");
         loop {
             tokio::time::sleep(Duration::from_millis(500)).await;
@@ -377,6 +516,39 @@ impl Shop {
                 _ => {}
             }
         }
+    }
+
+    /// Searches the order's PaymentIntents until one settles it; with none there, pays
+    /// again under the first key (a replay if the lost one landed after all).
+    async fn resolve_stripe(&self, payer: &Payer, order_id: &str, entry: &Entry) {
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let find = json!({"op": "find", "secret_key": entry.secret_key, "order_id": order_id});
+            let outcome = match payer.ask(find).await.as_str() {
+                "none" => {
+                    let again = json!({"op": "pay", "secret_key": entry.secret_key, "order_id": order_id,
+                        "amount_cents": self.amount_of(order_id), "idempotency_key": format!("pay:{order_id}")});
+                    payer.ask(again).await
+                }
+                other => other.to_string(),
+            };
+            match outcome.as_str() {
+                "authorized" => return self.settle(order_id, true, entry),
+                "declined" => return self.settle(order_id, false, entry),
+                _ => {}
+            }
+        }
+    }
+
+    /// What an order costs at the profile's prices.
+    fn amount_of(&self, order_id: &str) -> i64 {
+        let orders = self.orders.lock().unwrap();
+        orders.get(order_id).map_or(0, |o| {
+            o.items
+                .iter()
+                .map(|(sku, qty)| self.prices[sku] * qty)
+                .sum()
+        })
     }
 
     /// Records the final outcome; a confirmation's event goes to the sink until accepted.

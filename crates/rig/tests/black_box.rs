@@ -44,9 +44,22 @@ fn free_addr() -> String {
     listener.local_addr().unwrap().to_string()
 }
 
-/// Starts the example service paying at `provider` and delivering to `sink` (a, b); its
-/// two entry URLs.
-fn service(provider: &[String; 2], sink: &[String; 2], buggy: bool) -> (KillOnDrop, String) {
+/// How the example service pays: the rig's native API, or the rig's Stripe face at an
+/// address through Stripe's Node SDK (its `node_modules` folder).
+#[derive(Clone, Copy)]
+enum Pays<'a> {
+    Native,
+    Stripe(&'a str, &'a Path),
+}
+
+/// Starts the example service paying at `provider` (or as `pays` says) and delivering to
+/// `sink` (a, b); its two entry URLs.
+fn service(
+    provider: &[String; 2],
+    sink: &[String; 2],
+    buggy: bool,
+    pays: Pays,
+) -> (KillOnDrop, String) {
     let mut command = Command::new(example());
     command
         .args([
@@ -63,6 +76,11 @@ fn service(provider: &[String; 2], sink: &[String; 2], buggy: bool) -> (KillOnDr
         .stderr(Stdio::piped());
     if buggy {
         command.arg("--fresh-key-per-retry");
+    }
+    if let Pays::Stripe(addr, modules) = pays {
+        command
+            .args(["--pay-with-stripe", &format!("http://{addr}")])
+            .env("NODE_PATH", modules);
     }
     let mut child = command
         .spawn()
@@ -84,10 +102,20 @@ fn service(provider: &[String; 2], sink: &[String; 2], buggy: bool) -> (KillOnDr
 
 /// A black-box run of the quickstart profile with `sets` against the example service: the
 /// run directory, the exit code and the output.
-fn black_box_run(dir: &TempDir, buggy: bool, sets: &[&str]) -> (PathBuf, Option<i32>, String) {
+fn black_box_run(
+    dir: &TempDir,
+    buggy: bool,
+    sets: &[&str],
+    stripe: Option<&Path>,
+) -> (PathBuf, Option<i32>, String) {
     let provider = [free_addr(), free_addr()];
     let sink = [free_addr(), free_addr()];
-    let (_service, regions) = service(&provider, &sink, buggy);
+    let stripe_addr = free_addr();
+    let pays = match stripe {
+        Some(modules) => Pays::Stripe(&stripe_addr, modules),
+        None => Pays::Native,
+    };
+    let (_service, regions) = service(&provider, &sink, buggy, pays);
     let pair = |addrs: &[String; 2]| format!("a={},b={}", addrs[0], addrs[1]);
     let out = dir.path().join("run");
     let (profile, provider, sink) = (
@@ -104,6 +132,8 @@ fn black_box_run(dir: &TempDir, buggy: bool, sets: &[&str]) -> (PathBuf, Option<
         &provider,
         "--sink-listen",
         &sink,
+        "--stripe-listen",
+        &stripe_addr,
         "--out",
         out.to_str().unwrap(),
     ];
@@ -117,7 +147,7 @@ fn black_box_run(dir: &TempDir, buggy: bool, sets: &[&str]) -> (PathBuf, Option<
 
 /// One short black-box run with a provider latency spike and the service's stated limits;
 /// its summary follows the schema, and `rig verify RUN_DIR` comes to the same exit code.
-fn judge(name: &str, buggy: bool) -> (Option<i32>, String) {
+fn judge(name: &str, buggy: bool, stripe: Option<&Path>) -> (Option<i32>, String) {
     let dir = TempDir::new(name);
     let (out, code, all) = black_box_run(
         &dir,
@@ -128,6 +158,7 @@ fn judge(name: &str, buggy: bool) -> (Option<i32>, String) {
             "verify.provider_max_in_flight=256",
             "verify.retry_budget_ratio=3",
         ],
+        stripe,
     );
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
@@ -141,7 +172,7 @@ fn judge(name: &str, buggy: bool) -> (Option<i32>, String) {
 
 #[test]
 fn the_example_service_passes_and_its_fresh_key_bug_double_charges() {
-    let (code, all) = judge("black-box-correct", false);
+    let (code, all) = judge("black-box-correct", false, None);
     assert_eq!(code, Some(0), "{all}");
     assert!(
         all.contains("overall: PASS")
@@ -151,7 +182,7 @@ fn the_example_service_passes_and_its_fresh_key_bug_double_charges() {
         "{all}"
     );
 
-    let (code, all) = judge("black-box-buggy", true);
+    let (code, all) = judge("black-box-buggy", true, None);
     assert_eq!(code, Some(1), "{all}");
     assert!(
         all.contains("no-duplicate-charge        FAIL")
@@ -173,11 +204,55 @@ fn black_box_admission_limits_must_be_given() {
             r#"workload.phases=[{kind = "hold", rate = 20, for = "3s"}]"#,
             "chaos=[]",
         ],
+        None,
     );
     assert_eq!(code, Some(0), "{all}");
     assert!(
         all.contains("admission-control          UNKNOWN")
             && all.contains("the provider-call limit and the retry budget were not judged"),
+        "{all}"
+    );
+}
+
+/// The npm `stripe` package's `node_modules` folder (installed by
+/// `tests/conformance/install.sh`), or a printed reason to skip (a failure under CI=true).
+fn stripe_node_modules() -> Option<PathBuf> {
+    let found = std::env::var_os("RIG_CONFORMANCE_CACHE")
+        .map(PathBuf::from)
+        .map(|cache| cache.join("node/node_modules"))
+        .filter(|modules| modules.join("stripe/package.json").exists());
+    if found.is_none() {
+        let reason = "the npm stripe package is not installed: run `RIG_CONFORMANCE_CACHE=DIR bash tests/conformance/install.sh` and set RIG_CONFORMANCE_CACHE=DIR";
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("{reason}; CI must have it");
+        }
+        eprintln!("skipping: {reason}");
+    }
+    found
+}
+
+/// The example service paying through the rig's Stripe-compatible face with Stripe's
+/// official Node SDK (npm stripe 23.2.0, unchanged but for its host) passes a black-box run
+/// under the provider latency spike (a timed-out payment is retried under the same key);
+/// with its fresh-key bug, that retry is a second PaymentIntent and no-duplicate-charge
+/// fails, judged from the same ledger as the native API's charges.
+#[test]
+fn the_example_service_paying_with_stripes_sdk_passes_and_its_bug_double_charges() {
+    let Some(modules) = stripe_node_modules() else {
+        return;
+    };
+    let (code, all) = judge("black-box-stripe", false, Some(&modules));
+    assert_eq!(code, Some(0), "{all}");
+    assert!(
+        all.contains("overall: PASS") && all.contains("region a (provider log): peak"),
+        "{all}"
+    );
+
+    let (code, all) = judge("black-box-stripe-buggy", true, Some(&modules));
+    assert_eq!(code, Some(1), "{all}");
+    assert!(
+        all.contains("no-duplicate-charge        FAIL")
+            && all.contains("live charges for one order"),
         "{all}"
     );
 }

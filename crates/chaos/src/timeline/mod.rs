@@ -15,7 +15,9 @@
 //! for = "1m"
 //! kind = "provider"
 //! rate_limit_per_sec = 50    # also: max_concurrency, latency_ms, error_rate,
-//!                            # commit_then_drop_rate, outage; provider = "NAME" to pick one
+//!                            # commit_then_drop_rate, outage, and for the Stripe face's
+//!                            # webhooks webhook_delay_ms, webhook_drop_rate,
+//!                            # webhook_duplicate_rate; provider = "NAME" to pick one
 //!
 //! [[chaos]]                  # the rig's event sink answers slowly: the outbox relay backs up
 //! at = "3m"

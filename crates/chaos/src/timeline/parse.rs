@@ -37,6 +37,9 @@ struct RawEntry {
     error_rate: Option<f64>,
     commit_then_drop_rate: Option<f64>,
     outage: Option<bool>,
+    webhook_delay_ms: Option<u64>,
+    webhook_drop_rate: Option<f64>,
+    webhook_duplicate_rate: Option<f64>,
     // link
     proxy: Option<String>,
     toxic: Option<String>,
@@ -75,6 +78,9 @@ const PROVIDER_FIELDS: &[&str] = &[
     "error_rate",
     "commit_then_drop_rate",
     "outage",
+    "webhook_delay_ms",
+    "webhook_drop_rate",
+    "webhook_duplicate_rate",
 ];
 const SINK_FIELDS: &[&str] = &["latency_ms", "error_rate", "outage"];
 const LINK_FIELDS: &[&str] = &["proxy", "toxic", "stream", "toxicity"];
@@ -98,7 +104,7 @@ const RESTART_AT_ONCE: Duration = Duration::from_millis(1);
 impl RawEntry {
     /// The kind-specific fields that are present.
     fn present(&self) -> Vec<&'static str> {
-        let fields: [(&'static str, bool); 32] = [
+        let fields: [(&'static str, bool); 35] = [
             ("between", self.between.is_some()),
             ("mode", self.mode.is_some()),
             ("direction", self.direction.is_some()),
@@ -112,6 +118,12 @@ impl RawEntry {
                 self.commit_then_drop_rate.is_some(),
             ),
             ("outage", self.outage.is_some()),
+            ("webhook_delay_ms", self.webhook_delay_ms.is_some()),
+            ("webhook_drop_rate", self.webhook_drop_rate.is_some()),
+            (
+                "webhook_duplicate_rate",
+                self.webhook_duplicate_rate.is_some(),
+            ),
             ("proxy", self.proxy.is_some()),
             ("toxic", self.toxic.is_some()),
             ("stream", self.stream.is_some()),
@@ -279,11 +291,15 @@ fn check_type(key: &str, value: &toml::Value) -> Result<(), String> {
         | "action" | "operator" | "note" => is::<String>(value),
         "run" | "heal" => is::<Vec<String>>(value),
         "between" => is::<Vec<String>>(value),
-        "rate_limit_per_sec" | "error_rate" | "commit_then_drop_rate" | "toxicity" => {
-            is::<f64>(value)
-        }
+        "rate_limit_per_sec"
+        | "error_rate"
+        | "commit_then_drop_rate"
+        | "toxicity"
+        | "webhook_drop_rate"
+        | "webhook_duplicate_rate" => is::<f64>(value),
         "outage" => is::<bool>(value),
         "max_concurrency"
+        | "webhook_delay_ms"
         | "latency_ms"
         | "jitter_ms"
         | "rate_kb_per_sec"
@@ -510,6 +526,9 @@ fn provider(at: &At, raw: &RawEntry) -> Result<Fault, ChaosError> {
         error_rate: raw.error_rate,
         commit_then_drop_rate: raw.commit_then_drop_rate,
         outage: raw.outage,
+        webhook_delay_ms: raw.webhook_delay_ms,
+        webhook_drop_rate: raw.webhook_drop_rate,
+        webhook_duplicate_rate: raw.webhook_duplicate_rate,
     };
     if let Some(rate) = faults.rate_limit_per_sec
         && !(rate > 0.0 && rate.is_finite())
@@ -527,11 +546,14 @@ fn provider(at: &At, raw: &RawEntry) -> Result<Fault, ChaosError> {
     }
     at.fraction("error_rate", faults.error_rate)?;
     at.fraction("commit_then_drop_rate", faults.commit_then_drop_rate)?;
+    at.fraction("webhook_drop_rate", faults.webhook_drop_rate)?;
+    at.fraction("webhook_duplicate_rate", faults.webhook_duplicate_rate)?;
     if faults.is_clear() {
         return Err(at.err(
             "",
             "a provider fault needs at least one of rate_limit_per_sec, max_concurrency, \
-             latency_ms, error_rate, commit_then_drop_rate, outage = true",
+             latency_ms, error_rate, commit_then_drop_rate, outage = true, webhook_delay_ms, \
+             webhook_drop_rate, webhook_duplicate_rate",
         ));
     }
     if raw.provider.as_deref() == Some("") {

@@ -210,6 +210,12 @@ pub struct ProviderConfig {
     /// The Stripe-compatible face's secret keys, one per caller (`a = "sk_test_..."`): a
     /// request's key says whose it is, and the request log records that caller.
     pub stripe_keys: BTreeMap<String, String>,
+    /// Where the Stripe face sends each caller's webhook events (`a = "http://..."`),
+    /// signed with `stripe_webhook_secret`. More endpoints can be made through its API
+    /// (`POST /v1/webhook_endpoints`).
+    pub stripe_webhooks: BTreeMap<String, String>,
+    /// The signing secret of the configured webhook endpoints (`whsec_...`).
+    pub stripe_webhook_secret: String,
 }
 
 impl Default for TargetConfig {
@@ -350,6 +356,8 @@ impl Default for ProviderConfig {
                 .into_iter()
                 .map(|(caller, key)| (caller.to_string(), key.to_string()))
                 .collect(),
+            stripe_webhooks: BTreeMap::new(),
+            stripe_webhook_secret: "whsec_rig_test_secret".to_string(),
         }
     }
 }

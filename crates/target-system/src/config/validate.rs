@@ -179,6 +179,22 @@ impl TargetConfig {
                 "use a cents value 0..=99, or leave it out to decline nothing",
             ));
         }
+        for (caller, url) in &pr.stripe_webhooks {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(invalid(
+                    &format!("provider.stripe_webhooks.{caller}"),
+                    url,
+                    "use the endpoint's URL, e.g. http://127.0.0.1:19081/webhooks/stripe",
+                ));
+            }
+        }
+        if !pr.stripe_webhook_secret.starts_with("whsec_") {
+            return Err(invalid(
+                "provider.stripe_webhook_secret",
+                &pr.stripe_webhook_secret,
+                "use a signing secret of the form whsec_...",
+            ));
+        }
         let mut seen = std::collections::BTreeSet::new();
         for (caller, key) in &pr.stripe_keys {
             let field = format!("provider.stripe_keys.{caller}");

@@ -9,7 +9,11 @@
 //! - `error_rate` (0..=1): share of charges answered `500` before anything is recorded;
 //! - `commit_then_drop_rate` (0..=1): share of charges committed and then answered by
 //!   dropping the connection (the caller cannot know the charge happened);
-//! - `outage`: every request answered `503` at once.
+//! - `outage`: every request answered `503` at once;
+//! - `webhook_delay_ms`: the Stripe face's webhooks held back this long before their first
+//!   delivery;
+//! - `webhook_drop_rate` (0..=1): share of webhook events never delivered;
+//! - `webhook_duplicate_rate` (0..=1): share of webhook deliveries sent twice.
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -32,6 +36,12 @@ pub struct Faults {
     pub error_rate: Option<f64>,
     pub commit_then_drop_rate: Option<f64>,
     pub outage: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_delay_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_drop_rate: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_duplicate_rate: Option<f64>,
 }
 
 impl Faults {
@@ -40,6 +50,8 @@ impl Faults {
         for (field, value) in [
             ("error_rate", self.error_rate),
             ("commit_then_drop_rate", self.commit_then_drop_rate),
+            ("webhook_drop_rate", self.webhook_drop_rate),
+            ("webhook_duplicate_rate", self.webhook_duplicate_rate),
         ] {
             if let Some(v) = value
                 && !(0.0..=1.0).contains(&v)
@@ -88,6 +100,9 @@ pub struct Active {
     pub error_rate: f64,
     pub commit_then_drop_rate: f64,
     pub outage: bool,
+    pub webhook_delay_ms: u64,
+    pub webhook_drop_rate: f64,
+    pub webhook_duplicate_rate: f64,
     limiter: Option<DefaultDirectRateLimiter>,
     slots: Option<Arc<Semaphore>>,
 }
@@ -109,6 +124,9 @@ impl Active {
             error_rate: faults.error_rate.unwrap_or(0.0),
             commit_then_drop_rate: faults.commit_then_drop_rate.unwrap_or(0.0),
             outage: faults.outage.unwrap_or(false),
+            webhook_delay_ms: faults.webhook_delay_ms.unwrap_or(0),
+            webhook_drop_rate: faults.webhook_drop_rate.unwrap_or(0.0),
+            webhook_duplicate_rate: faults.webhook_duplicate_rate.unwrap_or(0.0),
             faults,
             limiter,
             slots,

@@ -125,6 +125,11 @@ struct Inner {
     refund_ids: IdGen,
     intent_ids: IdGen,
     request_ids: IdGen,
+    event_ids: IdGen,
+    endpoint_ids: IdGen,
+    /// Wakes the Stripe face's webhook worker (started with the face).
+    webhooks: tokio::sync::Notify,
+    webhooks_started: std::sync::atomic::AtomicBool,
     log: LogWriter,
     metrics: ProviderMetrics,
 }
@@ -198,6 +203,10 @@ impl Provider {
                 refund_ids: IdGen::new("re"),
                 intent_ids: IdGen::new("pi"),
                 request_ids: IdGen::new("req"),
+                event_ids: IdGen::new("evt"),
+                endpoint_ids: IdGen::new("we"),
+                webhooks: tokio::sync::Notify::new(),
+                webhooks_started: std::sync::atomic::AtomicBool::new(false),
                 log,
                 metrics: ProviderMetrics::new(),
             }),

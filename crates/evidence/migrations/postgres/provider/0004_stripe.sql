@@ -1,6 +1,7 @@
 -- PaymentIntents of the provider's Stripe-compatible face. A confirmed intent moves money
--- through a row of provider_charges (charge_id; the charge's idempotency_key is the intent
--- id and its order_id the intent's metadata[order_id]), so both faces are read the same way.
+-- through a row of provider_charges (charge_id; the charge's idempotency_key is the
+-- confirming request's Idempotency-Key, or the charge id without one, and its order_id the
+-- intent's metadata[order_id]), so both faces are read the same way.
 -- status: requires_payment_method | requires_confirmation | processing | requires_capture
 --         | succeeded | canceled.
 CREATE TABLE provider_payment_intents (

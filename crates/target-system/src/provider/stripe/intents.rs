@@ -12,6 +12,7 @@ use super::super::ledger::{self, Charge};
 use super::cards::{self, Card};
 use super::form::Params;
 use super::store::{self, Change, Intent};
+use super::webhooks;
 use super::{Answer, Call, Failure};
 use evidence::time::now_us;
 
@@ -198,6 +199,9 @@ impl Provider {
         line.charge_id = charge_id.map(str::to_string);
         match store::commit(&self.inner.db, &change, &line).await {
             Ok(()) => {
+                if change.event.is_some() {
+                    self.inner.webhooks.notify_one();
+                }
                 self.count(op, answer.outcome, call.started);
                 answer
             }
@@ -518,9 +522,16 @@ impl Provider {
                 if drop_after {
                     answer.outcome = "committed_dropped";
                 }
+                let kind = match updated.status.as_str() {
+                    "succeeded" => "payment_intent.succeeded",
+                    "requires_capture" => "payment_intent.amount_capturable_updated",
+                    _ => "payment_intent.payment_failed",
+                };
+                let event = provider.event(kind, &updated, &call);
                 let change = Change {
                     intent: Some(&updated),
                     charge: Some(&charge),
+                    event: Some(&event),
                     ..Change::default()
                 };
                 let answer = provider
@@ -529,7 +540,7 @@ impl Provider {
                 provider.inner.metrics.in_flight.dec();
                 if answer.status == StatusCode::INTERNAL_SERVER_ERROR {
                     // Nothing committed: the intent may be confirmed again.
-                    let _ = store::unprocess(&provider.inner.db, &charge.idempotency_key).await;
+                    let _ = store::unprocess(&provider.inner.db, &updated.intent_id).await;
                 }
                 if drop_after && answer.outcome == "committed_dropped" {
                     return Err(DropConnection);
@@ -596,7 +607,9 @@ impl Provider {
                 ..intent
             };
             let answer = Answer::ok(intent_json(&updated), "captured");
+            let event = self.event("payment_intent.succeeded", &updated, &call);
             let change = Change {
+                event: Some(&event),
                 intent: Some(&updated),
                 // The part not captured is released: the customer is out only what was.
                 charge_update: Some((&charge_id, "authorized", updated.amount_cents - captured)),
@@ -659,7 +672,9 @@ impl Provider {
                 ..intent
             };
             let answer = Answer::ok(intent_json(&updated), "voided");
+            let event = self.event("payment_intent.canceled", &updated, &call);
             let change = Change {
+                event: Some(&event),
                 intent: Some(&updated),
                 charge_update: held_charge.as_deref().map(|c| (c, "voided", 0)),
                 ..Change::default()
@@ -698,6 +713,17 @@ impl Provider {
             Ok(false) => Err(self.refuse(call, op, busy(id), "in_flight").await),
             Err(err) => Err(self.store_failure(&err)),
         }
+    }
+
+    /// The webhook event `kind` about `intent`.
+    fn event(&self, kind: &'static str, intent: &Intent, call: &Call) -> webhooks::Event {
+        webhooks::Event::new(
+            self.inner.event_ids.next(),
+            kind,
+            &intent_json(intent),
+            intent.caller.clone(),
+            call,
+        )
     }
 
     /// Puts a taken intent back as it was (a step refused after taking it).

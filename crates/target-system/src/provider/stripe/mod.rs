@@ -10,6 +10,9 @@
 //!   `.../cancel`.
 //! - `POST /v1/refunds` (`payment_intent` or `charge`, optional `amount`),
 //!   `GET /v1/refunds/{id}`.
+//! - `POST /v1/webhook_endpoints` (`url`, `enabled_events[]`; the answer has its signing
+//!   `secret`), `DELETE /v1/webhook_endpoints/{id}`; events are signed and retried
+//!   ([`webhooks`]).
 //!
 //! Stripe's semantics: form-encoded bodies with bracketed keys ([`form`]); amounts in the
 //! currency's smallest unit; `Authorization: Bearer sk_...` (or Basic) with one secret key
@@ -33,6 +36,7 @@ pub mod cards;
 pub mod form;
 mod intents;
 pub mod store;
+pub mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -252,6 +256,9 @@ impl Provider {
         listener: tokio::net::TcpListener,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> std::io::Result<()> {
+        self.start_webhooks()
+            .await
+            .map_err(|err| std::io::Error::other(format!("the webhook endpoints: {err}")))?;
         self.serve_face(listener, None, super::Face::Stripe, shutdown)
             .await
     }
@@ -346,6 +353,12 @@ impl Provider {
                 self.cancel_intent(call, id, params).await
             }
             (&Method::POST, ["v1", "refunds"]) => self.create_refund(call, params).await,
+            (&Method::POST, ["v1", "webhook_endpoints"]) => {
+                self.create_endpoint(call, params).await
+            }
+            (&Method::DELETE, ["v1", "webhook_endpoints", id]) => {
+                self.delete_endpoint(call, id).await
+            }
             (&Method::GET, ["v1", "refunds", id]) => self.retrieve_refund(call, id).await,
             _ => {
                 let failure = Failure::new(

@@ -226,6 +226,8 @@ pub struct Change<'a> {
     pub refund: Option<(&'a str, &'a str, i64)>,
     /// The idempotency key's saved answer: (ledger key, HTTP status, body).
     pub answer: Option<(&'a str, u16, &'a str)>,
+    /// The webhook event the change causes.
+    pub event: Option<&'a super::webhooks::Event>,
 }
 
 /// Commits `change` with its request-log line.
@@ -286,6 +288,9 @@ pub async fn commit(db: &Db, change: &Change<'_>, log: &RequestLog) -> Result<()
         .bind(log.finished_at_us)
         .execute(&mut *tx)
         .await?;
+    }
+    if let Some(event) = change.event {
+        super::webhooks::enqueue(&mut tx, event).await?;
     }
     ledger::insert_log(&mut tx, log).await?;
     tx.commit().await
