@@ -356,6 +356,43 @@ mod tests {
         assert!(parse("seed = 1").unwrap().is_empty());
     }
 
+    /// The Stripe face's webhook faults are provider attributes: they parse into the
+    /// provider's fault set alone or with others, and a share outside 0..1 names its field.
+    #[test]
+    fn webhook_faults_are_provider_attributes() {
+        let timeline = parse(
+            r#"
+            [[chaos]]
+            at = "1s"
+            for = "5s"
+            kind = "provider"
+            webhook_delay_ms = 2000
+            webhook_drop_rate = 0.25
+            webhook_duplicate_rate = 0.5
+            "#,
+        )
+        .unwrap();
+        let Fault::Provider { faults, .. } = &timeline.entries[0].fault else {
+            panic!("not a provider fault")
+        };
+        assert_eq!(faults.webhook_delay_ms, Some(2000));
+        assert_eq!(faults.webhook_drop_rate, Some(0.25));
+        assert_eq!(faults.webhook_duplicate_rate, Some(0.5));
+        assert_eq!(
+            faults.fields_set(),
+            [
+                "webhook_delay_ms",
+                "webhook_drop_rate",
+                "webhook_duplicate_rate"
+            ]
+        );
+        let m =
+            message("[[chaos]]\nat=\"1s\"\nfor=\"1s\"\nkind=\"provider\"\nwebhook_drop_rate=1.5");
+        assert!(m.starts_with("chaos[0].webhook_drop_rate:"), "{m}");
+        let m = message("[[chaos]]\nat=\"1s\"\nfor=\"1s\"\nkind=\"sink\"\nwebhook_delay_ms=1");
+        assert!(m.contains("webhook_delay_ms"), "{m}");
+    }
+
     /// Errors name the entry index and the field, and say how to fix it.
     #[test]
     fn errors_name_entry_and_field() {

@@ -16,6 +16,9 @@ use super::webhooks;
 use super::{Answer, Call, Failure};
 use evidence::time::now_us;
 
+/// A capacity slot of the provider's concurrency limit (`None` without a limit).
+type Permit = Option<tokio::sync::OwnedSemaphorePermit>;
+
 /// Parameters the create call accepts and this face ignores (they change nothing a test
 /// card does).
 const IGNORED: &[&str] = &[
@@ -112,6 +115,33 @@ fn amount(params: &Params, name: &str) -> Result<Option<i64>, Failure> {
     }
 }
 
+/// `metadata[...]` within Stripe's limits: 50 keys, keys of 40 characters, values of 500.
+fn metadata(params: &Params) -> Result<std::collections::BTreeMap<String, String>, Failure> {
+    let map = params.text_map("metadata")?;
+    if map.len() > 50 {
+        return Err(Failure::invalid(
+            "metadata",
+            "metadata can have at most 50 keys",
+        ));
+    }
+    for (key, value) in &map {
+        let param = format!("metadata[{key}]");
+        if key.is_empty() || key.chars().count() > 40 {
+            return Err(Failure::invalid(
+                &param,
+                "metadata keys are 1 to 40 characters",
+            ));
+        }
+        if value.chars().count() > 500 {
+            return Err(Failure::invalid(
+                &param,
+                "metadata values are at most 500 characters",
+            ));
+        }
+    }
+    Ok(map)
+}
+
 /// `true`/`false`.
 fn flag(params: &Params, name: &str) -> Result<bool, Failure> {
     match params.text(name) {
@@ -141,7 +171,7 @@ fn payment_method(params: &Params) -> Result<Option<String>, Failure> {
     match params.text("payment_method") {
         None | Some("") => Ok(None),
         Some(id) if cards::by_id(id).is_some() => Ok(Some(id.to_string())),
-        Some(id) => Err(Failure::missing("PaymentMethod", id, "payment_method").with(
+        Some(id) => Err(Failure::missing_param("PaymentMethod", id, "payment_method").with(
             "hint",
             json!("use a test payment method: pm_card_visa, pm_card_visa_chargeDeclined, pm_card_chargeDeclinedInsufficientFunds, ..."),
         )),
@@ -149,8 +179,9 @@ fn payment_method(params: &Params) -> Result<Option<String>, Failure> {
 }
 
 impl Provider {
-    /// Runs a POST: admission, then the key claim, then `work`; a refusal or a settled key
-    /// answers at once. `work` commits its own changes with the key's answer.
+    /// Runs a POST: admission, then the key claim, then `work` (with the admission's
+    /// capacity slot); a refusal or a settled key answers at once. `work` commits its own
+    /// changes with the key's answer.
     async fn post<F>(
         &self,
         call: &Call,
@@ -159,7 +190,7 @@ impl Provider {
         work: F,
     ) -> Result<Reply, DropConnection>
     where
-        F: AsyncFnOnce() -> Result<Answer, DropConnection>,
+        F: AsyncFnOnce(Permit) -> Result<Answer, DropConnection>,
     {
         let permit = match self.admit() {
             Ok(permit) => permit,
@@ -168,9 +199,9 @@ impl Provider {
         if let Err(answer) = self.claim_key(call, &fingerprint).await {
             return self.answered(call, op, answer).await;
         }
-        let result = work().await;
-        drop(permit);
-        match result {
+        // `work` holds the capacity slot while it runs (a charge hands it to its task, which
+        // goes on if the caller leaves).
+        match work(permit).await {
             Ok(answer) => Ok(answer.reply(call)),
             Err(drop) => Err(drop),
         }
@@ -279,7 +310,7 @@ impl Provider {
                     ));
                 }
             };
-            let metadata = params.text_map("metadata")?;
+            let metadata = metadata(&params)?;
             let confirm = flag(&params, "confirm")?;
             let method = payment_method(&params)?;
             if confirm && method.is_none() {
@@ -324,11 +355,11 @@ impl Provider {
             created_at_us: now,
             updated_at_us: now,
         };
-        self.post(&call, op, fingerprint, async || {
+        self.post(&call, op, fingerprint, async |permit| {
             if confirm {
                 let mut processing = intent.clone();
                 processing.status = "processing".into();
-                return self.charge_intent(&call, processing).await;
+                return self.charge_intent(&call, processing, permit).await;
             }
             let answer = Answer::ok(intent_json(&intent), "created");
             let change = Change {
@@ -363,7 +394,7 @@ impl Provider {
             "POST /v1/payment_intents/{id}/confirm {}",
             params.canonical()
         );
-        self.post(&call, "charge", fingerprint, async || {
+        self.post(&call, "charge", fingerprint, async |permit| {
             let intent = match store::intent(&self.inner.db, id).await {
                 Ok(Some(intent)) => intent,
                 Ok(None) => {
@@ -412,7 +443,7 @@ impl Provider {
                 payment_method: method,
                 ..intent
             };
-            self.charge_intent(&call, processing).await
+            self.charge_intent(&call, processing, permit).await
         })
         .await
     }
@@ -421,7 +452,12 @@ impl Provider {
     /// payment method, and commits the charge, the intent and the key's answer together.
     /// Processing goes on if the caller leaves, as at a real provider; with the
     /// commit-then-drop fault the connection is dropped after the commit.
-    async fn charge_intent(&self, call: &Call, intent: Intent) -> Result<Answer, DropConnection> {
+    async fn charge_intent(
+        &self,
+        call: &Call,
+        intent: Intent,
+        permit: Permit,
+    ) -> Result<Answer, DropConnection> {
         let provider = self.clone();
         let call_key = call.key.clone();
         let call = Call {
@@ -433,6 +469,7 @@ impl Provider {
         };
         let task = tokio::spawn(
             super::super::SERVED.scope(super::super::served(), async move {
+                let _permit = permit;
                 let active = provider.active();
                 provider.inner.metrics.in_flight.inc();
                 let jitter = provider.inner.draws.up_to(active.latency_jitter_ms);
@@ -443,9 +480,12 @@ impl Provider {
                     .and_then(cards::by_id)
                     .unwrap_or(Card::Approve);
                 let now = now_us();
+                let charge_id = provider.inner.charge_ids.next();
                 let charge = Charge {
-                    charge_id: provider.inner.charge_ids.next(),
-                    idempotency_key: intent.intent_id.clone(),
+                    // The request's key, as the native API's charges keep theirs; without
+                    // one the charge is its own key (a charge per key holds either way).
+                    idempotency_key: call.key.clone().unwrap_or_else(|| charge_id.clone()),
+                    charge_id,
                     order_id: intent
                         .order_id
                         .clone()
@@ -578,7 +618,7 @@ impl Provider {
             "POST /v1/payment_intents/{id}/capture {}",
             params.canonical()
         );
-        self.post(&call, "capture", fingerprint, async || {
+        self.post(&call, "capture", fingerprint, async |_permit| {
             let intent = match self
                 .held(&call, "capture", id, &["requires_capture"], "capture")
                 .await
@@ -649,7 +689,7 @@ impl Provider {
             "POST /v1/payment_intents/{id}/cancel {}",
             params.canonical()
         );
-        self.post(&call, "void", fingerprint, async || {
+        self.post(&call, "void", fingerprint, async |_permit| {
             let from = [
                 "requires_payment_method",
                 "requires_confirmation",
@@ -751,7 +791,7 @@ impl Provider {
         )
         .and_then(|()| {
             Ok((
-                params.text_map("metadata")?,
+                metadata(&params)?,
                 payment_method(&params)?,
                 amount(&params, "amount")?,
             ))
@@ -765,7 +805,7 @@ impl Provider {
             }
         };
         let fingerprint = format!("POST /v1/payment_intents/{id} {}", params.canonical());
-        self.post(&call, "update", fingerprint, async || {
+        self.post(&call, "update", fingerprint, async |_permit| {
             let intent = match store::intent(&self.inner.db, id).await {
                 Ok(Some(intent)) if intent.status != "processing" => intent,
                 Ok(Some(_)) => {
@@ -884,7 +924,13 @@ impl Provider {
             None => None,
             Some(id) => match store::intent(&self.inner.db, id).await {
                 Ok(Some(intent)) => Some((intent.created_at_us, intent.intent_id)),
-                Ok(None) => return Err(Failure::missing("payment_intent", id, "starting_after")),
+                Ok(None) => {
+                    return Err(Failure::missing_param(
+                        "payment_intent",
+                        id,
+                        "starting_after",
+                    ));
+                }
                 Err(err) => {
                     return Err(Failure::new(
                         StatusCode::INTERNAL_SERVER_ERROR,
@@ -985,7 +1031,7 @@ impl Provider {
             }
         };
         let fingerprint = format!("POST /v1/refunds {}", params.canonical());
-        self.post(&call, "refund", fingerprint, async || {
+        self.post(&call, "refund", fingerprint, async |_permit| {
             // The charge to refund: the intent's latest, or the one named.
             let (charge_id, intent_id) = match &target {
                 Err(pi) => match store::intent(&self.inner.db, pi).await {
@@ -1004,7 +1050,7 @@ impl Provider {
                         return Ok(self.refuse(&call, "refund", failure, "not_refundable").await);
                     }
                     Ok(None) => {
-                        let failure = Failure::missing("payment_intent", pi, "payment_intent");
+                        let failure = Failure::missing_param("payment_intent", pi, "payment_intent");
                         return Ok(self.refuse(&call, "refund", failure, "not_found").await);
                     }
                     Err(err) => return Ok(self.store_failure(&err)),
@@ -1017,7 +1063,7 @@ impl Provider {
             let charge = match ledger::charge_by_id(&self.inner.db, &charge_id).await {
                 Ok(Some(charge)) => charge,
                 Ok(None) => {
-                    let failure = Failure::missing("charge", &charge_id, "charge");
+                    let failure = Failure::missing_param("charge", &charge_id, "charge");
                     return Ok(self.refuse(&call, "refund", failure, "not_found").await);
                 }
                 Err(err) => return Ok(self.store_failure(&err)),

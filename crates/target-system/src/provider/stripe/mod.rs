@@ -129,6 +129,15 @@ impl Failure {
         .param(param)
     }
 
+    /// A parameter naming an object that does not exist: `400 resource_missing` (a path
+    /// naming one is [`Failure::missing`]'s `404`).
+    fn missing_param(what: &str, id: &str, param: &str) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            ..Self::missing(what, id, param)
+        }
+    }
+
     /// A `400 payment_intent_unexpected_state`.
     fn unexpected_state(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_request_error", message)
