@@ -308,21 +308,11 @@ struct StripeFace {
 impl StripeFace {
     async fn start(label: &str) -> Self {
         let stores = target_system::testkit::sqlite(label);
-        let config = target_system::TargetConfig::default();
-        let db = evidence::Db::open(&stores.url, evidence::StoreName::Provider)
-            .await
-            .unwrap();
-        let provider = target_system::provider::Provider::open(&config, db)
-            .await
-            .unwrap();
-        let native = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let face = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let admin_url = format!("http://{}", native.local_addr().unwrap());
-        let stripe_url = format!("http://{}", face.local_addr().unwrap());
-        let serving = provider.clone();
-        tokio::spawn(async move { serving.serve(native, std::future::pending()).await });
-        let serving = provider.clone();
-        tokio::spawn(async move { serving.serve_stripe(face, std::future::pending()).await });
+        let (provider, admin_url, stripe_url) = target_system::testkit::harness::stripe_face(
+            &stores,
+            &target_system::TargetConfig::default(),
+        )
+        .await;
         Self {
             provider,
             stripe_url,

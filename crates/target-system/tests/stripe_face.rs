@@ -33,17 +33,7 @@ struct Face {
 
 impl Face {
     async fn start(stores: &TestStores, config: TargetConfig) -> Self {
-        let db = evidence::Db::open(&stores.url, evidence::StoreName::Provider)
-            .await
-            .unwrap();
-        let provider = Provider::open(&config, db).await.unwrap();
-        let (native, face) = (listener().await, listener().await);
-        let admin = format!("http://{}", native.local_addr().unwrap());
-        let stripe = format!("http://{}", face.local_addr().unwrap());
-        let serving = provider.clone();
-        tokio::spawn(async move { serving.serve(native, std::future::pending()).await });
-        let serving = provider.clone();
-        tokio::spawn(async move { serving.serve_stripe(face, std::future::pending()).await });
+        let (provider, admin, stripe) = common::stripe_face(stores, &config).await;
         Self {
             provider,
             stripe,

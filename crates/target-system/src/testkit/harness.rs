@@ -79,6 +79,29 @@ pub async fn listener() -> TcpListener {
         .expect("bind 127.0.0.1:0")
 }
 
+/// The provider alone with its Stripe-compatible face, in this process, each of its native
+/// listener (the fault API) and the face on `127.0.0.1:0`: the provider, the native URL and
+/// the face's URL.
+pub async fn stripe_face(
+    stores: &TestStores,
+    config: &TargetConfig,
+) -> (crate::provider::Provider, String, String) {
+    let db = evidence::Db::open(&stores.url, evidence::StoreName::Provider)
+        .await
+        .expect("the provider's store");
+    let provider = crate::provider::Provider::open(config, db)
+        .await
+        .expect("the provider opens");
+    let (native, face) = (listener().await, listener().await);
+    let native_url = format!("http://{}", native.local_addr().expect("bound"));
+    let face_url = format!("http://{}", face.local_addr().expect("bound"));
+    let serving = provider.clone();
+    tokio::spawn(async move { serving.serve(native, std::future::pending()).await });
+    let serving = provider.clone();
+    tokio::spawn(async move { serving.serve_stripe(face, std::future::pending()).await });
+    (provider, native_url, face_url)
+}
+
 impl Harness {
     /// Sink, provider and regions a and b, wired directly.
     pub async fn start(stores: TestStores, config: TargetConfig) -> Self {
