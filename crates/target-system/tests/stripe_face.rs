@@ -370,3 +370,94 @@ async fn webhooks_are_signed_retried_and_faulted(stores: TestStores) {
     assert!(rx.try_recv().is_err(), "nothing else came");
 }
 both_stores!(webhooks_are_signed_retried_and_faulted);
+
+/// Two confirms of one intent under different keys while the first is slow: the second is
+/// `429 lock_timeout` (retryable), not saved under its key, so its retry once the first
+/// settled runs and is told the intent already succeeded; the intent's capture method can
+/// be chosen at confirm; an https webhook URL (no TLS here) is refused up front.
+async fn conflicts_are_retryable_and_not_saved(stores: TestStores) {
+    let face = Face::start(&stores, TargetConfig::default()).await;
+    let created = face
+        .post(
+            "/v1/payment_intents",
+            None,
+            "amount=700&currency=usd&payment_method=pm_card_visa&metadata[order_id]=o-race",
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+    let id = created.json::<Value>().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    face.faults(json!({"latency_ms": 1000})).await;
+    let confirm = format!("/v1/payment_intents/{id}/confirm");
+    let (first, second) = tokio::join!(
+        face.post(
+            &confirm,
+            Some("c-1"),
+            "capture_method=manual",
+            Duration::from_secs(5)
+        ),
+        async {
+            common::eventually(Duration::from_secs(5), "the first takes the intent", || async {
+                sqlx::query(
+                    "SELECT 1 FROM provider_payment_intents WHERE intent_id = $1 AND status = 'processing'",
+                )
+                .bind(&id)
+                .fetch_optional(&face.provider.db().pool)
+                .await
+                .unwrap()
+                .is_some()
+            })
+            .await;
+            face.post(&confirm, Some("c-2"), "", Duration::from_secs(5))
+                .await
+        }
+    );
+    let (first, second) = (first.unwrap(), second.unwrap());
+    assert_eq!(first.status, StatusCode::OK, "{:?}", first.body);
+    assert_eq!(
+        first.json::<Value>().unwrap()["status"],
+        "requires_capture",
+        "capture_method=manual at confirm holds the money"
+    );
+    assert_eq!(
+        second.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{:?}",
+        second.body
+    );
+    assert_eq!(second.header("stripe-should-retry"), Some("true"));
+    assert_eq!(
+        second.json::<Value>().unwrap()["error"]["code"],
+        "lock_timeout"
+    );
+    let retried = face
+        .post(&confirm, Some("c-2"), "", Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(
+        retried.header("idempotent-replayed"),
+        None,
+        "the 429 was not saved"
+    );
+    assert_eq!(
+        retried.json::<Value>().unwrap()["error"]["code"],
+        "payment_intent_unexpected_state",
+        "{:?}",
+        retried.body
+    );
+    assert_eq!(face.charges("o-race").await.len(), 1);
+    let https = face
+        .post(
+            "/v1/webhook_endpoints",
+            None,
+            "url=https://example.test/hook&enabled_events[]=*",
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+    assert_eq!(https.status, StatusCode::BAD_REQUEST, "{:?}", https.body);
+}
+both_stores!(conflicts_are_retryable_and_not_saved);

@@ -2,6 +2,7 @@
 //! idempotency key, changes the records in one transaction with the key's saved answer, and
 //! logs.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use rig_http::{DropConnection, Reply, StatusCode};
@@ -18,6 +19,64 @@ use evidence::time::now_us;
 
 /// A capacity slot of the provider's concurrency limit (`None` without a limit).
 type Permit = Option<tokio::sync::OwnedSemaphorePermit>;
+
+/// A claimed request not settled yet: [`Unsettled::give_back`] (or dropping it, when the
+/// caller went away mid-request) releases its key and puts its taken intent back.
+struct Unsettled {
+    provider: Provider,
+    key: Option<String>,
+    state: std::sync::Arc<super::CallState>,
+}
+
+impl Unsettled {
+    fn owed(&self) -> bool {
+        !self.state.done.load(Ordering::SeqCst) && !self.state.handed_off.load(Ordering::SeqCst)
+    }
+
+    async fn give_back(&self) {
+        if !self.owed() {
+            return;
+        }
+        let db = self.provider.inner.db.clone();
+        if let Some(key) = &self.key {
+            let _ = ledger::release_claim(&db, key).await;
+        }
+        let taken = self
+            .state
+            .taken
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(intent) = taken {
+            let _ = store::unprocess(&db, &intent).await;
+        }
+    }
+}
+
+impl Drop for Unsettled {
+    fn drop(&mut self) {
+        if !self.owed() {
+            return;
+        }
+        self.state.done.store(true, Ordering::SeqCst);
+        let db = self.provider.inner.db.clone();
+        let key = self.key.take();
+        let taken = self
+            .state
+            .taken
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        tokio::spawn(async move {
+            if let Some(key) = key {
+                let _ = ledger::release_claim(&db, &key).await;
+            }
+            if let Some(intent) = taken {
+                let _ = store::unprocess(&db, &intent).await;
+            }
+        });
+    }
+}
 
 /// Parameters the create call accepts and this face ignores (they change nothing a test
 /// card does).
@@ -142,6 +201,19 @@ fn metadata(params: &Params) -> Result<std::collections::BTreeMap<String, String
     Ok(map)
 }
 
+/// `capture_method`: `automatic` (also `automatic_async`) or `manual`, if given.
+fn capture_method(params: &Params) -> Result<Option<&'static str>, Failure> {
+    match params.text("capture_method") {
+        None => Ok(None),
+        Some("automatic") | Some("automatic_async") => Ok(Some("automatic")),
+        Some("manual") => Ok(Some("manual")),
+        Some(other) => Err(Failure::invalid(
+            "capture_method",
+            format!("Invalid capture_method: {other} (automatic, automatic_async or manual)"),
+        )),
+    }
+}
+
 /// `true`/`false`.
 fn flag(params: &Params, name: &str) -> Result<bool, Failure> {
     match params.text(name) {
@@ -199,12 +271,32 @@ impl Provider {
         if let Err(answer) = self.claim_key(call, &fingerprint).await {
             return self.answered(call, op, answer).await;
         }
+        // From here the request holds its key (and maybe its intent): if the caller leaves
+        // before it settles, dropping the guard gives them back.
+        let guard = Unsettled {
+            provider: self.clone(),
+            key: call.ledger_key(),
+            state: call.state.clone(),
+        };
         // `work` holds the capacity slot while it runs (a charge hands it to its task, which
         // goes on if the caller leaves).
-        match work(permit).await {
-            Ok(answer) => Ok(answer.reply(call)),
-            Err(drop) => Err(drop),
+        let result = work(permit).await;
+        if let Ok(answer) = &result
+            && !call.state.done.load(Ordering::SeqCst)
+            && !call.state.handed_off.load(Ordering::SeqCst)
+        {
+            // An answer not saved under the key (a conflict, a store failure): the key and
+            // the intent are given back before the caller can retry, and the request logged.
+            guard.give_back().await;
+            self.log(
+                call.line(op, answer.status.as_u16(), answer.outcome),
+                call.started,
+            )
+            .await;
         }
+        call.state.done.store(true, Ordering::SeqCst);
+        drop(guard);
+        result.map(|answer| answer.reply(call))
     }
 
     /// Commits `change` with the answer saved under the request's key and the log line;
@@ -228,7 +320,9 @@ impl Provider {
         let mut line =
             super::super::attributed(call.line(op, answer.status.as_u16(), answer.outcome));
         line.charge_id = charge_id.map(str::to_string);
-        match store::commit(&self.inner.db, &change, &line).await {
+        let committed = store::commit(&self.inner.db, &change, &line).await;
+        call.state.done.store(true, Ordering::SeqCst);
+        match committed {
             Ok(()) => {
                 if change.event.is_some() {
                     self.inner.webhooks.notify_one();
@@ -240,9 +334,28 @@ impl Provider {
                 if let Some(key) = &ledger_key {
                     let _ = ledger::release_claim(&self.inner.db, key).await;
                 }
-                let failed = self.store_failure(&err);
-                self.log(call.line(op, failed.status.as_u16(), "error"), call.started)
-                    .await;
+                let taken = call
+                    .state
+                    .taken
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
+                if let Some(intent) = taken {
+                    let _ = store::unprocess(&self.inner.db, &intent).await;
+                }
+                // A row another request changed meanwhile is a conflict to retry, not an
+                // outage.
+                let failed = match err {
+                    sqlx::Error::RowNotFound => {
+                        busy(change.intent.map_or("the charge", |i| i.intent_id.as_str()))
+                    }
+                    err => self.store_failure(&err),
+                };
+                self.log(
+                    call.line(op, failed.status.as_u16(), failed.outcome),
+                    call.started,
+                )
+                .await;
                 failed
             }
         }
@@ -298,18 +411,7 @@ impl Provider {
                     format!("Invalid currency: {currency} (a three-letter ISO code such as usd)"),
                 ));
             }
-            let capture_method = match params.text("capture_method") {
-                None | Some("automatic") | Some("automatic_async") => "automatic",
-                Some("manual") => "manual",
-                Some(other) => {
-                    return Err(Failure::invalid(
-                        "capture_method",
-                        format!(
-                            "Invalid capture_method: {other} (automatic, automatic_async or manual)"
-                        ),
-                    ));
-                }
-            };
+            let capture_method = capture_method(&params)?.unwrap_or("automatic");
             let metadata = metadata(&params)?;
             let confirm = flag(&params, "confirm")?;
             let method = payment_method(&params)?;
@@ -377,13 +479,13 @@ impl Provider {
         id: &str,
         params: Params,
     ) -> Result<Reply, DropConnection> {
-        let method = match only(
+        let checked = only(
             &params,
             &["payment_method", "payment_method_data", "capture_method"],
         )
-        .and_then(|()| payment_method(&params))
-        {
-            Ok(method) => method,
+        .and_then(|()| Ok((payment_method(&params)?, capture_method(&params)?)));
+        let (method, capture) = match checked {
+            Ok(checked) => checked,
             Err(failure) => {
                 return self
                     .answered(&call, "charge", Answer::failed(&failure, "invalid"))
@@ -404,6 +506,10 @@ impl Provider {
                 Err(err) => return Ok(self.store_failure(&err)),
             };
             let method = method.or(intent.payment_method.clone());
+            if intent.status == "processing" {
+                // Another request holds it: a conflict to retry, not an answer to save.
+                return Ok(busy(id));
+            }
             if !matches!(
                 intent.status.as_str(),
                 "requires_payment_method" | "requires_confirmation"
@@ -431,16 +537,14 @@ impl Provider {
             )
             .await
             {
-                Ok(true) => {}
-                Ok(false) => {
-                    let failure = busy(id);
-                    return Ok(self.refuse(&call, "charge", failure, "in_flight").await);
-                }
+                Ok(true) => call.took(id),
+                Ok(false) => return Ok(busy(id)),
                 Err(err) => return Ok(self.store_failure(&err)),
             }
             let processing = Intent {
                 status: "processing".into(),
                 payment_method: method,
+                capture_method: capture.map_or(intent.capture_method, str::to_string),
                 ..intent
             };
             self.charge_intent(&call, processing, permit).await
@@ -466,7 +570,12 @@ impl Provider {
             started: call.started,
             key: call_key,
             request_id: call.request_id.clone(),
+            state: call.state.clone(),
         };
+        // The task settles the claim (commits, or gives the key and intent back) even if
+        // the caller leaves.
+        call.state.handed_off.store(true, Ordering::SeqCst);
+        let cleanup = (self.clone(), call.ledger_key(), intent.intent_id.clone());
         let task = tokio::spawn(
             super::super::SERVED.scope(super::super::served(), async move {
                 let _permit = permit;
@@ -588,14 +697,23 @@ impl Provider {
                 Ok(answer)
             }),
         );
-        task.await.unwrap_or_else(|_| {
-            let failure = Failure::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "api_error",
-                "charge processing failed",
-            );
-            Ok(Answer::failed(&failure, "error"))
-        })
+        match task.await {
+            Ok(result) => result,
+            Err(_) => {
+                // The task died before settling: give the key and the intent back.
+                let (provider, key, intent) = cleanup;
+                if let Some(key) = key {
+                    let _ = ledger::release_claim(&provider.inner.db, &key).await;
+                }
+                let _ = store::unprocess(&provider.inner.db, &intent).await;
+                let failure = Failure::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "api_error",
+                    "charge processing failed",
+                );
+                Ok(Answer::failed(&failure, "error"))
+            }
+        }
     }
 
     pub(super) async fn capture_intent(
@@ -744,13 +862,19 @@ impl Provider {
             }
             Err(err) => return Err(self.store_failure(&err)),
         };
+        if intent.status == "processing" {
+            return Err(busy(id));
+        }
         if !from.contains(&intent.status.as_str()) {
             let failure = unexpected(&intent, step);
             return Err(self.refuse(call, op, failure, "unexpected_state").await);
         }
         match store::take(&self.inner.db, id, from, now_us()).await {
-            Ok(true) => Ok(intent),
-            Ok(false) => Err(self.refuse(call, op, busy(id), "in_flight").await),
+            Ok(true) => {
+                call.took(id);
+                Ok(intent)
+            }
+            Ok(false) => Err(busy(id)),
             Err(err) => Err(self.store_failure(&err)),
         }
     }
@@ -809,7 +933,7 @@ impl Provider {
             let intent = match store::intent(&self.inner.db, id).await {
                 Ok(Some(intent)) if intent.status != "processing" => intent,
                 Ok(Some(_)) => {
-                    return Ok(self.refuse(&call, "update", busy(id), "in_flight").await);
+                    return Ok(busy(id));
                 }
                 Ok(None) => {
                     let failure = Failure::missing("payment_intent", id, "intent");
@@ -852,6 +976,8 @@ impl Provider {
             let answer = Answer::ok(intent_json(&updated), "updated");
             let change = Change {
                 intent: Some(&updated),
+                // Only over the row as read: a confirm that took it meanwhile wins.
+                expect: Some((&intent.status, intent.updated_at_us)),
                 ..Change::default()
             };
             Ok(self.settle(&call, "update", change, answer, None).await)
@@ -1055,10 +1181,22 @@ impl Provider {
                     }
                     Err(err) => return Ok(self.store_failure(&err)),
                 },
-                Ok(ch) => {
-                    let intent = store::intent_of_charge(&self.inner.db, ch).await.ok().flatten();
-                    (ch.clone(), intent.map(|i| i.intent_id))
-                }
+                Ok(ch) => match store::intent_of_charge(&self.inner.db, ch).await {
+                    // A hold not captured is released by a cancel, not refunded.
+                    Ok(Some(intent)) if intent.status != "succeeded" => {
+                        let failure = Failure::invalid(
+                            "charge",
+                            format!(
+                                "Charge {ch} belongs to PaymentIntent {} whose status is {}; cancel the PaymentIntent to release an uncaptured charge.",
+                                intent.intent_id, intent.status
+                            ),
+                        )
+                        .code("charge_not_refundable");
+                        return Ok(self.refuse(&call, "refund", failure, "not_refundable").await);
+                    }
+                    Ok(intent) => (ch.clone(), intent.map(|i| i.intent_id)),
+                    Err(err) => return Ok(self.store_failure(&err)),
+                },
             };
             let charge = match ledger::charge_by_id(&self.inner.db, &charge_id).await {
                 Ok(Some(charge)) => charge,
@@ -1150,14 +1288,18 @@ fn unexpected(intent: &Intent, step: &str) -> Failure {
     Failure::unexpected_state(message).with("payment_intent", intent_json(intent))
 }
 
-/// Another request holds the intent.
-fn busy(id: &str) -> Failure {
-    Failure::new(
-        StatusCode::CONFLICT,
+/// Another request holds the intent: `429 lock_timeout`, as Stripe answers it, retryable
+/// and not saved under the request's key (the request did not run).
+fn busy(id: &str) -> Answer {
+    let failure = Failure::new(
+        StatusCode::TOO_MANY_REQUESTS,
         "invalid_request_error",
         format!("This object cannot be accessed right now because another API request or Stripe process is currently accessing it ({id}). Please retry."),
     )
-    .code("lock_timeout")
+    .code("lock_timeout");
+    let mut answer = Answer::failed(&failure, "in_flight");
+    answer.should_retry = Some(true);
+    answer
 }
 
 /// The order id a search query asks for.

@@ -63,6 +63,21 @@ pub(super) struct Call {
     /// The `Idempotency-Key` header, if any.
     key: Option<String>,
     request_id: String,
+    /// What the request has claimed and settled (shared with a charge's task).
+    state: Arc<CallState>,
+}
+
+/// What a request holds: once it claimed its key (and took its intent), either it settles
+/// (commits with the key's answer, or cleans up itself) or whoever drops it gives both back,
+/// so a caller that went away never leaves a key answering `409` or an intent `processing`.
+#[derive(Debug, Default)]
+pub(super) struct CallState {
+    /// Settled: committed, or cleaned up and logged by the settling code.
+    done: std::sync::atomic::AtomicBool,
+    /// A charge's task owns the claim now.
+    handed_off: std::sync::atomic::AtomicBool,
+    /// The intent this request marked `processing`.
+    taken: std::sync::Mutex<Option<String>>,
 }
 
 impl Call {
@@ -81,6 +96,12 @@ impl Call {
             trace_id: None,
             request_id: None,
         }
+    }
+
+    /// Records that this request marked `intent` processing (given back if it does not
+    /// settle).
+    fn took(&self, intent: &str) {
+        *self.state.taken.lock().unwrap_or_else(|p| p.into_inner()) = Some(intent.to_string());
     }
 
     /// The provider's ledger key for this request's idempotency key (account-wide).
@@ -297,6 +318,7 @@ impl Provider {
                     started,
                     key,
                     request_id,
+                    state: Arc::default(),
                 };
                 let answer = Answer::failed(&failure, "unauthorized");
                 let mut line = call.line("auth", failure.status.as_u16(), "unauthorized");
@@ -311,6 +333,7 @@ impl Provider {
             started,
             key: key.filter(|_| method == Method::POST),
             request_id,
+            state: Arc::default(),
         };
         if call.key.as_ref().is_some_and(|k| k.len() > 255) {
             let failure = Failure::invalid(
@@ -411,8 +434,11 @@ impl Provider {
             .find(|(_, key)| **key == secret)
             .map(|(caller, _)| Arc::from(caller.as_str()))
             .ok_or_else(|| {
-                let shown = if secret.len() > 4 {
-                    format!("{}****{}", &secret[..secret.len().min(8)], &secret[secret.len() - 4..])
+                let chars: Vec<char> = secret.chars().collect();
+                let shown = if chars.len() > 4 {
+                    let head: String = chars.iter().take(8.min(chars.len() - 4)).collect();
+                    let tail: String = chars[chars.len() - 4..].iter().collect();
+                    format!("{head}****{tail}")
                 } else {
                     secret.clone()
                 };

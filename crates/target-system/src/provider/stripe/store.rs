@@ -228,12 +228,32 @@ pub struct Change<'a> {
     pub answer: Option<(&'a str, u16, &'a str)>,
     /// The webhook event the change causes.
     pub event: Option<&'a super::webhooks::Event>,
+    /// Write `intent` only if the row is still as it was read: (status, updated_at_us). A
+    /// row changed meanwhile (a confirm took it) fails the commit with `RowNotFound`.
+    pub expect: Option<(&'a str, i64)>,
 }
 
 /// Commits `change` with its request-log line.
 pub async fn commit(db: &Db, change: &Change<'_>, log: &RequestLog) -> Result<(), sqlx::Error> {
     let mut tx = db.pool.begin().await?;
     if let Some(intent) = change.intent {
+        if let Some((status, updated_at_us)) = change.expect {
+            // A no-op update: it locks the row as read (PostgreSQL; SQLite's writer holds
+            // the whole store), so no take can slip in before the write.
+            let still = sqlx::query(
+                "UPDATE provider_payment_intents SET updated_at_us = updated_at_us \
+                 WHERE intent_id = $1 AND status = $2 AND updated_at_us = $3",
+            )
+            .bind(&intent.intent_id)
+            .bind(status)
+            .bind(updated_at_us)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if still != 1 {
+                return Err(sqlx::Error::RowNotFound);
+            }
+        }
         write_intent(&mut tx, intent).await?;
     }
     if let Some(charge) = change.charge {
