@@ -258,12 +258,13 @@ impl Provider {
         &self,
         call: &Call,
         op: &'static str,
-        fingerprint: String,
+        params: &Params,
         work: F,
     ) -> Result<Reply, DropConnection>
     where
         F: AsyncFnOnce(Permit) -> Result<Answer, DropConnection>,
     {
+        let fingerprint = format!("POST {} {}", call.path, params.canonical());
         let permit = match self.admit() {
             Ok(permit) => permit,
             Err(answer) => return self.answered(call, op, answer).await,
@@ -297,6 +298,17 @@ impl Provider {
         call.state.done.store(true, Ordering::SeqCst);
         drop(guard);
         result.map(|answer| answer.reply(call))
+    }
+
+    /// Refuses a request whose parameters are wrong, before it claims anything.
+    async fn invalid(
+        &self,
+        call: &Call,
+        op: &'static str,
+        failure: Failure,
+    ) -> Result<Reply, DropConnection> {
+        self.answered(call, op, Answer::failed(&failure, "invalid"))
+            .await
     }
 
     /// Commits `change` with the answer saved under the request's key and the log line;
@@ -425,14 +437,9 @@ impl Provider {
         })();
         let (amount, currency, capture_method, metadata, confirm, method) = match checked {
             Ok(checked) => checked,
-            Err(failure) => {
-                return self
-                    .answered(&call, "intent_create", Answer::failed(&failure, "invalid"))
-                    .await;
-            }
+            Err(failure) => return self.invalid(&call, "intent_create", failure).await,
         };
         let op = if confirm { "charge" } else { "intent_create" };
-        let fingerprint = format!("POST /v1/payment_intents {}", params.canonical());
         let now = now_us();
         let intent = Intent {
             intent_id: self.inner.intent_ids.next(),
@@ -457,7 +464,7 @@ impl Provider {
             created_at_us: now,
             updated_at_us: now,
         };
-        self.post(&call, op, fingerprint, async |permit| {
+        self.post(&call, op, &params, async |permit| {
             if confirm {
                 let mut processing = intent.clone();
                 processing.status = "processing".into();
@@ -486,40 +493,17 @@ impl Provider {
         .and_then(|()| Ok((payment_method(&params)?, capture_method(&params)?)));
         let (method, capture) = match checked {
             Ok(checked) => checked,
-            Err(failure) => {
-                return self
-                    .answered(&call, "charge", Answer::failed(&failure, "invalid"))
-                    .await;
-            }
+            Err(failure) => return self.invalid(&call, "charge", failure).await,
         };
-        let fingerprint = format!(
-            "POST /v1/payment_intents/{id}/confirm {}",
-            params.canonical()
-        );
-        self.post(&call, "charge", fingerprint, async |permit| {
-            let intent = match store::intent(&self.inner.db, id).await {
-                Ok(Some(intent)) => intent,
-                Ok(None) => {
-                    let failure = Failure::missing("payment_intent", id, "intent");
-                    return Ok(self.refuse(&call, "charge", failure, "not_found").await);
-                }
-                Err(err) => return Ok(self.store_failure(&err)),
+        self.post(&call, "charge", &params, async |permit| {
+            let from = ["requires_payment_method", "requires_confirmation"];
+            let intent = match self.held(&call, "charge", id, &from, "confirm").await {
+                Ok(intent) => intent,
+                Err(answer) => return Ok(answer),
             };
             let method = method.or(intent.payment_method.clone());
-            if intent.status == "processing" {
-                // Another request holds it: a conflict to retry, not an answer to save.
-                return Ok(busy(id));
-            }
-            if !matches!(
-                intent.status.as_str(),
-                "requires_payment_method" | "requires_confirmation"
-            ) {
-                let failure = unexpected(&intent, "confirm");
-                return Ok(self
-                    .refuse(&call, "charge", failure, "unexpected_state")
-                    .await);
-            }
             if method.is_none() {
+                self.release(&intent).await;
                 let failure = Failure::unexpected_state(
                     "You cannot confirm this PaymentIntent because it's missing a payment method.",
                 )
@@ -528,18 +512,6 @@ impl Provider {
                 return Ok(self
                     .refuse(&call, "charge", failure, "unexpected_state")
                     .await);
-            }
-            match store::take(
-                &self.inner.db,
-                id,
-                &["requires_payment_method", "requires_confirmation"],
-                now_us(),
-            )
-            .await
-            {
-                Ok(true) => call.took(id),
-                Ok(false) => return Ok(busy(id)),
-                Err(err) => return Ok(self.store_failure(&err)),
             }
             let processing = Intent {
                 status: "processing".into(),
@@ -570,6 +542,7 @@ impl Provider {
             started: call.started,
             key: call_key,
             request_id: call.request_id.clone(),
+            path: call.path.clone(),
             state: call.state.clone(),
         };
         // The task settles the claim (commits, or gives the key and intent back) even if
@@ -726,17 +699,9 @@ impl Provider {
             .and_then(|()| amount(&params, "amount_to_capture"))
         {
             Ok(n) => n,
-            Err(failure) => {
-                return self
-                    .answered(&call, "capture", Answer::failed(&failure, "invalid"))
-                    .await;
-            }
+            Err(failure) => return self.invalid(&call, "capture", failure).await,
         };
-        let fingerprint = format!(
-            "POST /v1/payment_intents/{id}/capture {}",
-            params.canonical()
-        );
-        self.post(&call, "capture", fingerprint, async |_permit| {
+        self.post(&call, "capture", &params, async |_permit| {
             let intent = match self
                 .held(&call, "capture", id, &["requires_capture"], "capture")
                 .await
@@ -799,15 +764,9 @@ impl Provider {
             }
         }) {
             Ok(reason) => reason,
-            Err(failure) => {
-                return self.answered(&call, "void", Answer::failed(&failure, "invalid")).await;
-            }
+            Err(failure) => return self.invalid(&call, "void", failure).await,
         };
-        let fingerprint = format!(
-            "POST /v1/payment_intents/{id}/cancel {}",
-            params.canonical()
-        );
-        self.post(&call, "void", fingerprint, async |_permit| {
+        self.post(&call, "void", &params, async |_permit| {
             let from = [
                 "requires_payment_method",
                 "requires_confirmation",
@@ -922,14 +881,9 @@ impl Provider {
         });
         let (metadata, method, new_amount) = match checked {
             Ok(checked) => checked,
-            Err(failure) => {
-                return self
-                    .answered(&call, "update", Answer::failed(&failure, "invalid"))
-                    .await;
-            }
+            Err(failure) => return self.invalid(&call, "update", failure).await,
         };
-        let fingerprint = format!("POST /v1/payment_intents/{id} {}", params.canonical());
-        self.post(&call, "update", fingerprint, async |_permit| {
+        self.post(&call, "update", &params, async |_permit| {
             let intent = match store::intent(&self.inner.db, id).await {
                 Ok(Some(intent)) if intent.status != "processing" => intent,
                 Ok(Some(_)) => {
@@ -1150,14 +1104,9 @@ impl Provider {
         );
         let (wanted, target) = match checked {
             Ok(checked) => checked,
-            Err(failure) => {
-                return self
-                    .answered(&call, "refund", Answer::failed(&failure, "invalid"))
-                    .await;
-            }
+            Err(failure) => return self.invalid(&call, "refund", failure).await,
         };
-        let fingerprint = format!("POST /v1/refunds {}", params.canonical());
-        self.post(&call, "refund", fingerprint, async |_permit| {
+        self.post(&call, "refund", &params, async |_permit| {
             // The charge to refund: the intent's latest, or the one named.
             let (charge_id, intent_id) = match &target {
                 Err(pi) => match store::intent(&self.inner.db, pi).await {

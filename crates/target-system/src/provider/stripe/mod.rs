@@ -63,6 +63,9 @@ pub(super) struct Call {
     /// The `Idempotency-Key` header, if any.
     key: Option<String>,
     request_id: String,
+    /// The request's path (with the parameters, what an idempotency key's first request
+    /// is compared by).
+    path: String,
     /// What the request has claimed and settled (shared with a charge's task).
     state: Arc<CallState>,
 }
@@ -318,6 +321,7 @@ impl Provider {
                     started,
                     key,
                     request_id,
+                    path: path.clone(),
                     state: Arc::default(),
                 };
                 let answer = Answer::failed(&failure, "unauthorized");
@@ -333,6 +337,7 @@ impl Provider {
             started,
             key: key.filter(|_| method == Method::POST),
             request_id,
+            path: path.clone(),
             state: Arc::default(),
         };
         if call.key.as_ref().is_some_and(|k| k.len() > 255) {

@@ -61,21 +61,20 @@ fn intent_from(row: &sqlx::any::AnyRow) -> Result<Intent, sqlx::Error> {
 }
 
 pub async fn intent(db: &Db, intent_id: &str) -> Result<Option<Intent>, sqlx::Error> {
-    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {INTENT_COLUMNS} FROM provider_payment_intents WHERE intent_id = $1"
-    )))
-    .bind(intent_id)
-    .fetch_optional(&db.pool)
-    .await?;
-    row.as_ref().map(intent_from).transpose()
+    intent_by(db, "intent_id", intent_id).await
 }
 
 /// The intent whose latest charge is `charge_id`.
 pub async fn intent_of_charge(db: &Db, charge_id: &str) -> Result<Option<Intent>, sqlx::Error> {
+    intent_by(db, "charge_id", charge_id).await
+}
+
+/// The intent whose `column` (an indexed one) is `value`.
+async fn intent_by(db: &Db, column: &str, value: &str) -> Result<Option<Intent>, sqlx::Error> {
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {INTENT_COLUMNS} FROM provider_payment_intents WHERE charge_id = $1"
+        "SELECT {INTENT_COLUMNS} FROM provider_payment_intents WHERE {column} = $1"
     )))
-    .bind(charge_id)
+    .bind(value)
     .fetch_optional(&db.pool)
     .await?;
     row.as_ref().map(intent_from).transpose()
