@@ -18,6 +18,7 @@
 //! - [`duration`]: the one duration grammar of profiles and flags.
 //! - [`seed`]: the one seeded random number generator.
 //! - [`trace`]: correlation ids: the W3C `traceparent` and the request id every record carries.
+//! - [`word`]: [`Word`], a column value from a small vocabulary, shared instead of allocated.
 
 pub mod duration;
 pub mod history;
@@ -32,9 +33,11 @@ pub mod seed;
 pub mod store;
 pub mod time;
 pub mod trace;
+pub mod word;
 
 pub use history::HistorySource;
 pub use ids::{RegionId, owner_of};
 pub use order_state::{OrderState, transition};
 pub use run_params::{RunParams, RunParamsError};
 pub use store::{Access, Db, Dialect, StoreError, StoreName, StoreUrl};
+pub use word::Word;

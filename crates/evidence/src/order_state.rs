@@ -64,7 +64,16 @@ impl OrderState {
 
     /// Parses a stored name.
     pub fn parse(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|state| state.as_str() == name)
+        Some(match name {
+            "order_intent_saved" => Self::OrderIntentSaved,
+            "inventory_reserved" => Self::InventoryReserved,
+            "payment_authorizing" => Self::PaymentAuthorizing,
+            "payment_pending" => Self::PaymentPending,
+            "needs_reconciliation" => Self::NeedsReconciliation,
+            "order_confirmed" => Self::OrderConfirmed,
+            "failed_safely" => Self::FailedSafely,
+            _ => return None,
+        })
     }
 
     /// No transition leaves a terminal state.

@@ -1,8 +1,12 @@
-//! The rows the verifier reads, one struct per table, with the columns it uses. Each row
+//! The rows the verifier reads, one struct per table, with the columns it uses (every
+//! column costs the store and the verifier work on each of tens of millions of rows; the
+//! others are in `rig explain`'s timelines, which read whole rows). Each row
 //! says which store it was read from (`store`), so a dossier can show claims and witnesses
 //! side by side.
 
 use serde::Serialize;
+
+use crate::Word;
 
 /// Which store a row came from.
 pub type StoreTag = &'static str;
@@ -12,15 +16,12 @@ pub type StoreTag = &'static str;
 pub struct OrderRow {
     pub store: StoreTag,
     pub order_id: String,
-    pub owner_region: String,
-    pub entry_region: String,
+    pub owner_region: Word,
     pub amount_cents: i64,
-    pub currency: String,
-    pub status: String,
+    pub status: Word,
     pub reason: Option<String>,
     pub version: i64,
     pub created_at_us: i64,
-    pub updated_at_us: i64,
 }
 
 /// A row of a region's `order_transitions`.
@@ -29,13 +30,13 @@ pub struct TransitionRow {
     pub store: StoreTag,
     pub order_id: String,
     pub seq: i64,
-    pub from_state: Option<String>,
-    pub to_state: String,
+    pub from_state: Option<Word>,
+    pub to_state: Word,
     pub at_us: i64,
     pub reason: Option<String>,
-    pub actor: String,
+    pub actor: Word,
     /// The region that made the transition.
-    pub region: String,
+    pub region: Word,
 }
 
 /// A row of a region's `outbox`.
@@ -44,7 +45,7 @@ pub struct EventRow {
     pub store: StoreTag,
     pub order_id: String,
     pub event_id: String,
-    pub event_type: String,
+    pub event_type: Word,
     pub created_at_us: i64,
     pub published_at_us: Option<i64>,
 }
@@ -65,8 +66,7 @@ pub struct ChargeRow {
     pub idempotency_key: String,
     pub order_id: String,
     pub amount_cents: i64,
-    pub currency: String,
-    pub status: String,
+    pub status: Word,
     pub refunded_cents: i64,
     pub created_at_us: i64,
 }
@@ -91,15 +91,12 @@ impl ChargeRow {
 pub struct ArrivalRow {
     pub arrival_id: i64,
     pub order_id: String,
-    pub entry_region: String,
-    pub phase: String,
+    pub phase: Word,
     pub intended_at_us: i64,
     pub sent_at_us: Option<i64>,
     pub finished_at_us: Option<i64>,
-    pub attempts: i64,
-    pub last_status: Option<i64>,
     /// `confirmed`, `failed`, `rejected`, `unknown` or `dropped`.
-    pub outcome: String,
+    pub outcome: Word,
     /// The items the customer sent, as JSON (`[{"sku","qty"}]`); `None` if it sent nothing.
     pub cart: Option<String>,
 }
@@ -112,13 +109,13 @@ pub struct RequestRow {
     pub arrival_id: i64,
     pub seq: i64,
     /// `checkout`, `retry`, `double_click` or `poll`.
-    pub kind: String,
+    pub kind: Word,
     pub sent_at_us: i64,
     pub finished_at_us: i64,
     pub http_status: Option<i64>,
     /// `confirmed`, `pending`, `failed`, `rejected`, `conflict`, `invalid`, `error`,
     /// `timeout` or `connect_error`.
-    pub answer: String,
+    pub answer: Word,
 }
 
 /// A row of the event sink's `sink_deliveries`: one delivery the sink accepted (the first
@@ -128,10 +125,10 @@ pub struct RequestRow {
 pub struct DeliveryRow {
     pub order_id: String,
     pub event_id: String,
-    pub event_type: String,
+    pub event_type: Word,
     /// The region whose proxy the delivery came through (`None`: unattributed).
-    pub caller: Option<String>,
+    pub caller: Option<Word>,
     pub received_at_us: i64,
     /// `accepted` or `duplicate`.
-    pub outcome: String,
+    pub outcome: Word,
 }

@@ -163,17 +163,16 @@ async fn generate(store: &StoreUrl, orders: i64) {
             "INSERT INTO orders (order_id, customer_id, owner_region, entry_region, fingerprint, items_json, amount_cents, currency, status, reason, version, created_at_us, updated_at_us) \
              SELECT {id}, 'c', '{r}', '{r}', 'f', '[]', 1200, 'USD', 'order_confirmed', 'ch', 4, {t0_us} + n * 1000, {t0_us} + n * 1000 + 500 FROM {from} WHERE {mine}"
         )).await;
-        for (seq, from_state, to_state) in [
-            (1, "NULL", "'order_intent_saved'"),
-            (2, "'order_intent_saved'", "'inventory_reserved'"),
-            (3, "'inventory_reserved'", "'payment_authorizing'"),
-            (4, "'payment_authorizing'", "'order_confirmed'"),
-        ] {
-            exec(&db, format!(
-                "INSERT INTO order_transitions (order_id, seq, from_state, to_state, at_us, reason, actor, region) \
-                 SELECT {id}, {seq}, {from_state}, {to_state}, {t0_us} + n * 1000 + {seq} * 100, NULL, 'checkout', '{r}' FROM {from} WHERE {mine}"
-            )).await;
-        }
+        // Rows go in in the order of their times, as a run writes them: an order's four
+        // transitions next to each other, not each step of every order in turn.
+        exec(&db, format!(
+            "INSERT INTO order_transitions (order_id, seq, from_state, to_state, at_us, reason, actor, region) \
+             SELECT {id}, t.seq, t.from_state, t.to_state, {t0_us} + n * 1000 + t.seq * 100, NULL, 'checkout', '{r}' \
+             FROM {from} CROSS JOIN (SELECT 1 AS seq, NULL AS from_state, 'order_intent_saved' AS to_state \
+             UNION ALL SELECT 2, 'order_intent_saved', 'inventory_reserved' UNION ALL SELECT 3, 'inventory_reserved', 'payment_authorizing' \
+             UNION ALL SELECT 4, 'payment_authorizing', 'order_confirmed') t \
+             WHERE {mine} ORDER BY n, t.seq"
+        )).await;
         exec(&db, format!(
             "INSERT INTO reservations (order_id, sku, qty, status, updated_at_us) SELECT {id}, 'sku-1', 1, 'committed', {t0_us} + n * 1000 FROM {from} WHERE {mine}"
         )).await;

@@ -249,6 +249,8 @@ pub async fn merge_orders(
         None => merge::Sorted::empty("sink_deliveries"),
     };
     let mut count = 0u64;
+    // One order's evidence at a time, its vectors reused from order to order.
+    let mut order = OrderEvidence::default();
     loop {
         for r in regions.iter_mut() {
             r.orders.ready().await?;
@@ -279,20 +281,20 @@ pub async fn merge_orders(
         let Some(key) = merge::min_key(keys) else {
             break;
         };
-        let mut order = OrderEvidence {
-            order_id: key.clone(),
-            ..OrderEvidence::default()
-        };
+        order.clear();
+        order.order_id.push_str(key);
+        let key = order.order_id.as_str();
         for r in regions.iter_mut() {
-            r.orders.take(&key, &mut order.orders).await?;
-            r.transitions.take(&key, &mut order.transitions).await?;
-            r.events.take(&key, &mut order.events).await?;
-            r.effects.take(&key, &mut order.effects).await?;
+            r.orders.take(key, &mut order.orders).await?;
+            r.transitions.take(key, &mut order.transitions).await?;
+            r.events.take(key, &mut order.events).await?;
+            r.effects.take(key, &mut order.effects).await?;
         }
-        charges.take(&key, &mut order.charges).await?;
-        arrivals.take(&key, &mut order.arrivals).await?;
-        requests.take(&key, &mut order.requests).await?;
-        deliveries.take(&key, &mut order.deliveries).await?;
+        charges.take(key, &mut order.charges).await?;
+        arrivals.take(key, &mut order.arrivals).await?;
+        requests.take(key, &mut order.requests).await?;
+        deliveries.take(key, &mut order.deliveries).await?;
+        order.put_in_order();
         each(&order);
         count += 1;
     }

@@ -7,14 +7,12 @@
 //! `str` order), so PostgreSQL queries sort with `COLLATE "C"`; a stream that yields a key
 //! out of order is an error, never a silent mis-join.
 
-use std::collections::VecDeque;
-
 use sqlx::AnyPool;
 use tokio::sync::mpsc;
 
 use crate::VerifyError;
 use crate::model::StoreTag;
-use crate::rows::{FromColumns, copy_chunks};
+use crate::rows::{FromColumns, spawn_copy_chunks};
 
 pub use evidence::reads::PageSql;
 
@@ -28,7 +26,8 @@ pub trait Keyed {
 pub struct Sorted<T> {
     name: &'static str,
     rx: mpsc::Receiver<Result<Vec<T>, String>>,
-    buffer: VecDeque<T>,
+    /// The rest of the chunk being taken from (rows move out of it once, into the order).
+    buffer: std::vec::IntoIter<T>,
     done: bool,
     last_key: Option<String>,
 }
@@ -136,29 +135,19 @@ impl<T: Keyed + Send + 'static> Sorted<T> {
     }
 
     /// Streams `sql` (its select list [`FromColumns::COLUMNS`], in key order) from
-    /// PostgreSQL with `COPY (sql) TO STDOUT` on a connection of its own, decoding each
-    /// line as a row from `store`.
+    /// PostgreSQL with `COPY (sql) TO STDOUT` on a connection of its own under the planner
+    /// settings `plan`, decoding each line as a row from `store`.
     pub fn spawn_copy(
         name: &'static str,
         target: evidence::store::PgTarget,
+        plan: &'static str,
         sql: String,
         store: StoreTag,
     ) -> Self
     where
         T: FromColumns,
     {
-        let (tx, rx) = mpsc::channel(4);
-        tokio::spawn(async move {
-            let sent = copy_chunks(&target, "", &sql, store, |chunk| {
-                let tx = tx.clone();
-                async move { tx.send(Ok(chunk)).await.is_ok() }
-            })
-            .await;
-            if let Err(reason) = sent {
-                let _ = tx.send(Err(reason)).await;
-            }
-        });
-        Self::from_receiver(name, rx)
+        Self::from_receiver(name, spawn_copy_chunks(target, plan, sql, store))
     }
 
     /// An empty stream (for evidence that is not there, e.g. no client history).
@@ -167,7 +156,7 @@ impl<T: Keyed + Send + 'static> Sorted<T> {
         Self {
             name,
             rx,
-            buffer: VecDeque::new(),
+            buffer: Vec::new().into_iter(),
             done: true,
             last_key: None,
         }
@@ -177,14 +166,14 @@ impl<T: Keyed + Send + 'static> Sorted<T> {
         Self {
             name,
             rx,
-            buffer: VecDeque::new(),
+            buffer: Vec::new().into_iter(),
             done: false,
             last_key: None,
         }
     }
 
     async fn fill(&mut self) -> Result<(), VerifyError> {
-        while self.buffer.is_empty() && !self.done {
+        while self.buffer.as_slice().is_empty() && !self.done {
             match self.rx.recv().await {
                 Some(Ok(chunk)) => {
                     // Each key against the one before it; only the chunk's last is kept.
@@ -204,7 +193,7 @@ impl<T: Keyed + Send + 'static> Sorted<T> {
                     if let Some(last) = chunk.last() {
                         self.last_key = Some(last.key().to_string());
                     }
-                    self.buffer.extend(chunk);
+                    self.buffer = chunk.into_iter();
                 }
                 Some(Err(reason)) => {
                     return Err(VerifyError::Read {
@@ -221,7 +210,7 @@ impl<T: Keyed + Send + 'static> Sorted<T> {
     /// The next key, if any rows remain.
     pub async fn peek(&mut self) -> Result<Option<&str>, VerifyError> {
         self.fill().await?;
-        Ok(self.buffer.front().map(Keyed::key))
+        Ok(self.front_key())
     }
 
     /// Makes the next row (if any) available to [`Sorted::front_key`].
@@ -231,28 +220,30 @@ impl<T: Keyed + Send + 'static> Sorted<T> {
 
     /// The next key after [`Sorted::ready`], without waiting.
     pub fn front_key(&self) -> Option<&str> {
-        self.buffer.front().map(Keyed::key)
+        self.buffer.as_slice().first().map(Keyed::key)
     }
 
     /// Moves every row with `key` into `out`.
     pub async fn take(&mut self, key: &str, out: &mut Vec<T>) -> Result<(), VerifyError> {
         loop {
             self.fill().await?;
-            match self.buffer.front() {
-                Some(row) if row.key() == key => {
-                    if let Some(row) = self.buffer.pop_front() {
-                        out.push(row);
-                    }
-                }
-                _ => return Ok(()),
+            let rows = self.buffer.as_slice();
+            // The rows of `key` at the front of this chunk, moved out together.
+            let n = rows.iter().take_while(|row| row.key() == key).count();
+            if n == 0 {
+                return Ok(());
+            }
+            out.extend(self.buffer.by_ref().take(n));
+            if !self.buffer.as_slice().is_empty() {
+                return Ok(());
             }
         }
     }
 }
 
 /// The smallest of some keys.
-pub fn min_key<'a>(keys: impl IntoIterator<Item = Option<&'a str>>) -> Option<String> {
-    keys.into_iter().flatten().min().map(str::to_string)
+pub fn min_key<'a>(keys: impl IntoIterator<Item = Option<&'a str>>) -> Option<&'a str> {
+    keys.into_iter().flatten().min()
 }
 
 #[cfg(test)]
@@ -357,7 +348,7 @@ mod tests {
     /// The merge key is the smallest present key.
     #[test]
     fn min_key_ignores_exhausted_streams() {
-        assert_eq!(min_key([None, Some("b"), Some("a")]), Some("a".into()));
+        assert_eq!(min_key([None, Some("b"), Some("a")]), Some("a"));
         assert_eq!(min_key([None, None]), None);
     }
 }

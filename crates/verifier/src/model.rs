@@ -24,6 +24,42 @@ pub struct OrderEvidence {
 }
 
 impl OrderEvidence {
+    /// Empties it for the next order, keeping its vectors' memory.
+    pub fn clear(&mut self) {
+        self.order_id.clear();
+        self.orders.clear();
+        self.transitions.clear();
+        self.events.clear();
+        self.effects.clear();
+        self.charges.clear();
+        self.arrivals.clear();
+        self.requests.clear();
+        self.deliveries.clear();
+    }
+
+    /// Orders the rows the streams leave in index order only: events and consumer effects
+    /// by store, then time, then event id; arrivals by arrival id. Nearly always one row or
+    /// none.
+    pub fn put_in_order(&mut self) {
+        if self.events.len() > 1 {
+            self.events.sort_by(|a, b| {
+                (a.store, a.created_at_us, &a.event_id).cmp(&(
+                    b.store,
+                    b.created_at_us,
+                    &b.event_id,
+                ))
+            });
+        }
+        if self.effects.len() > 1 {
+            self.effects.sort_by(|a, b| {
+                (a.store, a.at_us, &a.event_id).cmp(&(b.store, b.at_us, &b.event_id))
+            });
+        }
+        if self.arrivals.len() > 1 {
+            self.arrivals.sort_by_key(|a| a.arrival_id);
+        }
+    }
+
     /// The order row written by its owner region, if any.
     pub fn owner_row(&self) -> Option<&OrderRow> {
         self.orders

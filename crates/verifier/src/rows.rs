@@ -7,11 +7,11 @@
 //! - SQLite: pages of JSON arrays of row arrays ([`decode_json_page`]), one driver row per
 //!   page (SQLite runs in-process, so the per-row driver cost is what paging saves).
 
-use std::borrow::Cow;
 use std::marker::PhantomData;
 
 use serde::de::{DeserializeSeed, Error as _, IgnoredAny, SeqAccess, Visitor};
 
+use evidence::Word;
 use evidence::store::PgTarget;
 use futures_util::TryStreamExt;
 
@@ -74,12 +74,45 @@ pub async fn copy_chunks<T: FromColumns, F: Future<Output = bool>>(
     Ok(())
 }
 
+/// [`copy_chunks`] on a task of its own: the decoded chunks (or the reason the read
+/// failed) arrive through the returned channel, a few chunks ahead of the reader.
+pub fn spawn_copy_chunks<T: FromColumns + Send + 'static>(
+    target: PgTarget,
+    plan: &'static str,
+    sql: String,
+    store: StoreTag,
+) -> tokio::sync::mpsc::Receiver<Result<Vec<T>, String>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(async move {
+        let sent = copy_chunks(&target, plan, &sql, store, |chunk| {
+            let tx = tx.clone();
+            async move { tx.send(Ok(chunk)).await.is_ok() }
+        })
+        .await;
+        if let Err(reason) = sent {
+            let _ = tx.send(Err(reason)).await;
+        }
+    });
+    rx
+}
+
 /// The columns of one row, read left to right.
 pub trait Columns {
     /// A nullable text column.
     fn opt_text(&mut self) -> Result<Option<String>, String>;
     /// A nullable integer column.
     fn opt_int(&mut self) -> Result<Option<i64>, String>;
+
+    /// A nullable text column from a small vocabulary ([`Word`]).
+    fn opt_word(&mut self) -> Result<Option<Word>, String> {
+        Ok(self.opt_text()?.map(Word::from))
+    }
+
+    /// A text column from a small vocabulary that is never NULL.
+    fn word(&mut self) -> Result<Word, String> {
+        self.opt_word()?
+            .ok_or_else(|| "NULL in a NOT NULL text column".to_string())
+    }
 
     /// A text column that is never NULL.
     fn text(&mut self) -> Result<String, String> {
@@ -106,40 +139,26 @@ pub trait FromColumns: Sized {
 /// The fields of one `COPY` text line, read left to right.
 #[derive(Debug)]
 pub struct Fields<'a> {
-    rest: Option<&'a [u8]>,
+    rest: Option<&'a str>,
 }
 
 impl<'a> Fields<'a> {
-    /// The fields of `line` (without its newline).
-    pub fn new(line: &'a [u8]) -> Self {
+    /// The fields of `line` (without its newline), already checked to be UTF-8.
+    pub fn new(line: &'a str) -> Self {
         Self { rest: Some(line) }
     }
 
-    /// The next field's bytes as `COPY` wrote them, `None` for SQL NULL.
-    fn next_bytes(&mut self) -> Result<Option<&'a [u8]>, String> {
+    /// The next field as `COPY` wrote it, `None` for SQL NULL, and whether it holds an
+    /// escape to undo.
+    fn next_field(&mut self) -> Result<Option<(&'a str, bool)>, String> {
         let rest = self
             .rest
             .ok_or_else(|| "a row has fewer columns than expected".to_string())?;
-        let (field, after) = match memchr::memchr(b'\t', rest) {
-            Some(at) => (&rest[..at], Some(&rest[at + 1..])),
-            None => (rest, None),
-        };
-        self.rest = after;
-        Ok((field != b"\\N").then_some(field))
-    }
-
-    /// The next field as text, `None` for SQL NULL.
-    fn next_raw(&mut self) -> Result<Option<Cow<'a, str>>, String> {
-        let Some(field) = self.next_bytes()? else {
-            return Ok(None);
-        };
-        const NOT_UTF8: &str = "a field is not UTF-8";
-        let text = if field.contains(&b'\\') {
-            Cow::Owned(String::from_utf8(unescape(field)).map_err(|_| NOT_UTF8.to_string())?)
-        } else {
-            Cow::Borrowed(std::str::from_utf8(field).map_err(|_| NOT_UTF8.to_string())?)
-        };
-        Ok(Some(text))
+        let (end, escaped) = tab_and_escape(rest.as_bytes());
+        // A tab is one byte in UTF-8, so the split is on a character boundary.
+        let field = &rest[..end];
+        self.rest = rest.get(end + 1..);
+        Ok((field != "\\N").then_some((field, escaped)))
     }
 
     /// Checks every column was read.
@@ -153,18 +172,72 @@ impl<'a> Fields<'a> {
 
 impl Columns for Fields<'_> {
     fn opt_text(&mut self) -> Result<Option<String>, String> {
-        Ok(self.next_raw()?.map(Cow::into_owned))
+        match self.next_field()? {
+            None => Ok(None),
+            Some((field, false)) => Ok(Some(field.to_string())),
+            Some((field, true)) => String::from_utf8(unescape(field.as_bytes()))
+                .map(Some)
+                .map_err(|_| "a field is not UTF-8".to_string()),
+        }
+    }
+
+    fn opt_word(&mut self) -> Result<Option<Word>, String> {
+        match self.next_field()? {
+            None => Ok(None),
+            Some((field, false)) => Ok(Some(Word::new(field))),
+            Some((field, true)) => String::from_utf8(unescape(field.as_bytes()))
+                .map(|text| Some(Word::from(text)))
+                .map_err(|_| "a field is not UTF-8".to_string()),
+        }
     }
 
     fn opt_int(&mut self) -> Result<Option<i64>, String> {
-        // Integers straight from the bytes: no UTF-8 check, no escape to undo (digits only).
-        let Some(field) = self.next_bytes()? else {
+        // Digits only: no escape to undo.
+        let Some((field, _)) = self.next_field()? else {
             return Ok(None);
         };
-        parse_i64(field)
+        parse_i64(field.as_bytes())
             .map(Some)
-            .ok_or_else(|| format!("{:?} is not an integer", String::from_utf8_lossy(field)))
+            .ok_or_else(|| format!("{field:?} is not an integer"))
     }
+}
+
+/// Where the first tab in `bytes` is (its length if none), and whether a backslash comes
+/// before it: one pass, eight bytes at a time (fields are short, so this beats a
+/// vectorised search started per field).
+fn tab_and_escape(bytes: &[u8]) -> (usize, bool) {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    // The high bit of each zero byte of `v`; exact up to the first zero byte, which is
+    // all that is read of it.
+    let zeros = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS;
+    let mut escaped = false;
+    let mut words = bytes.chunks_exact(8);
+    let mut at = 0;
+    for word in words.by_ref() {
+        let mut eight = [0u8; 8];
+        eight.copy_from_slice(word);
+        let v = u64::from_le_bytes(eight);
+        let tabs = zeros(v ^ (ONES * u64::from(b'\t')));
+        let slashes = zeros(v ^ (ONES * u64::from(b'\\')));
+        if tabs != 0 {
+            let tab = tabs.trailing_zeros();
+            return (
+                at + tab as usize / 8,
+                escaped || slashes.trailing_zeros() < tab,
+            );
+        }
+        escaped |= slashes != 0;
+        at += 8;
+    }
+    for &b in words.remainder() {
+        if b == b'\t' {
+            return (at, escaped);
+        }
+        escaped |= b == b'\\';
+        at += 1;
+    }
+    (at, escaped)
 }
 
 /// A decimal `i64` (optional leading `-`), `None` for anything else or an overflow.
@@ -175,6 +248,18 @@ fn parse_i64(bytes: &[u8]) -> Option<i64> {
     };
     if digits.is_empty() {
         return None;
+    }
+    // Up to 18 digits cannot overflow: no check per digit (timestamps have 16).
+    if digits.len() <= 18 {
+        let mut value: i64 = 0;
+        for &b in digits {
+            let digit = b.wrapping_sub(b'0');
+            if digit > 9 {
+                return None;
+            }
+            value = value * 10 + i64::from(digit);
+        }
+        return Some(if negative { -value } else { value });
     }
     let mut value: i64 = 0;
     for &b in digits {
@@ -245,9 +330,13 @@ pub fn decode_lines<T: FromColumns>(
     store: StoreTag,
     out: &mut Vec<T>,
 ) -> Result<usize, String> {
+    // Each complete line is checked for UTF-8 once (a newline is one byte, so the cut is
+    // on a character boundary); each field is then a slice of checked text.
     let mut used = 0;
     while let Some(end) = memchr::memchr(b'\n', &data[used..]) {
-        let mut fields = Fields::new(&data[used..used + end]);
+        let line = std::str::from_utf8(&data[used..used + end])
+            .map_err(|_| "a field is not UTF-8".to_string())?;
+        let mut fields = Fields::new(line);
         let row = T::from_columns(&mut fields, store)?;
         fields.end()?;
         out.push(row);
@@ -390,6 +479,35 @@ mod tests {
         assert_eq!(parse_i64(b"9223372036854775808"), None);
         assert_eq!(parse_i64(b"+1"), None);
         assert!(lines(b"x\t1\t2\t\\N\n").is_err(), "NULL text");
+    }
+
+    /// The word-at-a-time search finds the first tab and a backslash only before it, at
+    /// every position in and across words.
+    #[test]
+    fn tab_search_matches_a_plain_scan() {
+        let plain = |bytes: &[u8]| {
+            let end = bytes
+                .iter()
+                .position(|&b| b == b'\t')
+                .unwrap_or(bytes.len());
+            (end, bytes[..end].contains(&b'\\'))
+        };
+        for len in 0..20 {
+            for tab in 0..=len {
+                for slash in 0..=len {
+                    let mut field = vec![b'x'; len];
+                    if slash < len {
+                        field[slash] = b'\\';
+                    }
+                    if tab < len {
+                        field[tab] = b'\t';
+                    }
+                    assert_eq!(tab_and_escape(&field), plain(&field), "{field:?}");
+                }
+            }
+        }
+        let utf8 = "été\t😀\\".as_bytes();
+        assert_eq!(tab_and_escape(utf8), plain(utf8));
     }
 
     #[test]

@@ -193,21 +193,18 @@ keyed!(
 );
 
 impl FromColumns for OrderRow {
-    const COLUMNS: &'static str = "order_id, owner_region, entry_region, amount_cents, currency, status, reason, \
-                                   version, created_at_us, updated_at_us";
+    const COLUMNS: &'static str =
+        "order_id, owner_region, amount_cents, status, reason, version, created_at_us";
     fn from_columns(c: &mut impl Columns, store: StoreTag) -> Result<Self, String> {
         Ok(Self {
             store,
             order_id: c.text()?,
-            owner_region: c.text()?,
-            entry_region: c.text()?,
+            owner_region: c.word()?,
             amount_cents: c.int()?,
-            currency: c.text()?,
-            status: c.text()?,
+            status: c.word()?,
             reason: c.opt_text()?,
             version: c.int()?,
             created_at_us: c.int()?,
-            updated_at_us: c.int()?,
         })
     }
 }
@@ -220,12 +217,12 @@ impl FromColumns for TransitionRow {
             store,
             order_id: c.text()?,
             seq: c.int()?,
-            from_state: c.opt_text()?,
-            to_state: c.text()?,
+            from_state: c.opt_word()?,
+            to_state: c.word()?,
             at_us: c.int()?,
             reason: c.opt_text()?,
-            actor: c.text()?,
-            region: c.text()?,
+            actor: c.word()?,
+            region: c.word()?,
         })
     }
 }
@@ -237,7 +234,7 @@ impl FromColumns for EventRow {
             store,
             order_id: c.text()?,
             event_id: c.text()?,
-            event_type: c.text()?,
+            event_type: c.word()?,
             created_at_us: c.int()?,
             published_at_us: c.opt_int()?,
         })
@@ -257,16 +254,15 @@ impl FromColumns for EffectRow {
 }
 
 impl FromColumns for ChargeRow {
-    const COLUMNS: &'static str = "charge_id, idempotency_key, order_id, amount_cents, currency, status, \
-                                   refunded_cents, created_at_us";
+    const COLUMNS: &'static str =
+        "charge_id, idempotency_key, order_id, amount_cents, status, refunded_cents, created_at_us";
     fn from_columns(c: &mut impl Columns, _store: StoreTag) -> Result<Self, String> {
         Ok(Self {
             charge_id: c.text()?,
             idempotency_key: c.text()?,
             order_id: c.text()?,
             amount_cents: c.int()?,
-            currency: c.text()?,
-            status: c.text()?,
+            status: c.word()?,
             refunded_cents: c.int()?,
             created_at_us: c.int()?,
         })
@@ -274,20 +270,17 @@ impl FromColumns for ChargeRow {
 }
 
 impl FromColumns for ArrivalRow {
-    const COLUMNS: &'static str = "arrival_id, order_id, entry_region, phase, intended_at_us, sent_at_us, \
-                                   finished_at_us, attempts, last_status, outcome, cart";
+    const COLUMNS: &'static str = "arrival_id, order_id, phase, intended_at_us, sent_at_us, \
+                                   finished_at_us, outcome, cart";
     fn from_columns(c: &mut impl Columns, _store: StoreTag) -> Result<Self, String> {
         Ok(Self {
             arrival_id: c.int()?,
             order_id: c.text()?,
-            entry_region: c.text()?,
-            phase: c.text()?,
+            phase: c.word()?,
             intended_at_us: c.int()?,
             sent_at_us: c.opt_int()?,
             finished_at_us: c.opt_int()?,
-            attempts: c.int()?,
-            last_status: c.opt_int()?,
-            outcome: c.text()?,
+            outcome: c.word()?,
             cart: c.opt_text()?,
         })
     }
@@ -301,11 +294,11 @@ impl FromColumns for RequestRow {
             order_id: c.text()?,
             arrival_id: c.int()?,
             seq: c.int()?,
-            kind: c.text()?,
+            kind: c.word()?,
             sent_at_us: c.int()?,
             finished_at_us: c.int()?,
             http_status: c.opt_int()?,
-            answer: c.text()?,
+            answer: c.word()?,
         })
     }
 }
@@ -316,10 +309,10 @@ impl FromColumns for DeliveryRow {
         Ok(Self {
             order_id: c.text()?,
             event_id: c.opt_text()?.unwrap_or_default(),
-            event_type: c.opt_text()?.unwrap_or_default(),
-            caller: c.opt_text()?,
+            event_type: c.opt_word()?.unwrap_or_default(),
+            caller: c.opt_word()?,
             received_at_us: c.int()?,
-            outcome: c.text()?,
+            outcome: c.word()?,
         })
     }
 }
@@ -330,7 +323,11 @@ const PAGE_ROWS: usize = 4_000;
 
 /// `table`'s rows in (order id, `then`) order as a sorted stream: streamed with `COPY`
 /// from PostgreSQL (every PostgreSQL store has its [`Db::postgres`] target), paged as JSON
-/// from SQLite.
+/// from SQLite. (order id, `then`) is the key of an index of the table, and PostgreSQL
+/// reads it under [`reads::SORTED_PLAN`]: the index gives the order, so nothing is sorted
+/// (a sort of a ten-million-row table spills to disk) whatever the planner's statistics.
+/// Rows of one order the index leaves in no particular order are put in order in
+/// [`crate::merge_orders`].
 fn stream<T: FromColumns + Keyed + Send + 'static>(
     db: &Db,
     name: &'static str,
@@ -341,7 +338,7 @@ fn stream<T: FromColumns + Keyed + Send + 'static>(
     match &db.postgres {
         Some(target) => {
             let sql = reads::sorted(db, T::COLUMNS, table, then);
-            Sorted::spawn_copy(name, target.clone(), sql, store)
+            Sorted::spawn_copy(name, target.clone(), reads::SORTED_PLAN, sql, store)
         }
         None => Sorted::spawn_pages(
             name,
@@ -368,8 +365,8 @@ impl RegionStreams {
         Self {
             orders: stream(db, "orders", store, "orders", ""),
             transitions: stream(db, "order_transitions", store, "order_transitions", "seq"),
-            events: stream(db, "outbox", store, "outbox", "id"),
-            effects: stream(db, "fulfilments", store, "fulfilments", "id"),
+            events: stream(db, "outbox", store, "outbox", ""),
+            effects: stream(db, "fulfilments", store, "fulfilments", ""),
         }
     }
 }
@@ -398,16 +395,16 @@ pub fn requests(db: &Db) -> Sorted<RequestRow> {
 
 /// The client's arrivals, by order.
 pub fn arrivals(db: &Db) -> Sorted<ArrivalRow> {
-    stream(
-        db,
-        "history_arrivals",
-        "history",
-        "history_arrivals",
-        "arrival_id",
-    )
+    stream(db, "history_arrivals", "history", "history_arrivals", "")
 }
 
 /// The event sink's deliveries, by order and arrival.
 pub fn deliveries(db: &Db) -> Sorted<DeliveryRow> {
-    stream(db, "sink_deliveries", "sink", reads::SINK_DELIVERED, "id")
+    stream(
+        db,
+        "sink_deliveries",
+        "sink",
+        reads::SINK_DELIVERED,
+        "received_at_us",
+    )
 }

@@ -36,8 +36,8 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 
-use evidence::Db;
 use evidence::reads;
+use evidence::{Db, Word};
 use serde_json::json;
 use sqlx::Row;
 
@@ -45,7 +45,7 @@ use super::{Context, at};
 use crate::VerifyError;
 use crate::model::{OrderEvidence, RequestRow, StoreTag};
 use crate::report::{Dossier, Verdict};
-use crate::rows::{Columns, FromColumns, copy_chunks, decode_json_page};
+use crate::rows::{Columns, FromColumns, copy_chunks, decode_json_page, spawn_copy_chunks};
 
 pub const NAME: &str = "admission-control";
 pub const STATEMENT: &str = "provider calls <= limit; retries within budget in every window; sheds answered fast; no congestion collapse";
@@ -64,25 +64,16 @@ pub async fn check(
     // One pass over the provider's log sweeps every caller: calls come in start order, and
     // each caller's calls are that order's subsequence.
     let mut callers: BTreeMap<String, (Concurrency, RetryBudget)> = BTreeMap::new();
-    each_row::<Call>(
-        provider,
-        "provider_requests",
-        (
-            reads::PROVIDER_WALK_PLAN,
-            reads::provider_calls_sorted(Call::COLUMNS),
-        ),
-        reads::provider_call_pages(Call::COLUMNS, ATTEMPT_PAGE),
-        |call| {
-            if !callers.contains_key(&call.caller) {
-                let budget = RetryBudget::new(ctx, Calls::Witnessed(&call.caller));
-                callers.insert(call.caller.clone(), (Concurrency::default(), budget));
-            }
-            if let Some((concurrency, budget)) = callers.get_mut(&call.caller) {
-                concurrency.visit(&call.attempt);
-                budget.visit(&call.attempt);
-            }
-        },
-    )
+    each_provider_call(provider, |call| {
+        if !callers.contains_key(call.caller.as_str()) {
+            let budget = RetryBudget::new(ctx, Calls::Witnessed(&call.caller));
+            callers.insert(call.caller.to_string(), (Concurrency::default(), budget));
+        }
+        if let Some((concurrency, budget)) = callers.get_mut(call.caller.as_str()) {
+            concurrency.visit(&call.attempt);
+            budget.visit(&call.attempt);
+        }
+    })
     .await?;
     if callers.is_empty() {
         notes.push(
@@ -182,7 +173,7 @@ async fn sweep(
     each_row::<Attempt>(
         db,
         "payment_attempts",
-        ("", reads::attempts_sorted(Attempt::COLUMNS)),
+        (reads::SORTED_PLAN, reads::attempts_sorted(Attempt::COLUMNS)),
         reads::attempt_pages(Attempt::COLUMNS, ATTEMPT_PAGE),
         |call| {
             concurrency.visit(call);
@@ -442,13 +433,13 @@ impl RetryBudget {
 
 /// One `payment_attempts` row, as the sweeps read it.
 #[derive(Debug)]
-struct Attempt {
-    id: i64,
-    started_at_us: i64,
-    finished_at_us: Option<i64>,
-    is_retry: i64,
-    order_id: String,
-    op: String,
+pub struct Attempt {
+    pub id: i64,
+    pub started_at_us: i64,
+    pub finished_at_us: Option<i64>,
+    pub is_retry: i64,
+    pub order_id: String,
+    pub op: Word,
 }
 
 impl FromColumns for Attempt {
@@ -460,7 +451,7 @@ impl FromColumns for Attempt {
             finished_at_us: c.opt_int()?,
             is_retry: c.int()?,
             order_id: c.text()?,
-            op: c.text()?,
+            op: c.word()?,
         })
     }
 }
@@ -475,9 +466,96 @@ fn order_of(key: &str) -> &str {
 
 /// One call of the provider's log with the region it came from (by listener).
 #[derive(Debug)]
-struct Call {
-    attempt: Attempt,
-    caller: String,
+pub struct Call {
+    pub attempt: Attempt,
+    pub caller: Word,
+}
+
+/// A charge of the provider's log that repeats its caller's earlier charge of its key
+/// ([`reads::PROVIDER_RETRIES`]).
+struct Retry {
+    received_at_us: i64,
+    id: i64,
+}
+
+impl FromColumns for Retry {
+    const COLUMNS: &'static str = "received_at_us, id";
+    fn from_columns(c: &mut impl Columns, _store: StoreTag) -> Result<Self, String> {
+        Ok(Self {
+            received_at_us: c.int()?,
+            id: c.int()?,
+        })
+    }
+}
+
+/// Visits every attributed call of the provider's log in (started_at_us, id) order with
+/// its retry flag (a charge its caller sent the key of before). From PostgreSQL two
+/// streams, merged here by (received_at_us, id): the calls on the receipt-time index
+/// ([`reads::provider_calls_sorted`]) and the retries found on the key index
+/// ([`reads::PROVIDER_RETRIES`]); from SQLite pages whose query probes the key index per
+/// call. Memory is a chunk of each.
+pub async fn each_provider_call(
+    provider: &Db,
+    mut visit: impl FnMut(&Call),
+) -> Result<(), VerifyError> {
+    const WHAT: &str = "provider_requests";
+    let Some(target) = &provider.postgres else {
+        let pages = reads::provider_call_pages(Call::COLUMNS, ATTEMPT_PAGE);
+        return each_page_row(provider, WHAT, pages, visit).await;
+    };
+    let read = |reason| VerifyError::Read { what: WHAT, reason };
+    let mut calls = spawn_copy_chunks::<Call>(
+        target.clone(),
+        reads::PROVIDER_WALK_PLAN,
+        reads::provider_calls_sorted(Call::COLUMNS),
+        WHAT,
+    );
+    let mut retries = spawn_copy_chunks::<Retry>(
+        target.clone(),
+        reads::PROVIDER_RETRIES_PLAN,
+        reads::PROVIDER_RETRIES.to_string(),
+        WHAT,
+    );
+    let mut pending = Vec::new().into_iter();
+    let mut retries_done = false;
+    let mut last_retry = (i64::MIN, i64::MIN);
+    while let Some(chunk) = calls.recv().await {
+        let mut chunk = chunk.map_err(read)?;
+        for call in &mut chunk {
+            let at = (call.attempt.started_at_us, call.attempt.id);
+            loop {
+                let Some(next) = pending.as_slice().first() else {
+                    if retries_done {
+                        break;
+                    }
+                    match retries.recv().await {
+                        Some(chunk) => pending = chunk.map_err(read)?.into_iter(),
+                        None => retries_done = true,
+                    }
+                    continue;
+                };
+                let retry = (next.received_at_us, next.id);
+                if retry < last_retry {
+                    return Err(VerifyError::OutOfOrder {
+                        stream: "provider retries",
+                        key: format!("{retry:?}"),
+                        after: format!("{last_retry:?}"),
+                    });
+                }
+                if retry > at {
+                    break;
+                }
+                last_retry = retry;
+                pending.next();
+                if retry == at {
+                    call.attempt.is_retry = 1;
+                    break;
+                }
+            }
+            visit(call);
+        }
+    }
+    Ok(())
 }
 
 impl FromColumns for Call {
@@ -486,7 +564,7 @@ impl FromColumns for Call {
     fn from_columns(c: &mut impl Columns, store: StoreTag) -> Result<Self, String> {
         Ok(Self {
             attempt: Attempt::from_columns(c, store)?,
-            caller: c.text()?,
+            caller: c.word()?,
         })
     }
 }
@@ -523,6 +601,17 @@ async fn each_row<T: FromColumns + AsRef<Attempt>>(
         .await
         .map_err(|reason| VerifyError::Read { what, reason });
     }
+    each_page_row(db, what, pages, visit).await
+}
+
+/// The SQLite half of [`each_row`]: pages of calls after the last page's
+/// (started_at_us, id).
+async fn each_page_row<T: FromColumns + AsRef<Attempt>>(
+    db: &Db,
+    what: &'static str,
+    pages: String,
+    mut visit: impl FnMut(&T),
+) -> Result<(), VerifyError> {
     // One connection of its own for the whole walk (see `store::reader`).
     let mut conn = evidence::store::reader(&db.pool).await?;
     let (mut after_t, mut after_id) = (i64::MIN, i64::MIN);
@@ -601,7 +690,7 @@ impl ClientLoad {
         for arrival in &order.arrivals {
             let confirmed = u64::from(arrival.outcome == "confirmed");
             let at = arrival.intended_at_us;
-            match self.phases.get_mut(&arrival.phase) {
+            match self.phases.get_mut(arrival.phase.as_str()) {
                 Some(phase) => {
                     phase.offered += 1;
                     phase.confirmed += confirmed;
@@ -615,7 +704,7 @@ impl ClientLoad {
                         first_us: at,
                         last_us: at,
                     };
-                    self.phases.insert(arrival.phase.clone(), tally);
+                    self.phases.insert(arrival.phase.to_string(), tally);
                 }
             }
         }
@@ -805,7 +894,7 @@ mod tests {
             finished_at_us: Some(at_us + 1_000),
             is_retry: i64::from(retry),
             order_id: format!("o-{at_us}"),
-            op: "charge".to_string(),
+            op: "charge".into(),
         }
     }
 

@@ -31,7 +31,7 @@ impl PerOrder for ClientAgrees {
     fn observe(&mut self, order: &OrderEvidence, ctx: &Context) {
         for arrival in &order.arrivals {
             self.verdict.checked += 1;
-            if let Some(i) = OUTCOMES.iter().position(|o| *o == arrival.outcome) {
+            if let Some(i) = OUTCOMES.iter().position(|o| arrival.outcome == *o) {
                 self.by_outcome[i] += 1;
             }
             let told = arrival

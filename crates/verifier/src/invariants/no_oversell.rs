@@ -40,7 +40,8 @@ struct Sku {
 /// confirmed orders.
 #[derive(Debug, Default)]
 pub struct Sales {
-    units: BTreeMap<(String, String), i128>,
+    /// Units per region, then per sku.
+    units: BTreeMap<&'static str, BTreeMap<String, i128>>,
     /// Confirmed orders counted.
     confirmed: u64,
     /// Confirmed orders whose customer sent no cart the history kept.
@@ -51,7 +52,12 @@ pub struct Sales {
 impl Sales {
     /// Counts `order`'s cart if it was confirmed. `single_region` names the one region of a
     /// single-region deployment (it owns every order).
-    pub fn observe(&mut self, order: &OrderEvidence, single_region: Option<&str>, pooled: bool) {
+    pub fn observe(
+        &mut self,
+        order: &OrderEvidence,
+        single_region: Option<&'static str>,
+        pooled: bool,
+    ) {
         let told_confirmed = order.arrivals.iter().any(|a| a.outcome == "confirmed");
         let recorded_confirmed = order
             .owner_row()
@@ -69,16 +75,19 @@ impl Sales {
             return;
         };
         let region = match single_region {
-            _ if pooled => POOLED.to_string(),
-            Some(region) => region.to_string(),
-            None => evidence::owner_of(&order.order_id).as_str().to_string(),
+            _ if pooled => POOLED,
+            Some(region) => region,
+            None => evidence::owner_of(&order.order_id).as_str(),
         };
+        let skus = self.units.entry(region).or_default();
         for line in lines {
             if let (Some(sku), Some(qty)) = (line["sku"].as_str(), line["qty"].as_i64()) {
-                *self
-                    .units
-                    .entry((region.clone(), sku.to_string()))
-                    .or_default() += i128::from(qty);
+                match skus.get_mut(sku) {
+                    Some(units) => *units += i128::from(qty),
+                    None => {
+                        skus.insert(sku.to_string(), i128::from(qty));
+                    }
+                }
             }
         }
     }
@@ -92,7 +101,11 @@ impl Sales {
             return;
         }
         let mut sold: i128 = 0;
-        for ((region, sku), units) in &self.units {
+        for (region, sku, units) in self
+            .units
+            .iter()
+            .flat_map(|(region, skus)| skus.iter().map(move |(sku, units)| (*region, sku, units)))
+        {
             sold += units;
             verdict.checked += 1;
             let Some(stock) = ctx.params.initial_stock.get(sku) else {
