@@ -18,7 +18,8 @@
 //! - [`duration`]: the one duration grammar of profiles and flags.
 //! - [`seed`]: the one seeded random number generator.
 //! - [`trace`]: correlation ids: the W3C `traceparent` and the request id every record carries.
-//! - [`word`]: [`Word`], a column value from a small vocabulary, shared instead of allocated.
+//! - [`word`]: [`Word`], a column value from a small vocabulary, shared instead of allocated;
+//!   [`Key`], an order id kept inline.
 
 pub mod duration;
 pub mod history;
@@ -40,4 +41,4 @@ pub use ids::{RegionId, owner_of};
 pub use order_state::{OrderState, transition};
 pub use run_params::{RunParams, RunParamsError};
 pub use store::{Access, Db, Dialect, StoreError, StoreName, StoreUrl};
-pub use word::Word;
+pub use word::{Key, Word};

@@ -6,7 +6,7 @@
 
 use serde::Serialize;
 
-use crate::Word;
+use crate::{Key, Word};
 
 /// Which store a row came from.
 pub type StoreTag = &'static str;
@@ -15,7 +15,7 @@ pub type StoreTag = &'static str;
 #[derive(Debug, Clone, Serialize)]
 pub struct OrderRow {
     pub store: StoreTag,
-    pub order_id: String,
+    pub order_id: Key,
     pub owner_region: Word,
     pub amount_cents: i64,
     pub status: Word,
@@ -28,7 +28,7 @@ pub struct OrderRow {
 #[derive(Debug, Clone, Serialize)]
 pub struct TransitionRow {
     pub store: StoreTag,
-    pub order_id: String,
+    pub order_id: Key,
     pub seq: i64,
     pub from_state: Option<Word>,
     pub to_state: Word,
@@ -43,8 +43,8 @@ pub struct TransitionRow {
 #[derive(Debug, Clone, Serialize)]
 pub struct EventRow {
     pub store: StoreTag,
-    pub order_id: String,
-    pub event_id: String,
+    pub order_id: Key,
+    pub event_id: Key,
     pub event_type: Word,
     pub created_at_us: i64,
     pub published_at_us: Option<i64>,
@@ -54,17 +54,17 @@ pub struct EventRow {
 #[derive(Debug, Clone, Serialize)]
 pub struct EffectRow {
     pub store: StoreTag,
-    pub order_id: String,
-    pub event_id: String,
+    pub order_id: Key,
+    pub event_id: Key,
     pub at_us: i64,
 }
 
 /// A row of the provider's `provider_charges`.
 #[derive(Debug, Clone, Serialize)]
 pub struct ChargeRow {
-    pub charge_id: String,
-    pub idempotency_key: String,
-    pub order_id: String,
+    pub charge_id: Key,
+    pub idempotency_key: Key,
+    pub order_id: Key,
     pub amount_cents: i64,
     pub status: Word,
     pub refunded_cents: i64,
@@ -90,7 +90,7 @@ impl ChargeRow {
 #[derive(Debug, Clone, Serialize)]
 pub struct ArrivalRow {
     pub arrival_id: i64,
-    pub order_id: String,
+    pub order_id: Key,
     pub phase: Word,
     pub intended_at_us: i64,
     pub sent_at_us: Option<i64>,
@@ -105,7 +105,7 @@ pub struct ArrivalRow {
 /// answer it got, in sending order within its arrival.
 #[derive(Debug, Clone, Serialize)]
 pub struct RequestRow {
-    pub order_id: String,
+    pub order_id: Key,
     pub arrival_id: i64,
     pub seq: i64,
     /// `checkout`, `retry`, `double_click` or `poll`.
@@ -123,8 +123,8 @@ pub struct RequestRow {
 /// region its listener belongs to.
 #[derive(Debug, Clone, Serialize)]
 pub struct DeliveryRow {
-    pub order_id: String,
-    pub event_id: String,
+    pub order_id: Key,
+    pub event_id: Key,
     pub event_type: Word,
     /// The region whose proxy the delivery came through (`None`: unattributed).
     pub caller: Option<Word>,

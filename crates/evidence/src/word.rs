@@ -162,6 +162,117 @@ impl Serialize for Word {
     }
 }
 
+/// An identifier as a row carries it (an order id, an event id, a charge id, a provider
+/// key): up to 22 bytes kept inline, a longer one on the heap. Every row of every store
+/// names its order, most also an event or a charge: kept inline, reading tens of millions
+/// of rows allocates (and frees, on another thread) none for them. Compared byte-wise, as
+/// the merge orders keys.
+#[derive(Clone)]
+pub struct Key(KeyRepr);
+
+#[derive(Clone)]
+enum KeyRepr {
+    Inline { len: u8, bytes: [u8; INLINE] },
+    Heap(Box<str>),
+}
+
+/// The longest key kept inline (the enum stays three words).
+const INLINE: usize = 22;
+
+impl Key {
+    pub fn new(text: &str) -> Self {
+        match u8::try_from(text.len()) {
+            Ok(len) if text.len() <= INLINE => {
+                let mut bytes = [0u8; INLINE];
+                bytes[..text.len()].copy_from_slice(text.as_bytes());
+                Self(KeyRepr::Inline { len, bytes })
+            }
+            _ => Self(KeyRepr::Heap(text.into())),
+        }
+    }
+
+    /// The key's bytes (UTF-8): what the merge compares.
+    pub fn as_bytes(&self) -> &[u8] {
+        match &self.0 {
+            KeyRepr::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            KeyRepr::Heap(text) => text.as_bytes(),
+        }
+    }
+
+    /// The key as text (checked again: it was text when made, so this never fails, but it
+    /// costs a pass; the merge uses [`Key::as_bytes`]).
+    pub fn as_str(&self) -> &str {
+        match &self.0 {
+            KeyRepr::Inline { len, bytes } => {
+                std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or_default()
+            }
+            KeyRepr::Heap(text) => text,
+        }
+    }
+}
+
+impl Default for Key {
+    fn default() -> Self {
+        Self::new("")
+    }
+}
+
+impl From<&str> for Key {
+    fn from(text: &str) -> Self {
+        Self::new(text)
+    }
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for Key {}
+
+impl PartialOrd for Key {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Key {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.as_bytes().cmp(other.as_bytes())
+    }
+}
+
+impl Hash for Key {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_bytes().hash(state);
+    }
+}
+
+impl PartialEq<&str> for Key {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl Serialize for Key {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,5 +311,37 @@ mod tests {
             assert_eq!(known(word), Some(word), "{word} is shared");
         }
         assert_eq!(known("c"), None);
+    }
+
+    /// Keys up to the inline length and past it are their text, byte for byte; they sort
+    /// as their bytes.
+    #[test]
+    fn keys_are_their_text() {
+        for text in [
+            "",
+            "o00000001",
+            "run-7f3a-1234567890123",
+            "run-7f3a-12345678901234",
+            "\u{e9}t\u{e9}",
+        ] {
+            let key = Key::new(text);
+            assert_eq!(key.as_str(), text);
+            assert_eq!(key.as_bytes(), text.as_bytes());
+            assert_eq!(key, text);
+            assert_eq!(
+                serde_json::to_string(&key).unwrap(),
+                serde_json::to_string(text).unwrap()
+            );
+        }
+        assert!(matches!(
+            Key::new("1234567890123456789012").0,
+            KeyRepr::Inline { .. }
+        ));
+        assert!(matches!(
+            Key::new("12345678901234567890123").0,
+            KeyRepr::Heap(_)
+        ));
+        assert!(Key::new("r-10").as_bytes() < Key::new("r-9").as_bytes());
+        assert_eq!(std::mem::size_of::<Key>(), 24);
     }
 }

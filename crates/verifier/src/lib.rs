@@ -282,8 +282,9 @@ pub async fn merge_orders(
             break;
         };
         order.clear();
-        order.order_id.push_str(key);
-        let key = order.order_id.as_str();
+        // Every key was read as text, so it is text.
+        order.order_id.push_str(&String::from_utf8_lossy(key));
+        let key = order.order_id.as_bytes();
         for r in regions.iter_mut() {
             r.orders.take(key, &mut order.orders).await?;
             r.transitions.take(key, &mut order.transitions).await?;

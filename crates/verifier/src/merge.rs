@@ -16,9 +16,9 @@ use crate::rows::{FromColumns, spawn_copy_chunks};
 
 pub use evidence::reads::PageSql;
 
-/// A row with an order id to merge on.
+/// A row with an order id to merge on, compared as bytes (the order of Rust's `str`).
 pub trait Keyed {
-    fn key(&self) -> &str;
+    fn key(&self) -> &[u8];
 }
 
 /// A stream of rows sorted by key.
@@ -29,7 +29,7 @@ pub struct Sorted<T> {
     /// The rest of the chunk being taken from (rows move out of it once, into the order).
     buffer: std::vec::IntoIter<T>,
     done: bool,
-    last_key: Option<String>,
+    last_key: Option<Vec<u8>>,
 }
 
 impl<T: Keyed + Send + 'static> Sorted<T> {
@@ -119,7 +119,7 @@ impl<T: Keyed + Send + 'static> Sorted<T> {
                     if let Some(key) = drop_key {
                         let keep = items
                             .iter()
-                            .rposition(|i| i.key() != key)
+                            .rposition(|i| i.key() != key.as_bytes())
                             .map_or(0, |i| i + 1);
                         items.truncate(keep);
                     }
@@ -184,14 +184,14 @@ impl<T: Keyed + Send + 'static> Sorted<T> {
                         {
                             return Err(VerifyError::OutOfOrder {
                                 stream: self.name,
-                                key: row.key().to_string(),
-                                after: last.to_string(),
+                                key: String::from_utf8_lossy(row.key()).into_owned(),
+                                after: String::from_utf8_lossy(last).into_owned(),
                             });
                         }
                         before = Some(row.key());
                     }
                     if let Some(last) = chunk.last() {
-                        self.last_key = Some(last.key().to_string());
+                        self.last_key = Some(last.key().to_vec());
                     }
                     self.buffer = chunk.into_iter();
                 }
@@ -208,23 +208,30 @@ impl<T: Keyed + Send + 'static> Sorted<T> {
     }
 
     /// The next key, if any rows remain.
-    pub async fn peek(&mut self) -> Result<Option<&str>, VerifyError> {
+    pub async fn peek(&mut self) -> Result<Option<&[u8]>, VerifyError> {
         self.fill().await?;
         Ok(self.front_key())
     }
 
     /// Makes the next row (if any) available to [`Sorted::front_key`].
     pub async fn ready(&mut self) -> Result<(), VerifyError> {
+        if self.done || !self.buffer.as_slice().is_empty() {
+            return Ok(());
+        }
         self.fill().await
     }
 
     /// The next key after [`Sorted::ready`], without waiting.
-    pub fn front_key(&self) -> Option<&str> {
+    pub fn front_key(&self) -> Option<&[u8]> {
         self.buffer.as_slice().first().map(Keyed::key)
     }
 
     /// Moves every row with `key` into `out`.
-    pub async fn take(&mut self, key: &str, out: &mut Vec<T>) -> Result<(), VerifyError> {
+    pub async fn take(&mut self, key: &[u8], out: &mut Vec<T>) -> Result<(), VerifyError> {
+        // Most streams hold no row of most keys: answered without touching the channel.
+        if self.front_key().is_some_and(|front| front != key) {
+            return Ok(());
+        }
         loop {
             self.fill().await?;
             let rows = self.buffer.as_slice();
@@ -242,7 +249,7 @@ impl<T: Keyed + Send + 'static> Sorted<T> {
 }
 
 /// The smallest of some keys.
-pub fn min_key<'a>(keys: impl IntoIterator<Item = Option<&'a str>>) -> Option<&'a str> {
+pub fn min_key<'a>(keys: impl IntoIterator<Item = Option<&'a [u8]>>) -> Option<&'a [u8]> {
     keys.into_iter().flatten().min()
 }
 
@@ -254,8 +261,8 @@ mod tests {
     struct Row(String, i64);
 
     impl Keyed for Row {
-        fn key(&self) -> &str {
-            &self.0
+        fn key(&self) -> &[u8] {
+            self.0.as_bytes()
         }
     }
 
@@ -275,16 +282,16 @@ mod tests {
     #[tokio::test]
     async fn takes_runs_of_one_key_across_chunks() {
         let mut s = stream(vec![vec![("a", 1), ("b", 2)], vec![("b", 3), ("c", 4)]]);
-        assert_eq!(s.peek().await.unwrap(), Some("a"));
+        assert_eq!(s.peek().await.unwrap(), Some(&b"a"[..]));
         let mut out = Vec::new();
-        s.take("a", &mut out).await.unwrap();
+        s.take(b"a", &mut out).await.unwrap();
         assert_eq!(out.len(), 1);
         out.clear();
-        s.take("b", &mut out).await.unwrap();
+        s.take(b"b", &mut out).await.unwrap();
         assert_eq!(out, vec![Row("b".into(), 2), Row("b".into(), 3)]);
-        assert_eq!(s.peek().await.unwrap(), Some("c"));
+        assert_eq!(s.peek().await.unwrap(), Some(&b"c"[..]));
         out.clear();
-        s.take("c", &mut out).await.unwrap();
+        s.take(b"c", &mut out).await.unwrap();
         assert_eq!(s.peek().await.unwrap(), None);
     }
 
@@ -337,7 +344,7 @@ mod tests {
             Ok(rows.into_iter().map(|(k, v)| Row(k, v)).collect())
         });
         let mut out = Vec::new();
-        while let Some(key) = s.peek().await.unwrap().map(str::to_string) {
+        while let Some(key) = s.peek().await.unwrap().map(<[u8]>::to_vec) {
             s.take(&key, &mut out).await.unwrap();
         }
         let got: Vec<(&str, i64)> = out.iter().map(|r| (r.0.as_str(), r.1)).collect();
@@ -348,7 +355,10 @@ mod tests {
     /// The merge key is the smallest present key.
     #[test]
     fn min_key_ignores_exhausted_streams() {
-        assert_eq!(min_key([None, Some("b"), Some("a")]), Some("a"));
+        assert_eq!(
+            min_key([None, Some(&b"b"[..]), Some(&b"a"[..])]),
+            Some(&b"a"[..])
+        );
         assert_eq!(min_key([None, None]), None);
     }
 }

@@ -175,8 +175,8 @@ pub(crate) async fn has_column(db: &Db, probe: &str) -> Result<bool, VerifyError
 macro_rules! keyed {
     ($($row:ty),*) => {$(
         impl Keyed for $row {
-            fn key(&self) -> &str {
-                &self.order_id
+            fn key(&self) -> &[u8] {
+                self.order_id.as_bytes()
             }
         }
     )*};
@@ -198,7 +198,7 @@ impl FromColumns for OrderRow {
     fn from_columns(c: &mut impl Columns, store: StoreTag) -> Result<Self, String> {
         Ok(Self {
             store,
-            order_id: c.text()?,
+            order_id: c.key()?,
             owner_region: c.word()?,
             amount_cents: c.int()?,
             status: c.word()?,
@@ -215,7 +215,7 @@ impl FromColumns for TransitionRow {
     fn from_columns(c: &mut impl Columns, store: StoreTag) -> Result<Self, String> {
         Ok(Self {
             store,
-            order_id: c.text()?,
+            order_id: c.key()?,
             seq: c.int()?,
             from_state: c.opt_word()?,
             to_state: c.word()?,
@@ -232,8 +232,8 @@ impl FromColumns for EventRow {
     fn from_columns(c: &mut impl Columns, store: StoreTag) -> Result<Self, String> {
         Ok(Self {
             store,
-            order_id: c.text()?,
-            event_id: c.text()?,
+            order_id: c.key()?,
+            event_id: c.key()?,
             event_type: c.word()?,
             created_at_us: c.int()?,
             published_at_us: c.opt_int()?,
@@ -246,8 +246,8 @@ impl FromColumns for EffectRow {
     fn from_columns(c: &mut impl Columns, store: StoreTag) -> Result<Self, String> {
         Ok(Self {
             store,
-            order_id: c.text()?,
-            event_id: c.text()?,
+            order_id: c.key()?,
+            event_id: c.key()?,
             at_us: c.int()?,
         })
     }
@@ -258,9 +258,9 @@ impl FromColumns for ChargeRow {
         "charge_id, idempotency_key, order_id, amount_cents, status, refunded_cents, created_at_us";
     fn from_columns(c: &mut impl Columns, _store: StoreTag) -> Result<Self, String> {
         Ok(Self {
-            charge_id: c.text()?,
-            idempotency_key: c.text()?,
-            order_id: c.text()?,
+            charge_id: c.key()?,
+            idempotency_key: c.key()?,
+            order_id: c.key()?,
             amount_cents: c.int()?,
             status: c.word()?,
             refunded_cents: c.int()?,
@@ -275,7 +275,7 @@ impl FromColumns for ArrivalRow {
     fn from_columns(c: &mut impl Columns, _store: StoreTag) -> Result<Self, String> {
         Ok(Self {
             arrival_id: c.int()?,
-            order_id: c.text()?,
+            order_id: c.key()?,
             phase: c.word()?,
             intended_at_us: c.int()?,
             sent_at_us: c.opt_int()?,
@@ -291,7 +291,7 @@ impl FromColumns for RequestRow {
         "order_id, arrival_id, seq, kind, sent_at_us, finished_at_us, http_status, answer";
     fn from_columns(c: &mut impl Columns, _store: StoreTag) -> Result<Self, String> {
         Ok(Self {
-            order_id: c.text()?,
+            order_id: c.key()?,
             arrival_id: c.int()?,
             seq: c.int()?,
             kind: c.word()?,
@@ -307,8 +307,8 @@ impl FromColumns for DeliveryRow {
     const COLUMNS: &'static str = "order_id, event_id, event_type, caller, received_at_us, outcome";
     fn from_columns(c: &mut impl Columns, _store: StoreTag) -> Result<Self, String> {
         Ok(Self {
-            order_id: c.text()?,
-            event_id: c.opt_text()?.unwrap_or_default(),
+            order_id: c.key()?,
+            event_id: c.opt_key()?.unwrap_or_default(),
             event_type: c.opt_word()?.unwrap_or_default(),
             caller: c.opt_word()?,
             received_at_us: c.int()?,

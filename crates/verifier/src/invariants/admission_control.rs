@@ -37,7 +37,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 
 use evidence::reads;
-use evidence::{Db, Word};
+use evidence::{Db, Key, Word};
 use serde_json::json;
 use sqlx::Row;
 
@@ -300,11 +300,11 @@ struct RetryBudget {
     retries: VecDeque<i64>,
     /// Retries whose window waits for the first tries of the next `grace`: (time, retries
     /// in its window, its order).
-    due: VecDeque<(i64, usize, String)>,
+    due: VecDeque<(i64, usize, Key)>,
     total_retries: u64,
     total_first: u64,
     /// The worst window: (excess, its end, retries, first tries, an order retried in it).
-    worst: Option<(f64, i64, usize, usize, String)>,
+    worst: Option<(f64, i64, usize, usize, Key)>,
 }
 
 impl RetryBudget {
@@ -417,7 +417,7 @@ impl RetryBudget {
         ));
         if let Some((excess, t, n_retries, n_first, order_id)) = self.worst {
             verdict.violate(ctx.max_dossiers, || Dossier {
-                order_id: Some(order_of(&order_id).to_string()),
+                order_id: Some(order_of(order_id.as_str()).to_string()),
                 narrative: format!(
                     "{store}: {n_retries} retries on {n_first} first tries in the {ttl} s before {} (budget allows {:.1}; {excess:.1} over)",
                     at(t),
@@ -438,7 +438,7 @@ pub struct Attempt {
     pub started_at_us: i64,
     pub finished_at_us: Option<i64>,
     pub is_retry: i64,
-    pub order_id: String,
+    pub order_id: Key,
     pub op: Word,
 }
 
@@ -450,7 +450,7 @@ impl FromColumns for Attempt {
             started_at_us: c.int()?,
             finished_at_us: c.opt_int()?,
             is_retry: c.int()?,
-            order_id: c.text()?,
+            order_id: c.key()?,
             op: c.word()?,
         })
     }
@@ -893,7 +893,7 @@ mod tests {
             started_at_us: at_us,
             finished_at_us: Some(at_us + 1_000),
             is_retry: i64::from(retry),
-            order_id: format!("o-{at_us}"),
+            order_id: Key::new(&format!("o-{at_us}")),
             op: "charge".into(),
         }
     }

@@ -38,7 +38,7 @@ impl PerOrder for NoDuplicateCharge {
         self.foreign_keys += order
             .charges
             .iter()
-            .filter(|c| c.idempotency_key != expected_key)
+            .filter(|c| c.idempotency_key.as_bytes() != expected_key.as_bytes())
             .count() as u64;
         let live: Vec<_> = order.charges.iter().filter(|c| c.is_live()).collect();
         self.most_live = self.most_live.max(live.len());
@@ -62,7 +62,7 @@ impl PerOrder for NoDuplicateCharge {
         }
         let mut per_key: BTreeMap<&str, usize> = BTreeMap::new();
         for charge in &order.charges {
-            *per_key.entry(&charge.idempotency_key).or_default() += 1;
+            *per_key.entry(charge.idempotency_key.as_str()).or_default() += 1;
         }
         if let Some((key, n)) = per_key.into_iter().find(|(_, n)| *n > 1) {
             let narrative =

@@ -36,6 +36,14 @@ struct Sku {
     committed: i64,
 }
 
+/// One line of a customer's cart as the rig writes it.
+#[derive(serde::Deserialize)]
+struct CartLine<'a> {
+    #[serde(borrow)]
+    sku: std::borrow::Cow<'a, str>,
+    qty: i64,
+}
+
 /// What customers bought, from the client history: units per (owner region, sku) over the
 /// confirmed orders.
 #[derive(Debug, Default)]
@@ -70,24 +78,34 @@ impl Sales {
             self.without_cart += 1;
             return;
         };
-        let Ok(lines) = serde_json::from_str::<Vec<serde_json::Value>>(cart) else {
-            self.unreadable += 1;
-            return;
-        };
         let region = match single_region {
             _ if pooled => POOLED,
             Some(region) => region,
             None => evidence::owner_of(&order.order_id).as_str(),
         };
         let skus = self.units.entry(region).or_default();
+        let mut count = |sku: &str, qty: i64| match skus.get_mut(sku) {
+            Some(units) => *units += i128::from(qty),
+            None => {
+                skus.insert(sku.to_string(), i128::from(qty));
+            }
+        };
+        // The rig writes every cart as lines of a string sku and an integer qty: read as
+        // such, borrowing the text. Anything else is read loosely, a line without both
+        // skipped.
+        if let Ok(lines) = serde_json::from_str::<Vec<CartLine<'_>>>(cart) {
+            for line in &lines {
+                count(&line.sku, line.qty);
+            }
+            return;
+        }
+        let Ok(lines) = serde_json::from_str::<Vec<serde_json::Value>>(cart) else {
+            self.unreadable += 1;
+            return;
+        };
         for line in lines {
             if let (Some(sku), Some(qty)) = (line["sku"].as_str(), line["qty"].as_i64()) {
-                match skus.get_mut(sku) {
-                    Some(units) => *units += i128::from(qty),
-                    None => {
-                        skus.insert(sku.to_string(), i128::from(qty));
-                    }
-                }
+                count(sku, qty);
             }
         }
     }

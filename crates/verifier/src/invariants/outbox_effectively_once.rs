@@ -198,7 +198,9 @@ impl OutboxEffectivelyOnce {
             .count();
         let mut effects_per_event: BTreeMap<&str, usize> = BTreeMap::new();
         for effect in &order.effects {
-            *effects_per_event.entry(&effect.event_id).or_default() += 1;
+            *effects_per_event
+                .entry(effect.event_id.as_str())
+                .or_default() += 1;
         }
         if confirmed && confirmations != 1 {
             Some(format!(
