@@ -96,8 +96,9 @@ pub fn pages(columns: &str, table: &str, then: &str, rows: usize) -> PageSql {
 }
 
 /// Every provider call of a region in (start, id) order, for `COPY` (PostgreSQL), planned
-/// under [`SORTED_PLAN`]: the start-time index in order, each instant's calls put in id
-/// order (a sort of ten million calls spilled to disk: 4.0 s against 2.7 s).
+/// under [`SORTED_PLAN`]: the (start, id) index in order (a sort of ten million calls
+/// spilled to disk: 4.0 s against 2.7 s; a store from before the index had id in it reads
+/// the start-time index and puts each instant's calls in id order).
 pub fn attempts_sorted(columns: &str) -> String {
     format!("SELECT {columns} FROM payment_attempts ORDER BY started_at_us, id")
 }
@@ -162,8 +163,9 @@ pub fn provider_calls_sorted(columns: &str) -> String {
 }
 
 /// The planner settings [`provider_calls_sorted`] runs under (PostgreSQL): the
-/// receipt-time index in order, no sort of the whole log (at ten million calls it spills
-/// to disk). Without them the planner, lacking statistics on a fresh store, sorts it.
+/// (received_at_us, id) index in order, no sort of the whole log (at ten million calls it
+/// spills to disk). Without them the planner, lacking statistics on a fresh store, sorts
+/// it.
 pub const PROVIDER_WALK_PLAN: &str = "SET enable_sort = off";
 
 /// The charges that repeat an earlier charge of their key by the same caller, as

@@ -34,15 +34,17 @@ impl PerOrder for NoDuplicateCharge {
             return;
         }
         self.verdict.checked += 1;
-        let expected_key = format!("pay:{}", order.order_id);
+        // The reference system's key is `pay:<order id>`: compared in place, per charge.
+        let expected = |key: &[u8]| key.strip_prefix(b"pay:") == Some(order.order_id.as_bytes());
         self.foreign_keys += order
             .charges
             .iter()
-            .filter(|c| c.idempotency_key.as_bytes() != expected_key.as_bytes())
+            .filter(|c| !expected(c.idempotency_key.as_bytes()))
             .count() as u64;
-        let live: Vec<_> = order.charges.iter().filter(|c| c.is_live()).collect();
-        self.most_live = self.most_live.max(live.len());
-        if live.len() > 1 {
+        let live_count = order.charges.iter().filter(|c| c.is_live()).count();
+        self.most_live = self.most_live.max(live_count);
+        if live_count > 1 {
+            let live: Vec<_> = order.charges.iter().filter(|c| c.is_live()).collect();
             let list = live
                 .iter()
                 .map(|c| {
@@ -58,6 +60,10 @@ impl PerOrder for NoDuplicateCharge {
             let narrative = format!("{} live charges for one order: {list}", live.len());
             self.verdict
                 .violate(ctx.max_dossiers, || ctx.dossier(order, narrative));
+            return;
+        }
+        // One charge has one key: the count per key matters only from two charges on.
+        if order.charges.len() < 2 {
             return;
         }
         let mut per_key: BTreeMap<&str, usize> = BTreeMap::new();

@@ -110,12 +110,25 @@ impl OutboxEffectivelyOnce {
     /// The witness: the sink's deliveries against what the customer was told. Returns the
     /// problem, if any.
     fn judge_sink(&mut self, order: &OrderEvidence, ctx: &Context) -> Option<String> {
-        let confirmations: BTreeSet<&str> = order
+        // The distinct confirmation event ids, as a set only when there are several (nearly
+        // always there is one or none).
+        let confirmation_ids = || {
+            order
+                .deliveries
+                .iter()
+                .filter(|d| d.event_type == CONFIRMED)
+                .map(|d| d.event_id.as_str())
+                .collect::<BTreeSet<&str>>()
+        };
+        let mut confirmed = order
             .deliveries
             .iter()
-            .filter(|d| d.event_type == CONFIRMED)
-            .map(|d| d.event_id.as_str())
-            .collect();
+            .filter(|d| d.event_type == CONFIRMED);
+        let distinct = match confirmed.next() {
+            None => 0,
+            Some(first) if confirmed.all(|d| d.event_id == first.event_id) => 1,
+            Some(_) => confirmation_ids().len(),
+        };
         let first_delivery = order
             .deliveries
             .iter()
@@ -136,7 +149,7 @@ impl OutboxEffectivelyOnce {
                 None => return None,
             },
         };
-        match (expected, confirmations.len()) {
+        match (expected, distinct) {
             (Some(_), 0) => {
                 if ctx.interrupted_at_us.is_some() {
                     self.cut_short += 1;
@@ -170,7 +183,10 @@ impl OutboxEffectivelyOnce {
             }
             (Some(_), n) => Some(format!(
                 "{n} distinct confirmation events reached the sink for one order: {}",
-                confirmations.iter().copied().collect::<Vec<_>>().join(", ")
+                confirmation_ids()
+                    .into_iter()
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )),
             (None, 0) => None,
             (None, n) => Some(format!(
@@ -196,12 +212,24 @@ impl OutboxEffectivelyOnce {
             .iter()
             .filter(|e| e.event_type == CONFIRMED)
             .count();
+        // Effects counted per event only when there are several (nearly always there is
+        // one or none).
+        let several = order.effects.len() > 1;
         let mut effects_per_event: BTreeMap<&str, usize> = BTreeMap::new();
-        for effect in &order.effects {
-            *effects_per_event
-                .entry(effect.event_id.as_str())
-                .or_default() += 1;
+        if several {
+            for effect in &order.effects {
+                *effects_per_event
+                    .entry(effect.event_id.as_str())
+                    .or_default() += 1;
+            }
         }
+        let has_effect = |event: &crate::model::EventRow| {
+            if several {
+                effects_per_event.contains_key(event.event_id.as_str())
+            } else {
+                order.effects.iter().any(|f| f.event_id == event.event_id)
+            }
+        };
         if confirmed && confirmations != 1 {
             Some(format!(
                 "the order is confirmed but its outbox has {confirmations} confirmation events"
@@ -221,11 +249,7 @@ impl OutboxEffectivelyOnce {
             }
         } else if let Some((event, n)) = effects_per_event.iter().find(|(_, n)| **n > 1) {
             Some(format!("the consumer applied event {event} {n} times"))
-        } else if let Some(e) = order
-            .events
-            .iter()
-            .find(|e| !effects_per_event.contains_key(e.event_id.as_str()))
-        {
+        } else if let Some(e) = order.events.iter().find(|e| !has_effect(e)) {
             Some(format!(
                 "event {} was published but the consumer has no effect for it",
                 e.event_id

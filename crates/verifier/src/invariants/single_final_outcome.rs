@@ -72,9 +72,11 @@ fn answers_regress(requests: &[RequestRow]) -> Option<String> {
 }
 
 /// The first thing wrong with one store's transitions for an order, if any.
-fn replay(rows: &[&TransitionRow]) -> Result<Option<OrderState>, String> {
+fn replay<'a>(
+    rows: impl IntoIterator<Item = &'a TransitionRow>,
+) -> Result<Option<OrderState>, String> {
     let mut current: Option<OrderState> = None;
-    for (i, row) in rows.iter().enumerate() {
+    for (i, row) in rows.into_iter().enumerate() {
         let expected_seq = i as i64 + 1;
         if row.seq != expected_seq {
             return Err(format!(
@@ -151,25 +153,23 @@ impl PerOrder for SingleFinalOutcome {
             ));
         }
         for store in stores {
-            let rows: Vec<&TransitionRow> = order
-                .transitions
-                .iter()
-                .filter(|t| t.store == store)
-                .collect();
+            // This store's transitions, walked in place (no vector per order).
+            let rows = || order.transitions.iter().filter(move |t| t.store == store);
+            let count = rows().count();
             let row = order.orders.iter().find(|o| o.store == store);
-            match (row, replay(&rows)) {
+            match (row, replay(rows())) {
                 (_, Err(problem)) => problems.push(format!("{store}: {problem}")),
                 (None, Ok(_)) => problems.push(format!("{store} has transitions but no order row")),
                 (Some(row), Ok(last)) => {
                     if last.map(OrderState::as_str) != Some(row.status.as_str())
-                        || row.version != rows.len() as i64
+                        || row.version != count as i64
                     {
                         problems.push(format!(
                             "{store}: the order row says {} v{} but its transitions end at {} after {}",
                             row.status,
                             row.version,
                             last.map_or("nothing", OrderState::as_str),
-                            rows.len()
+                            count
                         ));
                     }
                     if store_region(store) != Some(row.owner_region.as_str()) {
@@ -180,8 +180,7 @@ impl PerOrder for SingleFinalOutcome {
                     }
                 }
             }
-            for t in rows
-                .iter()
+            for t in rows()
                 .filter(|t| matches!(t.to_state.as_str(), "order_confirmed" | "failed_safely"))
             {
                 let owner = order
