@@ -28,6 +28,11 @@ pub struct Sorted<T> {
     rx: mpsc::Receiver<Result<Vec<T>, String>>,
     /// The rest of the chunk being taken from (rows move out of it once, into the order).
     buffer: std::vec::IntoIter<T>,
+    /// Per row of the chunk: its key is the one of the row before it (in the stream), as
+    /// found by the order check; the runs of one key are taken by these, not compared again.
+    same: Vec<bool>,
+    /// Rows of the chunk taken so far.
+    taken: usize,
     done: bool,
     last_key: Option<Vec<u8>>,
 }
@@ -157,6 +162,8 @@ impl<T: Keyed + Send + 'static> Sorted<T> {
             name,
             rx,
             buffer: Vec::new().into_iter(),
+            same: Vec::new(),
+            taken: 0,
             done: true,
             last_key: None,
         }
@@ -167,6 +174,8 @@ impl<T: Keyed + Send + 'static> Sorted<T> {
             name,
             rx,
             buffer: Vec::new().into_iter(),
+            same: Vec::new(),
+            taken: 0,
             done: false,
             last_key: None,
         }
@@ -177,23 +186,25 @@ impl<T: Keyed + Send + 'static> Sorted<T> {
             match self.rx.recv().await {
                 Some(Ok(chunk)) => {
                     // Each key against the one before it; only the chunk's last is kept.
+                    self.same.clear();
                     let mut before = self.last_key.as_deref();
                     for row in &chunk {
-                        if let Some(last) = before
-                            && row.key() < last
-                        {
+                        let order = before.map(|last| row.key().cmp(last));
+                        if let (Some(std::cmp::Ordering::Less), Some(last)) = (order, before) {
                             return Err(VerifyError::OutOfOrder {
                                 stream: self.name,
                                 key: String::from_utf8_lossy(row.key()).into_owned(),
                                 after: String::from_utf8_lossy(last).into_owned(),
                             });
                         }
+                        self.same.push(order == Some(std::cmp::Ordering::Equal));
                         before = Some(row.key());
                     }
                     if let Some(last) = chunk.last() {
                         self.last_key = Some(last.key().to_vec());
                     }
                     self.buffer = chunk.into_iter();
+                    self.taken = 0;
                 }
                 Some(Err(reason)) => {
                     return Err(VerifyError::Read {
@@ -232,18 +243,40 @@ impl<T: Keyed + Send + 'static> Sorted<T> {
         if self.front_key().is_some_and(|front| front != key) {
             return Ok(());
         }
+        let mut first = true;
         loop {
             self.fill().await?;
-            let rows = self.buffer.as_slice();
-            // The rows of `key` at the front of this chunk, moved out together.
-            let n = rows.iter().take_while(|row| row.key() == key).count();
+            let Some(front) = self.front_key() else {
+                return Ok(());
+            };
+            // The rows of `key` at the front of this chunk, moved out together: the first
+            // compared with `key`, the rest (and, past the end of a chunk, the next chunk's
+            // first) by the order check's flags.
+            let same = |from: usize| {
+                self.same
+                    .get(from..)
+                    .unwrap_or_default()
+                    .iter()
+                    .take_while(|same| **same)
+                    .count()
+            };
+            let n = if first {
+                if front != key {
+                    return Ok(());
+                }
+                1 + same(self.taken + 1)
+            } else {
+                same(self.taken)
+            };
             if n == 0 {
                 return Ok(());
             }
             out.extend(self.buffer.by_ref().take(n));
+            self.taken += n;
             if !self.buffer.as_slice().is_empty() {
                 return Ok(());
             }
+            first = false;
         }
     }
 }
@@ -293,6 +326,26 @@ mod tests {
         out.clear();
         s.take(b"c", &mut out).await.unwrap();
         assert_eq!(s.peek().await.unwrap(), None);
+
+        // A run over three chunks; a chunk that starts a new key after a run ended one.
+        let mut s = stream(vec![
+            vec![("a", 1)],
+            vec![("a", 2)],
+            vec![("a", 3), ("b", 4)],
+            vec![("b", 5)],
+            vec![("c", 6)],
+        ]);
+        let mut out = Vec::new();
+        s.take(b"a", &mut out).await.unwrap();
+        assert_eq!(out.iter().map(|r| r.1).collect::<Vec<_>>(), [1, 2, 3]);
+        out.clear();
+        s.take(b"b", &mut out).await.unwrap();
+        assert_eq!(out.iter().map(|r| r.1).collect::<Vec<_>>(), [4, 5]);
+        out.clear();
+        s.take(b"b", &mut out).await.unwrap();
+        assert!(out.is_empty(), "the run of b ended");
+        s.take(b"c", &mut out).await.unwrap();
+        assert_eq!(out.iter().map(|r| r.1).collect::<Vec<_>>(), [6]);
     }
 
     /// A stream out of key order is an error, not a silent mis-join.
