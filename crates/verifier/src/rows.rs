@@ -7,6 +7,7 @@
 //! - SQLite: pages of JSON arrays of row arrays ([`decode_json_page`]), one driver row per
 //!   page (SQLite runs in-process, so the per-row driver cost is what paging saves).
 
+use std::borrow::Cow;
 use std::marker::PhantomData;
 
 use serde::de::{DeserializeSeed, Error as _, IgnoredAny, SeqAccess, Visitor};
@@ -181,35 +182,34 @@ impl<'a> Fields<'a> {
     }
 }
 
-impl Columns for Fields<'_> {
-    fn opt_text(&mut self) -> Result<Option<String>, String> {
+impl<'a> Fields<'a> {
+    /// The next field as text, `None` for SQL NULL: borrowed from the line, or owned when
+    /// an escape had to be undone.
+    fn next_text(&mut self) -> Result<Option<Cow<'a, str>>, String> {
         match self.next_field()? {
             None => Ok(None),
-            Some((field, false)) => Ok(Some(field.to_string())),
+            Some((field, false)) => Ok(Some(Cow::Borrowed(field))),
             Some((field, true)) => String::from_utf8(unescape(field.as_bytes()))
-                .map(Some)
+                .map(|text| Some(Cow::Owned(text)))
                 .map_err(|_| "a field is not UTF-8".to_string()),
         }
+    }
+}
+
+impl Columns for Fields<'_> {
+    fn opt_text(&mut self) -> Result<Option<String>, String> {
+        Ok(self.next_text()?.map(Cow::into_owned))
     }
 
     fn opt_word(&mut self) -> Result<Option<Word>, String> {
-        match self.next_field()? {
-            None => Ok(None),
-            Some((field, false)) => Ok(Some(Word::new(field))),
-            Some((field, true)) => String::from_utf8(unescape(field.as_bytes()))
-                .map(|text| Some(Word::from(text)))
-                .map_err(|_| "a field is not UTF-8".to_string()),
-        }
+        Ok(self.next_text()?.map(|text| match text {
+            Cow::Borrowed(text) => Word::new(text),
+            Cow::Owned(text) => Word::from(text),
+        }))
     }
 
     fn opt_key(&mut self) -> Result<Option<Key>, String> {
-        match self.next_field()? {
-            None => Ok(None),
-            Some((field, false)) => Ok(Some(Key::new(field))),
-            Some((field, true)) => String::from_utf8(unescape(field.as_bytes()))
-                .map(|text| Some(Key::new(&text)))
-                .map_err(|_| "a field is not UTF-8".to_string()),
-        }
+        Ok(self.next_text()?.map(|text| Key::new(&text)))
     }
 
     fn opt_int(&mut self) -> Result<Option<i64>, String> {
@@ -217,26 +217,7 @@ impl Columns for Fields<'_> {
         // digits at a time while they last); anything else by the general path.
         if let Some(rest) = self.rest {
             let bytes = rest.as_bytes();
-            let mut value: i64 = 0;
-            let mut at = 0;
-            while at < 16 {
-                match bytes.get(at..at + 8).and_then(eight_digits) {
-                    Some(eight) => {
-                        value = value * 100_000_000 + eight;
-                        at += 8;
-                    }
-                    None => break,
-                }
-            }
-            while at < 18 {
-                match bytes.get(at) {
-                    Some(b) if b.is_ascii_digit() => {
-                        value = value * 10 + i64::from(b - b'0');
-                        at += 1;
-                    }
-                    _ => break,
-                }
-            }
+            let (value, at) = leading_digits(bytes);
             if at > 0 && matches!(bytes.get(at), None | Some(b'\t')) {
                 self.rest = rest.get(at + 1..);
                 return Ok(Some(value));
@@ -299,22 +280,9 @@ fn parse_i64(bytes: &[u8]) -> Option<i64> {
     if digits.is_empty() {
         return None;
     }
-    // Up to 18 digits cannot overflow: no check per digit; whole groups of eight digits
-    // (a timestamp is two) at once.
     if digits.len() <= 18 {
-        let mut value: i64 = 0;
-        let mut groups = digits.chunks_exact(8);
-        for group in groups.by_ref() {
-            value = value * 100_000_000 + eight_digits(group)?;
-        }
-        for &b in groups.remainder() {
-            let digit = b.wrapping_sub(b'0');
-            if digit > 9 {
-                return None;
-            }
-            value = value * 10 + i64::from(digit);
-        }
-        return Some(if negative { -value } else { value });
+        let (value, read) = leading_digits(digits);
+        return (read == digits.len()).then_some(if negative { -value } else { value });
     }
     let mut value: i64 = 0;
     for &b in digits {
@@ -330,6 +298,33 @@ fn parse_i64(bytes: &[u8]) -> Option<i64> {
     } else {
         value.checked_neg()
     }
+}
+
+/// The value of the decimal digits `bytes` starts with and how many there are, at most 18
+/// (so no check per digit: it cannot overflow): eight at a time while they last (a
+/// timestamp is two groups), then one at a time.
+fn leading_digits(bytes: &[u8]) -> (i64, usize) {
+    let mut value: i64 = 0;
+    let mut at = 0;
+    while at < 16 {
+        match bytes.get(at..at + 8).and_then(eight_digits) {
+            Some(eight) => {
+                value = value * 100_000_000 + eight;
+                at += 8;
+            }
+            None => break,
+        }
+    }
+    while at < 18 {
+        match bytes.get(at) {
+            Some(b) if b.is_ascii_digit() => {
+                value = value * 10 + i64::from(b - b'0');
+                at += 1;
+            }
+            _ => break,
+        }
+    }
+    (value, at)
 }
 
 /// The value of eight ASCII decimal digits, `None` if any byte is not one: the digits'
@@ -589,13 +584,8 @@ mod tests {
     #[test]
     fn integers_parse_as_digit_by_digit() {
         let slow = |text: &str| text.parse::<i64>().ok().filter(|_| !text.starts_with('+'));
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut rng = evidence::seed::SeededRng::new(7);
+        let mut next = || rng.next_u64();
         for _ in 0..20_000 {
             let len = (next() % 20) as usize + 1;
             let mut text: String = (0..len)

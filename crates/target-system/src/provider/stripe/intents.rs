@@ -37,19 +37,12 @@ impl Unsettled {
         if !self.owed() {
             return;
         }
-        let db = self.provider.inner.db.clone();
-        if let Some(key) = &self.key {
-            let _ = ledger::release_claim(&db, key).await;
-        }
-        let taken = self
-            .state
-            .taken
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        if let Some(intent) = taken {
-            let _ = store::unprocess(&db, &intent).await;
-        }
+        release(
+            &self.provider.inner.db,
+            self.key.as_deref(),
+            self.state.take_intent(),
+        )
+        .await;
     }
 }
 
@@ -61,20 +54,19 @@ impl Drop for Unsettled {
         self.state.done.store(true, Ordering::SeqCst);
         let db = self.provider.inner.db.clone();
         let key = self.key.take();
-        let taken = self
-            .state
-            .taken
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        tokio::spawn(async move {
-            if let Some(key) = key {
-                let _ = ledger::release_claim(&db, &key).await;
-            }
-            if let Some(intent) = taken {
-                let _ = store::unprocess(&db, &intent).await;
-            }
-        });
+        let taken = self.state.take_intent();
+        tokio::spawn(async move { release(&db, key.as_deref(), taken).await });
+    }
+}
+
+/// Gives a request's claim back: its idempotency key, and the intent it took (put back as
+/// it was). Best effort: what a store error leaves is put right at the next open.
+async fn release(db: &evidence::Db, key: Option<&str>, taken: Option<String>) {
+    if let Some(key) = key {
+        let _ = ledger::release_claim(db, key).await;
+    }
+    if let Some(intent) = taken {
+        let _ = store::unprocess(db, &intent).await;
     }
 }
 
@@ -343,18 +335,13 @@ impl Provider {
                 answer
             }
             Err(err) => {
-                if let Some(key) = &ledger_key {
-                    let _ = ledger::release_claim(&self.inner.db, key).await;
-                }
                 let taken = call
                     .state
                     .taken
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .clone();
-                if let Some(intent) = taken {
-                    let _ = store::unprocess(&self.inner.db, &intent).await;
-                }
+                release(&self.inner.db, ledger_key.as_deref(), taken).await;
                 // A row another request changed meanwhile is a conflict to retry, not an
                 // outage.
                 let failed = match err {

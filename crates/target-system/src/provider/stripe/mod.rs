@@ -83,6 +83,13 @@ pub(super) struct CallState {
     taken: std::sync::Mutex<Option<String>>,
 }
 
+impl CallState {
+    /// The intent this request marked `processing`, taken to be put back.
+    fn take_intent(&self) -> Option<String> {
+        self.taken.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
 impl Call {
     /// The request-log line for this request.
     fn line(&self, op: &'static str, status: u16, outcome: &'static str) -> RequestLog {
