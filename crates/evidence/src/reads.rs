@@ -229,6 +229,9 @@ pub const SINK_CONFIRMED_ORDERS: &str = "SELECT COUNT(DISTINCT order_id) FROM si
 pub const CUSTOMERS_TOLD_CONFIRMED: &str =
     "SELECT COUNT(DISTINCT order_id) FROM history_requests WHERE answer = 'confirmed'";
 
+/// Whether the provider's request log holds any call at all.
+pub const PROVIDER_ANY_CALL: &str = "SELECT 1 FROM provider_requests LIMIT 1";
+
 /// Whether the sink saw any delivery at all.
 pub const SINK_ANY_DELIVERY: &str =
     "SELECT 1 FROM sink_deliveries WHERE outcome IN ('accepted', 'duplicate') LIMIT 1";

@@ -324,7 +324,7 @@ fn run_drives_an_external_system() {
     );
     assert_eq!(output.status.code(), Some(0), "{all}");
     // Its events do not reach the rig's sink: the event invariant has no witness, so it is
-    // unknown with the reason, and every other invariant passes.
+    // unknown with the reason, and nothing fails.
     assert!(
         all.contains("overall: UNKNOWN")
             && all.contains("outbox-effectively-once    UNKNOWN")

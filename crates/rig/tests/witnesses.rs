@@ -126,7 +126,7 @@ async fn history(out: &Path) -> sqlx::SqlitePool {
 
 /// The customer's answer sequence is a witness: an answer that moves backward (pending
 /// after confirmed, the other final, a 404 after the order was seen) fails
-/// single-final-outcome, and a customer still told pending past the bound fails
+/// single-final-outcome, and so do two different finals answered at once, and a customer still told pending past the bound fails
 /// bounded-pending-age, whatever the stores say; the untouched run passes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_answers_a_customer_saw_are_judged() {
@@ -184,6 +184,20 @@ async fn the_answers_a_customer_saw_are_judged() {
     assert_eq!(code, Some(1), "{all}");
     assert!(all.contains("then not found (404) at"), "{all}");
     sqlx::query("DELETE FROM history_requests WHERE seq = 101")
+        .execute(&pool)
+        .await
+        .unwrap();
+
+    // The other final, answered to a request in flight beside the confirmed one (no
+    // causal order between them): an order has one outcome.
+    insert(103, confirmed_at - 2_000, 200, "failed").await;
+    let (code, all) = verify(&[&run_dir]);
+    assert_eq!(code, Some(1), "{all}");
+    assert!(
+        all.contains("single-final-outcome       FAIL") && all.contains("an order has one outcome"),
+        "{all}"
+    );
+    sqlx::query("DELETE FROM history_requests WHERE seq = 103")
         .execute(&pool)
         .await
         .unwrap();
@@ -276,9 +290,144 @@ async fn carts_and_the_profile_judge_no_oversell() {
     );
 }
 
+/// The system's own rows are claims checked against the customer's cart and the profile:
+/// a pricing bug that charges the wrong amount consistently (order row and charge agree)
+/// fails money-conservation; a region whose inventory holds another stock than the run
+/// asked for, or whose reservations lost a confirmed sale with the counter kept consistent,
+/// fails no-oversell; an order row that names a region other than its id's as its owner
+/// fails single-final-outcome. The untouched run passes, and so do the pricing and stock
+/// steps put back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_systems_rows_are_checked_against_carts_and_profile() {
+    let (_dir, out, _) = passing_run("witness-claims");
+    let run_dir = out.to_str().unwrap().to_string();
+    let history = history(&out).await;
+    let (order_id, cart): (String, String) = sqlx::query_as(
+        "SELECT order_id, cart FROM history_arrivals WHERE outcome = 'confirmed' ORDER BY arrival_id LIMIT 1",
+    )
+    .fetch_one(&history)
+    .await
+    .unwrap();
+    history.close().await;
+    let owner = evidence::owner_of(&order_id).as_str();
+    let other = if owner == "a" { "b" } else { "a" };
+    let region = sqlite(&out, &format!("stores/region_{owner}.db")).await;
+    let provider = sqlite(&out, "stores/provider.db").await;
+    let run = |sql: &'static str, pool: &sqlx::SqlitePool| {
+        let (pool, order_id) = (pool.clone(), order_id.clone());
+        async move {
+            let n = sqlx::query(sql)
+                .bind(&order_id)
+                .execute(&pool)
+                .await
+                .unwrap()
+                .rows_affected();
+            assert!(n > 0, "{sql} changed nothing");
+        }
+    };
+    let fails = |invariant: &'static str, expect: String| {
+        let run_dir = run_dir.clone();
+        async move {
+            let (code, all) = verify(&[&run_dir]);
+            assert_eq!(code, Some(1), "{all}");
+            assert!(
+                all.contains(&format!("{invariant:<26} FAIL")) && all.contains(&expect),
+                "expected {invariant} to fail with {expect:?}: {all}"
+            );
+        }
+    };
+    let passes = || {
+        let run_dir = run_dir.clone();
+        async move {
+            let (code, all) = verify(&[&run_dir]);
+            assert_eq!(code, Some(0), "put back: {all}");
+        }
+    };
+
+    // A pricing bug: the row and the charge both say a dollar more than the cart costs.
+    let up = "UPDATE orders SET amount_cents = amount_cents + 100 WHERE order_id = $1";
+    run(up, &region).await;
+    let up = "UPDATE provider_charges SET amount_cents = amount_cents + 100 WHERE order_id = $1";
+    run(up, &provider).await;
+    fails("money-conservation", "at the profile's prices".to_string()).await;
+    let down = "UPDATE orders SET amount_cents = amount_cents - 100 WHERE order_id = $1";
+    run(down, &region).await;
+    let down = "UPDATE provider_charges SET amount_cents = amount_cents - 100 WHERE order_id = $1";
+    run(down, &provider).await;
+    passes().await;
+
+    // The owner named in the row is not the one the order id maps to.
+    let row = sqlx::query("UPDATE orders SET owner_region = $1 WHERE order_id = $2")
+        .bind(other)
+        .bind(&order_id);
+    row.execute(&region).await.unwrap();
+    fails(
+        "single-final-outcome",
+        format!("names region {other} its owner, but the order id belongs to region {owner}"),
+    )
+    .await;
+    let row = sqlx::query("UPDATE orders SET owner_region = $1 WHERE order_id = $2")
+        .bind(owner)
+        .bind(&order_id);
+    row.execute(&region).await.unwrap();
+
+    // The inventory holds another stock than the run asked for.
+    let lines: Vec<serde_json::Value> = serde_json::from_str(&cart).unwrap();
+    let sku = lines[0]["sku"].as_str().unwrap().to_string();
+    let stock = |delta: i64| {
+        let (region, sku) = (region.clone(), sku.clone());
+        async move {
+            sqlx::query("UPDATE inventory SET stock = stock + $1 WHERE sku = $2")
+                .bind(delta)
+                .bind(sku)
+                .execute(&region)
+                .await
+                .unwrap();
+        }
+    };
+    stock(5).await;
+    fails(
+        "no-oversell",
+        format!("region_{owner}'s inventory holds a stock of"),
+    )
+    .await;
+    stock(-5).await;
+    passes().await;
+
+    // A confirmed sale lost from the reservations, the counter kept consistent with them.
+    let (qty,): (i64,) = sqlx::query_as(
+        "SELECT qty FROM reservations WHERE order_id = $1 AND sku = $2 AND status = 'committed'",
+    )
+    .bind(&order_id)
+    .bind(&sku)
+    .fetch_one(&region)
+    .await
+    .unwrap();
+    sqlx::query("DELETE FROM reservations WHERE order_id = $1 AND sku = $2")
+        .bind(&order_id)
+        .bind(&sku)
+        .execute(&region)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE inventory SET reserved = reserved - $1 WHERE sku = $2")
+        .bind(qty)
+        .bind(&sku)
+        .execute(&region)
+        .await
+        .unwrap();
+    fails(
+        "no-oversell",
+        format!("region_{owner}'s reservations commit"),
+    )
+    .await;
+    region.close().await;
+    provider.close().await;
+}
+
 /// After the drain the run asks again about every order whose customer gave up, and keeps
 /// the answers in the history: a customer who would still be told pending then fails
-/// bounded-pending-age.
+/// bounded-pending-age, and a final answer there is what that customer was told, judged by
+/// client-agrees against the provider's ledger.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_final_polls_are_witnesses() {
     let dir = TempDir::new("witness-final-polls");
@@ -326,10 +475,16 @@ async fn the_final_polls_are_witnesses() {
         "customers gave up and were asked about again"
     );
     assert_eq!(pending, 0, "nothing is pending after the drain");
-    sqlx::query(
-        "UPDATE history_requests SET answer = 'pending', http_status = 200 WHERE rowid = \
-         (SELECT rowid FROM history_requests WHERE kind = 'final_poll' LIMIT 1)",
+    let (rowid, answer, status): (i64, String, Option<i64>) = sqlx::query_as(
+        "SELECT rowid, answer, http_status FROM history_requests WHERE kind = 'final_poll' LIMIT 1",
     )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "UPDATE history_requests SET answer = 'pending', http_status = 200 WHERE rowid = $1",
+    )
+    .bind(rowid)
     .execute(&pool)
     .await
     .unwrap();
@@ -339,6 +494,51 @@ async fn the_final_polls_are_witnesses() {
     assert!(
         all.contains("bounded-pending-age        FAIL")
             && all.contains("still pending when the run asked again after the drain"),
+        "{all}"
+    );
+
+    // The final poll is what a customer that gave up was told: one told failed there whose
+    // order is charged fails client-agrees.
+    let pool = history(&out).await;
+    sqlx::query("UPDATE history_requests SET answer = $1, http_status = $2 WHERE rowid = $3")
+        .bind(&answer)
+        .bind(status)
+        .bind(rowid)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let (code, all) = verify(&[out.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "put back: {all}");
+    let settled: u64 = all
+        .split(" settled by the poll after the drain")
+        .next()
+        .and_then(|before| before.rsplit('(').next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("a count of customers settled by the final poll: {all}"));
+    assert!(
+        settled > 0,
+        "customers that gave up learned the outcome: {all}"
+    );
+    let changed = sqlx::query(
+        "UPDATE history_requests SET answer = 'failed' WHERE rowid = \
+         (SELECT r.rowid FROM history_requests r JOIN history_arrivals a ON a.arrival_id = r.arrival_id \
+          WHERE r.kind = 'final_poll' AND r.answer = 'confirmed' AND a.outcome = 'unknown' LIMIT 1)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap()
+    .rows_affected();
+    assert_eq!(
+        changed, 1,
+        "a customer that gave up was told confirmed after the drain"
+    );
+    pool.close().await;
+    let (code, all) = verify(&[out.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{all}");
+    assert!(
+        all.contains("client-agrees              FAIL")
+            && all.contains("client told failed at")
+            && all.contains("is charged"),
         "{all}"
     );
 }
@@ -512,8 +712,10 @@ async fn the_provider_log_judges_admission_per_region() {
 }
 
 /// The event sink's log is the witness of outbox-effectively-once: a confirmed customer's
-/// event missing at the sink, a second distinct confirmation event, a confirmation that
-/// arrives long after the customer was told, or an event for a failed order each fail it;
+/// event missing at the sink, a second distinct confirmation event, an event id the sink
+/// had accepted for another order, a confirmation announced by the region that does not
+/// own the order, one that arrives long after the customer was told, or an event for a
+/// failed order each fail it;
 /// a sink that saw nothing at all leaves it unknown, never pass; the untouched run passes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sink_log_judges_the_events() {
@@ -537,13 +739,13 @@ async fn the_sink_log_judges_the_events() {
     .fetch_one(&history)
     .await
     .unwrap();
-    let judged = |expect: &'static str| {
-        let run_dir = run_dir.clone();
+    let judged = |expect: &str| {
+        let (run_dir, expect) = (run_dir.clone(), expect.to_string());
         async move {
             let (code, all) = verify(&[&run_dir]);
             assert_eq!(code, Some(1), "{all}");
             assert!(
-                all.contains("outbox-effectively-once    FAIL") && all.contains(expect),
+                all.contains("outbox-effectively-once    FAIL") && all.contains(&expect),
                 "expected {expect:?}: {all}"
             );
         }
@@ -577,6 +779,69 @@ async fn the_sink_log_judges_the_events() {
         .await
         .unwrap();
 
+    // An event id reused for a second order (a counter that restarts): the sink answers it
+    // as a duplicate, so a deduplicating consumer never confirms that order.
+    let id_of = |order: String| {
+        let sink = sink.clone();
+        async move {
+            sqlx::query_scalar::<_, String>(
+                "SELECT event_id FROM sink_deliveries WHERE order_id = $1 AND outcome = 'accepted' LIMIT 1",
+            )
+            .bind(order)
+            .fetch_one(&sink)
+            .await
+            .unwrap()
+        }
+    };
+    let (first, second) = (
+        id_of(confirmed[0].clone()).await,
+        id_of(confirmed[1].clone()).await,
+    );
+    let kept: Vec<(i64, String)> =
+        sqlx::query_as("SELECT rowid, outcome FROM sink_deliveries WHERE order_id = $1")
+            .bind(&confirmed[1])
+            .fetch_all(&sink)
+            .await
+            .unwrap();
+    sqlx::query(
+        "UPDATE sink_deliveries SET event_id = $1, outcome = 'duplicate' WHERE order_id = $2",
+    )
+    .bind(&first)
+    .bind(&confirmed[1])
+    .execute(&sink)
+    .await
+    .unwrap();
+    judged("as a duplicate of an event id first delivered for another order").await;
+    for (rowid, outcome) in &kept {
+        sqlx::query("UPDATE sink_deliveries SET event_id = $1, outcome = $2 WHERE rowid = $3")
+            .bind(&second)
+            .bind(outcome)
+            .bind(rowid)
+            .execute(&sink)
+            .await
+            .unwrap();
+    }
+
+    // A confirmation announced by the region that does not own the order.
+    let owner = evidence::owner_of(&confirmed[2]).as_str();
+    let other = if owner == "a" { "b" } else { "a" };
+    sqlx::query("UPDATE sink_deliveries SET caller = $1 WHERE order_id = $2")
+        .bind(other)
+        .bind(&confirmed[2])
+        .execute(&sink)
+        .await
+        .unwrap();
+    judged(&format!(
+        "from region {other}'s relay, but the order belongs to region {owner}"
+    ))
+    .await;
+    sqlx::query("UPDATE sink_deliveries SET caller = $1 WHERE order_id = $2")
+        .bind(owner)
+        .bind(&confirmed[2])
+        .execute(&sink)
+        .await
+        .unwrap();
+
     // A confirmation a minute late (the bound is 12 s at the default outbox settings).
     sqlx::query(
         "UPDATE sink_deliveries SET received_at_us = received_at_us + 60000000 WHERE order_id = $1",
@@ -597,9 +862,10 @@ async fn the_sink_log_judges_the_events() {
     // A confirmation for an order its customer was told failed.
     sqlx::query(
         "INSERT INTO sink_deliveries (event_id, order_id, event_type, version, caller, \
-         received_at_us, http_status, outcome) VALUES ('ev-forged', $1, 'order_confirmed', 3, 'a', 1, 200, 'accepted')",
+         received_at_us, http_status, outcome) VALUES ('ev-forged', $1, 'order_confirmed', 3, $2, 1, 200, 'accepted')",
     )
     .bind(&failed)
+    .bind(evidence::owner_of(&failed).as_str())
     .execute(&sink)
     .await
     .unwrap();

@@ -149,7 +149,9 @@ impl System {
         Self::start_all_with(config, store, provider.into(), region_a, region_b).await
     }
 
-    /// [`System::start_all`] with a whole provider plan (e.g. with the Stripe face).
+    /// [`System::start_all`] with a whole provider plan (e.g. with the Stripe face). A region
+    /// pays through the plan's caller listener named after it (`a`, `b`) if there is one, so
+    /// the provider's request log attributes its calls; else through the main listener.
     pub async fn start_all_with(
         config: Arc<TargetConfig>,
         store: &StoreUrl,
@@ -157,21 +159,29 @@ impl System {
         region_a: TcpListener,
         region_b: TcpListener,
     ) -> Result<Self, SystemError> {
-        let provider_url = format!("http://{}", local_addr(&provider.listener)?);
+        let pay = |region: &str| -> Result<String, SystemError> {
+            let listener = provider
+                .callers
+                .iter()
+                .find(|(caller, _)| caller == region)
+                .map_or(&provider.listener, |(_, listener)| listener);
+            Ok(format!("http://{}", local_addr(listener)?))
+        };
+        let (pay_a, pay_b) = (pay("a")?, pay("b")?);
         let url_a = format!("http://{}", local_addr(&region_a)?);
         let url_b = format!("http://{}", local_addr(&region_b)?);
         let plans = vec![
             RegionPlan {
                 id: RegionId::A,
                 listener: region_a,
-                provider_url: provider_url.clone(),
+                provider_url: pay_a,
                 peer_url: Some(url_b),
                 sink_url: None,
             },
             RegionPlan {
                 id: RegionId::B,
                 listener: region_b,
-                provider_url,
+                provider_url: pay_b,
                 peer_url: Some(url_a),
                 sink_url: None,
             },

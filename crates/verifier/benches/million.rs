@@ -101,7 +101,7 @@ async fn generate_history(source: &verifier::HistorySource, orders: i64, t0_us: 
         .await
         .expect("history tables");
     let (from, id) = series(dialect, orders);
-    let region = "CASE WHEN n % 2 = 0 THEN 'a' ELSE 'b' END";
+    let region = owner_sql();
     for sql in [
         format!(
             "INSERT INTO history_arrivals (arrival_id, order_id, customer_id, entry_region, phase, intended_at_us, sent_at_us, \
@@ -120,6 +120,40 @@ async fn generate_history(source: &verifier::HistorySource, orders: i64, t0_us: 
             .expect("history rows");
     }
     pool.close().await;
+}
+
+/// The owner of order `n` in SQL, as [`evidence::owner_of`] maps its id: `0` for region a,
+/// `1` for b. FNV-1a's multiplier and offset basis are odd, so a hash's lowest bit is the
+/// basis's flipped once per odd byte: the id `o` + eight digits is region a's exactly when
+/// its digits hold an even number of odd digits (`o` is odd itself). [`owners_agree`]
+/// checks this against `owner_of`.
+fn owner_parity_sql() -> String {
+    let digits: Vec<String> = (0..8)
+        .map(|k| format!("((n / {}) % 10) % 2", 10_i64.pow(k)))
+        .collect();
+    format!("({}) % 2", digits.join(" + "))
+}
+
+/// The owner region's name of order `n` in SQL (see [`owner_parity_sql`]).
+fn owner_sql() -> String {
+    format!("CASE WHEN {} = 0 THEN 'a' ELSE 'b' END", owner_parity_sql())
+}
+
+/// Asserts that [`owner_parity_sql`]'s rule is `owner_of`'s on a spread of ids.
+fn owners_agree() {
+    for n in (0..100_000_i64).chain((0..1_000).map(|i| i * 99_991 + 7)) {
+        let odd_digits = format!("{n:08}").bytes().filter(|b| b % 2 == 1).count();
+        let rule = if odd_digits % 2 == 0 {
+            RegionId::A
+        } else {
+            RegionId::B
+        };
+        assert_eq!(
+            evidence::owner_of(&format!("o{n:08}")),
+            rule,
+            "the synthetic store's owner rule no longer matches owner_of (order {n})"
+        );
+    }
 }
 
 /// `FROM` clause yielding `n` in 0..count, and the order id expression, per dialect.
@@ -157,7 +191,7 @@ async fn generate(store: &StoreUrl, orders: i64) {
         // The system's own record of its bounds (a claim), the same as the run asked for.
         asked(orders).write(&db).await.expect("run parameters");
         let (from, id) = series(db.dialect, orders);
-        let mine = format!("n % 2 = {i}");
+        let mine = format!("({}) = {i}", owner_parity_sql());
         let r = region.as_str();
         exec(&db, format!(
             "INSERT INTO orders (order_id, customer_id, owner_region, entry_region, fingerprint, items_json, amount_cents, currency, status, reason, version, created_at_us, updated_at_us) \
@@ -207,15 +241,16 @@ async fn generate(store: &StoreUrl, orders: i64) {
     exec(&db, format!(
         "INSERT INTO provider_requests (op, idempotency_key, charge_id, received_at_us, finished_at_us, http_status, outcome, caller, abandoned_at_us) \
          SELECT 'charge', 'pay:' || {id}, 'ch' || {id}, {t0_us} + n * 1000 + 310, {t0_us} + n * 1000 + 340, 200, 'authorized', \
-         CASE WHEN n % 2 = 0 THEN 'a' ELSE 'b' END, NULL FROM {from}"
+         {}, NULL FROM {from}", owner_sql()
     )).await;
     db.close().await;
     // The event sink's log: each confirmation delivered once, by the owner region.
     let db = Db::open(store, StoreName::Sink).await.expect("sink store");
     exec(&db, format!(
         "INSERT INTO sink_deliveries (event_id, order_id, event_type, version, caller, received_at_us, http_status, outcome) \
-         SELECT 'ev' || {id}, {id}, 'order_confirmed', 4, CASE WHEN n % 2 = 0 THEN 'a' ELSE 'b' END, \
-         {t0_us} + n * 1000 + 900, 200, 'accepted' FROM {from}"
+         SELECT 'ev' || {id}, {id}, 'order_confirmed', 4, {}, \
+         {t0_us} + n * 1000 + 900, 200, 'accepted' FROM {from}",
+        owner_sql()
     )).await;
     db.close().await;
 }
@@ -295,6 +330,7 @@ fn peak_rss_mb() -> f64 {
 #[tokio::main]
 async fn main() {
     let (store, orders, existing, namespace, with_history, scan) = args();
+    owners_agree();
     let store = StoreUrl::parse(&store)
         .expect("store URL")
         .with_namespace(&namespace);

@@ -141,6 +141,7 @@ pub async fn verify(sources: &Sources, options: &Options) -> Result<Report, Veri
         goodput_fraction: options.goodput_fraction,
         sink: stores.sink_evidence().await?,
         order_rows: !stores.regions.is_empty(),
+        owners_by_id: stores.regions.len() == 2,
         admission_bounds: options.admission_bounds,
         prices: options.prices.clone(),
         event_age_us: (options.event_age_ms * 1_000.0) as i64,
@@ -180,8 +181,8 @@ pub async fn verify(sources: &Sources, options: &Options) -> Result<Report, Veri
     );
     let orders_checked = orders_checked?;
     let mut verdicts: Vec<Verdict> = per_order.into_iter().map(|i| i.finish(&ctx)).collect();
-    let mut no_oversell = no_oversell?;
-    sales.judge(&ctx, &mut no_oversell);
+    let (mut no_oversell, reservations) = no_oversell?;
+    sales.judge(&ctx, &reservations, &mut no_oversell);
     verdicts.insert(4, no_oversell);
     verdicts.push(invariants::admission_control::conclude(
         admission_control?,

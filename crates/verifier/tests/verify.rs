@@ -105,13 +105,27 @@ async fn correct_system_passes_over_five_seeds() {
     }
 }
 
-/// Without a client history, client-agrees is unknown (with the reason) and nothing fails.
+/// Without a client history, every invariant whose witness it is (client-agrees, and
+/// no-oversell, single-final-outcome and bounded-pending-age, which would rest on the
+/// system's own rows alone) is unknown with the reason, and nothing fails.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_history_means_unknown_not_fail() {
     let mut finished = clean_run(sqlite("verify-nohist"), 3).await;
     finished.history = None;
     let report = finished.verify().await;
-    assert_eq!(status_of(&report, "client-agrees"), Status::Unknown);
+    for invariant in [
+        "client-agrees",
+        "no-oversell",
+        "single-final-outcome",
+        "bounded-pending-age",
+    ] {
+        assert_eq!(
+            status_of(&report, invariant),
+            Status::Unknown,
+            "{invariant}: {}",
+            report.table()
+        );
+    }
     assert!(report.failed().is_empty(), "{}", report.table());
     assert!(report.table().contains("no client history"));
 }

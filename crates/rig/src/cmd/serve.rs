@@ -164,9 +164,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<Verdict> {
             let stripe = bind(stripe_addr, "--listen-stripe", args.reuse_port).await?;
             let a = bind(args.listen_a, "--listen-a", args.reuse_port).await?;
             let b = bind(args.listen_b, "--listen-b", args.reuse_port).await?;
+            // Each region pays through a listener of its own (loopback, any free port), so
+            // the provider's request log attributes its calls, as in a run.
+            let mut callers = Vec::new();
+            for name in ["a", "b"] {
+                let any = SocketAddr::from(([127, 0, 0, 1], 0));
+                callers.push((name.to_string(), bind(any, "--role all", false).await?));
+            }
             let plan = ProviderPlan {
                 listener: provider,
-                callers: Vec::new(),
+                callers,
                 stripe: Some(stripe),
             };
             System::start_all_with(config.clone(), &store, plan, a, b).await

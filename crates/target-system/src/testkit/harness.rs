@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::TestStores;
 use crate::provider::ledger::{self, Charge};
 use crate::sink::Sink;
-use crate::system::{RegionPlan, System};
+use crate::system::{ProviderPlan, RegionPlan, System};
 use crate::{Region, TargetConfig};
 use bytes::Bytes;
 use evidence::RegionId;
@@ -73,6 +73,20 @@ async fn start_sink(stores: &TestStores, seed: u64) -> (Sink, String, watch::Sen
     (sink, url, stop)
 }
 
+/// The provider's listeners as a run wires them: its own (unattributed, for the tests'
+/// direct calls) and one per region, so its request log attributes each region's calls to
+/// it. Returns the plan and regions a's and b's addresses.
+async fn provider_plan() -> (ProviderPlan, [std::net::SocketAddr; 2]) {
+    let (own, a, b) = (listener().await, listener().await, listener().await);
+    let addrs = [a.local_addr().unwrap(), b.local_addr().unwrap()];
+    let plan = ProviderPlan {
+        listener: own,
+        callers: vec![("a".to_string(), a), ("b".to_string(), b)],
+        stripe: None,
+    };
+    (plan, addrs)
+}
+
 pub async fn listener() -> TcpListener {
     TcpListener::bind("127.0.0.1:0")
         .await
@@ -106,27 +120,27 @@ impl Harness {
     /// Sink, provider and regions a and b, wired directly.
     pub async fn start(stores: TestStores, config: TargetConfig) -> Self {
         let (sink, sink_url, sink_stop) = start_sink(&stores, config.seed).await;
-        let (provider, a, b) = (listener().await, listener().await, listener().await);
+        let (a, b) = (listener().await, listener().await);
+        let (provider, [pay_a, pay_b]) = provider_plan().await;
         let url = |l: &TcpListener| format!("http://{}", l.local_addr().unwrap());
-        let provider_url = url(&provider);
         let (url_a, url_b) = (url(&a), url(&b));
         let plans = vec![
             RegionPlan {
                 id: RegionId::A,
                 listener: a,
-                provider_url: provider_url.clone(),
+                provider_url: format!("http://{pay_a}"),
                 peer_url: Some(url_b),
                 sink_url: Some(sink_url.clone()),
             },
             RegionPlan {
                 id: RegionId::B,
                 listener: b,
-                provider_url,
+                provider_url: format!("http://{pay_b}"),
                 peer_url: Some(url_a),
                 sink_url: Some(sink_url),
             },
         ];
-        let system = System::start(Arc::new(config), &stores.url, Some(provider.into()), plans)
+        let system = System::start(Arc::new(config), &stores.url, Some(provider), plans)
             .await
             .expect("system starts");
         Self {
@@ -142,12 +156,13 @@ impl Harness {
     /// puts a proxy on each hop): `a_to_b`, `b_to_a`, `a_to_provider`, `b_to_provider`.
     pub async fn start_linked(stores: TestStores, config: TargetConfig) -> (Self, Links) {
         let (sink, sink_url, sink_stop) = start_sink(&stores, config.seed).await;
-        let (provider, a, b) = (listener().await, listener().await, listener().await);
+        let (a, b) = (listener().await, listener().await);
+        let (provider, [pay_a, pay_b]) = provider_plan().await;
         let links = Links {
             a_to_b: Forwarder::start(b.local_addr().unwrap()).await,
             b_to_a: Forwarder::start(a.local_addr().unwrap()).await,
-            a_to_provider: Forwarder::start(provider.local_addr().unwrap()).await,
-            b_to_provider: Forwarder::start(provider.local_addr().unwrap()).await,
+            a_to_provider: Forwarder::start(pay_a).await,
+            b_to_provider: Forwarder::start(pay_b).await,
         };
         let plans = vec![
             RegionPlan {
@@ -165,7 +180,7 @@ impl Harness {
                 sink_url: Some(sink_url),
             },
         ];
-        let system = System::start(Arc::new(config), &stores.url, Some(provider.into()), plans)
+        let system = System::start(Arc::new(config), &stores.url, Some(provider), plans)
             .await
             .expect("system starts");
         let harness = Self {

@@ -13,9 +13,10 @@
 //!    it). The regions' own `payment_attempts` are claims, swept
 //!    the same way: a claim over the limit fails too, except a region whose wall clock a
 //!    `clock` fault shifted (its call times from either side of a shift do not compare;
-//!    the provider log, on the provider's own clock, still judges it). A provider log without callers
-//!    (stores from before attribution, or a provider reached directly) leaves the claims
-//!    as the only account, and the summary says so.
+//!    the provider log, on the provider's own clock, still judges it). A provider log with
+//!    calls but no caller (stores from before attribution, or a provider reached directly)
+//!    leaves the claims as the only account: the invariant is `unknown` unless a claim or
+//!    the client's half fails it, and says why.
 //! 3. shed checkouts are answered fast: p99 of the client-measured time of `429`/`503`
 //!    answers to checkout requests (not status polls) <= the bound (needs the client history).
 //!    Judged are refusals of work the system had not started: a request whose customer had
@@ -75,7 +76,8 @@ pub async fn check(
         }
     })
     .await?;
-    if callers.is_empty() {
+    let unattributed = callers.is_empty();
+    if unattributed {
         notes.push(
             "provider log: no attributed callers, so the regions' own payment_attempts are the only account of their calls".to_string(),
         );
@@ -103,6 +105,15 @@ pub async fn check(
             )),
             None => sweep(db, Calls::Claimed(store), ctx, &mut verdict, &mut notes).await?,
         }
+    }
+    let any_call = sqlx::query(reads::PROVIDER_ANY_CALL)
+        .fetch_optional(&provider.pool)
+        .await?
+        .is_some();
+    if unattributed && any_call && ctx.admission_bounds {
+        verdict.unknown_unless_failed(
+            "no provider call is attributed to a calling region (each region must reach the provider through its own listener or proxy), so the call limit and the retry budget had no witness; the regions' own payment_attempts are only claims".to_string(),
+        );
     }
     Ok(CallSweeps { verdict, notes })
 }

@@ -100,6 +100,30 @@ pub struct BoundedPendingAge {
     unmeasured: u64,
     /// The longest a customer kept being told `pending` (rig clock).
     longest_told_us: i64,
+    /// Customers who gave up and got no definite answer after the drain either (not asked
+    /// again, or the poll timed out or failed): whether their orders still pend is unseen.
+    unsettled: u64,
+}
+
+/// How many of `order`'s customers gave up (`unknown`, after sending) and got no definite
+/// answer from the run's poll after the drain either: none was made, or it got something
+/// other than a status (confirmed, failed, pending) or a `404` (no such order).
+fn unsettled(order: &OrderEvidence) -> u64 {
+    order
+        .arrivals
+        .iter()
+        .filter(|a| a.outcome == "unknown" && a.sent_at_us.is_some())
+        .filter(|a| {
+            let last = order
+                .requests
+                .iter()
+                .rfind(|r| r.arrival_id == a.arrival_id && r.kind == "final_poll");
+            last.is_none_or(|r| {
+                !matches!(r.answer.as_str(), "confirmed" | "failed" | "pending")
+                    && r.http_status != Some(404)
+            })
+        })
+        .count() as u64
 }
 
 impl Default for BoundedPendingAge {
@@ -113,6 +137,7 @@ impl Default for BoundedPendingAge {
             told_too_long: 0,
             unmeasured: 0,
             longest_told_us: 0,
+            unsettled: 0,
         }
     }
 }
@@ -127,6 +152,9 @@ impl PerOrder for BoundedPendingAge {
                     .unwrap_or(i64::MAX)
                     .saturating_mul(1_000),
             );
+        if ctx.has_requests {
+            self.unsettled += unsettled(order);
+        }
         if let Some(narrative) =
             told_pending_too_long(order, ctx, bound_us, &mut self.longest_told_us)
         {
@@ -250,6 +278,24 @@ impl PerOrder for BoundedPendingAge {
             self.too_long,
             self.told_too_long
         );
+        if self.unsettled > 0 && ctx.interrupted_at_us.is_none() {
+            let unseen = format!(
+                "{} customers who gave up got no definite answer after the drain either (not asked again, or the poll timed out or failed)",
+                self.unsettled
+            );
+            self.verdict.summary.push_str(&format!("; {unseen}"));
+            if !ctx.order_rows {
+                // Black-box: the polls are the only account of those orders.
+                self.verdict.unknown_unless_failed(format!(
+                    "{unseen}, and the system's records cannot be read: whether those orders still pend is not known"
+                ));
+            }
+        }
+        if !ctx.has_requests {
+            self.verdict.unknown_unless_failed(
+                "no client history with each customer's polls: only the system's own transitions were measured, and they are claims".to_string(),
+            );
+        }
         if self.unmeasured > 0 {
             let shifted: Vec<String> = ["a", "b"]
                 .iter()

@@ -1,7 +1,9 @@
 //! **client-agrees**: what each customer was told matches the durable records. Told
 //! confirmed ⇒ durably confirmed with the amount charged; told failed ⇒ nothing charged and
 //! durably failed_safely; told rejected (every request shed) or dropped ⇒ no order, no charge.
-//! Customers who got no definite answer (`unknown`, Jepsen's `:info`) may see any outcome.
+//! Customers who got no definite answer (`unknown`, Jepsen's `:info`) may see any outcome,
+//! unless the run's poll after the drain told them one: then that answer is what they were
+//! told.
 
 use super::{Context, PerOrder, at, money};
 use crate::model::OrderEvidence;
@@ -14,6 +16,8 @@ pub const STATEMENT: &str = "client saw confirmed => durably confirmed and charg
 pub struct ClientAgrees {
     verdict: Verdict,
     by_outcome: [u64; 5],
+    /// Customers who gave up and learned the outcome from the run's poll after the drain.
+    settled_by_final_poll: u64,
 }
 
 impl Default for ClientAgrees {
@@ -21,6 +25,7 @@ impl Default for ClientAgrees {
         Self {
             verdict: Verdict::new(NAME, STATEMENT),
             by_outcome: [0; 5],
+            settled_by_final_poll: 0,
         }
     }
 }
@@ -31,18 +36,20 @@ impl PerOrder for ClientAgrees {
     fn observe(&mut self, order: &OrderEvidence, ctx: &Context) {
         for arrival in &order.arrivals {
             self.verdict.checked += 1;
-            if let Some(i) = OUTCOMES.iter().position(|o| arrival.outcome == *o) {
+            // What the customer was told in the end: a customer that gave up is told by
+            // the run's poll after the drain.
+            let (outcome, told) = order.told(arrival);
+            if arrival.outcome != outcome {
+                self.settled_by_final_poll += 1;
+            }
+            if let Some(i) = OUTCOMES.iter().position(|o| outcome == *o) {
                 self.by_outcome[i] += 1;
             }
-            let told = arrival
-                .finished_at_us
-                .or(arrival.sent_at_us)
-                .unwrap_or(arrival.intended_at_us);
             let durable = order.owner_row().map_or("no order", |o| o.status.as_str());
             let net = order.net_cents();
             if !ctx.order_rows {
                 // Black-box: the customer's word against the provider's ledger alone.
-                let problem = match arrival.outcome.as_str() {
+                let problem = match outcome {
                     "confirmed" => match ctx.cart_amount(order) {
                         Some(amount) if net != amount => Some(format!(
                             "client told confirmed at {}; net charged {} for a cart of {}",
@@ -58,7 +65,7 @@ impl PerOrder for ClientAgrees {
                     },
                     "failed" | "rejected" | "dropped" if net != 0 => Some(format!(
                         "client told {} at {}; {} is charged",
-                        arrival.outcome,
+                        outcome,
                         at(told),
                         money(net)
                     )),
@@ -70,9 +77,11 @@ impl PerOrder for ClientAgrees {
                 }
                 continue;
             }
-            let problem = match arrival.outcome.as_str() {
+            let problem = match outcome {
                 "confirmed" => {
-                    let amount = order.owner_row().map_or(0, |o| i128::from(o.amount_cents));
+                    let amount = ctx.profile_price(order).unwrap_or_else(|| {
+                        order.owner_row().map_or(0, |o| i128::from(o.amount_cents))
+                    });
                     if durable != "order_confirmed" {
                         Some(format!(
                             "client told confirmed at {}; durable says {durable}",
@@ -109,7 +118,7 @@ impl PerOrder for ClientAgrees {
                     if !order.orders.is_empty() || !order.charges.is_empty() {
                         Some(format!(
                             "client was {} at {} yet there is {durable} and {} charged",
-                            if arrival.outcome == "rejected" {
+                            if outcome == "rejected" {
                                 "rejected"
                             } else {
                                 "never sent"
@@ -140,7 +149,10 @@ impl PerOrder for ClientAgrees {
             .map(|(o, n)| format!("{o} {n}"))
             .collect::<Vec<_>>()
             .join(", ");
-        self.verdict.summary = format!("client-seen outcomes: {counts}");
+        self.verdict.summary = format!(
+            "client-seen outcomes: {counts} ({} settled by the poll after the drain)",
+            self.settled_by_final_poll
+        );
         self.verdict
     }
 }

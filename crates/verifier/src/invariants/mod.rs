@@ -59,6 +59,9 @@ pub struct Context {
     /// The system's own order records were read (false in black-box mode: a system whose
     /// stores the rig cannot read is judged from the witnesses alone).
     pub order_rows: bool,
+    /// Both regions' stores were read: each order's owner is the region its id maps to
+    /// ([`evidence::owner_of`]), whatever its row names.
+    pub owners_by_id: bool,
     /// The provider-call limit and the retry budget in `params` are the system's (the rig
     /// configured them, the system recorded them, or the user gave them); false in
     /// black-box mode without them.
@@ -163,8 +166,19 @@ impl Context {
 pub fn sources(invariant: &str) -> (&'static [&'static str], &'static [&'static str]) {
     match invariant {
         no_duplicate_charge::NAME => (&["provider ledger"], &[]),
-        money_conservation::NAME => (&["provider ledger"], &["order rows"]),
-        client_agrees::NAME => (&["client history", "provider ledger"], &["order rows"]),
+        money_conservation::NAME => (
+            &["provider ledger", "client carts", "run profile (prices)"],
+            &["order rows"],
+        ),
+        client_agrees::NAME => (
+            &[
+                "client history",
+                "provider ledger",
+                "client carts",
+                "run profile (prices)",
+            ],
+            &["order rows"],
+        ),
         single_final_outcome::NAME => (
             &["client answer sequences"],
             &["order rows", "order transitions"],
@@ -198,15 +212,32 @@ pub fn sources(invariant: &str) -> (&'static [&'static str], &'static [&'static 
 }
 
 impl Context {
-    /// What `order`'s cart costs at the profile's prices, if its customer's cart and every
-    /// price are known.
+    /// The region that owns `order`, when that is known from its id (both regions' stores
+    /// read); else the owner its row names, if any.
+    pub fn owner<'a>(&self, order: &'a OrderEvidence) -> Option<&'a str> {
+        if self.owners_by_id {
+            return Some(evidence::owner_of(&order.order_id).as_str());
+        }
+        order.owner_row().map(|o| o.owner_region.as_str())
+    }
+
+    /// What `order` should cost when its system sells at the run's profile prices (the rig
+    /// configured it: the bounds come from the profile), if its cart and prices are known.
+    pub fn profile_price(&self, order: &OrderEvidence) -> Option<i128> {
+        self.bounds_from_profile
+            .then(|| self.cart_amount(order))
+            .flatten()
+    }
+
+    /// What `order`'s cart costs at the profile's prices, if its customer's whole cart and
+    /// every price are known.
     pub fn cart_amount(&self, order: &OrderEvidence) -> Option<i128> {
-        let cart = order.arrivals.iter().find_map(|a| a.cart.as_deref())?;
-        let lines: Vec<serde_json::Value> = serde_json::from_str(cart).ok()?;
+        if order.cart_read != crate::model::CartRead::Read || self.prices.is_empty() {
+            return None;
+        }
         let mut total: i128 = 0;
-        for line in lines {
-            let price = self.prices.get(line["sku"].as_str()?)?;
-            total += i128::from(*price) * i128::from(line["qty"].as_i64()?);
+        for (sku, qty) in &order.cart {
+            total += i128::from(*self.prices.get(sku.as_str())?) * i128::from(*qty);
         }
         Some(total)
     }

@@ -1,6 +1,11 @@
 //! **money-conservation**: confirmed ⇒ net charged = the order's amount; failed_safely ⇒ net
 //! 0; still pending ⇒ 0 or the amount; no money taken without an order. Sums are i128.
 //!
+//! The amount is the customer's cart at the profile's prices wherever both are known (the
+//! witnesses); the amount in the order row is a claim, and one that differs from the cart's
+//! price is a violation showing both (a pricing bug charges the wrong amount consistently,
+//! so the ledger alone would agree with the row).
+//!
 //! Every operator decision (a transition with actor `operator`, from a manual repair) is
 //! checked against the provider's ledger by itself: confirming needs an authorized charge of
 //! the order's amount, failing needs nothing left charged. A contradicted decision is the
@@ -37,7 +42,8 @@ impl MoneyConservation {
     /// Black-box: what the customer was told, at the price of the cart it sent.
     fn judge_by_the_customer(&mut self, order: &OrderEvidence, net: i128, ctx: &Context) {
         self.verdict.checked += 1;
-        let told = |outcome: &str| order.arrivals.iter().any(|a| a.outcome == outcome);
+        // What each customer was told in the end, the poll after the drain included.
+        let told = |outcome: &str| order.arrivals.iter().any(|a| order.told(a).0 == outcome);
         let amount = ctx.cart_amount(order);
         let problem = if told("confirmed") {
             self.confirmed_amounts += amount.unwrap_or(net);
@@ -128,7 +134,20 @@ impl PerOrder for MoneyConservation {
             return;
         };
         self.verdict.checked += 1;
-        let amount = i128::from(row.amount_cents);
+        // The amount is the customer's cart at the profile's prices where both are known
+        // (the witnesses); the order row's amount is a claim checked against it. A system
+        // the rig did not configure (no profile bounds) may sell at prices of its own.
+        let recorded = i128::from(row.amount_cents);
+        let priced = ctx.profile_price(order);
+        let amount = priced.unwrap_or(recorded);
+        let mispriced = priced.filter(|p| *p != recorded).map(|priced| {
+            format!(
+                "the order row says {} but the customer's cart costs {} at the profile's prices (net charged {})",
+                money(recorded),
+                money(priced),
+                money(net)
+            )
+        });
         let operator = self.operator_contradicted(order, amount, net);
         let problem = match row.status.as_str() {
             "order_confirmed" => {
@@ -151,7 +170,7 @@ impl PerOrder for MoneyConservation {
                 )
             }),
         };
-        let problem = operator.or(problem);
+        let problem = operator.or(mispriced).or(problem);
         if let Some(narrative) = problem {
             self.verdict
                 .violate(ctx.max_dossiers, || ctx.dossier(order, narrative));

@@ -6,7 +6,9 @@
 //! an order counts when its customer was told confirmed or its owner's row says so; its
 //! owner region is a pure function of its id). The claims: the system's reservations and
 //! its `reserved` counters (aggregated in SQL, a few rows per sku), which must agree with
-//! each other and with the stock, and its recorded initial stock.
+//! each other and with the stock; the units its reservations commit, which must be the
+//! units in the confirmed carts of the orders whose rows it holds; its inventory's stock
+//! and its recorded initial stock, which must be the profile's.
 
 use std::collections::BTreeMap;
 
@@ -17,7 +19,7 @@ use sqlx::Row;
 
 use super::Context;
 use crate::VerifyError;
-use crate::model::{OrderEvidence, StoreTag};
+use crate::model::{CartRead, OrderEvidence, StoreTag};
 use crate::report::{Dossier, Verdict};
 
 /// The region name of pooled sales (black-box mode).
@@ -36,14 +38,6 @@ struct Sku {
     committed: i64,
 }
 
-/// One line of a customer's cart as the rig writes it.
-#[derive(serde::Deserialize)]
-struct CartLine<'a> {
-    #[serde(borrow)]
-    sku: std::borrow::Cow<'a, str>,
-    qty: i64,
-}
-
 /// What customers bought, from the client history: units per (owner region, sku) over the
 /// confirmed orders.
 #[derive(Debug, Default)]
@@ -55,6 +49,23 @@ pub struct Sales {
     /// Confirmed orders whose customer sent no cart the history kept.
     without_cart: u64,
     unreadable: u64,
+    /// Confirmed orders whose cart had lines without a sku or qty (skipped).
+    partial: u64,
+    /// The same units per store that holds the order's row: what that store's reservations
+    /// must have committed.
+    by_store: BTreeMap<StoreTag, BTreeMap<String, i128>>,
+}
+
+/// Adds `order`'s cart to units per sku.
+fn add(skus: &mut BTreeMap<String, i128>, order: &OrderEvidence) {
+    for (sku, qty) in &order.cart {
+        match skus.get_mut(sku.as_str()) {
+            Some(units) => *units += i128::from(*qty),
+            None => {
+                skus.insert(sku.to_string(), i128::from(*qty));
+            }
+        }
+    }
 }
 
 impl Sales {
@@ -66,7 +77,7 @@ impl Sales {
         single_region: Option<&'static str>,
         pooled: bool,
     ) {
-        let told_confirmed = order.arrivals.iter().any(|a| a.outcome == "confirmed");
+        let told_confirmed = order.told_confirmed();
         let recorded_confirmed = order
             .owner_row()
             .is_some_and(|o| o.status == "order_confirmed");
@@ -74,48 +85,40 @@ impl Sales {
             return;
         }
         self.confirmed += 1;
-        let Some(cart) = order.arrivals.iter().find_map(|a| a.cart.as_deref()) else {
-            self.without_cart += 1;
-            return;
-        };
+        match order.cart_read {
+            CartRead::Missing => {
+                self.without_cart += 1;
+                return;
+            }
+            CartRead::Unreadable => {
+                self.unreadable += 1;
+                return;
+            }
+            CartRead::Partial => self.partial += 1,
+            CartRead::Read => {}
+        }
         let region = match single_region {
             _ if pooled => POOLED,
             Some(region) => region,
             None => evidence::owner_of(&order.order_id).as_str(),
         };
-        let skus = self.units.entry(region).or_default();
-        let mut count = |sku: &str, qty: i64| match skus.get_mut(sku) {
-            Some(units) => *units += i128::from(qty),
-            None => {
-                skus.insert(sku.to_string(), i128::from(qty));
-            }
-        };
-        // The rig writes every cart as lines of a string sku and an integer qty: read as
-        // such, borrowing the text. Anything else is read loosely, a line without both
-        // skipped.
-        if let Ok(lines) = serde_json::from_str::<Vec<CartLine<'_>>>(cart) {
-            for line in &lines {
-                count(&line.sku, line.qty);
-            }
-            return;
-        }
-        let Ok(lines) = serde_json::from_str::<Vec<serde_json::Value>>(cart) else {
-            self.unreadable += 1;
-            return;
-        };
-        for line in lines {
-            if let (Some(sku), Some(qty)) = (line["sku"].as_str(), line["qty"].as_i64()) {
-                count(sku, qty);
-            }
+        add(self.units.entry(region).or_default(), order);
+        if let Some(row) = order.owner_row() {
+            add(self.by_store.entry(row.store).or_default(), order);
         }
     }
 
-    /// Judges the carts against the initial stock the bounds hold, into `verdict`.
-    pub fn judge(self, ctx: &Context, verdict: &mut Verdict) {
+    /// Judges the carts against the initial stock the bounds hold, and the system's
+    /// reservations (`claims`) against the carts, into `verdict`.
+    pub fn judge(self, ctx: &Context, claims: &Reservations, verdict: &mut Verdict) {
+        claims.check_stock(ctx, verdict);
         if !ctx.has_history {
             verdict
                 .summary
                 .push_str("; customers' carts not judged (no client history)");
+            verdict.unknown_unless_failed(
+                "no client history: what customers bought was not witnessed, and the system's reservations and counters are only claims".to_string(),
+            );
             return;
         }
         let mut sold: i128 = 0;
@@ -148,22 +151,98 @@ impl Sales {
                 });
             }
         }
+        if self.without_cart + self.unreadable + self.partial == 0 {
+            self.cross_check(ctx, claims, verdict);
+        }
         verdict.summary.push_str(&format!(
             "; customers' carts: {sold} units in {} confirmed orders ({})",
             self.confirmed,
             ctx.bounds_source()
         ));
         if self.without_cart + self.unreadable > 0 {
-            verdict.summary.push_str(&format!(
-                "; {} confirmed orders without a readable cart",
+            let unseen = format!(
+                "{} confirmed orders without a readable cart in the client history",
                 self.without_cart + self.unreadable
+            );
+            verdict.summary.push_str(&format!("; {unseen}"));
+            verdict.unknown_unless_failed(format!(
+                "{unseen}: their units were not counted against the stock"
             ));
         }
     }
 }
 
-pub async fn check(regions: &[(StoreTag, Db)], ctx: &Context) -> Result<Verdict, VerifyError> {
+impl Sales {
+    /// The claims against the witnesses, per store x sku: the units a region's reservations
+    /// commit must be the units in the carts of the confirmed orders whose row it holds. A
+    /// lost or invented sale with the counters kept consistent shows here.
+    fn cross_check(&self, ctx: &Context, claims: &Reservations, verdict: &mut Verdict) {
+        let none = BTreeMap::new();
+        for (store, skus) in &claims.committed {
+            let bought = self.by_store.get(store).unwrap_or(&none);
+            let names: std::collections::BTreeSet<&String> =
+                skus.keys().chain(bought.keys()).collect();
+            for sku in names {
+                let committed = skus.get(sku).map_or(0, |s| s.committed);
+                let carts = bought.get(sku).copied().unwrap_or(0);
+                if i128::from(committed) != carts {
+                    verdict.violate(ctx.max_dossiers, || Dossier {
+                        order_id: None,
+                        narrative: format!(
+                            "{store}'s reservations commit {committed} units of sku {sku}, but the confirmed customers' carts of its orders hold {carts}"
+                        ),
+                        rows: json!({"store": store, "sku": sku, "committed_reservations": committed, "units_in_confirmed_carts": carts.to_string()}),
+                        fault_windows: Vec::new(),
+                        timeline: None,
+                    });
+                }
+            }
+        }
+    }
+}
+
+impl Reservations {
+    /// Each region's inventory holds the stock the run's profile asked for (when the bounds
+    /// are the profile's).
+    fn check_stock(&self, ctx: &Context, verdict: &mut Verdict) {
+        if !ctx.bounds_from_profile {
+            return;
+        }
+        for (store, skus) in &self.committed {
+            for (sku, claim) in skus {
+                let Some(asked) = ctx.params.initial_stock.get(sku) else {
+                    continue;
+                };
+                if claim.stock != *asked {
+                    verdict.violate(ctx.max_dossiers, || Dossier {
+                        order_id: None,
+                        narrative: format!(
+                            "{store}'s inventory holds a stock of {} for sku {sku}; the run asked for {asked}",
+                            claim.stock
+                        ),
+                        rows: json!({"store": store, "sku": sku, "inventory_stock": claim.stock, "asked": asked}),
+                        fault_windows: Vec::new(),
+                        timeline: None,
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// What each region's inventory and reservations claim, per sku, for the cross-check
+/// against the carts ([`Sales::judge`]).
+#[derive(Debug, Default)]
+pub struct Reservations {
+    committed: BTreeMap<StoreTag, BTreeMap<String, Sku>>,
+}
+
+pub async fn check(
+    regions: &[(StoreTag, Db)],
+    ctx: &Context,
+) -> Result<(Verdict, Reservations), VerifyError> {
     let mut verdict = Verdict::new(NAME, STATEMENT);
+    let mut claims = Reservations::default();
     ctx.check_claims(|name| name.starts_with("stock."), &mut verdict);
     let mut sold: i128 = 0;
     for (store, db) in regions {
@@ -238,7 +317,8 @@ pub async fn check(regions: &[(StoreTag, Db)], ctx: &Context) -> Result<Verdict,
                 });
             }
         }
+        claims.committed.insert(*store, skus);
     }
     verdict.summary = format!("{} region x sku lines; {sold} units sold", verdict.checked);
-    Ok(verdict)
+    Ok((verdict, claims))
 }

@@ -5,7 +5,11 @@
 //!    a duplicate, like a deduplicating consumer);
 //! 2. an order its customer was told failed, or was only ever shed, gets no confirmation;
 //! 3. each confirmation reaches the sink within the event-age bound of the customer being
-//!    told confirmed, so a backed-up relay shows.
+//!    told confirmed, so a backed-up relay shows;
+//! 4. an event id belongs to one order: a confirmation whose id the sink had accepted for
+//!    another order is one a deduplicating consumer drops;
+//! 5. with both regions' stores read, a confirmation comes through the owner region's
+//!    proxy (the sink attributes each delivery by its listener): only the owner decides.
 //!
 //! Where no client answer is final, the owner region's order row decides what is expected.
 //! The system's own outbox and consumer tables are claims, cross-checked: a confirmed order
@@ -110,6 +114,37 @@ impl OutboxEffectivelyOnce {
     /// The witness: the sink's deliveries against what the customer was told. Returns the
     /// problem, if any.
     fn judge_sink(&mut self, order: &OrderEvidence, ctx: &Context) -> Option<String> {
+        // An event id the sink had already accepted for another order (ids reused across
+        // orders, say a counter that restarts): a consumer deduplicating by id drops it, so
+        // it confirms nothing for this order.
+        if let Some(d) = order.deliveries.iter().find(|d| {
+            d.event_type == CONFIRMED
+                && d.outcome == "duplicate"
+                && !order
+                    .deliveries
+                    .iter()
+                    .any(|a| a.event_id == d.event_id && a.outcome == "accepted")
+        }) {
+            return Some(format!(
+                "its confirmation {} reached the sink at {} as a duplicate of an event id first delivered for another order: a consumer that deduplicates by event id drops it",
+                d.event_id,
+                super::at(d.received_at_us)
+            ));
+        }
+        // Only the owner decides, so only its relay may announce the decision.
+        if ctx.owners_by_id
+            && let Some(owner) = ctx.owner(order)
+            && let Some(d) = order.deliveries.iter().find(|d| {
+                d.event_type == CONFIRMED && d.caller.as_ref().is_some_and(|c| *c != owner)
+            })
+        {
+            return Some(format!(
+                "its confirmation {} reached the sink at {} from region {}'s relay, but the order belongs to region {owner} (only the owner decides)",
+                d.event_id,
+                super::at(d.received_at_us),
+                d.caller.as_ref().map_or("?", |c| c.as_str())
+            ));
+        }
         // The distinct confirmation event ids, as a set only when there are several (nearly
         // always there is one or none).
         let confirmation_ids = || {

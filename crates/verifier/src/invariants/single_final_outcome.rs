@@ -35,15 +35,33 @@ impl Default for SingleFinalOutcome {
 
 /// The first answer that moves a customer's order backward, judged causally: a request is
 /// compared with the answers its customer had already received when it was sent (answers
-/// to requests in flight together may cross).
+/// to requests in flight together may cross, but only from pending to a final). Two
+/// different finals are wrong whatever their timing: an order has one outcome.
 fn answers_regress(requests: &[RequestRow]) -> Option<String> {
+    let told = |r: &RequestRow| format!("{} at {}", r.answer, super::at(r.finished_at_us));
+    let final_answer = |answer: &str| requests.iter().find(|r| r.answer == answer);
+    if let (Some(confirmed), Some(failed)) = (final_answer("confirmed"), final_answer("failed")) {
+        let (first, second) = if confirmed.finished_at_us <= failed.finished_at_us {
+            (confirmed, failed)
+        } else {
+            (failed, confirmed)
+        };
+        return Some(format!(
+            "the customer was told {} ({} request {}) and {} ({} request {}): an order has one outcome",
+            told(first),
+            first.kind,
+            first.seq,
+            told(second),
+            second.kind,
+            second.seq
+        ));
+    }
     let shows_order = |a: &str| matches!(a, "confirmed" | "failed" | "pending");
     for later in requests {
         for earlier in requests
             .iter()
             .filter(|e| e.arrival_id == later.arrival_id && e.finished_at_us <= later.sent_at_us)
         {
-            let told = |r: &RequestRow| format!("{} at {}", r.answer, super::at(r.finished_at_us));
             let regress = match (earlier.answer.as_str(), later.answer.as_str()) {
                 ("confirmed", "pending" | "failed") | ("failed", "pending" | "confirmed") => true,
                 (e, _)
@@ -172,10 +190,15 @@ impl PerOrder for SingleFinalOutcome {
                             count
                         ));
                     }
-                    if store_region(store) != Some(row.owner_region.as_str()) {
+                    let owner = ctx.owner(order).unwrap_or(row.owner_region.as_str());
+                    if row.owner_region != owner {
                         problems.push(format!(
-                            "{store} wrote an order owned by region {} (only the owner may)",
+                            "{store}'s order row names region {} its owner, but the order id belongs to region {owner}",
                             row.owner_region
+                        ));
+                    } else if store_region(store) != Some(owner) {
+                        problems.push(format!(
+                            "{store} wrote an order owned by region {owner} (only the owner may)"
                         ));
                     }
                 }
@@ -183,10 +206,7 @@ impl PerOrder for SingleFinalOutcome {
             for t in rows()
                 .filter(|t| matches!(t.to_state.as_str(), "order_confirmed" | "failed_safely"))
             {
-                let owner = order
-                    .owner_row()
-                    .map(|o| o.owner_region.as_str())
-                    .unwrap_or("?");
+                let owner = ctx.owner(order).unwrap_or("?");
                 if t.region != owner {
                     problems.push(format!(
                         "region {} decided {} at {} but the owner is region {owner}",
@@ -212,6 +232,9 @@ impl PerOrder for SingleFinalOutcome {
         let answers = if ctx.has_requests {
             format!("{} client answers in order", self.answers)
         } else {
+            self.verdict.unknown_unless_failed(
+                "no client history with each customer's answers: only the system's own rows were replayed, and they are claims".to_string(),
+            );
             "client answer sequences not judged (no client history with order ids)".to_string()
         };
         self.verdict.summary = format!(
